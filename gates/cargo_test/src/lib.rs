@@ -1,0 +1,264 @@
+//! The `cargo_test` gate: runs the version's test suite and reads what libtest or cargo-nextest printed.
+
+use sando_gate_sdk::host::{self, SpawnRequest};
+use sando_gate_sdk::outcome::{common_end, unclassified};
+use sando_gate_sdk::text::{plain, secs_from_ms};
+use sando_gate_sdk::types::{CargoTestFailure, TestsPassed};
+use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput};
+
+struct Component;
+
+impl sando_gate_sdk::Classifier for Component {
+    fn kind() -> GateKind {
+        GateKind::CargoTest
+    }
+
+    fn classify(kind: GateKind, output: RawOutput) -> GateStatus {
+        if kind != GateKind::CargoTest {
+            return unclassified();
+        }
+        classify(&output)
+    }
+}
+
+impl sando_gate_sdk::Runner for Component {
+    /// Parameters: `program` (default `cargo`), `args` (space-separated,
+    /// default `test`), `timeout_s` (default none).
+    fn run() -> GateStatus {
+        let context = host::context();
+        let program = sando_gate_sdk::param(&context, "program")
+            .unwrap_or("cargo")
+            .to_owned();
+        let args = sando_gate_sdk::param(&context, "args").unwrap_or("test");
+        let timeout =
+            sando_gate_sdk::param(&context, "timeout_s").and_then(|s| s.parse::<u64>().ok());
+        let output = host::spawn(&SpawnRequest {
+            program,
+            args: args.split_whitespace().map(str::to_owned).collect(),
+            env: Vec::new(),
+            stop_after_ms: timeout.map(|s| s * 1000),
+        });
+        classify(&output)
+    }
+}
+
+sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
+
+/// What the test run's output says. Pure; also compiled natively for the
+/// benchmark that compares it with the component.
+pub fn classify(output: &RawOutput) -> GateStatus {
+    if let Some(status) = common_end(GateKind::CargoTest, output) {
+        return status;
+    }
+    let stdout = plain(&output.stdout);
+    let stderr = plain(&output.stderr);
+    let report = Report::read(stdout.lines().chain(stderr.lines()));
+    let exited_ok = output.end == ProcessEnd::Exited(0);
+
+    if let Some(nextest) = report.nextest {
+        return if nextest.failed == 0 && exited_ok {
+            passed(nextest.passed, output)
+        } else if nextest.failed > 0 {
+            failed(nextest.failed, report.first_failed)
+        } else {
+            unclassified()
+        };
+    }
+    if report.results > 0 {
+        let failed_count = report.failed + report.crashed;
+        return match (failed_count, exited_ok) {
+            (0, true) => passed(report.passed, output),
+            (0, false) if report.compile_error => failed(0, None),
+            (0, false) => unclassified(),
+            (n, _) => failed(n, report.first_failed.or(report.unfinished)),
+        };
+    }
+    if report.crashed > 0 && !exited_ok {
+        return failed(report.crashed, report.unfinished);
+    }
+    if report.compile_error && !exited_ok {
+        return failed(0, None);
+    }
+    unclassified()
+}
+
+fn passed(count: u32, output: &RawOutput) -> GateStatus {
+    GateStatus::Passed(PassNote::TestsPassed(TestsPassed {
+        count,
+        duration_s: secs_from_ms(output.duration_ms),
+    }))
+}
+
+fn failed(failed_count: u32, first_failed: Option<String>) -> GateStatus {
+    GateStatus::Failed(GateFailure::CargoTest(CargoTestFailure {
+        failed_count,
+        first_failed,
+    }))
+}
+
+#[derive(Default)]
+struct Nextest {
+    passed: u32,
+    failed: u32,
+}
+
+/// What one pass over the output found.
+#[derive(Default)]
+struct Report {
+    /// Number of libtest `test result:` lines.
+    results: u32,
+    passed: u32,
+    failed: u32,
+    /// Test binaries that died (cargo: "process didn't exit successfully … signal").
+    crashed: u32,
+    first_failed: Option<String>,
+    /// A test that started and never reported a result (single-threaded runs
+    /// print the name first), the best name for a crashed binary.
+    unfinished: Option<String>,
+    compile_error: bool,
+    nextest: Option<Nextest>,
+}
+
+impl Report {
+    fn read<'a>(lines: impl Iterator<Item = &'a str>) -> Report {
+        let mut report = Report::default();
+        let mut in_failure_list = false;
+        for line in lines {
+            let trimmed = line.trim();
+            if in_failure_list {
+                if line.starts_with("    ") && !trimmed.is_empty() {
+                    if report.first_failed.is_none() {
+                        report.first_failed = Some(trimmed.to_owned());
+                    }
+                    continue;
+                }
+                in_failure_list = false;
+            }
+            if let Some(rest) = trimmed.strip_prefix("test result: ") {
+                report.results += 1;
+                report.passed += count_before(rest, " passed");
+                report.failed += count_before(rest, " failed");
+            } else if trimmed == "failures:" {
+                in_failure_list = true;
+            } else if let Some(rest) = trimmed.strip_prefix("test ") {
+                // `test name ... ok` / `... FAILED` / `... ignored`; a bare
+                // `test name ... ` is a test still running when output stopped.
+                if let Some(name) = rest.strip_suffix(" ...") {
+                    report.unfinished = Some(name.to_owned());
+                } else if let Some((name, _)) = rest.split_once(" ... ") {
+                    if report.unfinished.as_deref() == Some(name) {
+                        report.unfinished = None;
+                    }
+                }
+            } else if trimmed.starts_with("process didn't exit successfully")
+                && trimmed.contains("(signal: ")
+            {
+                report.crashed += 1;
+            } else if trimmed.starts_with("error: could not compile")
+                || trimmed.starts_with("error[E")
+            {
+                report.compile_error = true;
+            } else if let Some(rest) = nextest_summary(trimmed) {
+                report.nextest = Some(Nextest {
+                    passed: count_before(rest, " passed"),
+                    failed: count_before(rest, " failed"),
+                });
+            } else if let Some(name) = nextest_failure(trimmed) {
+                if report.first_failed.is_none() {
+                    report.first_failed = Some(name.to_owned());
+                }
+            }
+        }
+        report
+    }
+}
+
+/// `Summary [   0.006s] 7 tests run: 5 passed, 2 failed, 0 skipped` → the part after `run:`.
+fn nextest_summary(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("Summary [")?;
+    let (_, rest) = rest.split_once(']')?;
+    let (_, counts) = rest.split_once(" run: ")?;
+    Some(counts)
+}
+
+/// `FAIL [   0.004s] ( 2/10) crate::bin tests::name` → `tests::name`.
+fn nextest_failure(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("FAIL [")?;
+    let (_, rest) = rest.split_once(']')?;
+    rest.split_whitespace().last()
+}
+
+/// The number right before `label` in `3 passed; 1 failed; …` or `3 passed, 1 failed`.
+fn count_before(text: &str, label: &str) -> u32 {
+    let Some(at) = text.find(label) else { return 0 };
+    let digits: String = text[..at]
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32, stdout: &str) -> RawOutput {
+        RawOutput {
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+            end: ProcessEnd::Exited(code),
+            duration_ms: Some(1400),
+        }
+    }
+
+    #[test]
+    fn counts_libtest_results() {
+        let out = exited(
+            0,
+            "running 2 tests\ntest a ... ok\ntest b ... ok\n\ntest result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n",
+        );
+        assert!(matches!(
+            classify(&out),
+            GateStatus::Passed(PassNote::TestsPassed(TestsPassed {
+                count: 3,
+                duration_s: 1
+            }))
+        ));
+    }
+
+    #[test]
+    fn names_the_first_failure() {
+        let out = exited(
+            101,
+            "failures:\n\n---- b stdout ----\nboom\n\nfailures:\n    b\n    c\n\ntest result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n",
+        );
+        match classify(&out) {
+            GateStatus::Failed(GateFailure::CargoTest(f)) => {
+                assert_eq!(f.failed_count, 2);
+                assert_eq!(f.first_failed.as_deref(), Some("b"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn success_without_results_is_not_a_pass() {
+        assert!(matches!(
+            classify(&exited(0, "hello\n")),
+            GateStatus::Failed(GateFailure::Unclassified)
+        ));
+    }
+
+    #[test]
+    fn counts_before_labels() {
+        assert_eq!(
+            count_before("5 passed, 12 failed, 0 skipped", " failed"),
+            12
+        );
+        assert_eq!(count_before("nothing", " failed"), 0);
+    }
+}

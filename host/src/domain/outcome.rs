@@ -1,0 +1,385 @@
+//! `GateStatus` and `GateOutcome`: what a gate concluded, typed from the component to the screen.
+//!
+//! The JSON form is BRIEF.md contract 1: two layers tagged by `kind`, snake_case.
+//! `Display` gives the one-line summary operators read in the TUI and CLI.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{GateKind, ParseError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GateStatus {
+    Passed {
+        note: PassNote,
+    },
+    Failed {
+        failure: GateFailure,
+    },
+    /// The gate cannot run or decide yet: a precondition, not a defect.
+    Blocked {
+        blocker: GateBlocker,
+    },
+}
+
+impl GateStatus {
+    /// The denormalised `status` column and the API's `status` field.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GateStatus::Passed { .. } => "passed",
+            GateStatus::Failed { .. } => "failed",
+            GateStatus::Blocked { .. } => "blocked",
+        }
+    }
+
+    pub fn failed(failure: GateFailure) -> Self {
+        GateStatus::Failed { failure }
+    }
+
+    pub fn unclassified() -> Self {
+        GateStatus::Failed {
+            failure: GateFailure::Unclassified,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PassNote {
+    StayedUp {
+        duration_s: u32,
+    },
+    BurnInElapsed {
+        hours: u32,
+    },
+    /// `backup` is unknown (`null`) when only the migrate tool's output was classified.
+    Migrated {
+        backup: Option<i64>,
+        count: u32,
+    },
+    TestsPassed {
+        count: u32,
+        duration_s: u32,
+    },
+    OperatorConfirmed {
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GateBlocker {
+    BurnInClockNotStarted,
+    BurnInRemaining { hours: u32, total: u32 },
+    AwaitingOperatorConfirmation,
+    NoBackupAvailable,
+    ScratchDbUrlUnset,
+    ScratchDbUnreachable,
+    ArtifactMissing { version: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GateFailure {
+    CargoTest {
+        failed_count: u32,
+        first_failed: Option<String>,
+    },
+    /// Previously applied but missing from the version's migrations.
+    MigrationDrift {
+        migration: String,
+    },
+    /// Previously applied but its file has changed.
+    MigrationModified {
+        migration: String,
+    },
+    MigrationSqlError {
+        migration: String,
+        sqlstate: Option<String>,
+    },
+    /// Left partially applied by an earlier run.
+    MigrationDirty {
+        migration: String,
+    },
+    /// The design document calls this field `kind`, which the JSON tag
+    /// already uses; on the wire it is `reason`.
+    RestoreFailed {
+        reason: RestoreFailureKind,
+    },
+    BootPanic {
+        exit_code: Option<i32>,
+    },
+    BootExitedEarly {
+        exit_code: Option<i32>,
+    },
+    BootKilled {
+        signal: i32,
+    },
+    SpawnFailed {
+        os_error: i32,
+    },
+    Timeout {
+        gate: GateKind,
+        after_s: u32,
+    },
+    /// No classifier recognised the output; the outcome's `log_ref` says where to read it.
+    Unclassified,
+    /// The gate component itself misbehaved; produced by the host, never by a guest.
+    ComponentFault {
+        fault: ComponentFault,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreFailureKind {
+    BackupUnreadable,
+    RestoreCommandFailed,
+}
+
+/// How a component failed the host's sandbox or contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ComponentFault {
+    /// The guest trapped (panic, `unreachable`, out-of-bounds access).
+    Trap { message: String },
+    /// The CPU budget for one call ran out (an endless loop, or far too much work).
+    FuelExhausted { budget: u64 },
+    /// The guest tried to grow its memory past the cap.
+    MemoryExhausted { limit_bytes: u64 },
+    /// The component was built against another contract version.
+    ContractMismatch { expected: String, found: String },
+    /// A classifier called a runner capability, or a runner one it is not allowed.
+    CapabilityDenied { capability: String },
+    /// The component serves another gate kind than the one asked of it.
+    WrongGateKind { expected: GateKind, found: GateKind },
+    /// The file is not a loadable gate component.
+    Invalid { message: String },
+}
+
+impl fmt::Display for GateStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateStatus::Passed { note } => note.fmt(f),
+            GateStatus::Failed { failure } => failure.fmt(f),
+            GateStatus::Blocked { blocker } => blocker.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for PassNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PassNote::StayedUp { duration_s } => write!(f, "stayed up for {duration_s}s"),
+            PassNote::BurnInElapsed { hours } => write!(f, "burn-in done: {hours}h elapsed"),
+            PassNote::Migrated {
+                backup: Some(id),
+                count,
+            } => {
+                write!(f, "{count} migrations applied to backup {id}")
+            }
+            PassNote::Migrated {
+                backup: None,
+                count,
+            } => write!(f, "{count} migrations applied"),
+            PassNote::TestsPassed { count, duration_s } => {
+                write!(f, "{count} tests passed in {duration_s}s")
+            }
+            PassNote::OperatorConfirmed { at } => {
+                write!(f, "confirmed at {}", at.format("%Y-%m-%d %H:%M:%S UTC"))
+            }
+        }
+    }
+}
+
+impl fmt::Display for GateBlocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateBlocker::BurnInClockNotStarted => {
+                f.write_str("burn-in: clock not started (not yet running on the previous tier)")
+            }
+            GateBlocker::BurnInRemaining { hours, total } => {
+                write!(f, "burn-in: {hours}h of {total}h left")
+            }
+            GateBlocker::AwaitingOperatorConfirmation => {
+                f.write_str("awaiting operator confirmation")
+            }
+            GateBlocker::NoBackupAvailable => f.write_str("no backup fetched yet"),
+            GateBlocker::ScratchDbUrlUnset => f.write_str("scratch database URL not configured"),
+            GateBlocker::ScratchDbUnreachable => f.write_str("scratch database unreachable"),
+            GateBlocker::ArtifactMissing { version } => {
+                write!(f, "no build artifact for version {version}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for GateFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateFailure::CargoTest {
+                failed_count,
+                first_failed: Some(first),
+            } => {
+                write!(f, "tests failed: {failed_count} (first: {first})")
+            }
+            GateFailure::CargoTest {
+                failed_count: 0,
+                first_failed: None,
+            } => f.write_str("tests failed: did not compile"),
+            GateFailure::CargoTest {
+                failed_count,
+                first_failed: None,
+            } => {
+                write!(f, "tests failed: {failed_count}")
+            }
+            GateFailure::MigrationDrift { migration } => {
+                write!(f, "migration {migration} was applied before but is missing")
+            }
+            GateFailure::MigrationModified { migration } => {
+                write!(f, "migration {migration} modified")
+            }
+            GateFailure::MigrationSqlError {
+                migration,
+                sqlstate: Some(state),
+            } => {
+                write!(f, "migration {migration} failed: SQL error {state}")
+            }
+            GateFailure::MigrationSqlError {
+                migration,
+                sqlstate: None,
+            } => {
+                write!(f, "migration {migration} failed: SQL error")
+            }
+            GateFailure::MigrationDirty { migration } => {
+                write!(f, "migration {migration} left partially applied")
+            }
+            GateFailure::RestoreFailed { reason } => write!(f, "backup restore failed: {reason}"),
+            GateFailure::BootPanic {
+                exit_code: Some(code),
+            } => {
+                write!(f, "panicked at boot (exit {code})")
+            }
+            GateFailure::BootPanic { exit_code: None } => f.write_str("panicked at boot (aborted)"),
+            GateFailure::BootExitedEarly {
+                exit_code: Some(code),
+            } => {
+                write!(f, "exited early (exit {code})")
+            }
+            GateFailure::BootExitedEarly { exit_code: None } => f.write_str("exited early"),
+            GateFailure::BootKilled { signal } => write!(f, "killed by signal {signal}"),
+            GateFailure::SpawnFailed { os_error } => {
+                write!(f, "could not start the process (os error {os_error})")
+            }
+            GateFailure::Timeout { gate, after_s } => {
+                write!(f, "{gate} timed out after {after_s}s")
+            }
+            GateFailure::Unclassified => f.write_str("unclassified failure: read the log"),
+            GateFailure::ComponentFault { fault } => write!(f, "gate component fault: {fault}"),
+        }
+    }
+}
+
+impl fmt::Display for RestoreFailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestoreFailureKind::BackupUnreadable => "backup unreadable",
+            RestoreFailureKind::RestoreCommandFailed => "restore command failed",
+        })
+    }
+}
+
+impl fmt::Display for ComponentFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentFault::Trap { message } => write!(f, "trapped: {message}"),
+            ComponentFault::FuelExhausted { budget } => {
+                write!(f, "ran out of its CPU budget ({budget} fuel)")
+            }
+            ComponentFault::MemoryExhausted { limit_bytes } => {
+                write!(
+                    f,
+                    "exceeded its memory cap ({} MiB)",
+                    limit_bytes / (1024 * 1024)
+                )
+            }
+            ComponentFault::ContractMismatch { expected, found } => {
+                write!(f, "built against contract {found}, host speaks {expected}")
+            }
+            ComponentFault::CapabilityDenied { capability } => {
+                write!(f, "called {capability}, which is not allowed here")
+            }
+            ComponentFault::WrongGateKind { expected, found } => {
+                write!(f, "serves {found}, not {expected}")
+            }
+            ComponentFault::Invalid { message } => write!(f, "invalid component: {message}"),
+        }
+    }
+}
+
+/// Where a run's full log lives: a relative path under the daemon's logs
+/// directory. Parsing refuses anything that could point outside it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LogRef(String);
+
+impl LogRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for LogRef {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let err = |reason: &str| ParseError::new("log ref", s, reason);
+        if s.is_empty() {
+            return Err(err("must not be empty"));
+        }
+        for part in s.split('/') {
+            if part.is_empty() || part == "." || part == ".." {
+                return Err(err(
+                    "must be a relative path without empty, `.` or `..` parts",
+                ));
+            }
+            if let Some(bad) = part
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+')))
+            {
+                return Err(err(&format!("{bad:?} is not allowed in a log path")));
+            }
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for LogRef {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        s.parse()
+    }
+}
+
+impl From<LogRef> for String {
+    fn from(v: LogRef) -> String {
+        v.0
+    }
+}
+
+impl fmt::Display for LogRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A finished gate's result: the typed status and a pointer to its full log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateOutcome {
+    pub status: GateStatus,
+    pub log_ref: Option<LogRef>,
+}

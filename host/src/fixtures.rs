@@ -1,0 +1,200 @@
+//! Fixture cases (BRIEF.md contract 3): `fixtures/<gate_kind>/<case>/` with
+//! `stdout`, `stderr`, `case.toml` and `expected.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::{GateKind, GateStatus, ProcessEnd, RawOutput};
+
+/// A problem with one case's files; the message names the file (and, for
+/// TOML and JSON, the line) so it can be fixed without guessing.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl FixtureError {
+    fn file(path: &Path, message: impl Into<String>) -> Self {
+        FixtureError::File {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `case.toml`, as written by the capture scripts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseToml {
+    /// What was run to capture the output; informational.
+    #[allow(dead_code)]
+    command: String,
+    #[allow(dead_code)]
+    cwd: Option<String>,
+    #[allow(dead_code)]
+    env: Option<BTreeMap<String, String>>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    spawn_error: Option<i32>,
+    still_running: Option<bool>,
+    duration_ms: Option<u64>,
+}
+
+/// One parsed case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// `<gate_kind>/<case>`, for reports.
+    pub name: String,
+    pub kind: GateKind,
+    pub output: RawOutput,
+    pub expected: GateStatus,
+}
+
+/// Every case directory (one holding a `case.toml`) below `root`, sorted.
+pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
+    if !root.is_dir() {
+        return Err(FixtureError::file(root, "not a directory"));
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        if dir.join("case.toml").is_file() {
+            found.push(dir);
+            continue;
+        }
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| FixtureError::file(&dir, e.to_string()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| FixtureError::file(&dir, e.to_string()))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The gate kind a case belongs to: the name of its parent directory.
+pub fn kind_of(case_dir: &Path) -> Result<GateKind, FixtureError> {
+    let parent = case_dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            FixtureError::file(case_dir, "a case must sit in a <gate_kind>/ directory")
+        })?;
+    parent.parse().map_err(|e: crate::domain::ParseError| {
+        FixtureError::file(
+            case_dir,
+            format!("parent directory is not a gate kind: {e}"),
+        )
+    })
+}
+
+impl Case {
+    pub fn load(dir: &Path) -> Result<Case, FixtureError> {
+        let kind = kind_of(dir)?;
+        let name = format!(
+            "{kind}/{}",
+            dir.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let toml_path = dir.join("case.toml");
+        let text = read_text(&toml_path)?;
+        let case: CaseToml = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+            FixtureError::At {
+                path: toml_path.clone(),
+                line,
+                column,
+                message: e.message().replace('\n', " "),
+            }
+        })?;
+        let end = process_end(&case).map_err(|m| FixtureError::file(&toml_path, m))?;
+        let expected_path = dir.join("expected.json");
+        let expected_text = read_text(&expected_path)?;
+        let expected: GateStatus =
+            serde_json::from_str(&expected_text).map_err(|e| FixtureError::At {
+                path: expected_path.clone(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?;
+        let output = RawOutput {
+            stdout: read_bytes(&dir.join("stdout"))?,
+            stderr: read_bytes(&dir.join("stderr"))?,
+            end,
+            duration_ms: case.duration_ms,
+        };
+        Ok(Case {
+            name,
+            kind,
+            output,
+            expected,
+        })
+    }
+}
+
+fn process_end(case: &CaseToml) -> Result<ProcessEnd, String> {
+    if case.still_running == Some(false) {
+        return Err("`still_running` may only be `true` (leave it out otherwise)".into());
+    }
+    let ends: Vec<(&str, ProcessEnd)> = [
+        case.exit_code.map(|c| ("exit_code", ProcessEnd::Exited(c))),
+        case.signal.map(|s| ("signal", ProcessEnd::Signaled(s))),
+        case.spawn_error
+            .map(|e| ("spawn_error", ProcessEnd::SpawnError(e))),
+        case.still_running
+            .map(|_| ("still_running", ProcessEnd::StillRunning)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match ends.as_slice() {
+        [(_, end)] => Ok(*end),
+        [] => Err("needs exactly one of exit_code, signal, spawn_error, still_running = true (found none)".into()),
+        many => Err(format!(
+            "needs exactly one of exit_code, signal, spawn_error, still_running = true (found {})",
+            many.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(" and ")
+        )),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, FixtureError> {
+    std::fs::read(path).map_err(|e| FixtureError::file(path, io_message(&e)))
+}
+
+fn read_text(path: &Path) -> Result<String, FixtureError> {
+    std::fs::read_to_string(path).map_err(|e| FixtureError::file(path, io_message(&e)))
+}
+
+/// std's messages carry "(os error 2)"; operators want the plain words.
+pub fn io_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}

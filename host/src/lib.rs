@@ -1,0 +1,8 @@
+//! Sando's host library: the domain vocabulary, the sandbox gate components run in, fixture cases, and process running.
+//!
+//! The `sando` binary (`main.rs`) is a thin command-line edge over this crate.
+
+pub mod domain;
+pub mod fixtures;
+pub mod process;
+pub mod sandbox;

@@ -1,0 +1,234 @@
+//! The `sando` command line: parses arguments, calls the library, prints one line per error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use sando::domain::{GateKind, ProcessEnd, RawOutput};
+use sando::fixtures::{self, Case};
+use sando::sandbox::{ComponentCache, GateComponent, Limits, Sandbox, shipped_component};
+
+#[derive(Parser)]
+#[command(
+    name = "sando",
+    version,
+    about = "Deploy gates as sandboxed WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify one captured process output and print its GateStatus as JSON.
+    Classify(ClassifyArgs),
+    /// Work with gate components.
+    Gate {
+        #[command(subcommand)]
+        command: GateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GateCommand {
+    /// Classify every fixture case below a directory with a component and
+    /// compare with each case's expected.json.
+    Test {
+        /// The gate component (.wasm) to test.
+        component: PathBuf,
+        /// A directory of fixture cases (`<gate_kind>/<case>/`).
+        fixtures: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[command(group(
+    ArgGroup::new("end")
+        .required(true)
+        .args(["exit_code", "signal", "spawn_error", "still_running"])
+))]
+struct ClassifyArgs {
+    /// The gate kind (cargo_test, migration_dry_run, boot_smoke, burn_in, manual_confirm).
+    #[arg(long)]
+    gate: String,
+    /// A gate component to use instead of the one shipped with Sando.
+    #[arg(long)]
+    component: Option<PathBuf>,
+    /// File holding what the process wrote to stdout.
+    #[arg(long)]
+    stdout: PathBuf,
+    /// File holding what the process wrote to stderr.
+    #[arg(long)]
+    stderr: PathBuf,
+    /// The process exited with this status code.
+    #[arg(long, allow_negative_numbers = true)]
+    exit_code: Option<i32>,
+    /// The process was killed by this signal.
+    #[arg(long)]
+    signal: Option<i32>,
+    /// The process could not be started (OS errno).
+    #[arg(long)]
+    spawn_error: Option<i32>,
+    /// The process was still running when it was stopped.
+    #[arg(long)]
+    still_running: bool,
+    /// How long the process ran.
+    #[arg(long)]
+    duration_ms: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("sando: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sando: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Classify(args) => classify(args),
+        Command::Gate {
+            command:
+                GateCommand::Test {
+                    component,
+                    fixtures,
+                },
+        } => gate_test(&component, &fixtures),
+    }
+}
+
+fn sandbox() -> anyhow::Result<Sandbox> {
+    Sandbox::new(
+        Limits::default(),
+        ComponentCache::default_dir().map(ComponentCache::new),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))
+}
+
+fn load_component(sandbox: &Sandbox, path: &Path) -> anyhow::Result<GateComponent> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!("component {}: {}", path.display(), fixtures::io_message(&e))
+    })?;
+    sandbox
+        .load(&bytes)
+        .map_err(|e| anyhow::anyhow!("component {}: {e}", path.display()))
+}
+
+fn read_input(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("--{what} {}: {}", path.display(), fixtures::io_message(&e)))
+}
+
+fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
+    let kind: GateKind = args.gate.parse().context("--gate")?;
+    let end = match (args.exit_code, args.signal, args.spawn_error) {
+        (Some(code), _, _) => ProcessEnd::Exited(code),
+        (_, Some(signal), _) => ProcessEnd::Signaled(signal),
+        (_, _, Some(errno)) => ProcessEnd::SpawnError(errno),
+        _ => ProcessEnd::StillRunning,
+    };
+    let output = RawOutput {
+        stdout: read_input("stdout", &args.stdout)?,
+        stderr: read_input("stderr", &args.stderr)?,
+        end,
+        duration_ms: args.duration_ms,
+    };
+    let path = match args.component {
+        Some(path) => path,
+        None => shipped_component(kind).map_err(|tried| {
+            let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+            anyhow::anyhow!(
+                "no shipped {kind} component (looked at {}); build the gates with `./x build` or pass --component",
+                tried.join(", ")
+            )
+        })?,
+    };
+    let sandbox = sandbox()?;
+    let component = load_component(&sandbox, &path)?;
+    if component.kind() != kind {
+        bail!(
+            "component {} serves {}, not {kind}",
+            path.display(),
+            component.kind()
+        );
+    }
+    let classification = component.classify(&sandbox, kind, &output);
+    println!("{}", serde_json::to_string(&classification.status)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gate_test(component_path: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
+    let sandbox = sandbox()?;
+    let component = load_component(&sandbox, component_path)?;
+    let cases = fixtures::discover(dir)?;
+    let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    for case_dir in &cases {
+        // Cases of other gate kinds are not this component's to classify.
+        if fixtures::kind_of(case_dir).is_ok_and(|k| k != component.kind()) {
+            skipped += 1;
+            continue;
+        }
+        let case = match Case::load(case_dir) {
+            Ok(case) => case,
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {}: {e}", case_dir.display());
+                continue;
+            }
+        };
+        let got = component.classify(&sandbox, case.kind, &case.output).status;
+        if got == case.expected {
+            passed += 1;
+            println!("ok   {}: {got}", case.name);
+        } else {
+            failed += 1;
+            println!(
+                "FAIL {}: expected {}, got {}",
+                case.name,
+                serde_json::to_string(&case.expected)?,
+                serde_json::to_string(&got)?
+            );
+        }
+    }
+    if passed + failed == 0 {
+        bail!(
+            "no {} fixture cases below {} ({} cases of other kinds)",
+            component.kind(),
+            dir.display(),
+            skipped
+        );
+    }
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

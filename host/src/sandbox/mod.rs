@@ -1,0 +1,546 @@
+//! The sandbox gate components run in: one engine, a memory cap and a fuel
+//! budget per call, no filesystem, network or environment, and every fault
+//! turned into a typed [`ComponentFault`].
+//!
+//! A trap poisons an instance, so every call instantiates afresh from an
+//! [`InstancePre`] (cheap with the pooling allocator).
+
+mod bindings;
+mod cache;
+mod from_guest;
+mod runner_host;
+mod to_guest;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, InstancePre, Linker, ResourceTable,
+    types::ComponentItem,
+};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::domain::{ComponentFault, GateFailure, GateKind, GateStatus, RawOutput};
+
+pub use bindings::CONTRACT;
+pub use cache::ComponentCache;
+pub use runner_host::{Backup, BurnInClock, Confirmation, RunnerEnv};
+
+/// Per-call resource limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Cap on one instance's linear memory.
+    pub memory_bytes: u64,
+    /// Fuel (roughly, wasm instructions) one call may burn.
+    pub fuel: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Classifying the largest captured output (~1 MB) takes well under a
+        // tenth of each; an endless loop is cut off in about a second.
+        Self {
+            memory_bytes: 64 << 20,
+            fuel: 2_000_000_000,
+        }
+    }
+}
+
+/// sha256 of a component's bytes, lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Self {
+        let hash = Sha256::digest(bytes);
+        Self(hash.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a file could not become a usable gate component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly file (no `\\0asm` header)")]
+    NotWasm,
+    #[error("a core WebAssembly module, not a component (build with `--target wasm32-wasip2`)")]
+    CoreModule,
+    #[error("not a valid component: {0}")]
+    Invalid(String),
+    #[error("built against gate contract {found}, but this Sando speaks {expected}")]
+    ContractMismatch { expected: String, found: String },
+    #[error("does not export `{0}`: it is not a gate component")]
+    MissingExport(String),
+    #[error("imports `{0}`, which the sandbox does not provide")]
+    UnsupportedImport(String),
+    #[error("faulted while reporting its gate kind: {0}")]
+    Fault(ComponentFault),
+}
+
+impl LoadError {
+    /// The typed outcome a gate run gets when its component cannot load.
+    pub fn fault(&self) -> ComponentFault {
+        match self {
+            LoadError::ContractMismatch { expected, found } => ComponentFault::ContractMismatch {
+                expected: expected.clone(),
+                found: found.clone(),
+            },
+            LoadError::Fault(fault) => fault.clone(),
+            other => ComponentFault::Invalid {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// What a store carries: an empty WASI context (no preopens, env, network,
+/// args), the memory limiter, and the runner's environment — absent while
+/// classifying, which is what makes the classifier pure.
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    runner: Option<RunnerEnv>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct MemoryLimiter {
+    cap: usize,
+    peak: usize,
+    denied: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// What one call cost, for provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub fuel: u64,
+    pub peak_memory_bytes: u64,
+}
+
+/// A classification and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub status: GateStatus,
+    pub usage: Usage,
+}
+
+/// The engine and linker every gate component runs in.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<State>,
+    limits: Limits,
+    cache: Option<ComponentCache>,
+}
+
+impl Sandbox {
+    pub fn new(limits: Limits, cache: Option<ComponentCache>) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(64)
+            .total_core_instances(512)
+            .total_memories(128)
+            .total_tables(256)
+            .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            cache,
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Validates and compiles (or fetches from the cache) a gate component.
+    pub fn load(&self, bytes: &[u8]) -> Result<GateComponent, LoadError> {
+        check_header(bytes)?;
+        let digest = Digest::of(bytes);
+        let (component, from_cache) = match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.engine, &digest))
+        {
+            Some(component) => (component, true),
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| LoadError::Invalid(root_cause(&e)))?;
+                if let Some(cache) = &self.cache {
+                    cache.put(&self.engine, &digest, &component);
+                }
+                (component, false)
+            }
+        };
+        let exports = check_contract(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Invalid(root_cause(&e)))?;
+        let mut gate = GateComponent {
+            kind: GateKind::CargoTest,
+            digest,
+            from_cache,
+            pre,
+            exports,
+        };
+        gate.kind = gate.call_kind(self).map_err(LoadError::Fault)?;
+        Ok(gate)
+    }
+
+    fn store(&self, runner: Option<RunnerEnv>) -> Store<State> {
+        let state = State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
+                peak: 0,
+                denied: false,
+            },
+            runner,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(self.limits.fuel)
+            .expect("fuel is enabled in the engine config");
+        store
+    }
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(LoadError::NotWasm);
+    }
+    // Core modules have version 1 and layer 0; components set layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// The export indices a gate component must provide.
+struct Exports {
+    kind: ComponentExportIndex,
+    classify: ComponentExportIndex,
+    run: Option<ComponentExportIndex>,
+}
+
+/// Splits `sando:gate/classifier@0.1.0` into interface and version.
+fn contract_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix(bindings::PACKAGE)?.strip_prefix('/')?;
+    rest.split_once('@')
+}
+
+/// Checks every `sando:gate` import and export against this host's contract
+/// version (semver: another major — or, before 1.0, another minor — is
+/// rejected), then finds the classifier's functions.
+fn check_contract(engine: &Engine, component: &Component) -> Result<Exports, LoadError> {
+    let host = semver::Version::parse(CONTRACT).expect("CONTRACT is semver");
+    let compatible = semver::VersionReq::parse(&format!("^{CONTRACT}")).expect("valid requirement");
+    let ty = component.component_type();
+    let mismatch = |found: &str| LoadError::ContractMismatch {
+        expected: format!("{}@{host}", bindings::PACKAGE),
+        found: format!("{}@{found}", bindings::PACKAGE),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in ty.imports(engine) {
+        if let Some((_, version)) = contract_name(name) {
+            let ok =
+                semver::Version::parse(version).is_ok_and(|v| compatible.matches(&v) && v <= host);
+            if !ok {
+                return Err(mismatch(version));
+            }
+        } else if !name.starts_with("wasi:") {
+            return Err(LoadError::UnsupportedImport(name.to_owned()));
+        }
+    }
+    for (name, item) in ty.exports(engine) {
+        if let Some((_, version)) = contract_name(name) {
+            let ok = semver::Version::parse(version).is_ok_and(|v| compatible.matches(&v));
+            if !ok {
+                return Err(mismatch(version));
+            }
+            if matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    let find = |interface: &str| {
+        names
+            .iter()
+            .find(|n| contract_name(n).is_some_and(|(i, _)| i == interface))
+    };
+    let classifier_name = find("classifier")
+        .ok_or_else(|| LoadError::MissingExport(format!("{}/classifier", bindings::PACKAGE)))?;
+    let classifier = component
+        .get_export_index(None, classifier_name)
+        .ok_or_else(|| LoadError::MissingExport(classifier_name.clone()))?;
+    let func = |name: &str| {
+        component
+            .get_export_index(Some(&classifier), name)
+            .ok_or_else(|| LoadError::MissingExport(format!("{classifier_name}#{name}")))
+    };
+    let run = find("runner").and_then(|runner_name| {
+        let runner = component.get_export_index(None, runner_name)?;
+        component.get_export_index(Some(&runner), "run")
+    });
+    Ok(Exports {
+        kind: func("kind")?,
+        classify: func("classify")?,
+        run,
+    })
+}
+
+/// A loaded, validated gate component, ready to instantiate per call.
+pub struct GateComponent {
+    kind: GateKind,
+    digest: Digest,
+    from_cache: bool,
+    pre: InstancePre<State>,
+    exports: Exports,
+}
+
+impl GateComponent {
+    /// The gate kind the component says it serves.
+    pub fn kind(&self) -> GateKind {
+        self.kind
+    }
+
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    pub fn has_runner(&self) -> bool {
+        self.exports.run.is_some()
+    }
+
+    fn call_kind(&self, sandbox: &Sandbox) -> Result<GateKind, ComponentFault> {
+        let mut store = sandbox.store(None);
+        let result = (|| {
+            let instance = self.pre.instantiate(&mut store)?;
+            let func = instance.get_typed_func::<(), (bindings::types::GateKind,)>(
+                &mut store,
+                &self.exports.kind,
+            )?;
+            func.call(&mut store, ())
+        })();
+        result
+            .map(|(kind,)| from_guest::gate_kind(kind))
+            .map_err(|e| fault(&store, sandbox, &e))
+    }
+
+    /// Classifies one captured output. Never fails: a misbehaving component
+    /// becomes `failed(component_fault)`, and the next call starts clean.
+    pub fn classify(
+        &self,
+        sandbox: &Sandbox,
+        kind: GateKind,
+        output: &RawOutput,
+    ) -> Classification {
+        if kind != self.kind {
+            return Classification {
+                status: GateStatus::failed(GateFailure::ComponentFault {
+                    fault: ComponentFault::WrongGateKind {
+                        expected: kind,
+                        found: self.kind,
+                    },
+                }),
+                usage: Usage {
+                    fuel: 0,
+                    peak_memory_bytes: 0,
+                },
+            };
+        }
+        let mut store = sandbox.store(None);
+        let result = (|| {
+            let instance = self.pre.instantiate(&mut store)?;
+            let func = instance.get_typed_func::<
+                (bindings::types::GateKind, bindings::types::RawOutput),
+                (bindings::types::GateStatus,),
+            >(&mut store, &self.exports.classify)?;
+            func.call(
+                &mut store,
+                (to_guest::gate_kind(kind), to_guest::raw_output(output)),
+            )
+        })();
+        finish(
+            store,
+            sandbox,
+            result.map(|(status,)| from_guest::gate_status(status)),
+        )
+    }
+
+    /// Runs the gate's runner with the given environment: its only way to
+    /// reach the world. Components without a runner fail typed.
+    pub fn run(&self, sandbox: &Sandbox, env: RunnerEnv) -> (Classification, RunnerEnv) {
+        let mut store = sandbox.store(Some(env));
+        let result = match &self.exports.run {
+            None => Err(wasmtime::Error::new(runner_host::Denied(format!(
+                "{}/runner (the component exports only a classifier)",
+                bindings::PACKAGE
+            )))),
+            Some(run) => (|| {
+                let instance = self.pre.instantiate(&mut store)?;
+                let func = instance
+                    .get_typed_func::<(), (bindings::types::GateStatus,)>(&mut store, run)?;
+                func.call(&mut store, ())
+            })(),
+        };
+        let result = result.map(|(status,)| from_guest::gate_status(status));
+        let status = match result {
+            Ok(status) => Ok(status),
+            Err(e) => Err(fault(&store, sandbox, &e)),
+        };
+        let usage = usage(&store, sandbox);
+        let env = store
+            .into_data()
+            .runner
+            .expect("the runner env stays in the store");
+        let status = status
+            .unwrap_or_else(|fault| GateStatus::failed(GateFailure::ComponentFault { fault }));
+        (Classification { status, usage }, env)
+    }
+}
+
+fn usage(store: &Store<State>, sandbox: &Sandbox) -> Usage {
+    let left = store.get_fuel().unwrap_or(0);
+    Usage {
+        fuel: sandbox.limits.fuel.saturating_sub(left),
+        peak_memory_bytes: store.data().limiter.peak as u64,
+    }
+}
+
+fn finish(
+    store: Store<State>,
+    sandbox: &Sandbox,
+    result: wasmtime::Result<GateStatus>,
+) -> Classification {
+    let status = match result {
+        Ok(status) => status,
+        Err(e) => GateStatus::failed(GateFailure::ComponentFault {
+            fault: fault(&store, sandbox, &e),
+        }),
+    };
+    Classification {
+        status,
+        usage: usage(&store, sandbox),
+    }
+}
+
+/// Names what went wrong in a call, most specific cause first.
+fn fault(store: &Store<State>, sandbox: &Sandbox, error: &wasmtime::Error) -> ComponentFault {
+    if let Some(denied) = error.downcast_ref::<runner_host::Denied>() {
+        return ComponentFault::CapabilityDenied {
+            capability: denied.0.clone(),
+        };
+    }
+    if store.data().limiter.denied {
+        return ComponentFault::MemoryExhausted {
+            limit_bytes: sandbox.limits.memory_bytes,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => ComponentFault::FuelExhausted {
+            budget: sandbox.limits.fuel,
+        },
+        Some(trap) => ComponentFault::Trap {
+            message: trap.to_string(),
+        },
+        None => ComponentFault::Trap {
+            message: root_cause(error),
+        },
+    }
+}
+
+fn root_cause(error: &wasmtime::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(source) = error.chain().last() {
+        let source = source.to_string();
+        if source != message {
+            message = format!("{message}: {source}");
+        }
+    }
+    message
+}
+
+/// Where the gate components shipped with Sando are found: `$SANDO_GATES_DIR`,
+/// else `gates/` next to the `sando` executable, else the build tree
+/// (`target/wasm32-wasip2/gates/` beside `target/release/sando`).
+pub fn shipped_component(kind: GateKind) -> Result<PathBuf, Vec<PathBuf>> {
+    let mut tried = Vec::new();
+    let file = format!("{kind}.wasm");
+    if let Some(dir) = std::env::var_os("SANDO_GATES_DIR") {
+        tried.push(PathBuf::from(dir).join(&file));
+    } else if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from))
+    {
+        tried.push(exe_dir.join("gates").join(&file));
+        if let Some(target) = exe_dir.parent() {
+            tried.push(
+                target
+                    .join("wasm32-wasip2")
+                    .join("gates")
+                    .join(format!("gate_{kind}.wasm")),
+            );
+        }
+    }
+    match tried.iter().find(|p| p.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(tried),
+    }
+}

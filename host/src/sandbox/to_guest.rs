@@ -1,0 +1,39 @@
+//! Domain → WIT conversions: what the host hands a component.
+
+use super::bindings::types as wit;
+use crate::domain::{GateKind, ProcessEnd, RawOutput};
+
+pub fn gate_kind(kind: GateKind) -> wit::GateKind {
+    match kind {
+        GateKind::CargoTest => wit::GateKind::CargoTest,
+        GateKind::MigrationDryRun => wit::GateKind::MigrationDryRun,
+        GateKind::BootSmoke => wit::GateKind::BootSmoke,
+        GateKind::BurnIn => wit::GateKind::BurnIn,
+        GateKind::ManualConfirm => wit::GateKind::ManualConfirm,
+    }
+}
+
+pub fn process_end(end: ProcessEnd) -> wit::ProcessEnd {
+    match end {
+        ProcessEnd::Exited(code) => wit::ProcessEnd::Exited(code),
+        ProcessEnd::Signaled(signal) => wit::ProcessEnd::Signaled(signal),
+        ProcessEnd::SpawnError(errno) => wit::ProcessEnd::SpawnError(errno),
+        ProcessEnd::StillRunning => wit::ProcessEnd::StillRunning,
+    }
+}
+
+pub fn raw_output(output: &RawOutput) -> wit::RawOutput {
+    wit::RawOutput {
+        stdout: output.stdout.clone(),
+        stderr: output.stderr.clone(),
+        end: process_end(output.end),
+        duration_ms: output.duration_ms,
+    }
+}
+
+pub fn datetime(at: chrono::DateTime<chrono::Utc>) -> wit::Datetime {
+    wit::Datetime {
+        seconds: at.timestamp(),
+        nanoseconds: at.timestamp_subsec_nanos(),
+    }
+}
