@@ -15,20 +15,12 @@ pub enum FixtureError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{path}:{line}:{column}: {message}")]
-    At {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    At { path: PathBuf, line: usize, column: usize, message: String },
 }
 
 impl FixtureError {
     fn file(path: &Path, message: impl Into<String>) -> Self {
-        FixtureError::File {
-            path: path.to_owned(),
-            message: message.into(),
-        }
+        FixtureError::File { path: path.to_owned(), message: message.into() }
     }
 }
 
@@ -87,30 +79,20 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
 
 /// The gate kind a case belongs to: the name of its parent directory.
 pub fn kind_of(case_dir: &Path) -> Result<GateKind, FixtureError> {
-    let parent = case_dir
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| {
-            FixtureError::file(case_dir, "a case must sit in a <gate_kind>/ directory")
-        })?;
+    let parent =
+        case_dir.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).ok_or_else(
+            || FixtureError::file(case_dir, "a case must sit in a <gate_kind>/ directory"),
+        )?;
     parent.parse().map_err(|e: crate::domain::ParseError| {
-        FixtureError::file(
-            case_dir,
-            format!("parent directory is not a gate kind: {e}"),
-        )
+        FixtureError::file(case_dir, format!("parent directory is not a gate kind: {e}"))
     })
 }
 
 impl Case {
     pub fn load(dir: &Path) -> Result<Case, FixtureError> {
         let kind = kind_of(dir)?;
-        let name = format!(
-            "{kind}/{}",
-            dir.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
+        let name =
+            format!("{kind}/{}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
         let toml_path = dir.join("case.toml");
         let text = read_text(&toml_path)?;
         let case: CaseToml = toml::from_str(&text).map_err(|e| {
@@ -138,12 +120,7 @@ impl Case {
             end,
             duration_ms: case.duration_ms,
         };
-        Ok(Case {
-            name,
-            kind,
-            output,
-            expected,
-        })
+        Ok(Case { name, kind, output, expected })
     }
 }
 
@@ -154,10 +131,8 @@ fn process_end(case: &CaseToml) -> Result<ProcessEnd, String> {
     let ends: Vec<(&str, ProcessEnd)> = [
         case.exit_code.map(|c| ("exit_code", ProcessEnd::Exited(c))),
         case.signal.map(|s| ("signal", ProcessEnd::Signaled(s))),
-        case.spawn_error
-            .map(|e| ("spawn_error", ProcessEnd::SpawnError(e))),
-        case.still_running
-            .map(|_| ("still_running", ProcessEnd::StillRunning)),
+        case.spawn_error.map(|e| ("spawn_error", ProcessEnd::SpawnError(e))),
+        case.still_running.map(|_| ("still_running", ProcessEnd::StillRunning)),
     ]
     .into_iter()
     .flatten()
@@ -175,10 +150,7 @@ fn process_end(case: &CaseToml) -> Result<ProcessEnd, String> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
+    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
     (line, column)
 }
 

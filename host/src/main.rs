@@ -11,11 +11,7 @@ use sando::fixtures::{self, Case};
 use sando::sandbox::{ComponentCache, GateComponent, Limits, Sandbox, shipped_component};
 
 #[derive(Parser)]
-#[command(
-    name = "sando",
-    version,
-    about = "Deploy gates as sandboxed WebAssembly components"
-)]
+#[command(name = "sando", version, about = "Deploy gates as sandboxed WebAssembly components")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,10 +86,8 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let rendered = e.to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
+            let first =
+                rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
             eprintln!("sando: {}", first.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
@@ -110,31 +104,22 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify(args) => classify(args),
-        Command::Gate {
-            command:
-                GateCommand::Test {
-                    component,
-                    fixtures,
-                },
-        } => gate_test(&component, &fixtures),
+        Command::Gate { command: GateCommand::Test { component, fixtures } } => {
+            gate_test(&component, &fixtures)
+        }
     }
 }
 
 fn sandbox() -> anyhow::Result<Sandbox> {
-    Sandbox::new(
-        Limits::default(),
-        ComponentCache::default_dir().map(ComponentCache::new),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))
+    Sandbox::new(Limits::default(), ComponentCache::default_dir().map(ComponentCache::new))
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))
 }
 
 fn load_component(sandbox: &Sandbox, path: &Path) -> anyhow::Result<GateComponent> {
     let bytes = std::fs::read(path).map_err(|e| {
         anyhow::anyhow!("component {}: {}", path.display(), fixtures::io_message(&e))
     })?;
-    sandbox
-        .load(&bytes)
-        .map_err(|e| anyhow::anyhow!("component {}: {e}", path.display()))
+    sandbox.load(&bytes).map_err(|e| anyhow::anyhow!("component {}: {e}", path.display()))
 }
 
 fn read_input(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -158,22 +143,17 @@ fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     };
     let path = match args.component {
         Some(path) => path,
-        None => shipped_component(kind).map_err(|tried| {
-            let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        None => shipped_component(kind).map_err(|missing| {
             anyhow::anyhow!(
-                "no shipped {kind} component (looked at {}); build the gates with `./x build` or pass --component",
-                tried.join(", ")
+                "no shipped {kind} component at {}: build the gates with `./x build` or pass --component",
+                missing.display()
             )
         })?,
     };
     let sandbox = sandbox()?;
     let component = load_component(&sandbox, &path)?;
     if component.kind() != kind {
-        bail!(
-            "component {} serves {}, not {kind}",
-            path.display(),
-            component.kind()
-        );
+        bail!("component {} serves {}, not {kind}", path.display(), component.kind());
     }
     let classification = component.classify(&sandbox, kind, &output);
     println!("{}", serde_json::to_string(&classification.status)?);
@@ -226,9 +206,5 @@ fn gate_test(component_path: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
     } else {
         println!("{passed} passed, {failed} failed");
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

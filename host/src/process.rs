@@ -49,10 +49,7 @@ pub fn run(spawn: &Spawn) -> RawOutput {
             Ok(None) => {}
             Err(_) => break ProcessEnd::StillRunning,
         }
-        if spawn
-            .stop_after
-            .is_some_and(|limit| started.elapsed() >= limit)
-        {
+        if spawn.stop_after.is_some_and(|limit| started.elapsed() >= limit) {
             let _ = child.kill();
             let _ = child.wait();
             break ProcessEnd::StillRunning;

@@ -1,5 +1,8 @@
 //! The `boot_smoke` gate: starts the built binary and checks it stays up for N seconds.
 
+// The component type is only used by the wasm32 export.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use sando_gate_sdk::host::{self, SpawnRequest};
 use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::text::secs_from_ms;
@@ -29,9 +32,8 @@ impl sando_gate_sdk::Runner for Component {
         let Some(binary) = sando_gate_sdk::param(&context, "binary") else {
             return unclassified();
         };
-        let seconds: u64 = sando_gate_sdk::param(&context, "seconds")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10);
+        let seconds: u64 =
+            sando_gate_sdk::param(&context, "seconds").and_then(|s| s.parse().ok()).unwrap_or(10);
         let args = sando_gate_sdk::param(&context, "args").unwrap_or("");
         let output = host::spawn(&SpawnRequest {
             program: binary.to_owned(),
@@ -43,6 +45,9 @@ impl sando_gate_sdk::Runner for Component {
     }
 }
 
+// Natively (tests, benchmarks) there is nothing to export to, and the
+// component export names are not valid native symbol names.
+#[cfg(target_arch = "wasm32")]
 sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
 
 /// Still running when the window closed is the only pass; any end before it
@@ -59,9 +64,15 @@ pub fn classify(output: &RawOutput) -> GateStatus {
             }));
         }
         ProcessEnd::SpawnError(os_error) => GateFailure::SpawnFailed(SpawnFailed { os_error }),
-        ProcessEnd::Exited(code) if panicked() => GateFailure::BootPanic(ExitCode { exit_code: Some(code) }),
-        ProcessEnd::Exited(code) => GateFailure::BootExitedEarly(ExitCode { exit_code: Some(code) }),
-        ProcessEnd::Signaled(_) if panicked() => GateFailure::BootPanic(ExitCode { exit_code: None }),
+        ProcessEnd::Exited(code) if panicked() => {
+            GateFailure::BootPanic(ExitCode { exit_code: Some(code) })
+        }
+        ProcessEnd::Exited(code) => {
+            GateFailure::BootExitedEarly(ExitCode { exit_code: Some(code) })
+        }
+        ProcessEnd::Signaled(_) if panicked() => {
+            GateFailure::BootPanic(ExitCode { exit_code: None })
+        }
         ProcessEnd::Signaled(signal) => GateFailure::BootKilled(SignalRef { signal }),
     };
     GateStatus::Failed(failure)

@@ -1,5 +1,8 @@
 //! The `burn_in` gate: passes once the version has run on the previous tier for the configured time.
 
+// The component type is only used by the wasm32 export.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use sando_gate_sdk::host;
 use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::types::{BurnInElapsed, BurnInRemaining};
@@ -24,7 +27,8 @@ impl sando_gate_sdk::Runner for Component {
     /// the configuration's `"168h"` or `"90s"` into seconds).
     fn run() -> GateStatus {
         let context = host::context();
-        let Some(duration_s) = sando_gate_sdk::param(&context, "duration_s").and_then(|s| s.parse().ok())
+        let Some(duration_s) =
+            sando_gate_sdk::param(&context, "duration_s").and_then(|s| s.parse().ok())
         else {
             return unclassified();
         };
@@ -32,6 +36,9 @@ impl sando_gate_sdk::Runner for Component {
     }
 }
 
+// Natively (tests, benchmarks) there is nothing to export to, and the
+// component export names are not valid native symbol names.
+#[cfg(target_arch = "wasm32")]
 sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
 
 /// `elapsed_s`: how long the version has run on the previous tier, if it has started.
@@ -41,7 +48,9 @@ pub fn decide(duration_s: u64, elapsed_s: Option<i64>) -> GateStatus {
     };
     let elapsed_s = u64::try_from(elapsed_s).unwrap_or(0);
     if elapsed_s >= duration_s {
-        return GateStatus::Passed(PassNote::BurnInElapsed(BurnInElapsed { hours: hours_floor(elapsed_s) }));
+        return GateStatus::Passed(PassNote::BurnInElapsed(BurnInElapsed {
+            hours: hours_floor(elapsed_s),
+        }));
     }
     GateStatus::Blocked(GateBlocker::BurnInRemaining(BurnInRemaining {
         hours: hours_ceil(duration_s - elapsed_s),
@@ -71,7 +80,10 @@ mod tests {
     fn remaining_rounds_up() {
         assert_eq!(
             decide(168 * 3600, Some(121 * 3600 - 1)),
-            GateStatus::Blocked(GateBlocker::BurnInRemaining(BurnInRemaining { hours: 48, total: 168 }))
+            GateStatus::Blocked(GateBlocker::BurnInRemaining(BurnInRemaining {
+                hours: 48,
+                total: 168
+            }))
         );
     }
 

@@ -1,5 +1,8 @@
 //! The `cargo_test` gate: runs the version's test suite and reads what libtest or cargo-nextest printed.
 
+// The component type is only used by the wasm32 export.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use sando_gate_sdk::host::{self, SpawnRequest};
 use sando_gate_sdk::outcome::{common_end, unclassified};
 use sando_gate_sdk::text::{plain, secs_from_ms};
@@ -26,9 +29,7 @@ impl sando_gate_sdk::Runner for Component {
     /// default `test`), `timeout_s` (default none).
     fn run() -> GateStatus {
         let context = host::context();
-        let program = sando_gate_sdk::param(&context, "program")
-            .unwrap_or("cargo")
-            .to_owned();
+        let program = sando_gate_sdk::param(&context, "program").unwrap_or("cargo").to_owned();
         let args = sando_gate_sdk::param(&context, "args").unwrap_or("test");
         let timeout =
             sando_gate_sdk::param(&context, "timeout_s").and_then(|s| s.parse::<u64>().ok());
@@ -42,6 +43,9 @@ impl sando_gate_sdk::Runner for Component {
     }
 }
 
+// Natively (tests, benchmarks) there is nothing to export to, and the
+// component export names are not valid native symbol names.
+#[cfg(target_arch = "wasm32")]
 sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
 
 /// What the test run's output says. Pure; also compiled natively for the
@@ -90,10 +94,7 @@ fn passed(count: u32, output: &RawOutput) -> GateStatus {
 }
 
 fn failed(failed_count: u32, first_failed: Option<String>) -> GateStatus {
-    GateStatus::Failed(GateFailure::CargoTest(CargoTestFailure {
-        failed_count,
-        first_failed,
-    }))
+    GateStatus::Failed(GateFailure::CargoTest(CargoTestFailure { failed_count, first_failed }))
 }
 
 #[derive(Default)]
@@ -181,9 +182,17 @@ fn nextest_summary(line: &str) -> Option<&str> {
     Some(counts)
 }
 
-/// `FAIL [   0.004s] ( 2/10) crate::bin tests::name` → `tests::name`.
+/// `FAIL [   0.004s] ( 2/10) crate::bin tests::name` → `tests::name`; nextest
+/// names a test killed by a signal by the signal (`SIGABRT [ … ]`) and one
+/// that ran too long `TIMEOUT`.
 fn nextest_failure(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("FAIL [")?;
+    let (status, rest) = line.split_once(" [")?;
+    let is_signal = status.len() > 3
+        && status.starts_with("SIG")
+        && status[3..].chars().all(|c| c.is_ascii_uppercase());
+    if !(status == "FAIL" || status == "TIMEOUT" || is_signal) {
+        return None;
+    }
     let (_, rest) = rest.split_once(']')?;
     rest.split_whitespace().last()
 }
@@ -223,10 +232,7 @@ mod tests {
         );
         assert!(matches!(
             classify(&out),
-            GateStatus::Passed(PassNote::TestsPassed(TestsPassed {
-                count: 3,
-                duration_s: 1
-            }))
+            GateStatus::Passed(PassNote::TestsPassed(TestsPassed { count: 3, duration_s: 1 }))
         ));
     }
 
@@ -255,10 +261,7 @@ mod tests {
 
     #[test]
     fn counts_before_labels() {
-        assert_eq!(
-            count_before("5 passed, 12 failed, 0 skipped", " failed"),
-            12
-        );
+        assert_eq!(count_before("5 passed, 12 failed, 0 skipped", " failed"), 12);
         assert_eq!(count_before("nothing", " failed"), 0);
     }
 }

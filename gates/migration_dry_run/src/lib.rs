@@ -1,10 +1,17 @@
 //! The `migration_dry_run` gate: restores the newest backup into a scratch database and applies the version's migrations with sqlx-cli.
 
+// The component type is only used by the wasm32 export.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use sando_gate_sdk::host::{self, SpawnRequest};
 use sando_gate_sdk::outcome::{common_end, unclassified};
 use sando_gate_sdk::text::plain;
-use sando_gate_sdk::types::{MigrationRef, MigrationSqlError, Migrated, RestoreFailureKind, SpawnFailed};
-use sando_gate_sdk::{GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput};
+use sando_gate_sdk::types::{
+    Migrated, MigrationRef, MigrationSqlError, RestoreFailureKind, SpawnFailed,
+};
+use sando_gate_sdk::{
+    GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput,
+};
 
 struct Component;
 
@@ -41,17 +48,30 @@ impl sando_gate_sdk::Runner for Component {
                 .split_whitespace()
                 .map(|a| a.replace("{backup}", &backup.path).replace("{scratch_db_url}", url))
                 .collect();
-            let restore =
-                host::spawn(&SpawnRequest { program: program.to_owned(), args, env: Vec::new(), stop_after_ms: None });
+            let restore = host::spawn(&SpawnRequest {
+                program: program.to_owned(),
+                args,
+                env: Vec::new(),
+                stop_after_ms: None,
+            });
             match restore.end {
                 ProcessEnd::Exited(0) => {}
                 ProcessEnd::SpawnError(os_error) => {
                     return GateStatus::Failed(GateFailure::SpawnFailed(SpawnFailed { os_error }));
                 }
-                _ => return GateStatus::Failed(GateFailure::RestoreFailed(RestoreFailureKind::RestoreCommandFailed)),
+                _ => {
+                    return GateStatus::Failed(GateFailure::RestoreFailed(
+                        RestoreFailureKind::RestoreCommandFailed,
+                    ));
+                }
             }
         }
-        let mut args = vec!["migrate".to_owned(), "run".to_owned(), "--database-url".to_owned(), url.to_owned()];
+        let mut args = vec![
+            "migrate".to_owned(),
+            "run".to_owned(),
+            "--database-url".to_owned(),
+            url.to_owned(),
+        ];
         if let Some(source) = param("migrations") {
             args.extend(["--source".to_owned(), source.to_owned()]);
         }
@@ -63,13 +83,19 @@ impl sando_gate_sdk::Runner for Component {
         });
         match classify(&output) {
             GateStatus::Passed(PassNote::Migrated(m)) => {
-                GateStatus::Passed(PassNote::Migrated(Migrated { backup: Some(backup.id), count: m.count }))
+                GateStatus::Passed(PassNote::Migrated(Migrated {
+                    backup: Some(backup.id),
+                    count: m.count,
+                }))
             }
             other => other,
         }
     }
 }
 
+// Natively (tests, benchmarks) there is nothing to export to, and the
+// component export names are not valid native symbol names.
+#[cfg(target_arch = "wasm32")]
 sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
 
 /// Reads what `sqlx migrate run` printed (it prints its errors on stdout).
@@ -127,10 +153,14 @@ fn error_line(line: &str) -> Option<GateStatus> {
     if line.contains("error communicating with database")
         || line.contains("unable to open database file")
         || line.contains("Connection refused")
+        || (line.contains("error returned from database: database \"")
+            && line.contains("\" does not exist"))
     {
         return Some(GateStatus::Blocked(GateBlocker::ScratchDbUnreachable));
     }
-    if line.contains("--database-url <DATABASE_URL>") {
+    if line.contains("--database-url <DATABASE_URL>")
+        || line.contains("`--database-url` or `DATABASE_URL` must be set")
+    {
         return Some(GateStatus::Blocked(GateBlocker::ScratchDbUrlUnset));
     }
     None
@@ -141,8 +171,10 @@ fn error_line(line: &str) -> Option<GateStatus> {
 fn sqlstate(line: &str) -> Option<String> {
     for marker in ["SQLSTATE ", "SQLSTATE: ", "(code: "] {
         if let Some(at) = line.find(marker) {
-            let code: String =
-                line[at + marker.len()..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            let code: String = line[at + marker.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
             if code.len() == 5 {
                 return Some(code);
             }

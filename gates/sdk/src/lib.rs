@@ -24,9 +24,5 @@ pub mod text;
 
 /// The value of one `key = value` gate parameter, if configured.
 pub fn param<'a>(context: &'a host::GateContext, key: &str) -> Option<&'a str> {
-    context
-        .params
-        .iter()
-        .find(|p| p.key == key)
-        .map(|p| p.value.as_str())
+    context.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
 }

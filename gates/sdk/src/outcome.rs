@@ -13,9 +13,7 @@ pub fn unclassified() -> GateStatus {
 pub fn common_end(kind: GateKind, output: &RawOutput) -> Option<GateStatus> {
     match output.end {
         ProcessEnd::SpawnError(os_error) => {
-            Some(GateStatus::Failed(GateFailure::SpawnFailed(SpawnFailed {
-                os_error,
-            })))
+            Some(GateStatus::Failed(GateFailure::SpawnFailed(SpawnFailed { os_error })))
         }
         ProcessEnd::StillRunning => Some(GateStatus::Failed(GateFailure::Timeout(Timeout {
             gate: kind,

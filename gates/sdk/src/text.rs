@@ -55,8 +55,7 @@ pub fn leading_u32(s: &str) -> Option<u32> {
 
 /// Seconds, rounded to nearest, from a duration in milliseconds.
 pub fn secs_from_ms(ms: Option<u64>) -> u32 {
-    ms.map(|ms| u32::try_from(ms.saturating_add(500) / 1000).unwrap_or(u32::MAX))
-        .unwrap_or(0)
+    ms.map(|ms| u32::try_from(ms.saturating_add(500) / 1000).unwrap_or(u32::MAX)).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -40,17 +40,10 @@ impl GateKind {
 impl FromStr for GateKind {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
-        GateKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = GateKind::ALL.iter().map(|k| k.as_str()).collect();
-                ParseError::new(
-                    "gate kind",
-                    s,
-                    format!("expected one of {}", known.join(", ")),
-                )
-            })
+        GateKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = GateKind::ALL.iter().map(|k| k.as_str()).collect();
+            ParseError::new("gate kind", s, format!("expected one of {}", known.join(", ")))
+        })
     }
 }
 

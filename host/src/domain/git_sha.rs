@@ -39,11 +39,7 @@ impl FromStr for GitSha {
             ));
         }
         if let Some(bad) = s.chars().find(|c| !c.is_ascii_hexdigit()) {
-            return Err(ParseError::new(
-                "git sha",
-                s,
-                format!("{bad:?} is not a hex digit"),
-            ));
+            return Err(ParseError::new("git sha", s, format!("{bad:?} is not a hex digit")));
         }
         Ok(Self(s.to_ascii_lowercase()))
     }

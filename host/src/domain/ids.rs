@@ -20,9 +20,7 @@ fn parse_name(what: &'static str, s: &str) -> Result<String, ParseError> {
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
     {
-        return Err(err(&format!(
-            "{bad:?} is not allowed (use a-z, 0-9, - and _)"
-        )));
+        return Err(err(&format!("{bad:?} is not allowed (use a-z, 0-9, - and _)")));
     }
     Ok(s.to_owned())
 }

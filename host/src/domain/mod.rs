@@ -34,10 +34,6 @@ impl ParseError {
         input: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        Self {
-            what,
-            input: input.into(),
-            reason: reason.into(),
-        }
+        Self { what, input: input.into(), reason: reason.into() }
     }
 }

@@ -41,9 +41,7 @@ impl GateStatus {
     }
 
     pub fn unclassified() -> Self {
-        GateStatus::Failed {
-            failure: GateFailure::Unclassified,
-        }
+        GateStatus::Failed { failure: GateFailure::Unclassified }
     }
 }
 
@@ -176,16 +174,10 @@ impl fmt::Display for PassNote {
         match self {
             PassNote::StayedUp { duration_s } => write!(f, "stayed up for {duration_s}s"),
             PassNote::BurnInElapsed { hours } => write!(f, "burn-in done: {hours}h elapsed"),
-            PassNote::Migrated {
-                backup: Some(id),
-                count,
-            } => {
+            PassNote::Migrated { backup: Some(id), count } => {
                 write!(f, "{count} migrations applied to backup {id}")
             }
-            PassNote::Migrated {
-                backup: None,
-                count,
-            } => write!(f, "{count} migrations applied"),
+            PassNote::Migrated { backup: None, count } => write!(f, "{count} migrations applied"),
             PassNote::TestsPassed { count, duration_s } => {
                 write!(f, "{count} tests passed in {duration_s}s")
             }
@@ -221,20 +213,13 @@ impl fmt::Display for GateBlocker {
 impl fmt::Display for GateFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GateFailure::CargoTest {
-                failed_count,
-                first_failed: Some(first),
-            } => {
+            GateFailure::CargoTest { failed_count, first_failed: Some(first) } => {
                 write!(f, "tests failed: {failed_count} (first: {first})")
             }
-            GateFailure::CargoTest {
-                failed_count: 0,
-                first_failed: None,
-            } => f.write_str("tests failed: did not compile"),
-            GateFailure::CargoTest {
-                failed_count,
-                first_failed: None,
-            } => {
+            GateFailure::CargoTest { failed_count: 0, first_failed: None } => {
+                f.write_str("tests failed: did not compile")
+            }
+            GateFailure::CargoTest { failed_count, first_failed: None } => {
                 write!(f, "tests failed: {failed_count}")
             }
             GateFailure::MigrationDrift { migration } => {
@@ -243,31 +228,21 @@ impl fmt::Display for GateFailure {
             GateFailure::MigrationModified { migration } => {
                 write!(f, "migration {migration} modified")
             }
-            GateFailure::MigrationSqlError {
-                migration,
-                sqlstate: Some(state),
-            } => {
+            GateFailure::MigrationSqlError { migration, sqlstate: Some(state) } => {
                 write!(f, "migration {migration} failed: SQL error {state}")
             }
-            GateFailure::MigrationSqlError {
-                migration,
-                sqlstate: None,
-            } => {
+            GateFailure::MigrationSqlError { migration, sqlstate: None } => {
                 write!(f, "migration {migration} failed: SQL error")
             }
             GateFailure::MigrationDirty { migration } => {
                 write!(f, "migration {migration} left partially applied")
             }
             GateFailure::RestoreFailed { reason } => write!(f, "backup restore failed: {reason}"),
-            GateFailure::BootPanic {
-                exit_code: Some(code),
-            } => {
+            GateFailure::BootPanic { exit_code: Some(code) } => {
                 write!(f, "panicked at boot (exit {code})")
             }
             GateFailure::BootPanic { exit_code: None } => f.write_str("panicked at boot (aborted)"),
-            GateFailure::BootExitedEarly {
-                exit_code: Some(code),
-            } => {
+            GateFailure::BootExitedEarly { exit_code: Some(code) } => {
                 write!(f, "exited early (exit {code})")
             }
             GateFailure::BootExitedEarly { exit_code: None } => f.write_str("exited early"),
@@ -301,11 +276,7 @@ impl fmt::Display for ComponentFault {
                 write!(f, "ran out of its CPU budget ({budget} fuel)")
             }
             ComponentFault::MemoryExhausted { limit_bytes } => {
-                write!(
-                    f,
-                    "exceeded its memory cap ({} MiB)",
-                    limit_bytes / (1024 * 1024)
-                )
+                write!(f, "exceeded its memory cap ({} MiB)", limit_bytes / (1024 * 1024))
             }
             ComponentFault::ContractMismatch { expected, found } => {
                 write!(f, "built against contract {found}, host speaks {expected}")
@@ -342,9 +313,7 @@ impl FromStr for LogRef {
         }
         for part in s.split('/') {
             if part.is_empty() || part == "." || part == ".." {
-                return Err(err(
-                    "must be a relative path without empty, `.` or `..` parts",
-                ));
+                return Err(err("must be a relative path without empty, `.` or `..` parts"));
             }
             if let Some(bad) = part
                 .chars()

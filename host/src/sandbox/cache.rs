@@ -38,8 +38,7 @@ impl ComponentCache {
     fn entry(&self, engine: &Engine, digest: &Digest) -> PathBuf {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        self.dir
-            .join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
+        self.dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
     }
 
     /// The compiled component, if a usable cache entry exists.

@@ -22,26 +22,18 @@ pub fn gate_status(status: wit::GateStatus) -> GateStatus {
     match status {
         wit::GateStatus::Passed(note) => pass_note(note),
         wit::GateStatus::Failed(failure) => GateStatus::failed(gate_failure(failure)),
-        wit::GateStatus::Blocked(blocker) => GateStatus::Blocked {
-            blocker: gate_blocker(blocker),
-        },
+        wit::GateStatus::Blocked(blocker) => GateStatus::Blocked { blocker: gate_blocker(blocker) },
     }
 }
 
 fn pass_note(note: wit::PassNote) -> GateStatus {
     let note = match note {
-        wit::PassNote::StayedUp(n) => PassNote::StayedUp {
-            duration_s: n.duration_s,
-        },
+        wit::PassNote::StayedUp(n) => PassNote::StayedUp { duration_s: n.duration_s },
         wit::PassNote::BurnInElapsed(n) => PassNote::BurnInElapsed { hours: n.hours },
-        wit::PassNote::Migrated(n) => PassNote::Migrated {
-            backup: n.backup,
-            count: n.count,
-        },
-        wit::PassNote::TestsPassed(n) => PassNote::TestsPassed {
-            count: n.count,
-            duration_s: n.duration_s,
-        },
+        wit::PassNote::Migrated(n) => PassNote::Migrated { backup: n.backup, count: n.count },
+        wit::PassNote::TestsPassed(n) => {
+            PassNote::TestsPassed { count: n.count, duration_s: n.duration_s }
+        }
         wit::PassNote::OperatorConfirmed(n) => match datetime(n.at) {
             Some(at) => PassNote::OperatorConfirmed { at },
             // A pass must be provably right; an impossible timestamp is not.
@@ -60,10 +52,9 @@ fn pass_note(note: wit::PassNote) -> GateStatus {
 fn gate_blocker(blocker: wit::GateBlocker) -> GateBlocker {
     match blocker {
         wit::GateBlocker::BurnInClockNotStarted => GateBlocker::BurnInClockNotStarted,
-        wit::GateBlocker::BurnInRemaining(b) => GateBlocker::BurnInRemaining {
-            hours: b.hours,
-            total: b.total,
-        },
+        wit::GateBlocker::BurnInRemaining(b) => {
+            GateBlocker::BurnInRemaining { hours: b.hours, total: b.total }
+        }
         wit::GateBlocker::AwaitingOperatorConfirmation => GateBlocker::AwaitingOperatorConfirmation,
         wit::GateBlocker::NoBackupAvailable => GateBlocker::NoBackupAvailable,
         wit::GateBlocker::ScratchDbUrlUnset => GateBlocker::ScratchDbUrlUnset,
@@ -74,23 +65,21 @@ fn gate_blocker(blocker: wit::GateBlocker) -> GateBlocker {
 
 fn gate_failure(failure: wit::GateFailure) -> GateFailure {
     match failure {
-        wit::GateFailure::CargoTest(f) => GateFailure::CargoTest {
-            failed_count: f.failed_count,
-            first_failed: f.first_failed,
-        },
-        wit::GateFailure::MigrationDrift(m) => GateFailure::MigrationDrift {
-            migration: m.migration,
-        },
-        wit::GateFailure::MigrationModified(m) => GateFailure::MigrationModified {
-            migration: m.migration,
-        },
-        wit::GateFailure::MigrationSqlError(m) => GateFailure::MigrationSqlError {
-            migration: m.migration,
-            sqlstate: m.sqlstate,
-        },
-        wit::GateFailure::MigrationDirty(m) => GateFailure::MigrationDirty {
-            migration: m.migration,
-        },
+        wit::GateFailure::CargoTest(f) => {
+            GateFailure::CargoTest { failed_count: f.failed_count, first_failed: f.first_failed }
+        }
+        wit::GateFailure::MigrationDrift(m) => {
+            GateFailure::MigrationDrift { migration: m.migration }
+        }
+        wit::GateFailure::MigrationModified(m) => {
+            GateFailure::MigrationModified { migration: m.migration }
+        }
+        wit::GateFailure::MigrationSqlError(m) => {
+            GateFailure::MigrationSqlError { migration: m.migration, sqlstate: m.sqlstate }
+        }
+        wit::GateFailure::MigrationDirty(m) => {
+            GateFailure::MigrationDirty { migration: m.migration }
+        }
         wit::GateFailure::RestoreFailed(kind) => GateFailure::RestoreFailed {
             reason: match kind {
                 wit::RestoreFailureKind::BackupUnreadable => RestoreFailureKind::BackupUnreadable,
@@ -99,20 +88,15 @@ fn gate_failure(failure: wit::GateFailure) -> GateFailure {
                 }
             },
         },
-        wit::GateFailure::BootPanic(c) => GateFailure::BootPanic {
-            exit_code: c.exit_code,
-        },
-        wit::GateFailure::BootExitedEarly(c) => GateFailure::BootExitedEarly {
-            exit_code: c.exit_code,
-        },
+        wit::GateFailure::BootPanic(c) => GateFailure::BootPanic { exit_code: c.exit_code },
+        wit::GateFailure::BootExitedEarly(c) => {
+            GateFailure::BootExitedEarly { exit_code: c.exit_code }
+        }
         wit::GateFailure::BootKilled(s) => GateFailure::BootKilled { signal: s.signal },
-        wit::GateFailure::SpawnFailed(s) => GateFailure::SpawnFailed {
-            os_error: s.os_error,
-        },
-        wit::GateFailure::Timeout(t) => GateFailure::Timeout {
-            gate: gate_kind(t.gate),
-            after_s: t.after_s,
-        },
+        wit::GateFailure::SpawnFailed(s) => GateFailure::SpawnFailed { os_error: s.os_error },
+        wit::GateFailure::Timeout(t) => {
+            GateFailure::Timeout { gate: gate_kind(t.gate), after_s: t.after_s }
+        }
         wit::GateFailure::Unclassified => GateFailure::Unclassified,
     }
 }

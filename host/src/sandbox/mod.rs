@@ -20,7 +20,10 @@ use wasmtime::component::{
     types::ComponentItem,
 };
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+const GUEST_STDERR_CAP: usize = 4096;
 
 use crate::domain::{ComponentFault, GateFailure, GateKind, GateStatus, RawOutput};
 
@@ -41,10 +44,7 @@ impl Default for Limits {
     fn default() -> Self {
         // Classifying the largest captured output (~1 MB) takes well under a
         // tenth of each; an endless loop is cut off in about a second.
-        Self {
-            memory_bytes: 64 << 20,
-            fuel: 2_000_000_000,
-        }
+        Self { memory_bytes: 64 << 20, fuel: 2_000_000_000 }
     }
 }
 
@@ -93,9 +93,7 @@ impl LoadError {
                 found: found.clone(),
             },
             LoadError::Fault(fault) => fault.clone(),
-            other => ComponentFault::Invalid {
-                message: other.to_string(),
-            },
+            other => ComponentFault::Invalid { message: other.to_string() },
         }
     }
 }
@@ -105,6 +103,9 @@ impl LoadError {
 /// classifying, which is what makes the classifier pure.
 struct State {
     wasi: WasiCtx,
+    /// What the guest wrote to stderr (a panic message), bounded; shown in
+    /// trap faults so a gate author sees why their component trapped.
+    stderr: MemoryOutputPipe,
     table: ResourceTable,
     limiter: MemoryLimiter,
     runner: Option<RunnerEnv>,
@@ -112,10 +113,7 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -181,19 +179,12 @@ impl Sandbox {
             .total_tables(256)
             .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
         let mut config = Config::new();
-        config
-            .consume_fuel(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.consume_fuel(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
-        Ok(Self {
-            engine,
-            linker,
-            limits,
-            cache,
-        })
+        Ok(Self { engine, linker, limits, cache })
     }
 
     pub fn limits(&self) -> Limits {
@@ -204,40 +195,34 @@ impl Sandbox {
     pub fn load(&self, bytes: &[u8]) -> Result<GateComponent, LoadError> {
         check_header(bytes)?;
         let digest = Digest::of(bytes);
-        let (component, from_cache) = match self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&self.engine, &digest))
-        {
-            Some(component) => (component, true),
-            None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| LoadError::Invalid(root_cause(&e)))?;
-                if let Some(cache) = &self.cache {
-                    cache.put(&self.engine, &digest, &component);
+        let (component, from_cache) =
+            match self.cache.as_ref().and_then(|c| c.get(&self.engine, &digest)) {
+                Some(component) => (component, true),
+                None => {
+                    let component = Component::new(&self.engine, bytes)
+                        .map_err(|e| LoadError::Invalid(root_cause(&e)))?;
+                    if let Some(cache) = &self.cache {
+                        cache.put(&self.engine, &digest, &component);
+                    }
+                    (component, false)
                 }
-                (component, false)
-            }
-        };
+            };
         let exports = check_contract(&self.engine, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Invalid(root_cause(&e)))?;
-        let mut gate = GateComponent {
-            kind: GateKind::CargoTest,
-            digest,
-            from_cache,
-            pre,
-            exports,
-        };
+        let mut gate =
+            GateComponent { kind: GateKind::CargoTest, digest, from_cache, pre, exports };
         gate.kind = gate.call_kind(self).map_err(LoadError::Fault)?;
         Ok(gate)
     }
 
     fn store(&self, runner: Option<RunnerEnv>) -> Store<State> {
+        let stderr = MemoryOutputPipe::new(GUEST_STDERR_CAP);
         let state = State {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            stderr,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
@@ -248,9 +233,7 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store
-            .set_fuel(self.limits.fuel)
-            .expect("fuel is enabled in the engine config");
+        store.set_fuel(self.limits.fuel).expect("fuel is enabled in the engine config");
         store
     }
 }
@@ -315,9 +298,7 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<Exports, Loa
         }
     }
     let find = |interface: &str| {
-        names
-            .iter()
-            .find(|n| contract_name(n).is_some_and(|(i, _)| i == interface))
+        names.iter().find(|n| contract_name(n).is_some_and(|(i, _)| i == interface))
     };
     let classifier_name = find("classifier")
         .ok_or_else(|| LoadError::MissingExport(format!("{}/classifier", bindings::PACKAGE)))?;
@@ -333,11 +314,7 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<Exports, Loa
         let runner = component.get_export_index(None, runner_name)?;
         component.get_export_index(Some(&runner), "run")
     });
-    Ok(Exports {
-        kind: func("kind")?,
-        classify: func("classify")?,
-        run,
-    })
+    Ok(Exports { kind: func("kind")?, classify: func("classify")?, run })
 }
 
 /// A loaded, validated gate component, ready to instantiate per call.
@@ -378,9 +355,7 @@ impl GateComponent {
             )?;
             func.call(&mut store, ())
         })();
-        result
-            .map(|(kind,)| from_guest::gate_kind(kind))
-            .map_err(|e| fault(&store, sandbox, &e))
+        result.map(|(kind,)| from_guest::gate_kind(kind)).map_err(|e| fault(&store, sandbox, &e))
     }
 
     /// Classifies one captured output. Never fails: a misbehaving component
@@ -394,15 +369,9 @@ impl GateComponent {
         if kind != self.kind {
             return Classification {
                 status: GateStatus::failed(GateFailure::ComponentFault {
-                    fault: ComponentFault::WrongGateKind {
-                        expected: kind,
-                        found: self.kind,
-                    },
+                    fault: ComponentFault::WrongGateKind { expected: kind, found: self.kind },
                 }),
-                usage: Usage {
-                    fuel: 0,
-                    peak_memory_bytes: 0,
-                },
+                usage: Usage { fuel: 0, peak_memory_bytes: 0 },
             };
         }
         let mut store = sandbox.store(None);
@@ -412,16 +381,9 @@ impl GateComponent {
                 (bindings::types::GateKind, bindings::types::RawOutput),
                 (bindings::types::GateStatus,),
             >(&mut store, &self.exports.classify)?;
-            func.call(
-                &mut store,
-                (to_guest::gate_kind(kind), to_guest::raw_output(output)),
-            )
+            func.call(&mut store, (to_guest::gate_kind(kind), to_guest::raw_output(output)))
         })();
-        finish(
-            store,
-            sandbox,
-            result.map(|(status,)| from_guest::gate_status(status)),
-        )
+        finish(store, sandbox, result.map(|(status,)| from_guest::gate_status(status)))
     }
 
     /// Runs the gate's runner with the given environment: its only way to
@@ -446,10 +408,7 @@ impl GateComponent {
             Err(e) => Err(fault(&store, sandbox, &e)),
         };
         let usage = usage(&store, sandbox);
-        let env = store
-            .into_data()
-            .runner
-            .expect("the runner env stays in the store");
+        let env = store.into_data().runner.expect("the runner env stays in the store");
         let status = status
             .unwrap_or_else(|fault| GateStatus::failed(GateFailure::ComponentFault { fault }));
         (Classification { status, usage }, env)
@@ -471,39 +430,35 @@ fn finish(
 ) -> Classification {
     let status = match result {
         Ok(status) => status,
-        Err(e) => GateStatus::failed(GateFailure::ComponentFault {
-            fault: fault(&store, sandbox, &e),
-        }),
+        Err(e) => {
+            GateStatus::failed(GateFailure::ComponentFault { fault: fault(&store, sandbox, &e) })
+        }
     };
-    Classification {
-        status,
-        usage: usage(&store, sandbox),
-    }
+    Classification { status, usage: usage(&store, sandbox) }
 }
 
 /// Names what went wrong in a call, most specific cause first.
 fn fault(store: &Store<State>, sandbox: &Sandbox, error: &wasmtime::Error) -> ComponentFault {
     if let Some(denied) = error.downcast_ref::<runner_host::Denied>() {
-        return ComponentFault::CapabilityDenied {
-            capability: denied.0.clone(),
-        };
+        return ComponentFault::CapabilityDenied { capability: denied.0.clone() };
     }
     if store.data().limiter.denied {
-        return ComponentFault::MemoryExhausted {
-            limit_bytes: sandbox.limits.memory_bytes,
-        };
+        return ComponentFault::MemoryExhausted { limit_bytes: sandbox.limits.memory_bytes };
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => ComponentFault::FuelExhausted {
-            budget: sandbox.limits.fuel,
-        },
-        Some(trap) => ComponentFault::Trap {
-            message: trap.to_string(),
-        },
-        None => ComponentFault::Trap {
-            message: root_cause(error),
-        },
+        Some(Trap::OutOfFuel) => ComponentFault::FuelExhausted { budget: sandbox.limits.fuel },
+        Some(trap) => ComponentFault::Trap { message: with_guest_stderr(store, trap.to_string()) },
+        None => ComponentFault::Trap { message: with_guest_stderr(store, root_cause(error)) },
     }
+}
+
+/// Appends the first lines the guest wrote to stderr (a Rust panic's
+/// location and message) to a trap's description.
+fn with_guest_stderr(store: &Store<State>, message: String) -> String {
+    let bytes = store.data().stderr.contents();
+    let text = String::from_utf8_lossy(&bytes);
+    let said: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).take(2).collect();
+    if said.is_empty() { message } else { format!("{message}; guest stderr: {}", said.join(" ")) }
 }
 
 fn root_cause(error: &wasmtime::Error) -> String {
@@ -517,30 +472,17 @@ fn root_cause(error: &wasmtime::Error) -> String {
     message
 }
 
-/// Where the gate components shipped with Sando are found: `$SANDO_GATES_DIR`,
-/// else `gates/` next to the `sando` executable, else the build tree
-/// (`target/wasm32-wasip2/gates/` beside `target/release/sando`).
-pub fn shipped_component(kind: GateKind) -> Result<PathBuf, Vec<PathBuf>> {
-    let mut tried = Vec::new();
-    let file = format!("{kind}.wasm");
-    if let Some(dir) = std::env::var_os("SANDO_GATES_DIR") {
-        tried.push(PathBuf::from(dir).join(&file));
-    } else if let Some(exe_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(PathBuf::from))
-    {
-        tried.push(exe_dir.join("gates").join(&file));
-        if let Some(target) = exe_dir.parent() {
-            tried.push(
-                target
-                    .join("wasm32-wasip2")
-                    .join("gates")
-                    .join(format!("gate_{kind}.wasm")),
-            );
-        }
-    }
-    match tried.iter().find(|p| p.is_file()) {
-        Some(found) => Ok(found.clone()),
-        None => Err(tried),
-    }
+/// Where the gate components shipped with Sando are found: `$SANDO_GATES_DIR`
+/// if set, else `gates/` next to the `sando` executable (`./x build` puts
+/// them in `target/release/gates/`; an install copies that directory).
+pub fn shipped_component(kind: GateKind) -> Result<PathBuf, PathBuf> {
+    let dir = match std::env::var_os("SANDO_GATES_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("gates")))
+            .unwrap_or_else(|| PathBuf::from("gates")),
+    };
+    let path = dir.join(format!("{kind}.wasm"));
+    if path.is_file() { Ok(path) } else { Err(path) }
 }

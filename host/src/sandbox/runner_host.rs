@@ -72,10 +72,7 @@ impl wit::Host for State {
             params: env
                 .params
                 .iter()
-                .map(|(key, value)| wit::Param {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
+                .map(|(key, value)| wit::Param { key: key.clone(), value: value.clone() })
                 .collect(),
         })
     }
@@ -112,10 +109,7 @@ impl wit::Host for State {
         Ok(env
             .confirmation
             .as_ref()
-            .map(|c| wit::OperatorConfirmation {
-                by: c.by.clone(),
-                at: to_guest::datetime(c.at),
-            }))
+            .map(|c| wit::OperatorConfirmation { by: c.by.clone(), at: to_guest::datetime(c.at) }))
     }
 
     fn latest_backup(&mut self) -> wasmtime::Result<Option<wit::Backup>> {

@@ -32,8 +32,5 @@ pub fn raw_output(output: &RawOutput) -> wit::RawOutput {
 }
 
 pub fn datetime(at: chrono::DateTime<chrono::Utc>) -> wit::Datetime {
-    wit::Datetime {
-        seconds: at.timestamp(),
-        nanoseconds: at.timestamp_subsec_nanos(),
-    }
+    wit::Datetime { seconds: at.timestamp(), nanoseconds: at.timestamp_subsec_nanos() }
 }

@@ -15,7 +15,8 @@ fn main() {
         .expect("wit/gate.wit declares `package sando:gate@X.Y.Z;`");
     let major: u64 = current.split('.').next().and_then(|m| m.parse().ok()).expect("numeric major");
     let next = format!("{}.0.0", major + 1);
-    let wit = wit.replace(&format!("package sando:gate@{current};"), &format!("package sando:gate@{next};"));
+    let wit = wit
+        .replace(&format!("package sando:gate@{current};"), &format!("package sando:gate@{next};"));
     let bindings = format!(
         "wit_bindgen::generate!({{ inline: r####\"{wit}\"####, world: \"classifier-only\" }});\n"
     );

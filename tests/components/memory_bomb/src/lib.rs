@@ -1,5 +1,8 @@
 //! A misbehaving classifier for the sandbox tests: allocates until memory runs out.
 
+// The component type is only used by the wasm32 export.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 wit_bindgen::generate!({ path: "../../../wit", world: "classifier-only" });
 
 use exports::sando::gate::classifier::Guest;
@@ -18,6 +21,9 @@ impl Guest for Component {
     }
 }
 
+// Natively (tests, benchmarks) there is nothing to export to, and the
+// component export names are not valid native symbol names.
+#[cfg(target_arch = "wasm32")]
 export!(Component);
 
 fn misbehave(seed: usize) {

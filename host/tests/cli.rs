@@ -1,0 +1,317 @@
+//! The `sando` command line through the real binary: contract 2 (`classify`),
+//! contract 4 (`gate test`), and one clear line for every kind of bad input.
+
+mod util;
+
+use util::{Sando, stderr, stdout};
+
+const PASSING: &str = "running 1 test\ntest t ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n";
+
+/// Asserts a failed run said exactly one line on stderr, containing `needle`.
+fn assert_one_line_error(output: &std::process::Output, needle: &str) {
+    assert!(!output.status.success(), "expected failure, stdout: {}", stdout(output));
+    let err = stderr(output);
+    assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+#[test]
+fn classify_prints_one_json_line_using_the_shipped_component() {
+    let sando = Sando::new();
+    sando.write("out", PASSING);
+    sando.write("err", "");
+    let output = sando.run(&[
+        "classify",
+        "--gate",
+        "cargo_test",
+        "--stdout",
+        "out",
+        "--stderr",
+        "err",
+        "--exit-code",
+        "0",
+        "--duration-ms",
+        "2400",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "{\"kind\":\"passed\",\"note\":{\"kind\":\"tests_passed\",\"count\":1,\"duration_s\":2}}\n"
+    );
+}
+
+#[test]
+fn classify_with_an_explicit_component_and_each_process_end() {
+    let sando = Sando::new();
+    sando.write("out", "");
+    sando.write("err", "");
+    let component = util::component("gate_boot_smoke");
+    let component = component.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--still-running", "--duration-ms", "3000"],
+            r#"{"kind":"passed","note":{"kind":"stayed_up","duration_s":3}}"#,
+        ),
+        (
+            &["--exit-code", "0"],
+            r#"{"kind":"failed","failure":{"kind":"boot_exited_early","exit_code":0}}"#,
+        ),
+        (&["--signal", "9"], r#"{"kind":"failed","failure":{"kind":"boot_killed","signal":9}}"#),
+        (
+            &["--spawn-error", "13"],
+            r#"{"kind":"failed","failure":{"kind":"spawn_failed","os_error":13}}"#,
+        ),
+    ];
+    for (end, expected) in cases {
+        let mut args = vec![
+            "classify",
+            "--gate",
+            "boot_smoke",
+            "--component",
+            component,
+            "--stdout",
+            "out",
+            "--stderr",
+            "err",
+        ];
+        args.extend_from_slice(end);
+        let output = sando.run(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output).trim_end(), expected);
+    }
+}
+
+#[test]
+fn missing_input_file_is_named() {
+    let sando = Sando::new();
+    sando.write("err", "");
+    let output = sando.run(&[
+        "classify",
+        "--gate",
+        "cargo_test",
+        "--stdout",
+        "nope.txt",
+        "--stderr",
+        "err",
+        "--exit-code",
+        "0",
+    ]);
+    assert_one_line_error(&output, "--stdout nope.txt: no such file");
+}
+
+#[test]
+fn missing_component_file_is_named() {
+    let sando = Sando::new();
+    sando.write("out", "");
+    let output = sando.run(&[
+        "classify",
+        "--gate",
+        "cargo_test",
+        "--component",
+        "missing.wasm",
+        "--stdout",
+        "out",
+        "--stderr",
+        "out",
+        "--exit-code",
+        "0",
+    ]);
+    assert_one_line_error(&output, "component missing.wasm: no such file");
+}
+
+#[test]
+fn unknown_gate_kind_lists_the_known_ones() {
+    let sando = Sando::new();
+    sando.write("out", "");
+    let output = sando.run(&[
+        "classify",
+        "--gate",
+        "unit_test",
+        "--stdout",
+        "out",
+        "--stderr",
+        "out",
+        "--exit-code",
+        "0",
+    ]);
+    assert_one_line_error(
+        &output,
+        "invalid gate kind \"unit_test\": expected one of cargo_test, migration_dry_run",
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component_says_what_it_is() {
+    let sando = Sando::new();
+    sando.write("out", "");
+    sando.write("notes.wasm", "just text");
+    sando.write("core.wasm", b"\0asm\x01\0\0\0");
+    let base = [
+        "classify",
+        "--gate",
+        "cargo_test",
+        "--stdout",
+        "out",
+        "--stderr",
+        "out",
+        "--exit-code",
+        "0",
+        "--component",
+    ];
+    let text = sando.run(&[&base[..], &["notes.wasm"]].concat());
+    assert_one_line_error(&text, "component notes.wasm: not a WebAssembly file");
+    let core = sando.run(&[&base[..], &["core.wasm"]].concat());
+    assert_one_line_error(&core, "component core.wasm: a core WebAssembly module, not a component");
+    let gate_test = sando.run(&["gate", "test", "notes.wasm", "."]);
+    assert_one_line_error(&gate_test, "component notes.wasm: not a WebAssembly file");
+}
+
+#[test]
+fn another_contract_major_is_refused_naming_both_versions() {
+    let sando = Sando::new();
+    sando.write("out", "");
+    let component = util::component("test_component_next_major");
+    let output = sando.run(&[
+        "classify",
+        "--gate",
+        "cargo_test",
+        "--component",
+        component.to_str().unwrap(),
+        "--stdout",
+        "out",
+        "--stderr",
+        "out",
+        "--exit-code",
+        "0",
+    ]);
+    assert_one_line_error(
+        &output,
+        "built against gate contract sando:gate@1.0.0, but this Sando speaks sando:gate@0.1.0",
+    );
+}
+
+#[test]
+fn component_serving_another_gate_is_refused() {
+    let sando = Sando::new();
+    sando.write("out", "");
+    let component = util::component("gate_burn_in");
+    let output = sando.run(&[
+        "classify",
+        "--gate",
+        "cargo_test",
+        "--component",
+        component.to_str().unwrap(),
+        "--stdout",
+        "out",
+        "--stderr",
+        "out",
+        "--exit-code",
+        "0",
+    ]);
+    assert_one_line_error(&output, "serves burn_in, not cargo_test");
+}
+
+#[test]
+fn process_end_is_required_and_exclusive() {
+    let sando = Sando::new();
+    sando.write("out", "");
+    let none =
+        sando.run(&["classify", "--gate", "cargo_test", "--stdout", "out", "--stderr", "out"]);
+    assert_one_line_error(&none, "the following required arguments were not provided");
+    let two = sando.run(&[
+        "classify",
+        "--gate",
+        "cargo_test",
+        "--stdout",
+        "out",
+        "--stderr",
+        "out",
+        "--exit-code",
+        "1",
+        "--still-running",
+    ]);
+    assert_one_line_error(&two, "cannot be used with");
+}
+
+fn write_case(sando: &Sando, dir: &str, stdout: &str, case_toml: &str, expected: &str) {
+    sando.write(&format!("{dir}/stdout"), stdout);
+    sando.write(&format!("{dir}/stderr"), "");
+    sando.write(&format!("{dir}/case.toml"), case_toml);
+    sando.write(&format!("{dir}/expected.json"), expected);
+}
+
+#[test]
+fn gate_test_reports_each_case_and_a_closing_count() {
+    let sando = Sando::new();
+    write_case(
+        &sando,
+        "cases/cargo_test/passes",
+        PASSING,
+        "command = \"cargo test\"\nexit_code = 0\nduration_ms = 1000\n",
+        r#"{"kind":"passed","note":{"kind":"tests_passed","count":1,"duration_s":1}}"#,
+    );
+    write_case(
+        &sando,
+        "cases/cargo_test/wrong_expectation",
+        PASSING,
+        "command = \"cargo test\"\nexit_code = 0\n",
+        r#"{"kind":"failed","failure":{"kind":"unclassified"}}"#,
+    );
+    write_case(
+        &sando,
+        "cases/boot_smoke/other_kind",
+        "",
+        "command = \"app\"\nstill_running = true\n",
+        "{}",
+    );
+    let component = util::component("gate_cargo_test");
+    let output = sando.run(&["gate", "test", component.to_str().unwrap(), "cases"]);
+    assert!(!output.status.success(), "a differing case must fail the run");
+    let out = stdout(&output);
+    assert!(out.contains("ok   cargo_test/passes"), "{out}");
+    assert!(
+        out.contains("FAIL cargo_test/wrong_expectation: expected {\"kind\":\"failed\""),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("1 passed, 1 failed, 1 skipped"), "{out}");
+
+    std::fs::remove_dir_all(sando.path("cases/cargo_test/wrong_expectation")).unwrap();
+    let output = sando.run(&["gate", "test", component.to_str().unwrap(), "cases/cargo_test"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(stdout(&output).lines().last(), Some("1 passed, 0 failed"));
+}
+
+#[test]
+fn bad_case_files_name_the_file_and_line() {
+    let sando = Sando::new();
+    write_case(
+        &sando,
+        "cases/cargo_test/two_ends",
+        PASSING,
+        "command = \"cargo test\"\nexit_code = 0\nsignal = 9\n",
+        r#"{"kind":"failed","failure":{"kind":"unclassified"}}"#,
+    );
+    write_case(
+        &sando,
+        "cases/cargo_test/typo",
+        PASSING,
+        "command = \"cargo test\"\nexit_cod = 0\n",
+        r#"{"kind":"failed","failure":{"kind":"unclassified"}}"#,
+    );
+    let component = util::component("gate_cargo_test");
+    let output = sando.run(&["gate", "test", component.to_str().unwrap(), "cases"]);
+    assert!(!output.status.success());
+    let out = stdout(&output);
+    assert!(out.contains("two_ends/case.toml: needs exactly one of exit_code, signal, spawn_error, still_running = true (found exit_code and signal)"), "{out}");
+    assert!(out.contains("typo/case.toml:2:1: unknown field `exit_cod`"), "{out}");
+    assert_eq!(out.lines().last(), Some("0 passed, 2 failed"));
+}
+
+#[test]
+fn gate_test_on_a_directory_without_cases_fails() {
+    let sando = Sando::new();
+    std::fs::create_dir_all(sando.path("empty")).unwrap();
+    let component = util::component("gate_cargo_test");
+    let output = sando.run(&["gate", "test", component.to_str().unwrap(), "empty"]);
+    assert_one_line_error(&output, "no cargo_test fixture cases below empty");
+}

@@ -1,0 +1,318 @@
+//! The sandbox's failure modes: each misbehaviour is a typed outcome, and the
+//! same sandbox keeps classifying correctly afterwards.
+
+mod util;
+
+use chrono::{TimeZone, Utc};
+use sando::domain::{
+    ComponentFault, GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput,
+};
+use sando::sandbox::{
+    Backup, BurnInClock, ComponentCache, Confirmation, GateComponent, Limits, LoadError, RunnerEnv,
+    Sandbox,
+};
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(Limits::default(), None).expect("sandbox")
+}
+
+fn load(sandbox: &Sandbox, name: &str) -> GateComponent {
+    sandbox.load(&util::component_bytes(name)).unwrap_or_else(|e| panic!("load {name}: {e}"))
+}
+
+fn passing_run() -> RawOutput {
+    RawOutput {
+        stdout: b"running 1 test\ntest t ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n".to_vec(),
+        stderr: Vec::new(),
+        end: ProcessEnd::Exited(0),
+        duration_ms: Some(2000),
+    }
+}
+
+fn fault_of(status: &GateStatus) -> &ComponentFault {
+    match status {
+        GateStatus::Failed { failure: GateFailure::ComponentFault { fault } } => fault,
+        other => panic!("expected a component fault, got {other:?}"),
+    }
+}
+
+/// After any fault the sandbox must still serve a healthy component.
+fn assert_still_healthy(sandbox: &Sandbox, healthy: &GateComponent) {
+    let status = healthy.classify(sandbox, GateKind::CargoTest, &passing_run()).status;
+    assert_eq!(
+        status,
+        GateStatus::Passed { note: PassNote::TestsPassed { count: 1, duration_s: 2 } }
+    );
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let sandbox = Sandbox::new(Limits { fuel: 50_000_000, ..Limits::default() }, None).unwrap();
+    let spin = load(&sandbox, "test_component_spin");
+    let healthy = load(&sandbox, "gate_cargo_test");
+    for _ in 0..2 {
+        let classification = spin.classify(&sandbox, GateKind::CargoTest, &passing_run());
+        assert_eq!(
+            fault_of(&classification.status),
+            &ComponentFault::FuelExhausted { budget: 50_000_000 }
+        );
+        assert_eq!(classification.usage.fuel, 50_000_000);
+        assert_still_healthy(&sandbox, &healthy);
+    }
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    let sandbox = sandbox();
+    let bomb = load(&sandbox, "test_component_memory_bomb");
+    let healthy = load(&sandbox, "gate_cargo_test");
+    for _ in 0..2 {
+        let classification = bomb.classify(&sandbox, GateKind::CargoTest, &passing_run());
+        assert_eq!(
+            fault_of(&classification.status),
+            &ComponentFault::MemoryExhausted { limit_bytes: Limits::default().memory_bytes }
+        );
+        assert!(classification.usage.peak_memory_bytes <= Limits::default().memory_bytes);
+        assert_still_healthy(&sandbox, &healthy);
+    }
+}
+
+#[test]
+fn trap_carries_the_panic_message() {
+    let sandbox = sandbox();
+    let trap = load(&sandbox, "test_component_trap");
+    let healthy = load(&sandbox, "gate_cargo_test");
+    let status = trap.classify(&sandbox, GateKind::CargoTest, &passing_run()).status;
+    match fault_of(&status) {
+        ComponentFault::Trap { message } => {
+            assert!(message.contains("unreachable"), "{message}");
+            assert!(message.contains("classifier bug on an output of"), "{message}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_still_healthy(&sandbox, &healthy);
+}
+
+#[test]
+fn next_contract_major_is_rejected_with_both_versions() {
+    let sandbox = sandbox();
+    let err =
+        sandbox.load(&util::component_bytes("test_component_next_major")).err().expect("rejected");
+    let LoadError::ContractMismatch { expected, found } = &err else { panic!("got {err}") };
+    assert_eq!(expected, "sando:gate@0.1.0");
+    assert_eq!(found, "sando:gate@1.0.0");
+    assert_eq!(
+        err.fault(),
+        ComponentFault::ContractMismatch { expected: expected.clone(), found: found.clone() }
+    );
+    assert_still_healthy(&sandbox, &load(&sandbox, "gate_cargo_test"));
+}
+
+#[test]
+fn classifier_cannot_spawn() {
+    let sandbox = sandbox();
+    let probe = load(&sandbox, "test_component_capability_probe");
+    let status = probe.classify(&sandbox, GateKind::BootSmoke, &passing_run()).status;
+    match fault_of(&status) {
+        ComponentFault::CapabilityDenied { capability } => {
+            assert!(capability.contains("spawn"), "{capability}")
+        }
+        other => panic!("expected capability_denied, got {other:?}"),
+    }
+}
+
+#[test]
+fn files_that_are_not_components_are_refused() {
+    let sandbox = sandbox();
+    assert!(matches!(sandbox.load(b"hello"), Err(LoadError::NotWasm)));
+    // The smallest valid core module: magic and version 1.
+    assert!(matches!(sandbox.load(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+    let mut truncated = util::component_bytes("gate_cargo_test");
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(sandbox.load(&truncated), Err(LoadError::Invalid(_))));
+}
+
+#[test]
+fn asking_a_component_for_another_kind_is_typed() {
+    let sandbox = sandbox();
+    let cargo_test = load(&sandbox, "gate_cargo_test");
+    assert_eq!(cargo_test.kind(), GateKind::CargoTest);
+    let status = cargo_test.classify(&sandbox, GateKind::BootSmoke, &passing_run()).status;
+    assert_eq!(
+        fault_of(&status),
+        &ComponentFault::WrongGateKind {
+            expected: GateKind::BootSmoke,
+            found: GateKind::CargoTest
+        }
+    );
+}
+
+#[test]
+fn compiled_components_are_cached_across_sandboxes() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let bytes = util::component_bytes("gate_boot_smoke");
+    let first = Sandbox::new(Limits::default(), Some(ComponentCache::new(cache_dir.path().into())))
+        .unwrap();
+    let loaded = first.load(&bytes).unwrap();
+    assert!(!loaded.from_cache());
+    assert_eq!(std::fs::read_dir(cache_dir.path()).unwrap().count(), 1);
+    // A new sandbox stands for a restarted daemon.
+    let second =
+        Sandbox::new(Limits::default(), Some(ComponentCache::new(cache_dir.path().into())))
+            .unwrap();
+    let reloaded = second.load(&bytes).unwrap();
+    assert!(reloaded.from_cache());
+    assert_eq!(reloaded.digest(), loaded.digest());
+    let still_up = RawOutput {
+        stdout: vec![],
+        stderr: vec![],
+        end: ProcessEnd::StillRunning,
+        duration_ms: Some(5000),
+    };
+    assert_eq!(
+        reloaded.classify(&second, GateKind::BootSmoke, &still_up).status,
+        GateStatus::Passed { note: PassNote::StayedUp { duration_s: 5 } }
+    );
+}
+
+fn runner_env(gate: GateKind, params: &[(&str, &str)], allowed: &[&str]) -> RunnerEnv {
+    RunnerEnv {
+        tier: "staging".parse().unwrap(),
+        version: "0.8.12".parse().unwrap(),
+        gate,
+        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        allowed_programs: allowed.iter().map(|p| p.to_string()).collect(),
+        burn_in_clock: None,
+        confirmation: None,
+        latest_backup: None,
+        spawned: Vec::new(),
+    }
+}
+
+#[test]
+fn boot_smoke_runner_watches_a_real_process() {
+    let sandbox = sandbox();
+    let gate = load(&sandbox, "gate_boot_smoke");
+    let stays_up = runner_env(
+        GateKind::BootSmoke,
+        &[("binary", "/bin/sleep"), ("args", "30"), ("seconds", "1")],
+        &["/bin/sleep"],
+    );
+    let (classification, env) = gate.run(&sandbox, stays_up);
+    assert_eq!(
+        classification.status,
+        GateStatus::Passed { note: PassNote::StayedUp { duration_s: 1 } }
+    );
+    assert_eq!(env.spawned.len(), 1);
+    assert_eq!(env.spawned[0].end, ProcessEnd::StillRunning);
+
+    let exits = runner_env(
+        GateKind::BootSmoke,
+        &[("binary", "/bin/false"), ("seconds", "5")],
+        &["/bin/false"],
+    );
+    let (classification, _) = gate.run(&sandbox, exits);
+    assert_eq!(
+        classification.status,
+        GateStatus::Failed { failure: GateFailure::BootExitedEarly { exit_code: Some(1) } }
+    );
+
+    let missing = runner_env(
+        GateKind::BootSmoke,
+        &[("binary", "/nonexistent/app"), ("seconds", "5")],
+        &["/nonexistent/app"],
+    );
+    let (classification, _) = gate.run(&sandbox, missing);
+    assert_eq!(
+        classification.status,
+        GateStatus::Failed { failure: GateFailure::SpawnFailed { os_error: 2 } }
+    );
+}
+
+#[test]
+fn runner_may_spawn_only_allowed_programs() {
+    let sandbox = sandbox();
+    let probe = load(&sandbox, "test_component_capability_probe");
+    let (allowed, _) = probe.run(
+        &sandbox,
+        runner_env(GateKind::BootSmoke, &[("program", "/bin/echo")], &["/bin/echo"]),
+    );
+    assert_eq!(allowed.status, GateStatus::Passed { note: PassNote::StayedUp { duration_s: 0 } });
+    let (denied, env) = probe
+        .run(&sandbox, runner_env(GateKind::BootSmoke, &[("program", "/bin/sh")], &["/bin/echo"]));
+    match fault_of(&denied.status) {
+        ComponentFault::CapabilityDenied { capability } => {
+            assert!(capability.contains("/bin/sh"), "{capability}")
+        }
+        other => panic!("expected capability_denied, got {other:?}"),
+    }
+    assert!(env.spawned.is_empty(), "nothing was started");
+}
+
+#[test]
+fn burn_in_runner_reads_the_clock() {
+    let sandbox = sandbox();
+    let gate = load(&sandbox, "gate_burn_in");
+    let params = [("duration_s", "604800")];
+    let (not_started, _) = gate.run(&sandbox, runner_env(GateKind::BurnIn, &params, &[]));
+    assert_eq!(
+        not_started.status,
+        GateStatus::Blocked { blocker: GateBlocker::BurnInClockNotStarted }
+    );
+
+    let started_at = Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap();
+    let mut running = runner_env(GateKind::BurnIn, &params, &[]);
+    running.burn_in_clock =
+        Some(BurnInClock { started_at, now: started_at + chrono::Duration::hours(121) });
+    let (remaining, _) = gate.run(&sandbox, running);
+    assert_eq!(
+        remaining.status,
+        GateStatus::Blocked { blocker: GateBlocker::BurnInRemaining { hours: 47, total: 168 } }
+    );
+}
+
+#[test]
+fn manual_confirm_runner_waits_for_the_operator() {
+    let sandbox = sandbox();
+    let gate = load(&sandbox, "gate_manual_confirm");
+    let (waiting, _) = gate.run(&sandbox, runner_env(GateKind::ManualConfirm, &[], &[]));
+    assert_eq!(
+        waiting.status,
+        GateStatus::Blocked { blocker: GateBlocker::AwaitingOperatorConfirmation }
+    );
+    let at = Utc.with_ymd_and_hms(2026, 11, 26, 12, 30, 0).unwrap();
+    let mut confirmed = runner_env(GateKind::ManualConfirm, &[], &[]);
+    confirmed.confirmation = Some(Confirmation { by: "ops".into(), at });
+    let (passed, _) = gate.run(&sandbox, confirmed);
+    assert_eq!(passed.status, GateStatus::Passed { note: PassNote::OperatorConfirmed { at } });
+}
+
+#[test]
+fn migration_runner_reports_missing_preconditions_as_blocked() {
+    let sandbox = sandbox();
+    let gate = load(&sandbox, "gate_migration_dry_run");
+    let (no_url, _) = gate.run(&sandbox, runner_env(GateKind::MigrationDryRun, &[], &["sqlx"]));
+    assert_eq!(no_url.status, GateStatus::Blocked { blocker: GateBlocker::ScratchDbUrlUnset });
+    let with_url = [("scratch_db_url", "sqlite:///tmp/scratch.db")];
+    let (no_backup, _) =
+        gate.run(&sandbox, runner_env(GateKind::MigrationDryRun, &with_url, &["sqlx"]));
+    assert_eq!(no_backup.status, GateStatus::Blocked { blocker: GateBlocker::NoBackupAvailable });
+
+    let mut failing_restore = runner_env(
+        GateKind::MigrationDryRun,
+        &[("scratch_db_url", "sqlite:///tmp/scratch.db"), ("restore_program", "/bin/false")],
+        &["/bin/false"],
+    );
+    failing_restore.latest_backup =
+        Some(Backup { id: 3, path: "/tmp/backup.db".into(), fetched_at: Utc::now() });
+    let (restore, env) = gate.run(&sandbox, failing_restore);
+    assert_eq!(
+        restore.status,
+        GateStatus::Failed {
+            failure: GateFailure::RestoreFailed {
+                reason: sando::domain::RestoreFailureKind::RestoreCommandFailed
+            }
+        }
+    );
+    assert_eq!(env.spawned.len(), 1);
+}

@@ -1,0 +1,79 @@
+//! Shared test helpers: where the built components are, and running the real `sando` binary in a temp dir.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `target/` of this build, found from the test executable
+/// (`target/release/deps/<test>-<hash>`), so `CARGO_TARGET_DIR` is honoured.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors().nth(3).expect("target/<profile>/deps/<exe>").to_owned()
+}
+
+/// A component built by `./x build` (`cargo build --profile gates --target wasm32-wasip2`).
+pub fn component(crate_name: &str) -> PathBuf {
+    let path = target_dir().join("wasm32-wasip2").join("gates").join(format!("{crate_name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the components first with `./x build`",
+        path.display()
+    );
+    path
+}
+
+pub fn component_bytes(crate_name: &str) -> Vec<u8> {
+    std::fs::read(component(crate_name)).expect("read component")
+}
+
+/// The repository's `fixtures/` directory.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
+}
+
+/// The real `sando` binary, run in a fresh temporary directory with its own
+/// component cache, so tests never share state.
+pub struct Sando {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sando {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sando"));
+        command
+            .current_dir(self.dir.path())
+            .env("SANDO_CACHE_DIR", self.dir.path().join("cache"))
+            .env_remove("SANDO_GATES_DIR")
+            .env_remove("RUST_BACKTRACE");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run sando")
+    }
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
