@@ -5,7 +5,9 @@
 
 use sando_gate_sdk::host::{self, SpawnRequest};
 use sando_gate_sdk::outcome::{common_end, unclassified};
-use sando_gate_sdk::text::{plain, secs_from_ms};
+use std::borrow::Cow;
+
+use sando_gate_sdk::text::{lines, secs_from_ms};
 use sando_gate_sdk::types::{CargoTestFailure, TestsPassed};
 use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput};
 
@@ -54,9 +56,7 @@ pub fn classify(output: &RawOutput) -> GateStatus {
     if let Some(status) = common_end(GateKind::CargoTest, output) {
         return status;
     }
-    let stdout = plain(&output.stdout);
-    let stderr = plain(&output.stderr);
-    let report = Report::read(stdout.lines().chain(stderr.lines()));
+    let report = Report::read(lines(&output.stdout).chain(lines(&output.stderr)));
     let exited_ok = output.end == ProcessEnd::Exited(0);
 
     if let Some(nextest) = report.nextest {
@@ -121,52 +121,53 @@ struct Report {
 }
 
 impl Report {
-    fn read<'a>(lines: impl Iterator<Item = &'a str>) -> Report {
+    fn read<'a>(lines: impl Iterator<Item = Cow<'a, [u8]>>) -> Report {
         let mut report = Report::default();
         let mut in_failure_list = false;
         for line in lines {
-            let trimmed = line.trim();
+            let line: &[u8] = &line;
+            let trimmed = line.trim_ascii();
             if in_failure_list {
-                if line.starts_with("    ") && !trimmed.is_empty() {
+                if line.starts_with(b"    ") && !trimmed.is_empty() {
                     if report.first_failed.is_none() {
-                        report.first_failed = Some(trimmed.to_owned());
+                        report.first_failed = Some(text(trimmed));
                     }
                     continue;
                 }
                 in_failure_list = false;
             }
-            if let Some(rest) = trimmed.strip_prefix("test result: ") {
+            if let Some(rest) = trimmed.strip_prefix(b"test result: ") {
                 report.results += 1;
-                report.passed += count_before(rest, " passed");
-                report.failed += count_before(rest, " failed");
-            } else if trimmed == "failures:" {
+                report.passed += count_before(rest, b" passed");
+                report.failed += count_before(rest, b" failed");
+            } else if trimmed == b"failures:" {
                 in_failure_list = true;
-            } else if let Some(rest) = trimmed.strip_prefix("test ") {
+            } else if let Some(rest) = trimmed.strip_prefix(b"test ") {
                 // `test name ... ok` / `... FAILED` / `... ignored`; a bare
-                // `test name ... ` is a test still running when output stopped.
-                if let Some(name) = rest.strip_suffix(" ...") {
-                    report.unfinished = Some(name.to_owned());
-                } else if let Some((name, _)) = rest.split_once(" ... ") {
-                    if report.unfinished.as_deref() == Some(name) {
+                // `test name ...` is a test still running when output stopped.
+                if let Some(name) = rest.strip_suffix(b" ...") {
+                    report.unfinished = Some(text(name));
+                } else if let Some((name, _)) = split_once(rest, b" ... ") {
+                    if report.unfinished.as_deref().is_some_and(|u| u.as_bytes() == name) {
                         report.unfinished = None;
                     }
                 }
-            } else if trimmed.starts_with("process didn't exit successfully")
-                && trimmed.contains("(signal: ")
+            } else if trimmed.starts_with(b"process didn't exit successfully")
+                && find(trimmed, b"(signal: ").is_some()
             {
                 report.crashed += 1;
-            } else if trimmed.starts_with("error: could not compile")
-                || trimmed.starts_with("error[E")
+            } else if trimmed.starts_with(b"error: could not compile")
+                || trimmed.starts_with(b"error[E")
             {
                 report.compile_error = true;
             } else if let Some(rest) = nextest_summary(trimmed) {
                 report.nextest = Some(Nextest {
-                    passed: count_before(rest, " passed"),
-                    failed: count_before(rest, " failed"),
+                    passed: count_before(rest, b" passed"),
+                    failed: count_before(rest, b" failed"),
                 });
             } else if let Some(name) = nextest_failure(trimmed) {
                 if report.first_failed.is_none() {
-                    report.first_failed = Some(name.to_owned());
+                    report.first_failed = Some(text(name));
                 }
             }
         }
@@ -174,41 +175,50 @@ impl Report {
     }
 }
 
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn split_once<'a>(haystack: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = find(haystack, needle)?;
+    Some((&haystack[..at], &haystack[at + needle.len()..]))
+}
+
 /// `Summary [   0.006s] 7 tests run: 5 passed, 2 failed, 0 skipped` → the part after `run:`.
-fn nextest_summary(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("Summary [")?;
-    let (_, rest) = rest.split_once(']')?;
-    let (_, counts) = rest.split_once(" run: ")?;
+fn nextest_summary(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"Summary [")?;
+    let (_, rest) = split_once(rest, b"]")?;
+    let (_, counts) = split_once(rest, b" run: ")?;
     Some(counts)
 }
 
 /// `FAIL [   0.004s] ( 2/10) crate::bin tests::name` → `tests::name`; nextest
 /// names a test killed by a signal by the signal (`SIGABRT [ … ]`) and one
 /// that ran too long `TIMEOUT`.
-fn nextest_failure(line: &str) -> Option<&str> {
-    let (status, rest) = line.split_once(" [")?;
-    let is_signal = status.len() > 3
-        && status.starts_with("SIG")
-        && status[3..].chars().all(|c| c.is_ascii_uppercase());
-    if !(status == "FAIL" || status == "TIMEOUT" || is_signal) {
+fn nextest_failure(line: &[u8]) -> Option<&[u8]> {
+    if !matches!(line.first(), Some(b'F' | b'S' | b'T')) {
         return None;
     }
-    let (_, rest) = rest.split_once(']')?;
-    rest.split_whitespace().last()
+    let (status, rest) = split_once(line, b" [")?;
+    let is_signal = status.len() > 3
+        && status.starts_with(b"SIG")
+        && status[3..].iter().all(u8::is_ascii_uppercase);
+    if !(status == b"FAIL" || status == b"TIMEOUT" || is_signal) {
+        return None;
+    }
+    let (_, rest) = split_once(rest, b"]")?;
+    rest.split(u8::is_ascii_whitespace).rfind(|w| !w.is_empty())
 }
 
 /// The number right before `label` in `3 passed; 1 failed; …` or `3 passed, 1 failed`.
-fn count_before(text: &str, label: &str) -> u32 {
-    let Some(at) = text.find(label) else { return 0 };
-    let digits: String = text[..at]
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    digits.parse().unwrap_or(0)
+fn count_before(text: &[u8], label: &[u8]) -> u32 {
+    let Some(at) = find(text, label) else { return 0 };
+    let digits = text[..at].iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    std::str::from_utf8(&text[at - digits..at]).ok().and_then(|d| d.parse().ok()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -261,7 +271,7 @@ mod tests {
 
     #[test]
     fn counts_before_labels() {
-        assert_eq!(count_before("5 passed, 12 failed, 0 skipped", " failed"), 12);
-        assert_eq!(count_before("nothing", " failed"), 0);
+        assert_eq!(count_before(b"5 passed, 12 failed, 0 skipped", b" failed"), 12);
+        assert_eq!(count_before(b"nothing", b" failed"), 0);
     }
 }

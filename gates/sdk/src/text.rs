@@ -1,11 +1,14 @@
 //! Text helpers for classifiers: tools print bytes, sometimes coloured.
 
+use std::borrow::Cow;
+
 /// Lossy UTF-8 with ANSI escape sequences (colours, cursor moves) removed, so
-/// classifiers match what a person reading the terminal would see.
-pub fn plain(bytes: &[u8]) -> String {
+/// classifiers match what a person reading the terminal would see. Borrows
+/// when there is nothing to remove: outputs run to hundreds of KB.
+pub fn plain(bytes: &[u8]) -> Cow<'_, str> {
     let text = String::from_utf8_lossy(bytes);
-    if !text.contains('\u{1b}') {
-        return text.into_owned();
+    if !text.as_bytes().contains(&0x1b) {
+        return text;
     }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -43,7 +46,71 @@ pub fn plain(bytes: &[u8]) -> String {
             None => {}
         }
     }
-    out
+    Cow::Owned(out)
+}
+
+/// The lines of a tool's output as bytes, without their `\n` / `\r\n`, with
+/// ANSI escape sequences removed from the (rare) lines that have them.
+///
+/// Outputs run to hundreds of KB and most of a classifier's time is finding
+/// line ends, so the scan reads eight bytes at a time as a `u64`: that runs
+/// as fast inside a wasm32 component as natively, unlike `str::lines`, whose
+/// word size is `usize` (32 bits in wasm32). No UTF-8 validation is done:
+/// classifiers match ASCII and decode only what they keep.
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = Cow<'_, [u8]>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= bytes.len() {
+            return None;
+        }
+        let start = at;
+        let (end, escaped) = match find(bytes, start, b'\n', ESC) {
+            Some(i) if bytes[i] == ESC => match find(bytes, i, b'\n', b'\n') {
+                Some(nl) => (nl, true),
+                None => (bytes.len(), true),
+            },
+            Some(nl) => (nl, false),
+            None => (bytes.len(), false),
+        };
+        at = end + 1;
+        let mut line = &bytes[start..end];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        Some(if escaped {
+            match plain(line) {
+                Cow::Borrowed(s) => Cow::Owned(s.as_bytes().to_vec()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            }
+        } else {
+            Cow::Borrowed(line)
+        })
+    })
+}
+
+const ESC: u8 = 0x1b;
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `word` that equals `byte`; the lowest set bit
+/// is always exact (false positives only occur above a true match).
+fn matches(word: u64, byte: u8) -> u64 {
+    let x = word ^ (LO * u64::from(byte));
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// Index of the first byte at or after `from` equal to `a` or `b`.
+fn find(bytes: &[u8], from: usize, a: u8, b: u8) -> Option<usize> {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let hits = matches(word, a) | matches(word, b);
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|&c| c == a || c == b).map(|p| i + p)
 }
 
 /// Parses the leading unsigned integer of `s` (after trimming), if any.
@@ -66,6 +133,33 @@ mod tests {
     fn strips_colour_codes() {
         assert_eq!(plain(b"\x1b[1m\x1b[31merror\x1b[0m: x"), "error: x");
         assert_eq!(plain(b"no escapes"), "no escapes");
+    }
+
+    #[test]
+    fn splits_lines_and_strips_escapes_per_line() {
+        let text = b"first\r\n\x1b[32mok\x1b[0m here\nlast line without newline";
+        let got: Vec<Vec<u8>> = lines(text).map(|l| l.into_owned()).collect();
+        assert_eq!(
+            got,
+            vec![b"first".to_vec(), b"ok here".to_vec(), b"last line without newline".to_vec()]
+        );
+        assert_eq!(lines(b"").count(), 0);
+        assert_eq!(lines(b"\n\n").count(), 2);
+    }
+
+    #[test]
+    fn finds_bytes_across_word_boundaries() {
+        for len in 0..40 {
+            let mut bytes = vec![b'a'; len];
+            assert_eq!(find(&bytes, 0, b'\n', ESC), None);
+            for at in 0..len {
+                bytes[at] = b'\n';
+                assert_eq!(find(&bytes, 0, b'\n', ESC), Some(at), "len {len} at {at}");
+                bytes[at] = 0x8a; // high-bit bytes must not match
+                assert_eq!(find(&bytes, 0, b'\n', ESC), None);
+                bytes[at] = b'a';
+            }
+        }
     }
 
     #[test]

@@ -177,7 +177,11 @@ impl Sandbox {
             .total_core_instances(512)
             .total_memories(128)
             .total_tables(256)
-            .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+            .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
+            // Reset a freed slot by zeroing rather than unmapping, so the next
+            // call does not fault its working set back in page by page.
+            .linear_memory_keep_resident(8 << 20)
+            .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config.consume_fuel(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
