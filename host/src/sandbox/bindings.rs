@@ -7,10 +7,13 @@ wasmtime::component::bindgen!({
     // capability (a classifier calling `spawn`, a runner spawning a program
     // its configuration does not name).
     imports: { default: trappable },
+    // Outputs run to hundreds of KB: let `classify` take them borrowed
+    // instead of cloning them before the copy into the guest.
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
-pub use sando::gate::host;
-pub use sando::gate::types;
+pub use self::sando::gate::host;
+pub use self::sando::gate::types;
 
 /// The contract version this host speaks, from the WIT package.
 pub const CONTRACT: &str = "0.1.0";

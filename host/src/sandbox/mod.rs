@@ -382,7 +382,7 @@ impl GateComponent {
         let result = (|| {
             let instance = self.pre.instantiate(&mut store)?;
             let func = instance.get_typed_func::<
-                (bindings::types::GateKind, bindings::types::RawOutput),
+                (bindings::types::GateKind, bindings::types::RawOutputParam<'_>),
                 (bindings::types::GateStatus,),
             >(&mut store, &self.exports.classify)?;
             func.call(&mut store, (to_guest::gate_kind(kind), to_guest::raw_output(output)))

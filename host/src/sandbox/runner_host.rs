@@ -77,7 +77,10 @@ impl wit::Host for State {
         })
     }
 
-    fn spawn(&mut self, request: wit::SpawnRequest) -> wasmtime::Result<wit_types::RawOutput> {
+    fn spawn(
+        &mut self,
+        request: wit::SpawnRequest,
+    ) -> wasmtime::Result<wit_types::RawOutputResult> {
         let env = self.runner("spawn")?;
         if !env.allowed_programs.iter().any(|p| *p == request.program) {
             return Err(wasmtime::Error::new(Denied(format!(
@@ -91,7 +94,7 @@ impl wit::Host for State {
             env: request.env.into_iter().map(|p| (p.key, p.value)).collect(),
             stop_after: request.stop_after_ms.map(std::time::Duration::from_millis),
         });
-        let wit_output = to_guest::raw_output(&output);
+        let wit_output = to_guest::spawned_output(&output);
         env.spawned.push(output);
         Ok(wit_output)
     }

@@ -22,8 +22,19 @@ pub fn process_end(end: ProcessEnd) -> wit::ProcessEnd {
     }
 }
 
-pub fn raw_output(output: &RawOutput) -> wit::RawOutput {
-    wit::RawOutput {
+/// Borrowed: `classify` copies the bytes straight into the guest.
+pub fn raw_output(output: &RawOutput) -> wit::RawOutputParam<'_> {
+    wit::RawOutputParam {
+        stdout: &output.stdout,
+        stderr: &output.stderr,
+        end: process_end(output.end),
+        duration_ms: output.duration_ms,
+    }
+}
+
+/// Owned: what `spawn` returns to a runner.
+pub fn spawned_output(output: &RawOutput) -> wit::RawOutputResult {
+    wit::RawOutputResult {
         stdout: output.stdout.clone(),
         stderr: output.stderr.clone(),
         end: process_end(output.end),
