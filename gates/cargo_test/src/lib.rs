@@ -152,10 +152,10 @@ impl Report {
                 // `test name ...` is a test still running when output stopped.
                 if let Some(name) = rest.strip_suffix(b" ...") {
                     report.unfinished = Some(text(name));
-                } else if let Some((name, _)) = split_once(rest, b" ... ") {
-                    if report.unfinished.as_deref().is_some_and(|u| u.as_bytes() == name) {
-                        report.unfinished = None;
-                    }
+                } else if let Some((name, _)) = split_once(rest, b" ... ")
+                    && report.unfinished.as_deref().is_some_and(|u| u.as_bytes() == name)
+                {
+                    report.unfinished = None;
                 }
             } else if trimmed.starts_with(b"process didn't exit successfully")
                 && find(trimmed, b"(signal: ").is_some()
@@ -170,10 +170,10 @@ impl Report {
                     passed: count_before(rest, b" passed"),
                     failed: count_before(rest, b" failed"),
                 });
-            } else if let Some(name) = nextest_failure(trimmed) {
-                if report.first_failed.is_none() {
-                    report.first_failed = Some(text(name));
-                }
+            } else if let Some(name) = nextest_failure(trimmed)
+                && report.first_failed.is_none()
+            {
+                report.first_failed = Some(text(name));
             }
         }
         report

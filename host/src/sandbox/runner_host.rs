@@ -82,7 +82,7 @@ impl wit::Host for State {
         request: wit::SpawnRequest,
     ) -> wasmtime::Result<wit_types::RawOutputResult> {
         let env = self.runner("spawn")?;
-        if !env.allowed_programs.iter().any(|p| *p == request.program) {
+        if !env.allowed_programs.contains(&request.program) {
             return Err(wasmtime::Error::new(Denied(format!(
                 "spawn of {:?} (not among the programs this gate's configuration allows)",
                 request.program
