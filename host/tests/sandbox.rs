@@ -20,6 +20,16 @@ fn load(sandbox: &Sandbox, name: &str) -> GateComponent {
     sandbox.load(&util::component_bytes(name)).unwrap_or_else(|e| panic!("load {name}: {e}"))
 }
 
+/// An output that makes the `misbehave` component do `what`.
+fn ask_to(what: &str) -> RawOutput {
+    RawOutput {
+        stdout: what.into(),
+        stderr: Vec::new(),
+        end: ProcessEnd::Exited(0),
+        duration_ms: None,
+    }
+}
+
 fn passing_run() -> RawOutput {
     RawOutput {
         stdout: b"running 1 test\ntest t ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n".to_vec(),
@@ -48,10 +58,10 @@ fn assert_still_healthy(sandbox: &Sandbox, healthy: &GateComponent) {
 #[test]
 fn infinite_loop_runs_out_of_fuel() {
     let sandbox = Sandbox::new(Limits { fuel: 50_000_000, ..Limits::default() }, None).unwrap();
-    let spin = load(&sandbox, "test_component_spin");
+    let spin = load(&sandbox, "test_component_misbehave");
     let healthy = load(&sandbox, "gate_cargo_test");
     for _ in 0..2 {
-        let classification = spin.classify(&sandbox, GateKind::CargoTest, &passing_run());
+        let classification = spin.classify(&sandbox, GateKind::CargoTest, &ask_to("spin"));
         assert_eq!(
             fault_of(&classification.status),
             &ComponentFault::FuelExhausted { budget: 50_000_000 }
@@ -64,10 +74,10 @@ fn infinite_loop_runs_out_of_fuel() {
 #[test]
 fn memory_bomb_hits_the_cap() {
     let sandbox = sandbox();
-    let bomb = load(&sandbox, "test_component_memory_bomb");
+    let bomb = load(&sandbox, "test_component_misbehave");
     let healthy = load(&sandbox, "gate_cargo_test");
     for _ in 0..2 {
-        let classification = bomb.classify(&sandbox, GateKind::CargoTest, &passing_run());
+        let classification = bomb.classify(&sandbox, GateKind::CargoTest, &ask_to("hoard"));
         assert_eq!(
             fault_of(&classification.status),
             &ComponentFault::MemoryExhausted { limit_bytes: Limits::default().memory_bytes }
@@ -80,9 +90,9 @@ fn memory_bomb_hits_the_cap() {
 #[test]
 fn trap_carries_the_panic_message() {
     let sandbox = sandbox();
-    let trap = load(&sandbox, "test_component_trap");
+    let trap = load(&sandbox, "test_component_misbehave");
     let healthy = load(&sandbox, "gate_cargo_test");
-    let status = trap.classify(&sandbox, GateKind::CargoTest, &passing_run()).status;
+    let status = trap.classify(&sandbox, GateKind::CargoTest, &ask_to("panic")).status;
     match fault_of(&status) {
         ComponentFault::Trap { message } => {
             assert!(message.contains("unreachable"), "{message}");

@@ -1,54 +1,31 @@
 //! The `boot_smoke` gate: starts the built binary and checks it stays up for N seconds.
 
-// The component type is only used by the wasm32 export.
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-
 use sando_gate_sdk::host::{self, SpawnRequest};
 use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::text::secs_from_ms;
 use sando_gate_sdk::types::{ExitCode, SignalRef, SpawnFailed, StayedUp};
 use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput};
 
-struct Component;
-
-impl sando_gate_sdk::Classifier for Component {
-    fn kind() -> GateKind {
-        GateKind::BootSmoke
-    }
-
-    fn classify(kind: GateKind, output: RawOutput) -> GateStatus {
-        if kind != GateKind::BootSmoke {
-            return unclassified();
-        }
-        classify(&output)
-    }
+/// Parameters: `binary` (required), `args` (space-separated), `seconds`
+/// (how long it must stay up, default 10).
+fn run() -> GateStatus {
+    let context = host::context();
+    let Some(binary) = sando_gate_sdk::param(&context, "binary") else {
+        return unclassified();
+    };
+    let seconds: u64 =
+        sando_gate_sdk::param(&context, "seconds").and_then(|s| s.parse().ok()).unwrap_or(10);
+    let args = sando_gate_sdk::param(&context, "args").unwrap_or("");
+    let output = host::spawn(&SpawnRequest {
+        program: binary.to_owned(),
+        args: args.split_whitespace().map(str::to_owned).collect(),
+        env: Vec::new(),
+        stop_after_ms: Some(seconds * 1000),
+    });
+    classify(&output)
 }
 
-impl sando_gate_sdk::Runner for Component {
-    /// Parameters: `binary` (required), `args` (space-separated), `seconds`
-    /// (how long it must stay up, default 10).
-    fn run() -> GateStatus {
-        let context = host::context();
-        let Some(binary) = sando_gate_sdk::param(&context, "binary") else {
-            return unclassified();
-        };
-        let seconds: u64 =
-            sando_gate_sdk::param(&context, "seconds").and_then(|s| s.parse().ok()).unwrap_or(10);
-        let args = sando_gate_sdk::param(&context, "args").unwrap_or("");
-        let output = host::spawn(&SpawnRequest {
-            program: binary.to_owned(),
-            args: args.split_whitespace().map(str::to_owned).collect(),
-            env: Vec::new(),
-            stop_after_ms: Some(seconds * 1000),
-        });
-        classify(&output)
-    }
-}
-
-// Natively (tests, benchmarks) there is nothing to export to, and the
-// component export names are not valid native symbol names.
-#[cfg(target_arch = "wasm32")]
-sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
+sando_gate_sdk::gate!(kind: GateKind::BootSmoke, classify: classify, run: run);
 
 /// Still running when the window closed is the only pass; any end before it
 /// is a failure, told apart by how the process ended.

@@ -1,45 +1,29 @@
 //! The `burn_in` gate: passes once the version has run on the previous tier for the configured time.
 
-// The component type is only used by the wasm32 export.
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-
 use sando_gate_sdk::host;
 use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::types::{BurnInElapsed, BurnInRemaining};
 use sando_gate_sdk::{GateBlocker, GateKind, GateStatus, PassNote, RawOutput};
 
-struct Component;
-
-impl sando_gate_sdk::Classifier for Component {
-    fn kind() -> GateKind {
-        GateKind::BurnIn
-    }
-
-    /// burn_in never runs a process, so no process output means anything to
-    /// it: whatever it is asked to read is `unclassified`, never a guess.
-    fn classify(_kind: GateKind, _output: RawOutput) -> GateStatus {
-        unclassified()
-    }
+/// Parameter: `duration_s`, the burn-in time in seconds (the host turns
+/// the configuration's `"168h"` or `"90s"` into seconds).
+fn run() -> GateStatus {
+    let context = host::context();
+    let Some(duration_s) =
+        sando_gate_sdk::param(&context, "duration_s").and_then(|s| s.parse().ok())
+    else {
+        return unclassified();
+    };
+    decide(duration_s, host::burn_in_clock().map(|c| c.now.seconds - c.started_at.seconds))
 }
 
-impl sando_gate_sdk::Runner for Component {
-    /// Parameter: `duration_s`, the burn-in time in seconds (the host turns
-    /// the configuration's `"168h"` or `"90s"` into seconds).
-    fn run() -> GateStatus {
-        let context = host::context();
-        let Some(duration_s) =
-            sando_gate_sdk::param(&context, "duration_s").and_then(|s| s.parse().ok())
-        else {
-            return unclassified();
-        };
-        decide(duration_s, host::burn_in_clock().map(|c| c.now.seconds - c.started_at.seconds))
-    }
-}
+sando_gate_sdk::gate!(kind: GateKind::BurnIn, classify: classify, run: run);
 
-// Natively (tests, benchmarks) there is nothing to export to, and the
-// component export names are not valid native symbol names.
-#[cfg(target_arch = "wasm32")]
-sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
+/// burn_in never runs a process, so no process output means anything to it:
+/// whatever it is asked to read is `unclassified`, never a guess.
+pub fn classify(_output: &RawOutput) -> GateStatus {
+    unclassified()
+}
 
 /// `elapsed_s`: how long the version has run on the previous tier, if it has started.
 pub fn decide(duration_s: u64, elapsed_s: Option<i64>) -> GateStatus {

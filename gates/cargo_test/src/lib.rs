@@ -1,54 +1,30 @@
 //! The `cargo_test` gate: runs the version's test suite and reads what libtest or cargo-nextest printed.
 
-// The component type is only used by the wasm32 export.
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+use std::borrow::Cow;
 
 use sando_gate_sdk::host::{self, SpawnRequest};
 use sando_gate_sdk::outcome::{common_end, unclassified};
-use std::borrow::Cow;
-
 use sando_gate_sdk::text::{lines, secs_from_ms};
 use sando_gate_sdk::types::{CargoTestFailure, TestsPassed};
 use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput};
 
-struct Component;
-
-impl sando_gate_sdk::Classifier for Component {
-    fn kind() -> GateKind {
-        GateKind::CargoTest
-    }
-
-    fn classify(kind: GateKind, output: RawOutput) -> GateStatus {
-        if kind != GateKind::CargoTest {
-            return unclassified();
-        }
-        classify(&output)
-    }
+/// Parameters: `program` (default `cargo`), `args` (space-separated,
+/// default `test`), `timeout_s` (default none).
+fn run() -> GateStatus {
+    let context = host::context();
+    let program = sando_gate_sdk::param(&context, "program").unwrap_or("cargo").to_owned();
+    let args = sando_gate_sdk::param(&context, "args").unwrap_or("test");
+    let timeout = sando_gate_sdk::param(&context, "timeout_s").and_then(|s| s.parse::<u64>().ok());
+    let output = host::spawn(&SpawnRequest {
+        program,
+        args: args.split_whitespace().map(str::to_owned).collect(),
+        env: Vec::new(),
+        stop_after_ms: timeout.map(|s| s * 1000),
+    });
+    classify(&output)
 }
 
-impl sando_gate_sdk::Runner for Component {
-    /// Parameters: `program` (default `cargo`), `args` (space-separated,
-    /// default `test`), `timeout_s` (default none).
-    fn run() -> GateStatus {
-        let context = host::context();
-        let program = sando_gate_sdk::param(&context, "program").unwrap_or("cargo").to_owned();
-        let args = sando_gate_sdk::param(&context, "args").unwrap_or("test");
-        let timeout =
-            sando_gate_sdk::param(&context, "timeout_s").and_then(|s| s.parse::<u64>().ok());
-        let output = host::spawn(&SpawnRequest {
-            program,
-            args: args.split_whitespace().map(str::to_owned).collect(),
-            env: Vec::new(),
-            stop_after_ms: timeout.map(|s| s * 1000),
-        });
-        classify(&output)
-    }
-}
-
-// Natively (tests, benchmarks) there is nothing to export to, and the
-// component export names are not valid native symbol names.
-#[cfg(target_arch = "wasm32")]
-sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
+sando_gate_sdk::gate!(kind: GateKind::CargoTest, classify: classify, run: run);
 
 /// What the test run's output says. Pure; also compiled natively for the
 /// benchmark that compares it with the component.

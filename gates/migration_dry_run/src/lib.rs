@@ -1,8 +1,5 @@
 //! The `migration_dry_run` gate: restores the newest backup into a scratch database and applies the version's migrations with sqlx-cli.
 
-// The component type is only used by the wasm32 export.
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-
 use sando_gate_sdk::host::{self, SpawnRequest};
 use sando_gate_sdk::outcome::{common_end, unclassified};
 use sando_gate_sdk::text::plain;
@@ -13,90 +10,66 @@ use sando_gate_sdk::{
     GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput,
 };
 
-struct Component;
-
-impl sando_gate_sdk::Classifier for Component {
-    fn kind() -> GateKind {
-        GateKind::MigrationDryRun
-    }
-
-    fn classify(kind: GateKind, output: RawOutput) -> GateStatus {
-        if kind != GateKind::MigrationDryRun {
-            return unclassified();
-        }
-        classify(&output)
-    }
-}
-
-impl sando_gate_sdk::Runner for Component {
-    /// Parameters: `scratch_db_url`, `migrations` (source directory),
-    /// `migrate_program` (default `sqlx`), and `restore_program` +
-    /// `restore_args` (space-separated; `{backup}` and `{scratch_db_url}`
-    /// are substituted) to restore the backup first.
-    fn run() -> GateStatus {
-        let context = host::context();
-        let param = |key| sando_gate_sdk::param(&context, key);
-        let Some(url) = param("scratch_db_url").filter(|u| !u.is_empty()) else {
-            return GateStatus::Blocked(GateBlocker::ScratchDbUrlUnset);
-        };
-        let Some(backup) = host::latest_backup() else {
-            return GateStatus::Blocked(GateBlocker::NoBackupAvailable);
-        };
-        if let Some(program) = param("restore_program") {
-            let args = param("restore_args")
-                .unwrap_or("")
-                .split_whitespace()
-                .map(|a| a.replace("{backup}", &backup.path).replace("{scratch_db_url}", url))
-                .collect();
-            let restore = host::spawn(&SpawnRequest {
-                program: program.to_owned(),
-                args,
-                env: Vec::new(),
-                stop_after_ms: None,
-            });
-            match restore.end {
-                ProcessEnd::Exited(0) => {}
-                ProcessEnd::SpawnError(os_error) => {
-                    return GateStatus::Failed(GateFailure::SpawnFailed(SpawnFailed { os_error }));
-                }
-                _ => {
-                    return GateStatus::Failed(GateFailure::RestoreFailed(
-                        RestoreFailureKind::RestoreCommandFailed,
-                    ));
-                }
-            }
-        }
-        let mut args = vec![
-            "migrate".to_owned(),
-            "run".to_owned(),
-            "--database-url".to_owned(),
-            url.to_owned(),
-        ];
-        if let Some(source) = param("migrations") {
-            args.extend(["--source".to_owned(), source.to_owned()]);
-        }
-        let output = host::spawn(&SpawnRequest {
-            program: param("migrate_program").unwrap_or("sqlx").to_owned(),
+/// Parameters: `scratch_db_url`, `migrations` (source directory),
+/// `migrate_program` (default `sqlx`), and `restore_program` +
+/// `restore_args` (space-separated; `{backup}` and `{scratch_db_url}`
+/// are substituted) to restore the backup first.
+fn run() -> GateStatus {
+    let context = host::context();
+    let param = |key| sando_gate_sdk::param(&context, key);
+    let Some(url) = param("scratch_db_url").filter(|u| !u.is_empty()) else {
+        return GateStatus::Blocked(GateBlocker::ScratchDbUrlUnset);
+    };
+    let Some(backup) = host::latest_backup() else {
+        return GateStatus::Blocked(GateBlocker::NoBackupAvailable);
+    };
+    if let Some(program) = param("restore_program") {
+        let args = param("restore_args")
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|a| a.replace("{backup}", &backup.path).replace("{scratch_db_url}", url))
+            .collect();
+        let restore = host::spawn(&SpawnRequest {
+            program: program.to_owned(),
             args,
             env: Vec::new(),
             stop_after_ms: None,
         });
-        match classify(&output) {
-            GateStatus::Passed(PassNote::Migrated(m)) => {
-                GateStatus::Passed(PassNote::Migrated(Migrated {
-                    backup: Some(backup.id),
-                    count: m.count,
-                }))
+        match restore.end {
+            ProcessEnd::Exited(0) => {}
+            ProcessEnd::SpawnError(os_error) => {
+                return GateStatus::Failed(GateFailure::SpawnFailed(SpawnFailed { os_error }));
             }
-            other => other,
+            _ => {
+                return GateStatus::Failed(GateFailure::RestoreFailed(
+                    RestoreFailureKind::RestoreCommandFailed,
+                ));
+            }
         }
+    }
+    let mut args =
+        vec!["migrate".to_owned(), "run".to_owned(), "--database-url".to_owned(), url.to_owned()];
+    if let Some(source) = param("migrations") {
+        args.extend(["--source".to_owned(), source.to_owned()]);
+    }
+    let output = host::spawn(&SpawnRequest {
+        program: param("migrate_program").unwrap_or("sqlx").to_owned(),
+        args,
+        env: Vec::new(),
+        stop_after_ms: None,
+    });
+    match classify(&output) {
+        GateStatus::Passed(PassNote::Migrated(m)) => {
+            GateStatus::Passed(PassNote::Migrated(Migrated {
+                backup: Some(backup.id),
+                count: m.count,
+            }))
+        }
+        other => other,
     }
 }
 
-// Natively (tests, benchmarks) there is nothing to export to, and the
-// component export names are not valid native symbol names.
-#[cfg(target_arch = "wasm32")]
-sando_gate_sdk::export!(Component with_types_in sando_gate_sdk);
+sando_gate_sdk::gate!(kind: GateKind::MigrationDryRun, classify: classify, run: run);
 
 /// Reads what `sqlx migrate run` printed (it prints its errors on stdout).
 pub fn classify(output: &RawOutput) -> GateStatus {

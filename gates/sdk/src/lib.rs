@@ -1,7 +1,7 @@
 //! Guest-side bindings of `wit/` plus the small text helpers every classifier needs.
 //!
-//! Gate crates depend on this crate and call [`export!`] with their component
-//! type; the generated types are re-exported so a gate never writes them by hand.
+//! A gate crate depends on this crate and declares itself with [`gate!`]; the
+//! generated types are re-exported so a gate never writes them by hand.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -25,4 +25,44 @@ pub mod text;
 /// The value of one `key = value` gate parameter, if configured.
 pub fn param<'a>(context: &'a host::GateContext, key: &str) -> Option<&'a str> {
     context.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+}
+
+/// Declares a gate component from its kind, its pure classifier and its
+/// runner, and exports it (on wasm32 only: natively there is nothing to
+/// export to, and the component's export names are not native symbol names).
+///
+/// ```ignore
+/// sando_gate_sdk::gate!(kind: GateKind::CargoTest, classify: classify, run: run);
+/// ```
+///
+/// `classify` is only called for the declared kind; asked about another
+/// kind, the component answers `unclassified`.
+#[macro_export]
+macro_rules! gate {
+    (kind: $kind:expr, classify: $classify:path, run: $run:path $(,)?) => {
+        #[allow(dead_code)]
+        struct Component;
+
+        impl $crate::Classifier for Component {
+            fn kind() -> $crate::GateKind {
+                $kind
+            }
+
+            fn classify(kind: $crate::GateKind, output: $crate::RawOutput) -> $crate::GateStatus {
+                if kind != $kind {
+                    return $crate::outcome::unclassified();
+                }
+                $classify(&output)
+            }
+        }
+
+        impl $crate::Runner for Component {
+            fn run() -> $crate::GateStatus {
+                $run()
+            }
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        $crate::export!(Component with_types_in $crate);
+    };
 }
