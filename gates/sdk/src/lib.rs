@@ -64,5 +64,11 @@ macro_rules! gate {
 
         #[cfg(target_arch = "wasm32")]
         $crate::export!(Component with_types_in $crate);
+
+        // Natively nothing calls the component; keep the functions it wraps
+        // from being reported as dead.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: (fn() -> $crate::GateStatus, fn(&$crate::RawOutput) -> $crate::GateStatus) =
+            ($run, $classify);
     };
 }
