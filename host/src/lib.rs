@@ -2,6 +2,7 @@
 //!
 //! The `sando` binary (`main.rs`) is a thin command-line edge over this crate.
 
+pub mod config;
 pub mod domain;
 pub mod fixtures;
 pub mod process;

@@ -339,6 +339,7 @@ fn failure() -> impl Strategy<Value = GateFailure> {
         (gate_kind(), any::<u32>())
             .prop_map(|(gate, after_s)| GateFailure::Timeout { gate, after_s }),
         Just(GateFailure::Unclassified),
+        Just(GateFailure::Interrupted),
         fault().prop_map(|fault| GateFailure::ComponentFault { fault }),
     ]
 }

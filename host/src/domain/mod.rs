@@ -3,6 +3,7 @@
 mod gate_kind;
 mod git_sha;
 mod ids;
+mod lifecycle;
 mod outcome;
 mod raw_output;
 mod sql;
@@ -11,6 +12,7 @@ mod version;
 pub use gate_kind::GateKind;
 pub use git_sha::GitSha;
 pub use ids::{DeployId, GateRunId, NodeId, TierId};
+pub use lifecycle::{BuildFailure, BuildOutcome, DeployFailure, DeployOutcome};
 pub use outcome::{
     ComponentFault, GateBlocker, GateFailure, GateOutcome, GateStatus, LogRef, PassNote,
     RestoreFailureKind,

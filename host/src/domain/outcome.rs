@@ -130,6 +130,8 @@ pub enum GateFailure {
     ComponentFault {
         fault: ComponentFault,
     },
+    /// The daemon stopped while the run was in flight; the gate runs again.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +257,7 @@ impl fmt::Display for GateFailure {
             }
             GateFailure::Unclassified => f.write_str("unclassified failure: read the log"),
             GateFailure::ComponentFault { fault } => write!(f, "gate component fault: {fault}"),
+            GateFailure::Interrupted => f.write_str("interrupted by a daemon restart"),
         }
     }
 }

@@ -1,0 +1,595 @@
+//! The topology config (`sando serve --config FILE.toml`): parsed once into typed values, with every error naming file, line and key.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::domain::{GateKind, NodeId, TierId};
+
+/// A config problem, located: `sando.toml:12:5: tiers[1].gates[0].duration: …`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}:{column}: {key}: {message}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// The whole daemon configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub token: TokenSource,
+    pub project: Project,
+    /// In promotion order.
+    pub tiers: Vec<Tier>,
+    /// Where `POST /api/backup/fetch` copies the newest backup from.
+    pub backup_source: Option<PathBuf>,
+}
+
+/// Where the API token comes from. Never logged, never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The git repository versions are built from.
+    pub repo: PathBuf,
+    /// The build command, run in the commit's work tree.
+    pub build: Command,
+    /// The built binary, relative to the work tree; kept per version.
+    pub artifact: PathBuf,
+    /// Extra environment for the build and every gate process.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A program and its arguments, split like a shell would split words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl FromStr for Command {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut words = split_words(s)?.into_iter();
+        let program = words.next().ok_or("must not be empty")?;
+        Ok(Command { program, args: words.collect() })
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.program)?;
+        for arg in &self.args {
+            write!(f, " {arg}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whitespace-separated words; single or double quotes group words.
+fn split_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err("has an unclosed quote".into());
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canary {
+    /// Deploy to every node, in order, stopping at the first failure.
+    AllAtOnce,
+    /// Deploy to the first node; only if it is healthy, to the rest.
+    OneThenRest,
+}
+
+impl Canary {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Canary::AllAtOnce => "all_at_once",
+            Canary::OneThenRest => "one_then_rest",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tier {
+    pub name: TierId,
+    pub canary: Canary,
+    pub nodes: Vec<Node>,
+    pub gates: Vec<Gate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: NodeId,
+    /// `{artifact}`, `{version}`, `{node}` and `{tier}` are substituted.
+    pub deploy: Command,
+    /// Run after a deploy; non-zero means the node is unhealthy.
+    pub health: Option<Command>,
+}
+
+/// A gate's configuration: its kind and parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    CargoTest { args: Vec<String>, timeout: Option<Duration> },
+    MigrationDryRun {
+        scratch_db_url: Option<String>,
+        /// Relative to the work tree.
+        migrations: String,
+        migrate: Command,
+        restore: Option<Command>,
+    },
+    BootSmoke { args: Vec<String>, stay_up: Duration },
+    BurnIn { duration: Duration, on_tier: Option<TierId> },
+    ManualConfirm,
+}
+
+impl Gate {
+    pub fn kind(&self) -> GateKind {
+        match self {
+            Gate::CargoTest { .. } => GateKind::CargoTest,
+            Gate::MigrationDryRun { .. } => GateKind::MigrationDryRun,
+            Gate::BootSmoke { .. } => GateKind::BootSmoke,
+            Gate::BurnIn { .. } => GateKind::BurnIn,
+            Gate::ManualConfirm => GateKind::ManualConfirm,
+        }
+    }
+}
+
+/// `"168h"`, `"90s"`, `"30m"`, `"2d"`, `"500ms"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration (use e.g. \"168h\", \"90s\")"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d, e.g. \"168h\")")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+// ---- the file as written -------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    data_dir: Spanned<String>,
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    backup_source: Option<Spanned<String>>,
+    project: RawProject,
+    tiers: Vec<RawTier>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    repo: Spanned<String>,
+    build: Spanned<String>,
+    artifact: Spanned<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    name: Spanned<String>,
+    canary: Option<Spanned<String>>,
+    #[serde(default)]
+    nodes: Vec<RawNode>,
+    #[serde(default)]
+    gates: Vec<RawGate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Spanned<String>,
+    deploy: Spanned<String>,
+    health: Option<Spanned<String>>,
+}
+
+/// Every key any gate kind takes; which ones a kind allows is checked after.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGate {
+    kind: Spanned<String>,
+    args: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    scratch_db_url: Option<Spanned<String>>,
+    migrations: Option<Spanned<String>>,
+    migrate: Option<Spanned<String>>,
+    restore: Option<Spanned<String>>,
+    stay_up: Option<Spanned<String>>,
+    duration: Option<Spanned<String>>,
+    on_tier: Option<Spanned<String>>,
+}
+
+// ---- validation ----------------------------------------------------------
+
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let before = &self.text[..span.start.min(self.text.len())];
+        ConfigError {
+            path: self.path.to_owned(),
+            line: before.matches('\n').count() + 1,
+            column: before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn parse<T: FromStr>(&self, value: &Spanned<String>, key: &str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        value.get_ref().parse().map_err(|e: T::Err| self.error(value.span(), key, e.to_string()))
+    }
+
+    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+        parse_duration(value.get_ref()).map_err(|e| self.error(value.span(), key, e))
+    }
+
+    fn command(&self, value: &Spanned<String>, key: &str) -> Result<Command, ConfigError> {
+        value.get_ref().parse().map_err(|e: String| self.error(value.span(), key, e))
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths in it are relative
+    /// to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            key: "(file)".into(),
+            message: crate::fixtures::io_message(&e),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let source = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let key = e.message().split('`').nth(1).unwrap_or("(syntax)").to_owned();
+            source.error(e.span().unwrap_or(0..0), key, e.message().replace('\n', " "))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+
+        let listen = match &raw.listen {
+            Some(listen) => source.parse::<SocketAddr>(listen, "listen")?,
+            None => SocketAddr::from(([127, 0, 0, 1], 7878)),
+        };
+        let token = match (&raw.token_env, &raw.token_file) {
+            (Some(_), Some(file)) => {
+                return Err(source.error(file.span(), "token_file", "set token_env or token_file, not both"));
+            }
+            (Some(env), None) => TokenSource::Env(env.get_ref().clone()),
+            (None, Some(file)) => TokenSource::File(resolve(file.get_ref())),
+            (None, None) => TokenSource::Env("SANDO_TOKEN".into()),
+        };
+        let project = Project {
+            repo: resolve(raw.project.repo.get_ref()),
+            build: source.command(&raw.project.build, "project.build")?,
+            artifact: PathBuf::from(raw.project.artifact.get_ref()),
+            env: raw.project.env,
+        };
+        if project.artifact.is_absolute() || raw.project.artifact.get_ref().contains("..") {
+            return Err(source.error(
+                raw.project.artifact.span(),
+                "project.artifact",
+                "must be a path inside the work tree (relative, no `..`)",
+            ));
+        }
+        if raw.tiers.is_empty() {
+            return Err(source.error(0..0, "tiers", "at least one [[tiers]] is needed"));
+        }
+
+        let mut tiers: Vec<Tier> = Vec::new();
+        let mut seen_tiers = HashSet::new();
+        for (t, raw_tier) in raw.tiers.iter().enumerate() {
+            let at = |key: &str| format!("tiers[{t}].{key}");
+            let name: TierId = source.parse(&raw_tier.name, &at("name"))?;
+            if !seen_tiers.insert(name.clone()) {
+                return Err(source.error(raw_tier.name.span(), at("name"), format!("tier {name} is defined twice")));
+            }
+            let canary = match &raw_tier.canary {
+                None => Canary::AllAtOnce,
+                Some(c) => match c.get_ref().as_str() {
+                    "all_at_once" => Canary::AllAtOnce,
+                    "one_then_rest" => Canary::OneThenRest,
+                    other => {
+                        return Err(source.error(
+                            c.span(),
+                            at("canary"),
+                            format!("unknown canary policy {other:?} (use all_at_once or one_then_rest)"),
+                        ));
+                    }
+                },
+            };
+            let mut nodes = Vec::new();
+            let mut seen_nodes = HashSet::new();
+            for (n, raw_node) in raw_tier.nodes.iter().enumerate() {
+                let key = |k: &str| at(&format!("nodes[{n}].{k}"));
+                let node_name: NodeId = source.parse(&raw_node.name, &key("name"))?;
+                if !seen_nodes.insert(node_name.clone()) {
+                    return Err(source.error(
+                        raw_node.name.span(),
+                        key("name"),
+                        format!("node {node_name} is defined twice in tier {name}"),
+                    ));
+                }
+                nodes.push(Node {
+                    name: node_name,
+                    deploy: source.command(&raw_node.deploy, &key("deploy"))?,
+                    health: raw_node.health.as_ref().map(|h| source.command(h, &key("health"))).transpose()?,
+                });
+            }
+            let mut gates = Vec::new();
+            let mut seen_gates = HashSet::new();
+            for (g, raw_gate) in raw_tier.gates.iter().enumerate() {
+                let gate = gate(&source, raw_gate, &at(&format!("gates[{g}]")), &seen_tiers, &name)?;
+                if !seen_gates.insert(gate.kind()) {
+                    return Err(source.error(
+                        raw_gate.kind.span(),
+                        at(&format!("gates[{g}].kind")),
+                        format!("tier {name} has two {} gates", gate.kind()),
+                    ));
+                }
+                gates.push(gate);
+            }
+            tiers.push(Tier { name, canary, nodes, gates });
+        }
+        Ok(Config {
+            listen,
+            data_dir: resolve(raw.data_dir.get_ref()),
+            token,
+            project,
+            tiers,
+            backup_source: raw.backup_source.as_ref().map(|b| resolve(b.get_ref())),
+        })
+    }
+
+    pub fn tier(&self, name: &TierId) -> Option<&Tier> {
+        self.tiers.iter().find(|t| &t.name == name)
+    }
+}
+
+/// One `[[tiers.gates]]` table. `earlier_tiers` holds the tiers defined so
+/// far (this one included), which a burn-in may refer to.
+fn gate(
+    source: &Source<'_>,
+    raw: &RawGate,
+    at: &str,
+    earlier_tiers: &HashSet<TierId>,
+    this_tier: &TierId,
+) -> Result<Gate, ConfigError> {
+    let kind: GateKind = source.parse(&raw.kind, &format!("{at}.kind"))?;
+    let key = |k: &str| format!("{at}.{k}");
+    let allowed: &[&str] = match kind {
+        GateKind::CargoTest => &["args", "timeout"],
+        GateKind::MigrationDryRun => &["scratch_db_url", "migrations", "migrate", "restore"],
+        GateKind::BootSmoke => &["args", "stay_up"],
+        GateKind::BurnIn => &["duration", "on_tier"],
+        GateKind::ManualConfirm => &[],
+    };
+    let present = [
+        ("args", &raw.args),
+        ("timeout", &raw.timeout),
+        ("scratch_db_url", &raw.scratch_db_url),
+        ("migrations", &raw.migrations),
+        ("migrate", &raw.migrate),
+        ("restore", &raw.restore),
+        ("stay_up", &raw.stay_up),
+        ("duration", &raw.duration),
+        ("on_tier", &raw.on_tier),
+    ];
+    for (name, value) in present {
+        if let Some(value) = value
+            && !allowed.contains(&name)
+        {
+            return Err(source.error(value.span(), key(name), format!("a {kind} gate takes no `{name}`")));
+        }
+    }
+    let words = |v: &Option<Spanned<String>>, k: &str| -> Result<Vec<String>, ConfigError> {
+        match v {
+            Some(v) => split_words(v.get_ref()).map_err(|e| source.error(v.span(), key(k), e)),
+            None => Ok(Vec::new()),
+        }
+    };
+    Ok(match kind {
+        GateKind::CargoTest => Gate::CargoTest {
+            args: match &raw.args {
+                Some(_) => words(&raw.args, "args")?,
+                None => vec!["test".into()],
+            },
+            timeout: raw.timeout.as_ref().map(|t| source.duration(t, &key("timeout"))).transpose()?,
+        },
+        GateKind::MigrationDryRun => Gate::MigrationDryRun {
+            scratch_db_url: raw.scratch_db_url.as_ref().map(|u| u.get_ref().clone()),
+            migrations: raw.migrations.as_ref().map_or("migrations".into(), |m| m.get_ref().clone()),
+            migrate: match &raw.migrate {
+                Some(m) => source.command(m, &key("migrate"))?,
+                None => Command { program: "sqlx".into(), args: Vec::new() },
+            },
+            restore: raw.restore.as_ref().map(|r| source.command(r, &key("restore"))).transpose()?,
+        },
+        GateKind::BootSmoke => Gate::BootSmoke {
+            args: words(&raw.args, "args")?,
+            stay_up: match &raw.stay_up {
+                Some(s) => source.duration(s, &key("stay_up"))?,
+                None => Duration::from_secs(10),
+            },
+        },
+        GateKind::BurnIn => {
+            let duration = raw
+                .duration
+                .as_ref()
+                .ok_or_else(|| source.error(raw.kind.span(), key("duration"), "a burn_in gate needs a `duration`"))?;
+            let on_tier = match &raw.on_tier {
+                None => None,
+                Some(t) => {
+                    let tier: TierId = source.parse(t, &key("on_tier"))?;
+                    if !earlier_tiers.contains(&tier) || &tier == this_tier {
+                        return Err(source.error(
+                            t.span(),
+                            key("on_tier"),
+                            format!("unknown tier {tier} (must name an earlier tier)"),
+                        ));
+                    }
+                    Some(tier)
+                }
+            };
+            Gate::BurnIn { duration: source.duration(duration, &key("duration"))?, on_tier }
+        }
+        GateKind::ManualConfirm => Gate::ManualConfirm,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:0"
+data_dir = "data"
+token_env = "MY_TOKEN"
+
+[project]
+repo = "repo"
+build = "cargo build --release"
+artifact = "target/release/app"
+
+[[tiers]]
+name = "staging"
+[[tiers.nodes]]
+name = "s1"
+deploy = "cp {artifact} '/srv/my app/'"
+[[tiers.gates]]
+kind = "cargo_test"
+args = "test --offline"
+[[tiers.gates]]
+kind = "boot_smoke"
+stay_up = "3s"
+
+[[tiers]]
+name = "prod"
+canary = "one_then_rest"
+[[tiers.gates]]
+kind = "burn_in"
+duration = "168h"
+[[tiers.gates]]
+kind = "manual_confirm"
+"#;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/sando/sando.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_a_topology() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/etc/sando/data"));
+        assert_eq!(config.token, TokenSource::Env("MY_TOKEN".into()));
+        assert_eq!(config.tiers.len(), 2);
+        assert_eq!(config.tiers[0].nodes[0].deploy.args, ["{artifact}", "/srv/my app/"]);
+        assert_eq!(
+            config.tiers[0].gates[0],
+            Gate::CargoTest { args: vec!["test".into(), "--offline".into()], timeout: None }
+        );
+        assert_eq!(config.tiers[1].canary, Canary::OneThenRest);
+        assert_eq!(
+            config.tiers[1].gates[0],
+            Gate::BurnIn { duration: Duration::from_secs(168 * 3600), on_tier: None }
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let bad_duration = GOOD.replace("\"168h\"", "\"a week\"");
+        assert_eq!(
+            parse(&bad_duration).unwrap_err(),
+            "/etc/sando/sando.toml:28:12: tiers[1].gates[0].duration: \"a week\" is not a duration (use e.g. \"168h\", \"90s\")"
+        );
+        let duplicate = GOOD.replace("name = \"prod\"", "name = \"staging\"");
+        assert_eq!(
+            parse(&duplicate).unwrap_err(),
+            "/etc/sando/sando.toml:24:8: tiers[1].name: tier staging is defined twice"
+        );
+        let unknown_tier = GOOD.replace("duration = \"168h\"", "duration = \"168h\"\non_tier = \"qa\"");
+        assert_eq!(
+            parse(&unknown_tier).unwrap_err(),
+            "/etc/sando/sando.toml:29:11: tiers[1].gates[0].on_tier: unknown tier qa (must name an earlier tier)"
+        );
+        let wrong_key = GOOD.replace("stay_up = \"3s\"", "duration = \"3s\"");
+        assert_eq!(
+            parse(&wrong_key).unwrap_err(),
+            "/etc/sando/sando.toml:21:12: tiers[0].gates[1].duration: a boot_smoke gate takes no `duration`"
+        );
+        let unknown_kind = GOOD.replace("kind = \"manual_confirm\"", "kind = \"manual\"");
+        assert!(parse(&unknown_kind).unwrap_err().contains(":30:8: tiers[1].gates[1].kind: invalid gate kind \"manual\""));
+        let typo = GOOD.replace("canary = ", "canery = ");
+        assert!(parse(&typo).unwrap_err().contains(":25:1: canery: unknown field `canery`"), "{}", parse(&typo).unwrap_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("168h"), Ok(Duration::from_secs(168 * 3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5 years").is_err());
+    }
+
+    #[test]
+    fn words_split_like_a_shell() {
+        assert_eq!(split_words("a 'b c' \"d\"e  f").unwrap(), ["a", "b c", "de", "f"]);
+        assert!(split_words("a 'b").is_err());
+    }
+}

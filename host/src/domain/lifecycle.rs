@@ -1,0 +1,94 @@
+//! Typed outcomes of the steps around gates: building a commit and deploying a version to a node.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::Version;
+
+/// How a rebuild ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BuildOutcome {
+    Ok { version: Version },
+    Failed { failure: BuildFailure },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BuildFailure {
+    /// The repository has no such commit.
+    UnknownCommit,
+    /// `git` could not check the commit out into its work tree.
+    Checkout { exit_code: Option<i32> },
+    /// A program could not be started (git, or the build command).
+    Spawn { os_error: i32 },
+    /// The build command failed.
+    BuildCommand { exit_code: Option<i32> },
+    /// `Cargo.toml` is missing or has no valid `package.version`.
+    Manifest { message: String },
+    /// The build succeeded but the configured artifact is not there.
+    ArtifactMissing { path: String },
+    /// Another commit already registered this version: bump the version.
+    VersionTaken { version: Version, git_sha: String },
+}
+
+impl fmt::Display for BuildFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildFailure::UnknownCommit => f.write_str("no such commit in the repository"),
+            BuildFailure::Checkout { exit_code } => {
+                write!(f, "checkout failed (exit {exit_code:?})")
+            }
+            BuildFailure::Spawn { os_error } => {
+                write!(f, "could not start a program (os error {os_error})")
+            }
+            BuildFailure::BuildCommand { exit_code } => {
+                write!(f, "build command failed (exit {exit_code:?})")
+            }
+            BuildFailure::Manifest { message } => write!(f, "Cargo.toml: {message}"),
+            BuildFailure::ArtifactMissing { path } => write!(f, "artifact {path} was not built"),
+            BuildFailure::VersionTaken { version, git_sha } => {
+                write!(f, "version {version} is already registered by commit {git_sha}")
+            }
+        }
+    }
+}
+
+/// How a deploy to one node went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeployOutcome {
+    InProgress,
+    Ok,
+    Failed { failure: DeployFailure },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeployFailure {
+    /// The deploy command could not be started.
+    Spawn { os_error: i32 },
+    /// The deploy command ran and failed (copying, connecting, installing).
+    Transport { exit_code: Option<i32> },
+    /// The version was installed but the node's health check failed.
+    HealthCheck { exit_code: Option<i32> },
+}
+
+impl fmt::Display for DeployOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeployOutcome::InProgress => f.write_str("deploying"),
+            DeployOutcome::Ok => f.write_str("deployed"),
+            DeployOutcome::Failed { failure: DeployFailure::Spawn { os_error } } => {
+                write!(f, "deploy command could not start (os error {os_error})")
+            }
+            DeployOutcome::Failed { failure: DeployFailure::Transport { exit_code } } => {
+                write!(f, "deploy command failed (exit {exit_code:?})")
+            }
+            DeployOutcome::Failed { failure: DeployFailure::HealthCheck { exit_code } } => {
+                write!(f, "health check failed (exit {exit_code:?})")
+            }
+        }
+    }
+}
