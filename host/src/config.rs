@@ -143,7 +143,10 @@ pub struct Node {
 /// A gate's configuration: its kind and parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
-    CargoTest { args: Vec<String>, timeout: Option<Duration> },
+    CargoTest {
+        args: Vec<String>,
+        timeout: Option<Duration>,
+    },
     MigrationDryRun {
         scratch_db_url: Option<String>,
         /// Relative to the work tree.
@@ -151,8 +154,14 @@ pub enum Gate {
         migrate: Command,
         restore: Option<Command>,
     },
-    BootSmoke { args: Vec<String>, stay_up: Duration },
-    BurnIn { duration: Duration, on_tier: Option<TierId> },
+    BootSmoke {
+        args: Vec<String>,
+        stay_up: Duration,
+    },
+    BurnIn {
+        duration: Duration,
+        on_tier: Option<TierId>,
+    },
     ManualConfirm,
 }
 
@@ -173,14 +182,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration (use e.g. \"168h\", \"90s\")"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use e.g. \"168h\", \"90s\")"))?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d, e.g. \"168h\")")),
+        _ => {
+            return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d, e.g. \"168h\")"));
+        }
     };
     Ok(Duration::from_secs(secs))
 }
@@ -252,7 +265,12 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn error(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn error(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let before = &self.text[..span.start.min(self.text.len())];
         ConfigError {
             path: self.path.to_owned(),
@@ -300,7 +318,8 @@ impl Config {
             source.error(e.span().unwrap_or(0..0), key, e.message().replace('\n', " "))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+        let resolve =
+            |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
 
         let listen = match &raw.listen {
             Some(listen) => source.parse::<SocketAddr>(listen, "listen")?,
@@ -308,7 +327,11 @@ impl Config {
         };
         let token = match (&raw.token_env, &raw.token_file) {
             (Some(_), Some(file)) => {
-                return Err(source.error(file.span(), "token_file", "set token_env or token_file, not both"));
+                return Err(source.error(
+                    file.span(),
+                    "token_file",
+                    "set token_env or token_file, not both",
+                ));
             }
             (Some(env), None) => TokenSource::Env(env.get_ref().clone()),
             (None, Some(file)) => TokenSource::File(resolve(file.get_ref())),
@@ -337,21 +360,27 @@ impl Config {
             let at = |key: &str| format!("tiers[{t}].{key}");
             let name: TierId = source.parse(&raw_tier.name, &at("name"))?;
             if !seen_tiers.insert(name.clone()) {
-                return Err(source.error(raw_tier.name.span(), at("name"), format!("tier {name} is defined twice")));
+                return Err(source.error(
+                    raw_tier.name.span(),
+                    at("name"),
+                    format!("tier {name} is defined twice"),
+                ));
             }
             let canary = match &raw_tier.canary {
                 None => Canary::AllAtOnce,
-                Some(c) => match c.get_ref().as_str() {
-                    "all_at_once" => Canary::AllAtOnce,
-                    "one_then_rest" => Canary::OneThenRest,
-                    other => {
-                        return Err(source.error(
+                Some(c) => {
+                    match c.get_ref().as_str() {
+                        "all_at_once" => Canary::AllAtOnce,
+                        "one_then_rest" => Canary::OneThenRest,
+                        other => {
+                            return Err(source.error(
                             c.span(),
                             at("canary"),
                             format!("unknown canary policy {other:?} (use all_at_once or one_then_rest)"),
                         ));
+                        }
                     }
-                },
+                }
             };
             let mut nodes = Vec::new();
             let mut seen_nodes = HashSet::new();
@@ -368,13 +397,18 @@ impl Config {
                 nodes.push(Node {
                     name: node_name,
                     deploy: source.command(&raw_node.deploy, &key("deploy"))?,
-                    health: raw_node.health.as_ref().map(|h| source.command(h, &key("health"))).transpose()?,
+                    health: raw_node
+                        .health
+                        .as_ref()
+                        .map(|h| source.command(h, &key("health")))
+                        .transpose()?,
                 });
             }
             let mut gates = Vec::new();
             let mut seen_gates = HashSet::new();
             for (g, raw_gate) in raw_tier.gates.iter().enumerate() {
-                let gate = gate(&source, raw_gate, &at(&format!("gates[{g}]")), &seen_tiers, &name)?;
+                let gate =
+                    gate(&source, raw_gate, &at(&format!("gates[{g}]")), &seen_tiers, &name)?;
                 if !seen_gates.insert(gate.kind()) {
                     return Err(source.error(
                         raw_gate.kind.span(),
@@ -434,7 +468,11 @@ fn gate(
         if let Some(value) = value
             && !allowed.contains(&name)
         {
-            return Err(source.error(value.span(), key(name), format!("a {kind} gate takes no `{name}`")));
+            return Err(source.error(
+                value.span(),
+                key(name),
+                format!("a {kind} gate takes no `{name}`"),
+            ));
         }
     }
     let words = |v: &Option<Spanned<String>>, k: &str| -> Result<Vec<String>, ConfigError> {
@@ -449,16 +487,27 @@ fn gate(
                 Some(_) => words(&raw.args, "args")?,
                 None => vec!["test".into()],
             },
-            timeout: raw.timeout.as_ref().map(|t| source.duration(t, &key("timeout"))).transpose()?,
+            timeout: raw
+                .timeout
+                .as_ref()
+                .map(|t| source.duration(t, &key("timeout")))
+                .transpose()?,
         },
         GateKind::MigrationDryRun => Gate::MigrationDryRun {
             scratch_db_url: raw.scratch_db_url.as_ref().map(|u| u.get_ref().clone()),
-            migrations: raw.migrations.as_ref().map_or("migrations".into(), |m| m.get_ref().clone()),
+            migrations: raw
+                .migrations
+                .as_ref()
+                .map_or("migrations".into(), |m| m.get_ref().clone()),
             migrate: match &raw.migrate {
                 Some(m) => source.command(m, &key("migrate"))?,
                 None => Command { program: "sqlx".into(), args: Vec::new() },
             },
-            restore: raw.restore.as_ref().map(|r| source.command(r, &key("restore"))).transpose()?,
+            restore: raw
+                .restore
+                .as_ref()
+                .map(|r| source.command(r, &key("restore")))
+                .transpose()?,
         },
         GateKind::BootSmoke => Gate::BootSmoke {
             args: words(&raw.args, "args")?,
@@ -468,10 +517,9 @@ fn gate(
             },
         },
         GateKind::BurnIn => {
-            let duration = raw
-                .duration
-                .as_ref()
-                .ok_or_else(|| source.error(raw.kind.span(), key("duration"), "a burn_in gate needs a `duration`"))?;
+            let duration = raw.duration.as_ref().ok_or_else(|| {
+                source.error(raw.kind.span(), key("duration"), "a burn_in gate needs a `duration`")
+            })?;
             let on_tier = match &raw.on_tier {
                 None => None,
                 Some(t) => {
@@ -562,7 +610,8 @@ kind = "manual_confirm"
             parse(&duplicate).unwrap_err(),
             "/etc/sando/sando.toml:24:8: tiers[1].name: tier staging is defined twice"
         );
-        let unknown_tier = GOOD.replace("duration = \"168h\"", "duration = \"168h\"\non_tier = \"qa\"");
+        let unknown_tier =
+            GOOD.replace("duration = \"168h\"", "duration = \"168h\"\non_tier = \"qa\"");
         assert_eq!(
             parse(&unknown_tier).unwrap_err(),
             "/etc/sando/sando.toml:29:11: tiers[1].gates[0].on_tier: unknown tier qa (must name an earlier tier)"
@@ -573,9 +622,17 @@ kind = "manual_confirm"
             "/etc/sando/sando.toml:21:12: tiers[0].gates[1].duration: a boot_smoke gate takes no `duration`"
         );
         let unknown_kind = GOOD.replace("kind = \"manual_confirm\"", "kind = \"manual\"");
-        assert!(parse(&unknown_kind).unwrap_err().contains(":30:8: tiers[1].gates[1].kind: invalid gate kind \"manual\""));
+        assert!(
+            parse(&unknown_kind)
+                .unwrap_err()
+                .contains(":30:8: tiers[1].gates[1].kind: invalid gate kind \"manual\"")
+        );
         let typo = GOOD.replace("canary = ", "canery = ");
-        assert!(parse(&typo).unwrap_err().contains(":25:1: canery: unknown field `canery`"), "{}", parse(&typo).unwrap_err());
+        assert!(
+            parse(&typo).unwrap_err().contains(":25:1: canery: unknown field `canery`"),
+            "{}",
+            parse(&typo).unwrap_err()
+        );
     }
 
     #[test]

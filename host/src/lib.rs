@@ -6,4 +6,5 @@ pub mod config;
 pub mod domain;
 pub mod fixtures;
 pub mod process;
+pub mod store;
 pub mod sandbox;

@@ -31,6 +31,8 @@ pub enum BuildFailure {
     ArtifactMissing { path: String },
     /// Another commit already registered this version: bump the version.
     VersionTaken { version: Version, git_sha: String },
+    /// The daemon stopped while building.
+    Interrupted,
 }
 
 impl fmt::Display for BuildFailure {
@@ -51,6 +53,7 @@ impl fmt::Display for BuildFailure {
             BuildFailure::VersionTaken { version, git_sha } => {
                 write!(f, "version {version} is already registered by commit {git_sha}")
             }
+            BuildFailure::Interrupted => f.write_str("interrupted by a daemon restart"),
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum DeployFailure {
     Transport { exit_code: Option<i32> },
     /// The version was installed but the node's health check failed.
     HealthCheck { exit_code: Option<i32> },
+    /// The daemon stopped while deploying.
+    Interrupted,
 }
 
 impl fmt::Display for DeployOutcome {
@@ -88,6 +93,9 @@ impl fmt::Display for DeployOutcome {
             }
             DeployOutcome::Failed { failure: DeployFailure::HealthCheck { exit_code } } => {
                 write!(f, "health check failed (exit {exit_code:?})")
+            }
+            DeployOutcome::Failed { failure: DeployFailure::Interrupted } => {
+                f.write_str("interrupted by a daemon restart")
             }
         }
     }

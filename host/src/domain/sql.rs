@@ -1,12 +1,15 @@
 //! SQLite column forms: string newtypes are TEXT in their `Display` form,
-//! row ids are INTEGER, and `GateStatus` is the JSON of contract 1.
+//! row ids are INTEGER, and `GateStatus` (and the build and deploy outcomes) are their JSON, contract 1's form.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type};
 
-use super::{DeployId, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, TierId, Version};
+use super::{
+    BuildOutcome, DeployId, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId,
+    TierId, Version,
+};
 
 macro_rules! text_column {
     ($($ty:ty),*) => {$(
@@ -63,24 +66,29 @@ macro_rules! integer_column {
 
 integer_column!(GateRunId, DeployId);
 
-impl Type<Sqlite> for GateStatus {
-    fn type_info() -> SqliteTypeInfo {
-        <String as Type<Sqlite>>::type_info()
-    }
-    fn compatible(ty: &SqliteTypeInfo) -> bool {
-        <String as Type<Sqlite>>::compatible(ty)
-    }
+macro_rules! json_column {
+    ($($ty:ty),*) => {$(
+        impl Type<Sqlite> for $ty {
+            fn type_info() -> SqliteTypeInfo {
+                <String as Type<Sqlite>>::type_info()
+            }
+            fn compatible(ty: &SqliteTypeInfo) -> bool {
+                <String as Type<Sqlite>>::compatible(ty)
+            }
+        }
+
+        impl<'q> Encode<'q, Sqlite> for $ty {
+            fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+                <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(self)?, buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Sqlite> for $ty {
+            fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+                Ok(serde_json::from_str(<&str as Decode<'r, Sqlite>>::decode(value)?)?)
+            }
+        }
+    )*};
 }
 
-impl<'q> Encode<'q, Sqlite> for GateStatus {
-    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(self)?, buf)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for GateStatus {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
-        Ok(serde_json::from_str(text)?)
-    }
-}
+json_column!(GateStatus, BuildOutcome, DeployOutcome);
