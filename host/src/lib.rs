@@ -3,8 +3,9 @@
 //! The `sando` binary (`main.rs`) is a thin command-line edge over this crate.
 
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod fixtures;
 pub mod process;
-pub mod store;
 pub mod sandbox;
+pub mod store;

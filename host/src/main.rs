@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use sando::config::Config;
+use sando::daemon;
 use sando::domain::{GateKind, ProcessEnd, RawOutput};
 use sando::fixtures::{self, Case};
 use sando::sandbox::{ComponentCache, GateComponent, Limits, Sandbox, shipped_component};
@@ -25,6 +27,18 @@ enum Command {
     Gate {
         #[command(subcommand)]
         command: GateCommand,
+    },
+    /// Run the daemon: build pushed commits, run gates, deploy, serve the API.
+    Serve {
+        /// The topology config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a topology config without starting anything.
+    Check {
+        /// The topology config (TOML).
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -107,7 +121,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate { command: GateCommand::Test { component, fixtures } } => {
             gate_test(&component, &fixtures)
         }
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
     }
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let gates: usize = config.tiers.iter().map(|t| t.gates.len()).sum();
+    let nodes: usize = config.tiers.iter().map(|t| t.nodes.len()).sum();
+    let order: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
+    println!("{}: ok ({}; {gates} gates, {nodes} nodes)", path.display(), order.join(" -> "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let token = daemon::read_token(&config.token)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(daemon::serve(config, token))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sandbox() -> anyhow::Result<Sandbox> {

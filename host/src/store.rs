@@ -173,7 +173,12 @@ impl Store {
         Ok(runs)
     }
 
-    pub async fn insert_build(&self, sha: &GitSha, log_ref: &LogRef, now: DateTime<Utc>) -> Result<i64> {
+    pub async fn insert_build(
+        &self,
+        sha: &GitSha,
+        log_ref: &LogRef,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
         Ok(sqlx::query!(
             "INSERT INTO builds (git_sha, started_at, log_ref) VALUES (?1, ?2, ?3)",
             sha,
@@ -185,10 +190,20 @@ impl Store {
         .last_insert_rowid())
     }
 
-    pub async fn finish_build(&self, id: i64, outcome: &BuildOutcome, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query!("UPDATE builds SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3", outcome, now, id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn finish_build(
+        &self,
+        id: i64,
+        outcome: &BuildOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query!(
+            "UPDATE builds SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3",
+            outcome,
+            now,
+            id
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -260,7 +275,12 @@ impl Store {
 
     /// The version is now running on the tier: it becomes current, stops
     /// being the candidate, and its arrival starts the next tier's burn-in clock.
-    pub async fn promote(&self, tier: &TierId, version: &Version, now: DateTime<Utc>) -> Result<()> {
+    pub async fn promote(
+        &self,
+        tier: &TierId,
+        version: &Version,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query!(
             "UPDATE tiers SET current_version = ?1,
@@ -364,7 +384,11 @@ impl Store {
     }
 
     /// The latest run of each gate kind of `version` at `tier`.
-    pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<GateRunSummary>> {
+    pub async fn latest_runs(
+        &self,
+        tier: &TierId,
+        version: &Version,
+    ) -> Result<Vec<GateRunSummary>> {
         Ok(sqlx::query_as!(
             GateRunSummary,
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
@@ -383,7 +407,11 @@ impl Store {
     }
 
     /// The latest run of a gate kind for a version, at any tier (for `/logs`).
-    pub async fn latest_run_of(&self, version: &Version, gate: GateKind) -> Result<Option<GateRunSummary>> {
+    pub async fn latest_run_of(
+        &self,
+        version: &Version,
+        gate: GateKind,
+    ) -> Result<Option<GateRunSummary>> {
         Ok(sqlx::query_as!(
             GateRunSummary,
             r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
@@ -423,11 +451,42 @@ impl Store {
         Ok(DeployId::try_from(id).expect("AUTOINCREMENT ids are positive"))
     }
 
-    pub async fn finish_deploy(&self, id: DeployId, outcome: &DeployOutcome, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query!("UPDATE deploys SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3", outcome, now, id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn finish_deploy(
+        &self,
+        id: DeployId,
+        outcome: &DeployOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query!(
+            "UPDATE deploys SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3",
+            outcome,
+            now,
+            id
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    pub async fn latest_deploy(
+        &self,
+        tier: &TierId,
+        version: &Version,
+        node: &NodeId,
+    ) -> Result<Option<DeploySummary>> {
+        Ok(sqlx::query_as!(
+            DeploySummary,
+            r#"SELECT id AS "deploy_id: DeployId", tier AS "tier: TierId", version AS "version: Version",
+                      node AS "node: NodeId", outcome_json AS "outcome: DeployOutcome",
+                      started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
+                      log_ref AS "log_ref: LogRef"
+               FROM deploys WHERE tier = ?1 AND version = ?2 AND node = ?3 ORDER BY id DESC LIMIT 1"#,
+            tier,
+            version,
+            node
+        )
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     pub async fn recent_deploys(&self, limit: i64) -> Result<Vec<DeploySummary>> {
@@ -487,7 +546,11 @@ impl Store {
     }
 
     /// The first confirmation given for `version` at `tier`, if any.
-    pub async fn confirmation(&self, tier: &TierId, version: &Version) -> Result<Option<ConfirmationRow>> {
+    pub async fn confirmation(
+        &self,
+        tier: &TierId,
+        version: &Version,
+    ) -> Result<Option<ConfirmationRow>> {
         Ok(sqlx::query_as!(
             ConfirmationRow,
             r#"SELECT gate_run_id AS "gate_run_id: GateRunId", confirmed_by,

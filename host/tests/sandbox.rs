@@ -195,6 +195,9 @@ fn runner_env(gate: GateKind, params: &[(&str, &str)], allowed: &[&str]) -> Runn
         burn_in_clock: None,
         confirmation: None,
         latest_backup: None,
+        cwd: None,
+        env: Vec::new(),
+        log: None,
         spawned: Vec::new(),
     }
 }

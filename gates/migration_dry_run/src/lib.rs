@@ -11,7 +11,7 @@ use sando_gate_sdk::{
 };
 
 /// Parameters: `scratch_db_url`, `migrations` (source directory),
-/// `migrate_program` (default `sqlx`), and `restore_program` +
+/// `migrate_program` (default `sqlx`) with `migrate_args` before `migrate run`, and `restore_program` +
 /// `restore_args` (space-separated; `{backup}` and `{scratch_db_url}`
 /// are substituted) to restore the backup first.
 fn run() -> GateStatus {
@@ -47,8 +47,9 @@ fn run() -> GateStatus {
             }
         }
     }
-    let mut args =
-        vec!["migrate".to_owned(), "run".to_owned(), "--database-url".to_owned(), url.to_owned()];
+    let mut args: Vec<String> =
+        param("migrate_args").unwrap_or("").split_whitespace().map(str::to_owned).collect();
+    args.extend(["migrate", "run", "--database-url", url].map(str::to_owned));
     if let Some(source) = param("migrations") {
         args.extend(["--source".to_owned(), source.to_owned()]);
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::bindings::{host as wit, types as wit_types};
 use super::{State, to_guest};
 use crate::domain::{GateKind, RawOutput, TierId, Version};
-use crate::process::{self, Spawn};
+use crate::process::{self, LogSink, Spawn};
 
 /// The trap a denied capability raises; turned into `capability_denied`.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ pub struct Backup {
 
 /// Everything a runner may see or do for one gate run. What it spawned is
 /// recorded in `spawned`, in order, for the run's provenance.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunnerEnv {
     pub tier: TierId,
     pub version: Version,
@@ -47,6 +47,13 @@ pub struct RunnerEnv {
     pub burn_in_clock: Option<BurnInClock>,
     pub confirmation: Option<Confirmation>,
     pub latest_backup: Option<Backup>,
+    /// Working directory of spawned programs (the version's work tree).
+    pub cwd: Option<std::path::PathBuf>,
+    /// Environment added for spawned programs (the project's `env`).
+    pub env: Vec<(String, String)>,
+    /// Where spawned programs' output streams (the run's log).
+    pub log: Option<std::sync::Arc<dyn LogSink>>,
+    /// What the runner spawned, in order (each stream's kept tail).
     pub spawned: Vec<RawOutput>,
 }
 
@@ -88,12 +95,18 @@ impl wit::Host for State {
                 request.program
             ))));
         }
-        let output = process::run(&Spawn {
-            program: request.program,
-            args: request.args,
-            env: request.env.into_iter().map(|p| (p.key, p.value)).collect(),
-            stop_after: request.stop_after_ms.map(std::time::Duration::from_millis),
-        });
+        let mut extra_env = env.env.clone();
+        extra_env.extend(request.env.into_iter().map(|p| (p.key, p.value)));
+        let output = process::run(
+            &Spawn {
+                program: request.program,
+                args: request.args,
+                env: extra_env,
+                cwd: env.cwd.clone(),
+                stop_after: request.stop_after_ms.map(std::time::Duration::from_millis),
+            },
+            env.log.as_deref(),
+        );
         let wit_output = to_guest::spawned_output(&output);
         env.spawned.push(output);
         Ok(wit_output)

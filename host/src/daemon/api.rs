@@ -1,0 +1,325 @@
+//! The HTTP and WebSocket API (BRIEF.md contract 6): state, events, rebuild, confirm, backup fetch, logs.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::events::{Event, EventEnvelope};
+use super::{Daemon, Trigger};
+use crate::domain::{GateKind, GateRunId, GitSha, TierId, Version};
+use crate::store::{DeploySummary, GateRunSummary, StoreError, VersionRow};
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/api/state", get(state))
+        .route("/api/events", get(events))
+        .route("/api/rebuild", post(rebuild))
+        .route("/api/gate-runs/{run_id}", get(gate_run))
+        .route("/api/gate-runs/{run_id}/confirm", post(confirm))
+        .route("/api/backup/fetch", post(fetch_backup))
+        .route("/logs/{version}/{gate}", get(logs))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(daemon)
+}
+
+/// Every error the API answers with: a status and one sentence saying what
+/// is wrong, as `{"error": "..."}`. Internal failures never leak details.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        eprintln!("sando: api: {error}");
+        ApiError::Internal
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::BadRequest(format!("request body: {}", rejection.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut response =
+            (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    // Compare without an early exit, so timing does not reveal a prefix.
+    let expected = daemon.token.as_bytes();
+    let given = given.trim().as_bytes();
+    let differs = expected.len() != given.len()
+        || expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0;
+    if differs { Err(ApiError::Unauthorized) } else { Ok(()) }
+}
+
+#[derive(Serialize)]
+struct StateResponse {
+    tiers: Vec<TierState>,
+    versions: Vec<VersionRow>,
+    deploys: Vec<DeploySummary>,
+}
+
+#[derive(Serialize)]
+struct TierState {
+    name: TierId,
+    canary: &'static str,
+    current_version: Option<Version>,
+    /// The version whose gates run at this tier now, if any.
+    candidate_version: Option<Version>,
+    /// The latest run of each gate for the candidate (else the current version).
+    gates: Vec<GateRunSummary>,
+}
+
+async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>, ApiError> {
+    let rows = daemon.store.tiers().await?;
+    let mut tiers = Vec::new();
+    for tier in &daemon.config.tiers {
+        let row = rows.iter().find(|r| r.name == tier.name);
+        let current = row.and_then(|r| r.current_version.clone());
+        let candidate = row.and_then(|r| r.candidate_version.clone());
+        let gates = match candidate.as_ref().or(current.as_ref()) {
+            Some(version) => daemon.store.latest_runs(&tier.name, version).await?,
+            None => Vec::new(),
+        };
+        tiers.push(TierState {
+            name: tier.name.clone(),
+            canary: tier.canary.as_str(),
+            current_version: current,
+            candidate_version: candidate,
+            gates,
+        });
+    }
+    let mut versions = daemon.store.versions().await?;
+    versions.truncate(20);
+    Ok(Json(StateResponse { tiers, versions, deploys: daemon.store.recent_deploys(20).await? }))
+}
+
+async fn events(State(daemon): State<Arc<Daemon>>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| stream_events(daemon, socket))
+}
+
+/// Forwards the bus to one client. A client too slow to keep up is skipped
+/// ahead and told how much it missed; it never slows the gates or others.
+async fn stream_events(daemon: Arc<Daemon>, mut socket: WebSocket) {
+    let mut events = daemon.bus.subscribe();
+    loop {
+        tokio::select! {
+            received = events.recv() => {
+                let text = match received {
+                    Ok(envelope) => serde_json::to_string(&*envelope),
+                    Err(RecvError::Lagged(missed)) => serde_json::to_string(&EventEnvelope {
+                        seq: 0,
+                        at: Utc::now(),
+                        event: Event::Lagged { missed },
+                    }),
+                    Err(RecvError::Closed) => return,
+                };
+                let Ok(text) = text else { continue };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebuildRequest {
+    sha: GitSha,
+}
+
+async fn rebuild(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    body: Result<Json<RebuildRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&daemon, &headers)?;
+    let Json(request) = body?;
+    daemon.bus.send(Event::RebuildRequested { sha: request.sha.clone() });
+    daemon.trigger(Trigger::Rebuild(request.sha.clone()));
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "sha": request.sha }))))
+}
+
+fn run_id(text: &str) -> Result<GateRunId, ApiError> {
+    text.parse().map_err(|e: crate::domain::ParseError| ApiError::BadRequest(e.to_string()))
+}
+
+/// One gate run, with its provenance.
+async fn gate_run(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Json<GateRunSummary>, ApiError> {
+    let id = run_id(&id)?;
+    Ok(Json(
+        daemon
+            .store
+            .gate_run(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    by: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ConfirmResponse {
+    run_id: GateRunId,
+    confirmed_by: String,
+    confirmed_at: DateTime<Utc>,
+}
+
+async fn confirm(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    body: Option<Json<ConfirmRequest>>,
+) -> Result<Json<ConfirmResponse>, ApiError> {
+    authorize(&daemon, &headers)?;
+    let run_id = self::run_id(&run_id)?;
+    let run = daemon
+        .store
+        .gate_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no gate run {run_id}")))?;
+    if run.gate != GateKind::ManualConfirm {
+        return Err(ApiError::Conflict(format!(
+            "gate run {run_id} is a {} run; only manual_confirm runs can be confirmed",
+            run.gate
+        )));
+    }
+    if run.status != "blocked" {
+        return Err(ApiError::Conflict(format!(
+            "gate run {run_id} is {}, not waiting for confirmation",
+            run.status
+        )));
+    }
+    let by = body
+        .and_then(|Json(b)| b.by)
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "operator".into());
+    let now = Utc::now();
+    daemon.store.insert_confirmation(&run, &by, now).await?;
+    daemon.bus.send(Event::Confirmed {
+        run_id,
+        tier: run.tier,
+        version: run.version,
+        by: by.clone(),
+    });
+    daemon.trigger(Trigger::Evaluate);
+    Ok(Json(ConfirmResponse { run_id, confirmed_by: by, confirmed_at: now }))
+}
+
+async fn fetch_backup(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&daemon, &headers)?;
+    let source = daemon
+        .config
+        .backup_source
+        .clone()
+        .ok_or_else(|| ApiError::Conflict("no backup_source is configured".into()))?;
+    let now = Utc::now();
+    let target =
+        daemon.data_dir().join("backups").join(format!("{}.backup", now.timestamp_millis()));
+    tokio::fs::copy(&source, &target).await.map_err(|e| {
+        ApiError::Conflict(format!(
+            "backup source {}: {}",
+            source.display(),
+            crate::fixtures::io_message(&e)
+        ))
+    })?;
+    let source = source.display().to_string();
+    let id = daemon.store.insert_backup(&source, &target.display().to_string(), now).await?;
+    daemon.bus.send(Event::BackupFetched { backup_id: id, source: source.clone() });
+    daemon.trigger(Trigger::Evaluate);
+    Ok(Json(serde_json::json!({ "backup_id": id, "source": source, "fetched_at": now })))
+}
+
+/// `/logs/{version}/{gate}`: the log of the latest run; `{version}` may also
+/// be the version's git sha (7 or 40 hex digits).
+async fn logs(
+    State(daemon): State<Arc<Daemon>>,
+    Path((version, gate)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let gate: GateKind =
+        gate.parse().map_err(|e: crate::domain::ParseError| ApiError::BadRequest(e.to_string()))?;
+    let version = match version.parse::<Version>() {
+        Ok(version) => version,
+        Err(_) => {
+            let sha: GitSha = version.parse().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "{version:?} is neither a version (like 0.8.12) nor a git sha"
+                ))
+            })?;
+            daemon
+                .store
+                .version_by_sha(&sha)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no version built from {sha}")))?
+                .version
+        }
+    };
+    let run = daemon
+        .store
+        .latest_run_of(&version, gate)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no {gate} run for version {version}")))?;
+    let log_ref =
+        run.log_ref.ok_or_else(|| ApiError::NotFound(format!("run {} has no log", run.run_id)))?;
+    let bytes = tokio::fs::read(daemon.logs.path(&log_ref))
+        .await
+        .map_err(|_| ApiError::NotFound(format!("the log of run {} is gone", run.run_id)))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+}

@@ -1,0 +1,451 @@
+//! The daemon end to end: the real `sando serve` on a loopback port, a real
+//! git repository of a tiny Rust project, real cargo, a real SQLite file,
+//! driven over HTTP and a real WebSocket client.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-5f1e";
+
+/// A tiny Rust service in a git repository: each `commit` writes the
+/// version and the test body, so one test can pass and another fail.
+struct Project {
+    dir: PathBuf,
+}
+
+impl Project {
+    fn new(root: &Path) -> Project {
+        let dir = root.join("repo");
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(
+            dir.join("src/main.rs"),
+            "fn main() {\n    println!(\"tiny up\");\n    std::thread::sleep(std::time::Duration::from_secs(600));\n}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+        let project = Project { dir };
+        project.git(&["init", "-q", "-b", "main"]);
+        project
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn commit(&self, version: &str, test_body: &str) -> String {
+        std::fs::write(
+            self.dir.join("Cargo.toml"),
+            format!("[package]\nname = \"tiny\"\nversion = \"{version}\"\nedition = \"2021\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir.join("src/lib.rs"),
+            format!("pub fn answer() -> u32 {{ 42 }}\n\n#[cfg(test)]\nmod tests {{\n    #[test]\n    fn answers() {{ {test_body} }}\n}}\n"),
+        )
+        .unwrap();
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", version]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+fn write_config(root: &Path, repo: &Path) -> PathBuf {
+    let nodes = root.join("nodes");
+    std::fs::create_dir_all(nodes.join("staging-1")).unwrap();
+    std::fs::create_dir_all(nodes.join("prod-1")).unwrap();
+    let config = format!(
+        r#"
+listen = "127.0.0.1:0"
+data_dir = "data"
+token_env = "SANDO_TEST_TOKEN"
+
+[project]
+repo = "{repo}"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/tiny"
+
+[[tiers]]
+name = "staging"
+[[tiers.nodes]]
+name = "staging-1"
+deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
+health = "test -x {nodes}/staging-1/tiny"
+[[tiers.gates]]
+kind = "cargo_test"
+args = "test --offline"
+[[tiers.gates]]
+kind = "boot_smoke"
+stay_up = "1s"
+
+[[tiers]]
+name = "prod"
+[[tiers.nodes]]
+name = "prod-1"
+deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
+[[tiers.gates]]
+kind = "burn_in"
+duration = "3s"
+[[tiers.gates]]
+kind = "manual_confirm"
+"#,
+        repo = repo.display(),
+        nodes = nodes.display(),
+    );
+    let path = root.join("sando.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// A running `sando serve`, killed on drop.
+struct Daemon {
+    child: Child,
+    url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("SANDO_TEST_TOKEN", TOKEN)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sando serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let url = loop {
+            let line = lines.next().expect("sando serve exited before listening").unwrap();
+            stderr.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(url) = line.strip_prefix("sando: listening on ") {
+                break url.to_owned();
+            }
+        };
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                collected.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        Daemon { child, url, stderr }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut response = Self::agent().get(format!("{}{path}", self.url)).call().expect("GET");
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        let mut request =
+            Self::agent().post(format!("{}{path}", self.url)).content_type("application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send(body).expect("POST");
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn state(&self) -> Value {
+        let (status, body) = self.get("/api/state");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every event frame a real WebSocket client received, in order.
+struct Events {
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Events {
+    async fn connect(url: &str) -> Events {
+        let ws_url = format!("{}/api/events", url.replace("http://", "ws://"));
+        let (socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let (_, mut read) = socket.split();
+            while let Some(Ok(message)) = read.next().await {
+                if let Ok(text) = message.to_text() {
+                    sink.lock()
+                        .unwrap()
+                        .push(serde_json::from_str::<Value>(text).expect("frame is JSON"));
+                }
+            }
+        });
+        Events { seen }
+    }
+
+    /// Waits for an event matching `pred` and returns it.
+    async fn wait(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.seen.lock().unwrap().iter().find(|e| pred(&e["event"])) {
+                return found.clone();
+            }
+            if Instant::now() > deadline {
+                let kinds: Vec<String> = self
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["event"]["kind"],
+                            e["event"].get("outcome").map(|o| o.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                panic!("timed out waiting for {what}; events so far:\n{}", kinds.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn gate_done(gate: &'static str, status: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| {
+        e["kind"] == "gate_done" && e["gate"] == gate && e["outcome"]["status"]["kind"] == status
+    }
+}
+
+fn tier<'a>(state: &'a Value, name: &str) -> &'a Value {
+    state["tiers"].as_array().unwrap().iter().find(|t| t["name"] == name).expect("tier in state")
+}
+
+fn gate<'a>(tier: &'a Value, kind: &str) -> &'a Value {
+    tier["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == kind)
+        .unwrap_or_else(|| panic!("{kind} in {tier}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_walks_through_the_tiers() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let good = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let config = write_config(root.path(), &project.dir);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+
+    // Mutating routes need the token; bad input is a 4xx that says what is wrong.
+    let (status, body) = daemon.post("/api/rebuild", None, &json!({ "sha": good }).to_string());
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "missing or wrong bearer token");
+    let (status, _) =
+        daemon.post("/api/rebuild", Some("wrong"), &json!({ "sha": good }).to_string());
+    assert_eq!(status, 401);
+    let (status, body) = daemon.post("/api/rebuild", Some(TOKEN), r#"{"sha":"xyz"}"#);
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("invalid git sha \"xyz\""), "{body}");
+    let (status, body) = daemon.post("/api/rebuild", Some(TOKEN), r#"{"sha": "#);
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().starts_with("request body: "), "{body}");
+    let (status, body) = daemon.post("/api/rebuild", Some(TOKEN), r#"{"commit":"abcdef1"}"#);
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("unknown field `commit`"), "{body}");
+
+    // A push: build, gates in order with live logs, deploy, promote.
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": good }).to_string());
+    assert_eq!(status, 202, "{body}");
+    let built =
+        events.wait("build_done", Duration::from_secs(120), |e| e["kind"] == "build_done").await;
+    assert_eq!(built["event"]["outcome"], json!({ "kind": "ok", "version": "0.1.0" }));
+    let tests = events
+        .wait("cargo_test passed", Duration::from_secs(120), gate_done("cargo_test", "passed"))
+        .await;
+    let run_id = tests["event"]["run_id"].clone();
+    let start = events
+        .wait("gate_start", Duration::ZERO, |e| e["kind"] == "gate_start" && e["run_id"] == run_id)
+        .await;
+    let chunk = events
+        .wait("a log chunk", Duration::ZERO, |e| {
+            e["kind"] == "gate_log_chunk" && e["run_id"] == run_id
+        })
+        .await;
+    assert!(
+        start["seq"].as_u64() < chunk["seq"].as_u64()
+            && chunk["seq"].as_u64() < tests["seq"].as_u64()
+    );
+    assert_eq!(tests["event"]["outcome"]["status"]["note"]["count"], 1);
+    events
+        .wait("boot_smoke passed", Duration::from_secs(30), gate_done("boot_smoke", "passed"))
+        .await;
+    events
+        .wait("staging promoted", Duration::from_secs(30), |e| {
+            e["kind"] == "promoted" && e["tier"] == "staging"
+        })
+        .await;
+    assert!(root.path().join("nodes/staging-1/tiny").is_file(), "deployed to the staging node");
+
+    // prod: burn_in is blocked (typed) until the clock passes, then manual_confirm waits.
+    let blocked = events
+        .wait("burn_in blocked", Duration::from_secs(30), gate_done("burn_in", "blocked"))
+        .await;
+    assert_eq!(blocked["event"]["outcome"]["status"]["blocker"]["kind"], "burn_in_remaining");
+    let waiting = events
+        .wait(
+            "manual_confirm blocked",
+            Duration::from_secs(30),
+            gate_done("manual_confirm", "blocked"),
+        )
+        .await;
+    assert_eq!(
+        waiting["event"]["outcome"]["status"]["blocker"]["kind"],
+        "awaiting_operator_confirmation"
+    );
+    let state = daemon.state();
+    let prod = tier(&state, "prod");
+    assert_eq!(prod["candidate_version"], "0.1.0");
+    assert_eq!(gate(prod, "burn_in")["status"], "passed");
+    assert_eq!(gate(prod, "manual_confirm")["status"], "blocked");
+    assert_eq!(tier(&state, "staging")["current_version"], "0.1.0");
+
+    // Confirming needs the token and the right run.
+    let confirm_run = waiting["event"]["run_id"].as_i64().unwrap();
+    let confirm_path = format!("/api/gate-runs/{confirm_run}/confirm");
+    assert_eq!(daemon.post(&confirm_path, None, "{}").0, 401);
+    let (status, body) = daemon.post("/api/gate-runs/999999/confirm", Some(TOKEN), "{}");
+    assert_eq!((status, body["error"].as_str()), (404, Some("no gate run 999999")));
+    let (status, body) = daemon.post("/api/gate-runs/abc/confirm", Some(TOKEN), "{}");
+    assert_eq!(status, 400, "{body}");
+    let test_run = run_id.as_i64().unwrap();
+    let (status, body) =
+        daemon.post(&format!("/api/gate-runs/{test_run}/confirm"), Some(TOKEN), "{}");
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = daemon.post(&confirm_path, Some(TOKEN), r#"{"by":"alice"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["confirmed_by"], "alice");
+    let confirmed = events
+        .wait(
+            "manual_confirm passed",
+            Duration::from_secs(30),
+            gate_done("manual_confirm", "passed"),
+        )
+        .await;
+    assert_eq!(confirmed["event"]["outcome"]["status"]["note"]["kind"], "operator_confirmed");
+    events
+        .wait("prod promoted", Duration::from_secs(30), |e| {
+            e["kind"] == "promoted" && e["tier"] == "prod"
+        })
+        .await;
+    assert!(root.path().join("nodes/prod-1/tiny").is_file(), "deployed to the prod node");
+    assert_eq!(tier(&daemon.state(), "prod")["current_version"], "0.1.0");
+
+    // A push whose test fails: red, typed, with its log.
+    let bad = project.commit("0.2.0", "assert_eq!(super::answer(), 41, \"the answer moved\");");
+    assert_eq!(
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": &bad[..7] }).to_string()).0,
+        202
+    );
+    let failed = events
+        .wait("cargo_test failed", Duration::from_secs(120), gate_done("cargo_test", "failed"))
+        .await;
+    assert_eq!(
+        failed["event"]["outcome"]["status"],
+        json!({ "kind": "failed", "failure": { "kind": "cargo_test", "failed_count": 1, "first_failed": "tests::answers" } })
+    );
+    let staging = tier(&daemon.state(), "staging").clone();
+    assert_eq!(staging["candidate_version"], "0.2.0");
+    assert_eq!(gate(&staging, "cargo_test")["status"], "failed");
+    assert_eq!(gate(&staging, "cargo_test")["outcome"], failed["event"]["outcome"]["status"]);
+    let (status, log) = daemon.get("/logs/0.2.0/cargo_test");
+    assert_eq!(status, 200);
+    assert!(log.contains("the answer moved"), "{log}");
+    let (status, by_sha) = daemon.get(&format!("/logs/{}/cargo_test", &bad[..7]));
+    assert_eq!((status, by_sha == log), (200, true));
+    assert_eq!(daemon.get("/logs/0.9.9/cargo_test").0, 404);
+    assert_eq!(daemon.get("/logs/0.2.0/unit_tests").0, 400);
+    assert_eq!(daemon.get("/logs/..%2F..%2Fetc/cargo_test").0, 400);
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_run_leaves_nothing_running() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let slow = project.commit("0.3.0", "std::thread::sleep(std::time::Duration::from_secs(60));");
+    let config = write_config(root.path(), &project.dir);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    assert_eq!(
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": slow }).to_string()).0,
+        202
+    );
+    let started = events
+        .wait("cargo_test started", Duration::from_secs(120), |e| {
+            e["kind"] == "gate_start" && e["gate"] == "cargo_test"
+        })
+        .await;
+    let run_id = started["event"]["run_id"].clone();
+    let state = daemon.state();
+    assert_eq!(gate(tier(&state, "staging"), "cargo_test")["status"], "running");
+    daemon.kill();
+
+    let daemon = Daemon::start(&config);
+    let stderr = daemon.stderr.lock().unwrap().clone();
+    assert!(stderr.contains("1 gate runs were interrupted"), "{stderr}");
+    // The interrupted run has a typed outcome, and the gate runs again.
+    let events = Events::connect(&daemon.url).await;
+    let rerun = events
+        .wait("cargo_test restarted", Duration::from_secs(60), |e| {
+            e["kind"] == "gate_start" && e["gate"] == "cargo_test"
+        })
+        .await;
+    assert_ne!(rerun["event"]["run_id"], run_id);
+    let (status, body) = daemon.get("/logs/0.3.0/cargo_test");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = daemon.get(&format!("/api/gate-runs/{run_id}"));
+    assert_eq!(status, 200, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["outcome"], json!({ "kind": "failed", "failure": { "kind": "interrupted" } }));
+    assert!(run["finished_at"].is_string());
+    let state = daemon.state();
+    let running: Vec<&Value> = tier(&state, "staging")["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["status"] == "running" && g["run_id"] == run_id)
+        .collect();
+    assert!(running.is_empty(), "the interrupted run is no longer running");
+    daemon.kill();
+}
