@@ -4,8 +4,10 @@
 
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod domain;
 pub mod fixtures;
+pub mod migrate;
 pub mod process;
 pub mod sandbox;
 pub mod store;

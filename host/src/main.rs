@@ -34,6 +34,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Apply sqlx-format migrations to a SQLite database, reporting like
+    /// `sqlx migrate run` (what the demo's migration_dry_run gate runs).
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
+    /// Run the demo: a real project, a staging -> prod topology with local
+    /// nodes, a backup, and two pushes. Runs until Ctrl-C.
+    Demo {
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: std::net::SocketAddr,
+        /// The demo's directory (wiped and recreated on each run).
+        #[arg(long, default_value = "sando-demo")]
+        data_dir: PathBuf,
+    },
     /// Validate a topology config without starting anything.
     Check {
         /// The topology config (TOML).
@@ -51,6 +67,19 @@ enum GateCommand {
         component: PathBuf,
         /// A directory of fixture cases (`<gate_kind>/<case>/`).
         fixtures: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Apply every pending migration.
+    Run {
+        /// `sqlite://PATH`
+        #[arg(long)]
+        database_url: String,
+        /// The migrations directory.
+        #[arg(long, default_value = "migrations")]
+        source: PathBuf,
     },
 }
 
@@ -123,6 +152,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Demo { listen, data_dir } => {
+            let token = std::env::var("SANDO_TOKEN").ok().filter(|t| !t.trim().is_empty());
+            tokio::runtime::Runtime::new()?.block_on(sando::demo::run(&data_dir, listen, token))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { command: MigrateCommand::Run { database_url, source } } => {
+            migrate(&database_url, &source)
+        }
     }
 }
 
@@ -133,6 +170,20 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let order: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
     println!("{}: ok ({}; {gates} gates, {nodes} nodes)", path.display(), order.join(" -> "));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Mirrors sqlx-cli: errors go to stdout as `error: ...`, exit 1.
+fn migrate(database_url: &str, source: &Path) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result =
+        runtime.block_on(sando::migrate::run(database_url, source, &mut std::io::stdout()));
+    Ok(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            println!("error: {error}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::events::{Event, EventEnvelope};
-use super::{Daemon, Trigger};
+use super::{Daemon, FetchError, Trigger};
 use crate::domain::{GateKind, GateRunId, GitSha, TierId, Version};
-use crate::store::{DeploySummary, GateRunSummary, StoreError, VersionRow};
+use crate::store::{BackupRow, DeploySummary, GateRunSummary, StoreError, VersionRow};
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
@@ -182,8 +182,7 @@ async fn rebuild(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     authorize(&daemon, &headers)?;
     let Json(request) = body?;
-    daemon.bus.send(Event::RebuildRequested { sha: request.sha.clone() });
-    daemon.trigger(Trigger::Rebuild(request.sha.clone()));
+    daemon.rebuild(request.sha.clone());
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "sha": request.sha }))))
 }
 
@@ -263,28 +262,13 @@ async fn confirm(
 async fn fetch_backup(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<BackupRow>, ApiError> {
     authorize(&daemon, &headers)?;
-    let source = daemon
-        .config
-        .backup_source
-        .clone()
-        .ok_or_else(|| ApiError::Conflict("no backup_source is configured".into()))?;
-    let now = Utc::now();
-    let target =
-        daemon.data_dir().join("backups").join(format!("{}.backup", now.timestamp_millis()));
-    tokio::fs::copy(&source, &target).await.map_err(|e| {
-        ApiError::Conflict(format!(
-            "backup source {}: {}",
-            source.display(),
-            crate::fixtures::io_message(&e)
-        ))
-    })?;
-    let source = source.display().to_string();
-    let id = daemon.store.insert_backup(&source, &target.display().to_string(), now).await?;
-    daemon.bus.send(Event::BackupFetched { backup_id: id, source: source.clone() });
-    daemon.trigger(Trigger::Evaluate);
-    Ok(Json(serde_json::json!({ "backup_id": id, "source": source, "fetched_at": now })))
+    match daemon.fetch_backup().await {
+        Ok(backup) => Ok(Json(backup)),
+        Err(FetchError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::Conflict(e.to_string())),
+    }
 }
 
 /// `/logs/{version}/{gate}`: the log of the latest run; `{version}` may also

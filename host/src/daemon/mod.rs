@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, TokenSource};
 use crate::domain::{GateKind, GitSha};
 use crate::sandbox::{ComponentCache, GateComponent, Limits, Sandbox, shipped_component};
-use crate::store::{Store, StoreError};
+use crate::store::{BackupRow, Store, StoreError};
 use events::EventBus;
 use logs::LogsDir;
 
@@ -67,6 +67,42 @@ impl Daemon {
         // The scheduler lives as long as the daemon.
         let _ = self.triggers.send(trigger);
     }
+
+    /// Asks the scheduler to build a commit (what `POST /api/rebuild` does).
+    pub fn rebuild(&self, sha: GitSha) {
+        self.bus.send(events::Event::RebuildRequested { sha: sha.clone() });
+        self.trigger(Trigger::Rebuild(sha));
+    }
+
+    /// Copies the configured backup source into the data directory, records
+    /// it, and wakes gates waiting for a backup.
+    pub async fn fetch_backup(&self) -> Result<BackupRow, FetchError> {
+        let source = self.config.backup_source.clone().ok_or(FetchError::NotConfigured)?;
+        let fetched_at = Utc::now();
+        let target = self
+            .data_dir()
+            .join("backups")
+            .join(format!("{}.backup", fetched_at.timestamp_millis()));
+        tokio::fs::copy(&source, &target).await.map_err(|e| FetchError::Source {
+            path: source.display().to_string(),
+            message: crate::fixtures::io_message(&e),
+        })?;
+        let (source, path) = (source.display().to_string(), target.display().to_string());
+        let id = self.store.insert_backup(&source, &path, fetched_at).await?;
+        self.bus.send(events::Event::BackupFetched { backup_id: id, source: source.clone() });
+        self.trigger(Trigger::Evaluate);
+        Ok(BackupRow { id, source, path, fetched_at })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no backup_source is configured")]
+    NotConfigured,
+    #[error("backup source {path}: {message}")]
+    Source { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 pub fn read_token(source: &TokenSource) -> Result<String, StartError> {
@@ -94,17 +130,43 @@ pub fn read_token(source: &TokenSource) -> Result<String, StartError> {
     Ok(token)
 }
 
-/// Opens the data directory and database, loads the gate components,
-/// settles runs a previous daemon left in flight, binds the listener, and
-/// serves until the process ends.
+/// Serves until the process ends.
 pub async fn serve(config: Config, token: String) -> Result<(), StartError> {
-    let (listener, daemon, triggers) = start(config, token).await?;
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    eprintln!("sando: listening on http://{addr}");
-    tokio::spawn(scheduler::run(daemon.clone(), triggers));
-    axum::serve(listener, api::router(daemon))
-        .await
-        .map_err(|e| StartError::Listen { addr, message: e.to_string() })
+    Started::start(config, token).await?.run(std::future::pending()).await
+}
+
+/// A daemon ready to serve: listener bound, state settled, scheduler not yet running.
+pub struct Started {
+    listener: tokio::net::TcpListener,
+    pub daemon: Arc<Daemon>,
+    triggers: mpsc::UnboundedReceiver<Trigger>,
+}
+
+impl Started {
+    /// Opens the data directory and database, loads the gate components,
+    /// settles runs a previous daemon left in flight, and binds the listener.
+    pub async fn start(config: Config, token: String) -> Result<Started, StartError> {
+        let (listener, daemon, triggers) = start(config, token).await?;
+        Ok(Started { listener, daemon, triggers })
+    }
+
+    pub fn url(&self) -> String {
+        self.listener.local_addr().map(|a| format!("http://{a}")).unwrap_or_default()
+    }
+
+    /// Runs the scheduler and serves the API until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let url = self.url();
+        eprintln!("sando: listening on {url}");
+        tokio::spawn(scheduler::run(self.daemon.clone(), self.triggers));
+        axum::serve(self.listener, api::router(self.daemon))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| StartError::Listen { addr: url, message: e.to_string() })
+    }
 }
 
 async fn start(

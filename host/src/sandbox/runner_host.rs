@@ -95,6 +95,10 @@ impl wit::Host for State {
                 request.program
             ))));
         }
+        if let Some(log) = &env.log {
+            let line = format!("sando: running {} {}\n", request.program, request.args.join(" "));
+            log.chunk(process::Stream::Stderr, line.as_bytes());
+        }
         let mut extra_env = env.env.clone();
         extra_env.extend(request.env.into_iter().map(|p| (p.key, p.value)));
         let output = process::run(

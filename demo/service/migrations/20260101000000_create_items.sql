@@ -1,0 +1,4 @@
+CREATE TABLE items (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL
+);

@@ -1,0 +1,267 @@
+//! `sando demo`: a real project, topology and backup on this machine, and two pushes — one that walks to prod and waits there, one that fails red.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use crate::config::Config;
+use crate::daemon::{StartError, Started};
+use crate::domain::GitSha;
+
+/// The first commit: `demo/service/`, compiled in so the demo needs no checkout of Sando.
+const SERVICE: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../../demo/service/Cargo.toml")),
+    (".gitignore", include_str!("../../demo/service/.gitignore")),
+    ("src/lib.rs", include_str!("../../demo/service/src/lib.rs")),
+    ("src/main.rs", include_str!("../../demo/service/src/main.rs")),
+    (
+        "migrations/20260101000000_create_items.sql",
+        include_str!("../../demo/service/migrations/20260101000000_create_items.sql"),
+    ),
+    (
+        "migrations/20260102000000_add_price.sql",
+        include_str!("../../demo/service/migrations/20260102000000_add_price.sql"),
+    ),
+];
+
+/// What the second commit changes: it edits an already-applied migration.
+const NEXT: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../../demo/next/Cargo.toml")),
+    (
+        "migrations/20260101000000_create_items.sql",
+        include_str!("../../demo/next/migrations/20260101000000_create_items.sql"),
+    ),
+];
+
+/// Marks a directory as the demo's own, so a re-run may wipe it.
+const MARKER: &str = ".sando-demo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{path}: not empty and not a previous demo's directory; pick another --data-dir")]
+    NotDemoDir { path: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("git {args}: {message}")]
+    Git { args: String, message: String },
+    #[error("preparing the backup: {0}")]
+    Backup(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> DemoError + '_ {
+    move |e| DemoError::Io {
+        path: path.display().to_string(),
+        message: crate::fixtures::io_message(&e),
+    }
+}
+
+/// Sets the demo up in `dir` (wiping a previous demo there), starts the
+/// daemon, pushes both commits, and serves until Ctrl-C.
+pub async fn run(dir: &Path, listen: SocketAddr, token: Option<String>) -> Result<(), DemoError> {
+    prepare_dir(dir)?;
+    let dir = dir.canonicalize().map_err(io(dir))?;
+    let repo = dir.join("repo");
+    let first = commit(&repo, SERVICE, "demo-service 0.1.0")?;
+    let second = commit(&repo, NEXT, "demo-service 0.2.0: edit the items table")?;
+    let backup = dir.join("prod-db.sqlite");
+    make_backup(&dir, &backup).await?;
+
+    let token = token.unwrap_or_else(generate_token);
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).map_err(io(&token_file))?;
+    let config_path = dir.join("sando.toml");
+    std::fs::write(&config_path, config_text(&dir, listen)?).map_err(io(&config_path))?;
+    let config = Config::load(&config_path)?;
+
+    let started = Started::start(config, token.clone()).await?;
+    let url = started.url();
+    let daemon = started.daemon.clone();
+    if let Err(e) = daemon.fetch_backup().await {
+        eprintln!("sando: demo: fetching the backup: {e}");
+    }
+    daemon.rebuild(first.clone());
+    daemon.rebuild(second.clone());
+    println!(
+        "\nSando demo: {url}
+  data:   {dir}
+  config: {config}
+  token:  {token}   (also in {token_file})
+
+  0.1.0 ({first_short}) walks through staging, then waits at prod on burn_in (60s) and manual_confirm.
+  0.2.0 ({second_short}) edits an applied migration: migration_dry_run fails red.
+
+  Watch:    curl -s {url}/api/state
+  Events:   a WebSocket on {ws}/api/events
+  Confirm:  curl -s -X POST -H 'Authorization: Bearer {token}' {url}/api/gate-runs/<run_id>/confirm
+  Logs:     curl -s {url}/logs/0.2.0/migration_dry_run
+  The TUI (`sando tui --url {url} --token-file {token_file}`) arrives with the TUI issue.
+
+Ctrl-C stops the demo.\n",
+        dir = dir.display(),
+        config = config_path.display(),
+        token_file = token_file.display(),
+        first_short = first.short(),
+        second_short = second.short(),
+        ws = url.replace("http://", "ws://"),
+    );
+    started
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), DemoError> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map_err(io(dir))?.next().is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            return Err(DemoError::NotDemoDir { path: dir.display().to_string() });
+        }
+        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "created by `sando demo`; a new demo run wipes this directory\n",
+    )
+    .map_err(io(dir))
+}
+
+fn git(repo: &Path, args: &[&str]) -> Result<String, DemoError> {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Sando demo",
+            "-c",
+            "user.email=demo@sando.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .map_err(|e| DemoError::Git { args: args.join(" "), message: e.to_string() })?;
+    if !out.status.success() {
+        return Err(DemoError::Git {
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&out.stderr).trim().into(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Writes `files` into the repository and commits them; returns the commit.
+fn commit(repo: &Path, files: &[(&str, &str)], message: &str) -> Result<GitSha, DemoError> {
+    if !repo.exists() {
+        std::fs::create_dir_all(repo).map_err(io(repo))?;
+        git(repo, &["init", "-q", "-b", "main"])?;
+    }
+    for (name, text) in files {
+        let path = repo.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, text).map_err(io(&path))?;
+    }
+    git(repo, &["add", "-A"])?;
+    git(repo, &["commit", "-q", "-m", message])?;
+    let sha = git(repo, &["rev-parse", "HEAD"])?;
+    sha.parse().map_err(|e: crate::domain::ParseError| DemoError::Git {
+        args: "rev-parse HEAD".into(),
+        message: e.to_string(),
+    })
+}
+
+/// "Production's" database: only the first migration applied, as if 0.1.0's
+/// second migration had not shipped yet.
+async fn make_backup(dir: &Path, backup: &Path) -> Result<(), DemoError> {
+    let only_first = dir.join("backup-migrations");
+    std::fs::create_dir_all(&only_first).map_err(io(&only_first))?;
+    let (name, text) = SERVICE[4];
+    let file = only_first.join(Path::new(name).file_name().expect("file name"));
+    std::fs::write(&file, text).map_err(io(&file))?;
+    let url = format!("sqlite://{}?mode=rwc", backup.display());
+    crate::migrate::run(&url, &only_first, &mut std::io::sink())
+        .await
+        .map_err(|e| DemoError::Backup(e.to_string()))?;
+    std::fs::remove_dir_all(&only_first).map_err(io(&only_first))
+}
+
+fn config_text(dir: &Path, listen: SocketAddr) -> Result<String, DemoError> {
+    let sando = std::env::current_exe().map_err(io(Path::new("sando")))?;
+    let nodes = dir.join("nodes");
+    for node in ["staging-1", "prod-1", "prod-2"] {
+        let path = nodes.join(node);
+        std::fs::create_dir_all(&path).map_err(io(&path))?;
+    }
+    let scratch = dir.join("scratch.sqlite");
+    let node = |name: &str| {
+        let target = nodes.join(name).join("demo-service");
+        format!(
+            "[[tiers.nodes]]\nname = \"{name}\"\ndeploy = \"cp {{artifact}} '{target}'\"\nhealth = \"test -x '{target}'\"\n",
+            target = target.display()
+        )
+    };
+    Ok(format!(
+        r#"# Written by `sando demo`.
+listen = "{listen}"
+data_dir = "state"
+token_file = "token"
+backup_source = "prod-db.sqlite"
+
+[project]
+repo = "repo"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/demo-service"
+
+[[tiers]]
+name = "staging"
+{staging}
+[[tiers.gates]]
+kind = "cargo_test"
+args = "test --offline"
+
+[[tiers.gates]]
+kind = "migration_dry_run"
+scratch_db_url = "sqlite://{scratch}"
+migrate = "'{sando}'"
+restore = "cp {{backup}} '{scratch}'"
+
+[[tiers.gates]]
+kind = "boot_smoke"
+stay_up = "3s"
+
+[[tiers]]
+name = "prod"
+canary = "one_then_rest"
+{prod1}
+{prod2}
+[[tiers.gates]]
+kind = "burn_in"
+duration = "60s"
+
+[[tiers.gates]]
+kind = "manual_confirm"
+"#,
+        staging = node("staging-1"),
+        prod1 = node("prod-1"),
+        prod2 = node("prod-2"),
+        scratch = scratch.display(),
+        sando = sando.display(),
+    ))
+}
+
+/// 32 hex characters from the OS's randomness.
+fn generate_token() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = random.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,76 @@
+//! The README's main job: `sando demo` on this machine, checked over its API
+//! until both pushes have reached the outcomes the demo promises.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+#[test]
+fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .env("SANDO_TOKEN", "demo-test-token")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sando demo");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = None;
+    let mut printed = String::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.strip_prefix("Sando demo: ") {
+            url = Some(rest.trim().to_owned());
+        }
+        if line.starts_with("Ctrl-C stops the demo") {
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no URL printed:\n{printed}"));
+    assert!(printed.contains("token:  demo-test-token"), "{printed}");
+
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (staging_red, prod_yellow) = loop {
+        let state: Value = agent
+            .get(format!("{url}/api/state"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|body| serde_json::from_str(&body).ok())
+            .unwrap_or(Value::Null);
+        let gate = |tier: &str, kind: &str| -> Option<Value> {
+            state["tiers"].as_array()?.iter().find(|t| t["name"] == tier)?["gates"]
+                .as_array()?
+                .iter()
+                .find(|g| g["gate"] == kind)
+                .cloned()
+        };
+        let staging = gate("staging", "migration_dry_run")
+            .filter(|g| g["version"] == "0.2.0" && g["status"] == "failed");
+        let prod =
+            gate("prod", "burn_in").filter(|g| g["version"] == "0.1.0" && g["status"] == "blocked");
+        if let (Some(staging), Some(prod)) = (staging, prod) {
+            break (staging, prod);
+        }
+        assert!(Instant::now() < deadline, "demo did not reach its outcomes; last state: {state}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(
+        staging_red["outcome"],
+        serde_json::json!({"kind":"failed","failure":{"kind":"migration_modified","migration":"20260101000000"}})
+    );
+    assert_eq!(prod_yellow["outcome"]["blocker"]["kind"], "burn_in_remaining");
+    assert!(dir.path().join("demo/nodes/staging-1/demo-service").is_file());
+    let _ = child.kill();
+    let _ = child.wait();
+}
