@@ -315,3 +315,22 @@ fn gate_test_on_a_directory_without_cases_fails() {
     let output = sando.run(&["gate", "test", component.to_str().unwrap(), "empty"]);
     assert_one_line_error(&output, "no cargo_test fixture cases below empty");
 }
+
+#[test]
+fn check_validates_a_config_and_names_the_problem() {
+    let sando = Sando::new();
+    let good = "data_dir = \"data\"\n\n[project]\nrepo = \"repo\"\nbuild = \"cargo build\"\nartifact = \"target/debug/app\"\n\n[[tiers]]\nname = \"staging\"\n[[tiers.gates]]\nkind = \"burn_in\"\nduration = \"90s\"\n\n[[tiers]]\nname = \"prod\"\n";
+    sando.write("sando.toml", good);
+    let output = sando.run(&["check", "--config", "sando.toml"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "sando.toml: ok (staging -> prod; 1 gates, 0 nodes)\n");
+
+    sando.write("bad.toml", good.replace("\"90s\"", "\"90 seconds\""));
+    let output = sando.run(&["check", "--config", "bad.toml"]);
+    assert_one_line_error(
+        &output,
+        "bad.toml:12:12: tiers[0].gates[0].duration: \"90 seconds\" has an unknown unit",
+    );
+    let output = sando.run(&["check", "--config", "missing.toml"]);
+    assert_one_line_error(&output, "missing.toml:1:1: (file): no such file");
+}

@@ -449,3 +449,44 @@ async fn a_restart_mid_run_leaves_nothing_running() {
     assert!(running.is_empty(), "the interrupted run is no longer running");
     daemon.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_push_through_the_post_receive_hook_builds_the_commit() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.4.0", "assert_eq!(super::answer(), 42);");
+    let origin = root.path().join("origin.git");
+    let init = Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&origin)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let hook = origin.join("hooks/post-receive");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/post-receive"), &hook)
+        .unwrap();
+    let token_file = root.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+
+    let config = write_config(root.path(), &origin);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    let push = Command::new("git")
+        .args(["push", "-q"])
+        .arg(&origin)
+        .arg("main")
+        .current_dir(&project.dir)
+        .env("SANDO_URL", &daemon.url)
+        .env("SANDO_TOKEN_FILE", &token_file)
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
+    let requested = events
+        .wait("rebuild_requested", Duration::from_secs(30), |e| e["kind"] == "rebuild_requested")
+        .await;
+    assert_eq!(requested["event"]["sha"], sha);
+    let built =
+        events.wait("build_done", Duration::from_secs(120), |e| e["kind"] == "build_done").await;
+    assert_eq!(built["event"]["outcome"], json!({ "kind": "ok", "version": "0.4.0" }));
+    daemon.kill();
+}
