@@ -8,6 +8,7 @@ CREATE TABLE versions (
     registered_at TEXT NOT NULL,
     artifact      TEXT NOT NULL  -- path of the kept build artifact, under the data directory
 );
+CREATE INDEX versions_by_time ON versions (registered_at);
 
 -- One row per rebuild request, successful or not.
 CREATE TABLE builds (

@@ -117,7 +117,7 @@ fn kill_group(pid: u32) {
 fn drain(pipe: Option<impl Read>, stream: Stream, sink: Option<&dyn LogSink>) -> Vec<u8> {
     let Some(mut pipe) = pipe else { return Vec::new() };
     let mut tail: VecDeque<u8> = VecDeque::new();
-    let mut buf = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; 16 << 10];
     loop {
         match pipe.read(&mut buf) {
             Ok(0) => break,

@@ -244,12 +244,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn versions(&self) -> Result<Vec<VersionRow>> {
+    /// The `limit` most recently registered versions, newest first.
+    pub async fn recent_versions(&self, limit: i64) -> Result<Vec<VersionRow>> {
         Ok(sqlx::query_as!(
             VersionRow,
             r#"SELECT version AS "version: Version", git_sha AS "git_sha: GitSha",
                       registered_at AS "registered_at: DateTime<Utc>", artifact
-               FROM versions ORDER BY registered_at DESC"#
+               FROM versions ORDER BY registered_at DESC LIMIT ?1"#,
+            limit
         )
         .fetch_all(&self.pool)
         .await?)

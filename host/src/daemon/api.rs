@@ -131,9 +131,11 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
             gates,
         });
     }
-    let mut versions = daemon.store.versions().await?;
-    versions.truncate(20);
-    Ok(Json(StateResponse { tiers, versions, deploys: daemon.store.recent_deploys(20).await? }))
+    Ok(Json(StateResponse {
+        tiers,
+        versions: daemon.store.recent_versions(20).await?,
+        deploys: daemon.store.recent_deploys(20).await?,
+    }))
 }
 
 async fn events(State(daemon): State<Arc<Daemon>>, upgrade: WebSocketUpgrade) -> Response {

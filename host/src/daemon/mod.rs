@@ -213,7 +213,9 @@ async fn start(
         store,
         sandbox,
         components,
-        bus: EventBus::new(4096),
+        // Log chunks are at most 16 KiB, so a subscriber that stops reading
+        // holds at most 16 MiB of them before it is told it lagged.
+        bus: EventBus::new(1024),
         token,
         triggers: sender,
     });

@@ -1,0 +1,370 @@
+//! Benchmarks for the daemon issue, each against a baseline measured in the same run:
+//! 1. a gate whose process writes 512 MiB: the daemon's path (log file + a
+//!    WebSocket subscriber receiving every chunk) against `cat` writing the
+//!    same bytes to a file, and the daemon's peak RSS growth;
+//! 2. live-tail latency from the child's write to a WebSocket client's
+//!    receipt, at 10 MB/s;
+//! 3. `GET /api/state` with 100,000 historical gate runs in the database.
+//!
+//! Run with `./x bench` (or `cargo bench -p sando --bench daemon` after `./x build`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+const TOKEN: &str = "bench-token";
+const FLOOD_BYTES: u64 = 512 << 20;
+
+/// The process the gate runs: floods stdout, or writes time-stamped lines at a rate.
+const GENERATOR: &str = r#"
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut out = std::io::stdout().lock();
+    match args[1].as_str() {
+        "flood" => {
+            let total: u64 = args[2].parse().unwrap();
+            let line = [b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde".as_slice(), b"\n"].concat();
+            let block: Vec<u8> = line.iter().copied().cycle().take(64 * 1024).collect();
+            let mut written = 0;
+            while written < total {
+                let n = block.len().min((total - written) as usize);
+                out.write_all(&block[..n]).unwrap();
+                written += n as u64;
+            }
+            out.flush().unwrap();
+            if args.get(3).map(String::as_str) == Some("exit") {
+                return;
+            }
+        }
+        "paced" => {
+            let rate: u64 = args[2].parse().unwrap();
+            let secs: u64 = args[3].parse().unwrap();
+            let start = Instant::now();
+            let tick = Duration::from_millis(10);
+            let per_tick = (rate / 100) as usize;
+            let mut next = start;
+            while start.elapsed() < Duration::from_secs(secs) {
+                let mut chunk = Vec::with_capacity(per_tick + 64);
+                while chunk.len() < per_tick {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+                    chunk.extend_from_slice(format!("T{now:020} ........................................\n").as_bytes());
+                }
+                out.write_all(&chunk).unwrap();
+                out.flush().unwrap();
+                next += tick;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        _ => {}
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+"#;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The generator as a git project; returns the commit.
+fn generator_project(root: &Path) -> (PathBuf, String) {
+    let dir = root.join("generator");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"generator\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[profile.dev]\nopt-level = 2\n").unwrap();
+    std::fs::write(dir.join("src/main.rs"), GENERATOR).unwrap();
+    std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "generator"]);
+    let sha = git(&dir, &["rev-parse", "HEAD"]);
+    (dir, sha)
+}
+
+fn config(root: &Path, name: &str, repo: &Path, boot_args: &str) -> PathBuf {
+    let path = root.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "{name}-data"
+token_env = "SANDO_BENCH_TOKEN"
+[project]
+repo = "{repo}"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/generator"
+[[tiers]]
+name = "bench"
+[[tiers.gates]]
+kind = "boot_smoke"
+args = "{boot_args}"
+stay_up = "600s"
+"#,
+            repo = repo.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("SANDO_BENCH_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("daemon exited").unwrap();
+            if let Some(url) = line.strip_prefix("sando: listening on ") {
+                break url.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Daemon { child, url }
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    fn rebuild(&self, sha: &str) {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let response = agent
+            .post(format!("{}/api/rebuild", self.url))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .content_type("application/json")
+            .send(format!("{{\"sha\":\"{sha}\"}}"))
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(format!("{}/api/events", url.replace("http://", "ws://")))
+        .await
+        .unwrap()
+        .0
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn throughput(root: &Path, repo: &Path, sha: &str) {
+    let config = config(root, "flood", repo, &format!("flood {FLOOD_BYTES}"));
+    let daemon = Daemon::start(&config);
+    let mut socket = subscribe(&daemon.url).await;
+    let before = daemon.peak_rss_kib();
+    daemon.rebuild(sha);
+    let mut started: Option<Instant> = None;
+    let mut received: u64 = 0;
+    let mut lagged = 0u64;
+    while let Some(Ok(message)) = socket.next().await {
+        let Ok(text) = message.to_text() else { continue };
+        let envelope: Value = serde_json::from_str(text).unwrap();
+        let event = &envelope["event"];
+        match event["kind"].as_str() {
+            Some("gate_start") => started = Some(Instant::now()),
+            Some("gate_log_chunk") if event["stream"] == "stdout" => {
+                received += event["data"].as_str().unwrap().len() as u64;
+                if received >= FLOOD_BYTES {
+                    break;
+                }
+            }
+            Some("lagged") => lagged += event["missed"].as_u64().unwrap(),
+            Some("gate_done") => panic!("gate ended early: {event}"),
+            _ => {}
+        }
+    }
+    let daemon_time = started.unwrap().elapsed();
+    let growth_mib = (daemon.peak_rss_kib().saturating_sub(before)) as f64 / 1024.0;
+    let log_dir = root.join("flood-data/logs/0.1.0/boot_smoke");
+    let log_bytes: u64 =
+        std::fs::read_dir(&log_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    drop(daemon);
+
+    // Baseline: the same generator, its bytes written to a file by `cat`.
+    let artifact = root.join("flood-data/artifacts/0.1.0/generator");
+    let target = root.join("cat-output");
+    let start = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' flood {FLOOD_BYTES} exit | cat > '{}'",
+            artifact.display(),
+            target.display()
+        ))
+        .status()
+        .unwrap();
+    let cat_time = start.elapsed();
+    assert!(status.success());
+    assert_eq!(std::fs::metadata(&target).unwrap().len(), FLOOD_BYTES);
+    let mib = FLOOD_BYTES as f64 / (1 << 20) as f64;
+    let (daemon_rate, cat_rate) = (mib / daemon_time.as_secs_f64(), mib / cat_time.as_secs_f64());
+    println!(
+        "512 MiB gate output (log file {log_bytes} bytes, WebSocket client received {received} bytes, lagged {lagged} events):"
+    );
+    println!("  daemon path (disk log + WebSocket): {daemon_rate:.0} MiB/s ({daemon_time:.2?})");
+    println!("  cat to a file (baseline):           {cat_rate:.0} MiB/s ({cat_time:.2?})");
+    println!("  ratio daemon/cat: {:.2} (target >= 0.5)", daemon_rate / cat_rate);
+    println!("  daemon peak RSS growth: {growth_mib:.1} MiB (target <= 64 MiB)");
+}
+
+async fn latency(root: &Path, repo: &Path, sha: &str) {
+    let config = config(root, "paced", repo, "paced 10000000 10");
+    let daemon = Daemon::start(&config);
+    let mut socket = subscribe(&daemon.url).await;
+    daemon.rebuild(sha);
+    let mut samples: Vec<f64> = Vec::new();
+    let mut carry = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Some(Ok(message)) = socket.next().await {
+        let Ok(text) = message.to_text() else { continue };
+        let received = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let envelope: Value = serde_json::from_str(text).unwrap();
+        let event = &envelope["event"];
+        if event["kind"] != "gate_log_chunk" || event["stream"] != "stdout" {
+            continue;
+        }
+        carry.push_str(event["data"].as_str().unwrap());
+        let complete = carry.rfind('\n').map_or(0, |i| i + 1);
+        for line in carry[..complete].lines() {
+            if let Some(stamp) = line
+                .strip_prefix('T')
+                .and_then(|l| l.get(..20))
+                .and_then(|n| n.parse::<u128>().ok())
+            {
+                samples.push((received.saturating_sub(stamp)) as f64 / 1e6);
+            }
+        }
+        carry.drain(..complete);
+        if samples.len() >= 10_000_000 / 64 * 9 || Instant::now() > deadline {
+            break;
+        }
+    }
+    let n = samples.len();
+    println!("live tail at 10 MB/s, {n} time-stamped lines:");
+    println!(
+        "  write -> WebSocket receipt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 <= 50 ms)",
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+        percentile(&mut samples, 1.0)
+    );
+}
+
+async fn state_with_history(root: &Path) {
+    let (repo, _) = (root.join("unused-repo"), ());
+    let config = config(root, "history", &repo, "");
+    drop(Daemon::start(&config)); // creates the schema and the tier
+    let db = root.join("history-data/sando.sqlite");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let kinds = ["cargo_test", "migration_dry_run", "boot_smoke", "burn_in", "manual_confirm"];
+    let outcome = r#"{"kind":"failed","failure":{"kind":"cargo_test","failed_count":3,"first_failed":"tests::parse"}}"#;
+    for v in 0..1000 {
+        let version = format!("0.{v}.0");
+        sqlx::query("INSERT INTO versions (version, git_sha, registered_at, artifact) VALUES (?, ?, ?, '/x')")
+            .bind(&version)
+            .bind(format!("{v:040x}"))
+            .bind(format!("2026-01-01T00:00:{:02}.{v:06}Z", v % 60))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for r in 0..100 {
+            sqlx::query(
+                "INSERT INTO gate_runs (version, tier, gate_kind, started_at, finished_at, status, outcome_json, log_ref, component_digest, contract)
+                 VALUES (?, 'bench', ?, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'failed', ?, 'x.log', 'digest', '0.1.0')",
+            )
+            .bind(&version)
+            .bind(kinds[r % kinds.len()])
+            .bind(outcome)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+    }
+    sqlx::query("UPDATE tiers SET candidate_version = '0.999.0', current_version = '0.998.0'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    pool.close().await;
+
+    let daemon = Daemon::start(&config);
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let url = format!("{}/api/state", daemon.url);
+    for _ in 0..50 {
+        agent.get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+    }
+    let mut samples = Vec::new();
+    let mut gates = 0;
+    for _ in 0..2000 {
+        let start = Instant::now();
+        let body = agent.get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+        samples.push(start.elapsed().as_secs_f64() * 1e3);
+        gates = serde_json::from_str::<Value>(&body).unwrap()["tiers"][0]["gates"]
+            .as_array()
+            .unwrap()
+            .len();
+    }
+    println!(
+        "GET /api/state with 100,000 gate runs (1,000 versions), {gates} gates shown, 2000 requests:"
+    );
+    println!(
+        "  p50 {:.2} ms, p99 {:.2} ms (target p99 <= 20 ms)",
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99)
+    );
+}
+
+fn main() {
+    let root = tempfile::tempdir().unwrap();
+    let (repo, sha) = generator_project(root.path());
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        throughput(root.path(), &repo, &sha).await;
+        latency(root.path(), &repo, &sha).await;
+        state_with_history(root.path()).await;
+    });
+}
