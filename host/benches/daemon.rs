@@ -196,27 +196,45 @@ async fn throughput(root: &Path, repo: &Path, sha: &str) {
     let mut socket = subscribe(&daemon.url).await;
     let before = daemon.peak_rss_kib();
     daemon.rebuild(sha);
-    let mut started: Option<Instant> = None;
-    let mut received: u64 = 0;
-    let mut lagged = 0u64;
-    while let Some(Ok(message)) = socket.next().await {
-        let Ok(text) = message.to_text() else { continue };
-        let envelope: Value = serde_json::from_str(text).unwrap();
-        let event = &envelope["event"];
-        match event["kind"].as_str() {
-            Some("gate_start") => started = Some(Instant::now()),
-            Some("gate_log_chunk") if event["stream"] == "stdout" => {
-                received += event["data"].as_str().unwrap().len() as u64;
-                if received >= FLOOD_BYTES {
-                    break;
-                }
-            }
-            Some("lagged") => lagged += event["missed"].as_u64().unwrap(),
-            Some("gate_done") => panic!("gate ended early: {event}"),
-            _ => {}
+    // Wait for the gate to start, then let a task drain the socket (as a
+    // live client would) while the log file fills.
+    loop {
+        let message = socket.next().await.unwrap().unwrap();
+        let envelope: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+        if envelope["event"]["kind"] == "gate_start" {
+            break;
         }
     }
-    let daemon_time = started.unwrap().elapsed();
+    let started = Instant::now();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let counting = counts.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            let Ok(text) = message.to_text() else { continue };
+            let envelope: Value = serde_json::from_str(text).unwrap();
+            let event = &envelope["event"];
+            let mut counts = counting.lock().unwrap();
+            match event["kind"].as_str() {
+                Some("gate_log_chunk") => counts.0 += event["data"].as_str().unwrap().len() as u64,
+                Some("lagged") => counts.1 += event["missed"].as_u64().unwrap(),
+                _ => {}
+            }
+        }
+    });
+    let log_dir = root.join("flood-data/logs/0.1.0/boot_smoke");
+    let log_size = || -> u64 {
+        std::fs::read_dir(&log_dir)
+            .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    };
+    while log_size() < FLOOD_BYTES {
+        assert!(started.elapsed() < Duration::from_secs(240), "the log did not fill");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let daemon_time = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    reader.abort();
+    let (received, lagged) = *counts.lock().unwrap();
     let growth_mib = (daemon.peak_rss_kib().saturating_sub(before)) as f64 / 1024.0;
     let log_dir = root.join("flood-data/logs/0.1.0/boot_smoke");
     let log_bytes: u64 =
