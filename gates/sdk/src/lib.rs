@@ -31,7 +31,7 @@ pub fn param<'a>(context: &'a host::GateContext, key: &str) -> Option<&'a str> {
 /// runner, and exports it (on wasm32 only: natively there is nothing to
 /// export to, and the component's export names are not native symbol names).
 ///
-/// ```ignore
+/// ```text
 /// sando_gate_sdk::gate!(kind: GateKind::CargoTest, classify: classify, run: run);
 /// ```
 ///
