@@ -56,6 +56,13 @@ pub struct Project {
     pub env: BTreeMap<String, String>,
 }
 
+impl Project {
+    /// `env` as the pairs a spawned process gets.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
 /// A program and its arguments, split like a shell would split words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {

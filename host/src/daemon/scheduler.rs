@@ -175,7 +175,7 @@ fn checkout_and_build(
         &Spawn {
             program: build.program.clone(),
             args: build.args.clone(),
-            env: config.project.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: config.project.env_pairs(),
             cwd: Some(tree.clone()),
             stop_after: None,
         },
@@ -411,7 +411,7 @@ async fn runner_env(
         confirmation: None,
         latest_backup: None,
         cwd: Some(tree.clone()),
-        env: daemon.config.project.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: daemon.config.project.env_pairs(),
         log: Some(log as Arc<dyn LogSink>),
         spawned: Vec::new(),
     };
@@ -545,7 +545,7 @@ async fn deploy_node(
                     .replace("{tier}", tier.name.as_str())
             })
             .collect(),
-        env: daemon.config.project.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: daemon.config.project.env_pairs(),
         cwd: Some(daemon.data_dir().to_path_buf()),
         stop_after: None,
     };
