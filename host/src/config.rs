@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::domain::Canary;
 use crate::domain::{GateKind, NodeId, TierId};
 
 /// A config problem, located: `sando.toml:12:5: tiers[1].gates[0].duration: …`.
@@ -111,23 +112,6 @@ fn split_words(s: &str) -> Result<Vec<String>, String> {
     }
     words.extend(word);
     Ok(words)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Canary {
-    /// Deploy to every node, in order, stopping at the first failure.
-    AllAtOnce,
-    /// Deploy to the first node; only if it is healthy, to the rest.
-    OneThenRest,
-}
-
-impl Canary {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Canary::AllAtOnce => "all_at_once",
-            Canary::OneThenRest => "one_then_rest",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

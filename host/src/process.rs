@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::domain::{ProcessEnd, RawOutput};
 
 /// How much of each stream is kept for the classifier: the end of a tool's
@@ -16,13 +14,7 @@ use crate::domain::{ProcessEnd, RawOutput};
 /// and sqlx's errors). The whole output goes to the sink.
 pub const KEPT_TAIL: usize = 8 << 20;
 
-/// Which stream a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
+pub use crate::domain::Stream;
 
 /// Receives output as the process writes it (the run's log file, WebSocket
 /// subscribers). Called from one reader thread per stream.

@@ -7,8 +7,9 @@ use serde::Serialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use crate::domain::{BackupRow, DeploySummary, GateRunSummary, VersionRow};
 use crate::domain::{
-    BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,
+    RunState, BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,
     GateRunId, GateStatus, GitSha, LogRef, NodeId, TierId, Version,
 };
 
@@ -24,60 +25,11 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// The latest (or one) run of a gate: BRIEF contract 6's GateRunSummary,
-/// plus the provenance of the component that decided it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GateRunSummary {
-    pub run_id: GateRunId,
-    pub tier: TierId,
-    pub version: Version,
-    pub gate: GateKind,
-    /// `running | passed | failed | blocked`.
-    pub status: String,
-    /// Contract 1's GateStatus; `null` while running.
-    pub outcome: Option<GateStatus>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub log_ref: Option<LogRef>,
-    pub component_digest: String,
-    pub contract: String,
-    pub fuel: Option<i64>,
-    pub peak_memory: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeploySummary {
-    pub deploy_id: DeployId,
-    pub tier: TierId,
-    pub version: Version,
-    pub node: NodeId,
-    pub outcome: DeployOutcome,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub log_ref: LogRef,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TierRow {
     pub name: TierId,
     pub current_version: Option<Version>,
     pub candidate_version: Option<Version>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VersionRow {
-    pub version: Version,
-    pub git_sha: GitSha,
-    pub registered_at: DateTime<Utc>,
-    pub artifact: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BackupRow {
-    pub id: i64,
-    pub source: String,
-    pub path: String,
-    pub fetched_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -375,7 +327,7 @@ impl Store {
         Ok(sqlx::query_as!(
             GateRunSummary,
             r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
-                      gate_kind AS "gate: GateKind", status, outcome_json AS "outcome: GateStatus",
+                      gate_kind AS "gate: GateKind", status AS "status: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
                       log_ref AS "log_ref: LogRef", component_digest, contract, fuel, peak_memory
                FROM gate_runs WHERE id = ?1"#,
@@ -394,7 +346,7 @@ impl Store {
         Ok(sqlx::query_as!(
             GateRunSummary,
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
-                      gate_kind AS "gate!: GateKind", status AS "status!", outcome_json AS "outcome: GateStatus",
+                      gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
                       log_ref AS "log_ref: LogRef", component_digest AS "component_digest!",
                       contract AS "contract!", fuel, peak_memory
@@ -417,7 +369,7 @@ impl Store {
         Ok(sqlx::query_as!(
             GateRunSummary,
             r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
-                      gate_kind AS "gate: GateKind", status, outcome_json AS "outcome: GateStatus",
+                      gate_kind AS "gate: GateKind", status AS "status: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
                       log_ref AS "log_ref: LogRef", component_digest, contract, fuel, peak_memory
                FROM gate_runs WHERE version = ?1 AND gate_kind = ?2 ORDER BY id DESC LIMIT 1"#,
@@ -545,6 +497,35 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records that `run` should run again. Asking twice is one request.
+    pub async fn request_rerun(
+        &self,
+        run: GateRunId,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query!(
+            "INSERT OR IGNORE INTO rerun_requests (gate_run_id, requested_by, requested_at)
+             VALUES (?1, ?2, ?3)",
+            run,
+            by,
+            now
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn rerun_requested(&self, run: GateRunId) -> Result<bool> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM rerun_requests WHERE gate_run_id = ?1"#,
+            run
+        )
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
     }
 
     /// The first confirmation given for `version` at `tier`, if any.

@@ -9,14 +9,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::events::{Event, EventEnvelope};
 use super::{Daemon, FetchError, Trigger};
-use crate::domain::{GateKind, GateRunId, GitSha, TierId, Version};
-use crate::store::{BackupRow, DeploySummary, GateRunSummary, StoreError, VersionRow};
+use crate::domain::{
+    BackupRow, ConfirmRequest, ConfirmResponse, ErrorBody, GateKind, GateRunId, GateRunSummary,
+    GitSha, RebuildRequest, RerunRequest, RerunResponse, RunState, StateResponse, TierState,
+    Version,
+};
+use crate::store::StoreError;
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
@@ -25,6 +28,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/rebuild", post(rebuild))
         .route("/api/gate-runs/{run_id}", get(gate_run))
         .route("/api/gate-runs/{run_id}/confirm", post(confirm))
+        .route("/api/gate-runs/{run_id}/rerun", post(rerun))
         .route("/api/backup/fetch", post(fetch_backup))
         .route("/logs/{version}/{gate}", get(logs))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -70,7 +74,7 @@ impl IntoResponse for ApiError {
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response =
-            (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+            (status, Json(ErrorBody { error: self.to_string() })).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -94,24 +98,6 @@ fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
     if differs { Err(ApiError::Unauthorized) } else { Ok(()) }
 }
 
-#[derive(Serialize)]
-struct StateResponse {
-    tiers: Vec<TierState>,
-    versions: Vec<VersionRow>,
-    deploys: Vec<DeploySummary>,
-}
-
-#[derive(Serialize)]
-struct TierState {
-    name: TierId,
-    canary: &'static str,
-    current_version: Option<Version>,
-    /// The version whose gates run at this tier now, if any.
-    candidate_version: Option<Version>,
-    /// The latest run of each gate for the candidate (else the current version).
-    gates: Vec<GateRunSummary>,
-}
-
 async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>, ApiError> {
     let rows = daemon.store.tiers().await?;
     let mut tiers = Vec::new();
@@ -125,7 +111,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         };
         tiers.push(TierState {
             name: tier.name.clone(),
-            canary: tier.canary.as_str(),
+            canary: tier.canary,
             current_version: current,
             candidate_version: candidate,
             gates,
@@ -171,12 +157,6 @@ async fn stream_events(daemon: Arc<Daemon>, mut socket: WebSocket) {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RebuildRequest {
-    sha: GitSha,
-}
-
 async fn rebuild(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
@@ -207,19 +187,6 @@ async fn gate_run(
     ))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ConfirmRequest {
-    by: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ConfirmResponse {
-    run_id: GateRunId,
-    confirmed_by: String,
-    confirmed_at: DateTime<Utc>,
-}
-
 async fn confirm(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
@@ -239,7 +206,7 @@ async fn confirm(
             run.gate
         )));
     }
-    if run.status != "blocked" {
+    if run.status != RunState::Blocked {
         return Err(ApiError::Conflict(format!(
             "gate run {run_id} is {}, not waiting for confirmation",
             run.status
@@ -259,6 +226,60 @@ async fn confirm(
     });
     daemon.trigger(Trigger::Evaluate);
     Ok(Json(ConfirmResponse { run_id, confirmed_by: by, confirmed_at: now }))
+}
+
+/// Runs a failed gate again. Allowed for the latest run of a gate whose
+/// version is still the tier's candidate: anything older has been decided
+/// past, and running it again would change nothing.
+async fn rerun(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    body: Option<Json<RerunRequest>>,
+) -> Result<(StatusCode, Json<RerunResponse>), ApiError> {
+    authorize(&daemon, &headers)?;
+    let run_id = self::run_id(&run_id)?;
+    let run = daemon
+        .store
+        .gate_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no gate run {run_id}")))?;
+    if run.status != RunState::Failed {
+        return Err(ApiError::Conflict(format!(
+            "gate run {run_id} is {}; only failed runs can be run again",
+            run.status
+        )));
+    }
+    let tiers = daemon.store.tiers().await?;
+    let candidate = tiers.iter().find(|t| t.name == run.tier).and_then(|t| t.candidate_version.as_ref());
+    if candidate != Some(&run.version) {
+        return Err(ApiError::Conflict(format!(
+            "version {} is no longer the candidate at {}; nothing to run again",
+            run.version, run.tier
+        )));
+    }
+    let latest = daemon.store.latest_runs(&run.tier, &run.version).await?;
+    if let Some(newer) = latest.iter().find(|r| r.gate == run.gate && r.run_id != run_id) {
+        return Err(ApiError::Conflict(format!(
+            "gate run {run_id} is not the latest {} run at {} (run {} is)",
+            run.gate, run.tier, newer.run_id
+        )));
+    }
+    let by = body
+        .and_then(|Json(b)| b.by)
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "operator".into());
+    let now = Utc::now();
+    daemon.store.request_rerun(run_id, &by, now).await?;
+    daemon.bus.send(Event::RerunRequested {
+        run_id,
+        tier: run.tier,
+        version: run.version,
+        gate: run.gate,
+        by: by.clone(),
+    });
+    daemon.trigger(Trigger::Evaluate);
+    Ok((StatusCode::ACCEPTED, Json(RerunResponse { run_id, requested_by: by, requested_at: now })))
 }
 
 async fn fetch_backup(

@@ -277,11 +277,17 @@ async fn evaluate_tier(
     let latest = daemon.store.latest_runs(&tier.name, &version.version).await?;
     for gate in &tier.gates {
         let previous = latest.iter().find(|r| r.gate == gate.kind());
-        let settled = previous.and_then(|run| run.outcome.as_ref()).filter(|status| match status {
-            GateStatus::Passed { .. } => true,
-            GateStatus::Failed { failure } => *failure != GateFailure::Interrupted,
-            GateStatus::Blocked { .. } => false,
-        });
+        let mut settled =
+            previous.and_then(|run| run.outcome.as_ref()).filter(|status| match status {
+                GateStatus::Passed { .. } => true,
+                GateStatus::Failed { failure } => *failure != GateFailure::Interrupted,
+                GateStatus::Blocked { .. } => false,
+            });
+        if let (Some(run), Some(GateStatus::Failed { .. })) = (previous, settled)
+            && daemon.store.rerun_requested(run.run_id).await?
+        {
+            settled = None;
+        }
         let status = match settled {
             Some(status) => status.clone(),
             None => run_gate(daemon, index, tier, gate, version).await?,

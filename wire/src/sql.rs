@@ -6,9 +6,9 @@ use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type};
 
-use super::{
+use crate::{
     BuildOutcome, DeployId, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId,
-    TierId, Version,
+    RunState, TierId, Version,
 };
 
 macro_rules! text_column {
@@ -37,7 +37,7 @@ macro_rules! text_column {
     )*};
 }
 
-text_column!(TierId, NodeId, Version, GitSha, GateKind, LogRef);
+text_column!(TierId, NodeId, Version, GitSha, GateKind, LogRef, RunState);
 
 macro_rules! integer_column {
     ($($ty:ty),*) => {$(

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::Version;
+use crate::Version;
 
 /// How a rebuild ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::ParseError;
+use crate::ParseError;
 
 /// A full (40) or abbreviated (7) hex commit id. The canonical form is
 /// lowercase, so `ABCDEF1` and `abcdef1` are the same sha everywhere.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::ParseError;
+use crate::ParseError;
 
 /// Checks the shape shared by tier and node names: what an operator types in
 /// a config file and sees in a URL, so lowercase, digits, `-` and `_` only.

@@ -1,0 +1,51 @@
+//! The vocabulary the daemon and its clients share: newtypes minted once, by parsing, typed gate outcomes, and the HTTP/WebSocket bodies of BRIEF.md contract 6.
+//!
+//! This crate knows nothing of sandboxes or storage. With the `sqlx` feature
+//! it also maps its types to SQLite columns for the daemon's store; the TUI
+//! leaves it off.
+
+mod events;
+mod gate_kind;
+mod git_sha;
+mod ids;
+mod lifecycle;
+mod outcome;
+#[cfg(feature = "sqlx")]
+mod sql;
+mod state;
+mod version;
+
+pub use events::{Event, EventEnvelope, Stream};
+pub use gate_kind::GateKind;
+pub use git_sha::GitSha;
+pub use ids::{DeployId, GateRunId, NodeId, TierId};
+pub use lifecycle::{BuildFailure, BuildOutcome, DeployFailure, DeployOutcome};
+pub use outcome::{
+    ComponentFault, GateBlocker, GateFailure, GateOutcome, GateStatus, LogRef, PassNote,
+    RestoreFailureKind,
+};
+pub use state::{
+    BackupRow, Canary, ConfirmRequest, ConfirmResponse, DeploySummary, ErrorBody, GateRunSummary,
+    RebuildRequest, RerunRequest, RerunResponse, RunState, StateResponse, TierState, VersionRow,
+};
+pub use version::Version;
+
+/// Why a string (or number) did not parse into a domain type. The message
+/// names the type and the offending input so one line says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {input:?}: {reason}")]
+pub struct ParseError {
+    what: &'static str,
+    input: String,
+    reason: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(
+        what: &'static str,
+        input: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self { what, input: input.into(), reason: reason.into() }
+    }
+}

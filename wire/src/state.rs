@@ -1,0 +1,205 @@
+//! HTTP bodies of BRIEF.md contract 6: `/api/state` and the action requests and answers.
+//!
+//! Responses accept unknown fields, so an older client keeps working against
+//! a newer daemon; requests refuse them, so a typo is an error, not a no-op.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    DeployId, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, ParseError,
+    TierId, Version,
+};
+
+/// `GET /api/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateResponse {
+    /// In promotion order.
+    pub tiers: Vec<TierState>,
+    /// Newest first.
+    pub versions: Vec<VersionRow>,
+    /// Newest first.
+    pub deploys: Vec<DeploySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierState {
+    pub name: TierId,
+    pub canary: Canary,
+    pub current_version: Option<Version>,
+    /// The version whose gates run at this tier now, if any.
+    pub candidate_version: Option<Version>,
+    /// The latest run of each gate for the candidate (else the current version).
+    pub gates: Vec<GateRunSummary>,
+}
+
+/// How a tier deploys to its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Canary {
+    /// Deploy to every node, in order, stopping at the first failure.
+    AllAtOnce,
+    /// Deploy to the first node; only if it is healthy, to the rest.
+    OneThenRest,
+}
+
+impl Canary {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Canary::AllAtOnce => "all_at_once",
+            Canary::OneThenRest => "one_then_rest",
+        }
+    }
+}
+
+/// Where a gate run is: still running, or the label of its `GateStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Passed,
+    Failed,
+    Blocked,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Passed => "passed",
+            RunState::Failed => "failed",
+            RunState::Blocked => "blocked",
+        }
+    }
+
+    pub fn of(status: &GateStatus) -> Self {
+        match status {
+            GateStatus::Passed { .. } => RunState::Passed,
+            GateStatus::Failed { .. } => RunState::Failed,
+            GateStatus::Blocked { .. } => RunState::Blocked,
+        }
+    }
+}
+
+impl FromStr for RunState {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Ok(match s {
+            "running" => RunState::Running,
+            "passed" => RunState::Passed,
+            "failed" => RunState::Failed,
+            "blocked" => RunState::Blocked,
+            _ => {
+                return Err(ParseError::new(
+                    "run state",
+                    s,
+                    "expected running, passed, failed or blocked",
+                ));
+            }
+        })
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The latest (or one) run of a gate: contract 6's GateRunSummary, plus the
+/// provenance of the component that decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRunSummary {
+    pub run_id: GateRunId,
+    pub tier: TierId,
+    pub version: Version,
+    pub gate: GateKind,
+    pub status: RunState,
+    /// Contract 1's GateStatus; `null` while running.
+    pub outcome: Option<GateStatus>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub log_ref: Option<LogRef>,
+    /// sha256 of the component that ran, hex.
+    pub component_digest: String,
+    /// The `sando:gate` contract version the component was built against.
+    pub contract: String,
+    pub fuel: Option<i64>,
+    pub peak_memory: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploySummary {
+    pub deploy_id: DeployId,
+    pub tier: TierId,
+    pub version: Version,
+    pub node: NodeId,
+    pub outcome: DeployOutcome,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub log_ref: LogRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRow {
+    pub version: Version,
+    pub git_sha: GitSha,
+    pub registered_at: DateTime<Utc>,
+    pub artifact: String,
+}
+
+/// `POST /api/backup/fetch`'s answer: the backup now used for migration dry runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRow {
+    pub id: i64,
+    pub source: String,
+    pub path: String,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// `POST /api/rebuild`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebuildRequest {
+    pub sha: GitSha,
+}
+
+/// `POST /api/gate-runs/{id}/confirm`; the body is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// Who confirms; `operator` when absent or blank.
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmResponse {
+    pub run_id: GateRunId,
+    pub confirmed_by: String,
+    pub confirmed_at: DateTime<Utc>,
+}
+
+/// `POST /api/gate-runs/{id}/rerun`; the body is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    /// Who asks; `operator` when absent or blank.
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerunResponse {
+    /// The failed run that will be run again.
+    pub run_id: GateRunId,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// Every API error: one sentence saying what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
