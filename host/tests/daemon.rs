@@ -395,6 +395,31 @@ async fn a_push_walks_through_the_tiers() {
     assert_eq!(daemon.get("/logs/0.9.9/cargo_test").0, 404);
     assert_eq!(daemon.get("/logs/0.2.0/unit_tests").0, 400);
     assert_eq!(daemon.get("/logs/..%2F..%2Fetc/cargo_test").0, 400);
+
+    // The operator runs the failed gate again: a new run of the same gate.
+    let failed_run = failed["event"]["run_id"].as_i64().unwrap();
+    let rerun_path = format!("/api/gate-runs/{failed_run}/rerun");
+    assert_eq!(daemon.post(&rerun_path, None, "{}").0, 401);
+    let (status, body) =
+        daemon.post(&format!("/api/gate-runs/{confirm_run}/rerun"), Some(TOKEN), "{}");
+    assert_eq!(status, 409, "a passed run cannot run again: {body}");
+    let (status, body) = daemon.post(&rerun_path, Some(TOKEN), r#"{"by":"bob"}"#);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!((body["run_id"].as_i64(), &body["requested_by"]), (Some(failed_run), &json!("bob")));
+    events
+        .wait("rerun requested", Duration::from_secs(10), |e| {
+            e["kind"] == "rerun_requested" && e["run_id"] == failed_run && e["by"] == "bob"
+        })
+        .await;
+    let again = events
+        .wait("cargo_test ran again", Duration::from_secs(120), |e| {
+            gate_done("cargo_test", "failed")(e) && e["run_id"] != failed_run
+        })
+        .await;
+    let staging = tier(&daemon.state(), "staging").clone();
+    assert_eq!(gate(&staging, "cargo_test")["run_id"], again["event"]["run_id"]);
+    let (status, body) = daemon.post(&rerun_path, Some(TOKEN), "{}");
+    assert_eq!(status, 409, "only the latest run can run again: {body}");
     daemon.kill();
 }
 
