@@ -7,10 +7,10 @@ use serde::Serialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-pub use crate::domain::{BackupRow, DeploySummary, GateRunSummary, VersionRow};
+pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
 use crate::domain::{
-    RunState, BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,
-    GateRunId, GateStatus, GitSha, LogRef, NodeId, TierId, Version,
+    BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,
+    GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +30,6 @@ pub struct TierRow {
     pub name: TierId,
     pub current_version: Option<Version>,
     pub candidate_version: Option<Version>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfirmationRow {
-    pub gate_run_id: GateRunId,
-    pub confirmed_by: String,
-    pub confirmed_at: DateTime<Utc>,
 }
 
 /// Provenance of a finished run.
@@ -500,12 +493,7 @@ impl Store {
     }
 
     /// Records that `run` should run again. Asking twice is one request.
-    pub async fn request_rerun(
-        &self,
-        run: GateRunId,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn request_rerun(&self, run: GateRunId, by: &str, now: DateTime<Utc>) -> Result<()> {
         sqlx::query!(
             "INSERT OR IGNORE INTO rerun_requests (gate_run_id, requested_by, requested_at)
              VALUES (?1, ?2, ?3)",
@@ -533,10 +521,10 @@ impl Store {
         &self,
         tier: &TierId,
         version: &Version,
-    ) -> Result<Option<ConfirmationRow>> {
+    ) -> Result<Option<Confirmation>> {
         Ok(sqlx::query_as!(
-            ConfirmationRow,
-            r#"SELECT gate_run_id AS "gate_run_id: GateRunId", confirmed_by,
+            Confirmation,
+            r#"SELECT gate_run_id AS "run_id: GateRunId", confirmed_by,
                       confirmed_at AS "confirmed_at: DateTime<Utc>"
                FROM confirmations WHERE tier = ?1 AND version = ?2 ORDER BY id LIMIT 1"#,
             tier,

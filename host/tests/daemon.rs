@@ -368,7 +368,9 @@ async fn a_push_walks_through_the_tiers() {
         })
         .await;
     assert!(root.path().join("nodes/prod-1/tiny").is_file(), "deployed to the prod node");
-    assert_eq!(tier(&daemon.state(), "prod")["current_version"], "0.1.0");
+    let prod = tier(&daemon.state(), "prod").clone();
+    assert_eq!(prod["current_version"], "0.1.0");
+    assert_eq!(prod["confirmation"]["confirmed_by"], "alice", "{prod}");
 
     // A push whose test fails: red, typed, with its log.
     let bad = project.commit("0.2.0", "assert_eq!(super::answer(), 41, \"the answer moved\");");
@@ -398,6 +400,8 @@ async fn a_push_walks_through_the_tiers() {
 
     // The operator runs the failed gate again: a new run of the same gate.
     let failed_run = failed["event"]["run_id"].as_i64().unwrap();
+    let (status, run_log) = daemon.get(&format!("/api/gate-runs/{failed_run}/log"));
+    assert_eq!((status, run_log == log), (200, true));
     let rerun_path = format!("/api/gate-runs/{failed_run}/rerun");
     assert_eq!(daemon.post(&rerun_path, None, "{}").0, 401);
     let (status, body) =

@@ -111,4 +111,3 @@ pub enum Event {
         missed: u64,
     },
 }
-

@@ -25,7 +25,7 @@ pub use outcome::{
     RestoreFailureKind,
 };
 pub use state::{
-    BackupRow, Canary, ConfirmRequest, ConfirmResponse, DeploySummary, ErrorBody, GateRunSummary,
+    BackupRow, Canary, ConfirmRequest, Confirmation, DeploySummary, ErrorBody, GateRunSummary,
     RebuildRequest, RerunRequest, RerunResponse, RunState, StateResponse, TierState, VersionRow,
 };
 pub use version::Version;

@@ -34,6 +34,8 @@ pub struct TierState {
     pub candidate_version: Option<Version>,
     /// The latest run of each gate for the candidate (else the current version).
     pub gates: Vec<GateRunSummary>,
+    /// Who confirmed that version here, if anyone has.
+    pub confirmation: Option<Confirmation>,
 }
 
 /// How a tier deploys to its nodes.
@@ -175,8 +177,10 @@ pub struct ConfirmRequest {
     pub by: Option<String>,
 }
 
+/// An operator's confirmation of a `manual_confirm` gate; also the answer
+/// to `POST /api/gate-runs/{id}/confirm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfirmResponse {
+pub struct Confirmation {
     pub run_id: GateRunId,
     pub confirmed_by: String,
     pub confirmed_at: DateTime<Utc>,

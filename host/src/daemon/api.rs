@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::events::{Event, EventEnvelope};
 use super::{Daemon, FetchError, Trigger};
 use crate::domain::{
-    BackupRow, ConfirmRequest, ConfirmResponse, ErrorBody, GateKind, GateRunId, GateRunSummary,
+    BackupRow, ConfirmRequest, Confirmation, ErrorBody, GateKind, GateRunId, GateRunSummary,
     GitSha, RebuildRequest, RerunRequest, RerunResponse, RunState, StateResponse, TierState,
     Version,
 };
@@ -29,6 +29,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gate-runs/{run_id}", get(gate_run))
         .route("/api/gate-runs/{run_id}/confirm", post(confirm))
         .route("/api/gate-runs/{run_id}/rerun", post(rerun))
+        .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
         .route("/api/backup/fetch", post(fetch_backup))
         .route("/logs/{version}/{gate}", get(logs))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -73,8 +74,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut response =
-            (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -105,9 +105,12 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         let row = rows.iter().find(|r| r.name == tier.name);
         let current = row.and_then(|r| r.current_version.clone());
         let candidate = row.and_then(|r| r.candidate_version.clone());
-        let gates = match candidate.as_ref().or(current.as_ref()) {
-            Some(version) => daemon.store.latest_runs(&tier.name, version).await?,
-            None => Vec::new(),
+        let (gates, confirmation) = match candidate.as_ref().or(current.as_ref()) {
+            Some(version) => (
+                daemon.store.latest_runs(&tier.name, version).await?,
+                daemon.store.confirmation(&tier.name, version).await?,
+            ),
+            None => (Vec::new(), None),
         };
         tiers.push(TierState {
             name: tier.name.clone(),
@@ -115,6 +118,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
             current_version: current,
             candidate_version: candidate,
             gates,
+            confirmation,
         });
     }
     Ok(Json(StateResponse {
@@ -192,7 +196,7 @@ async fn confirm(
     headers: HeaderMap,
     Path(run_id): Path<String>,
     body: Option<Json<ConfirmRequest>>,
-) -> Result<Json<ConfirmResponse>, ApiError> {
+) -> Result<Json<Confirmation>, ApiError> {
     authorize(&daemon, &headers)?;
     let run_id = self::run_id(&run_id)?;
     let run = daemon
@@ -225,7 +229,7 @@ async fn confirm(
         by: by.clone(),
     });
     daemon.trigger(Trigger::Evaluate);
-    Ok(Json(ConfirmResponse { run_id, confirmed_by: by, confirmed_at: now }))
+    Ok(Json(Confirmation { run_id, confirmed_by: by, confirmed_at: now }))
 }
 
 /// Runs a failed gate again. Allowed for the latest run of a gate whose
@@ -251,7 +255,8 @@ async fn rerun(
         )));
     }
     let tiers = daemon.store.tiers().await?;
-    let candidate = tiers.iter().find(|t| t.name == run.tier).and_then(|t| t.candidate_version.as_ref());
+    let candidate =
+        tiers.iter().find(|t| t.name == run.tier).and_then(|t| t.candidate_version.as_ref());
     if candidate != Some(&run.version) {
         return Err(ApiError::Conflict(format!(
             "version {} is no longer the candidate at {}; nothing to run again",
@@ -323,6 +328,24 @@ async fn logs(
         .latest_run_of(&version, gate)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no {gate} run for version {version}")))?;
+    log_of(&daemon, run).await
+}
+
+/// The full log of one run, as persisted so far (a running run's log grows).
+async fn gate_run_log(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&id)?;
+    let run = daemon
+        .store
+        .gate_run(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))?;
+    log_of(&daemon, run).await
+}
+
+async fn log_of(daemon: &Daemon, run: GateRunSummary) -> Result<Response, ApiError> {
     let log_ref =
         run.log_ref.ok_or_else(|| ApiError::NotFound(format!("run {} has no log", run.run_id)))?;
     let bytes = tokio::fs::read(daemon.logs.path(&log_ref))
