@@ -95,11 +95,11 @@ pub async fn run(dir: &Path, listen: SocketAddr, token: Option<String>) -> Resul
   0.1.0 ({first_short}) walks through staging, then waits at prod on burn_in (60s) and manual_confirm.
   0.2.0 ({second_short}) edits an applied migration: migration_dry_run fails red.
 
+  Operate:  sando tui --url {url} --token-file {token_file}
   Watch:    curl -s {url}/api/state
   Events:   a WebSocket on {ws}/api/events
   Confirm:  curl -s -X POST -H 'Authorization: Bearer {token}' {url}/api/gate-runs/<run_id>/confirm
   Logs:     curl -s {url}/logs/0.2.0/migration_dry_run
-  The TUI (`sando tui --url {url} --token-file {token_file}`) arrives with the TUI issue.
 
 Ctrl-C stops the demo.\n",
         dir = dir.display(),

@@ -50,6 +50,16 @@ enum Command {
         #[arg(long, default_value = "sando-demo")]
         data_dir: PathBuf,
     },
+    /// Open the operator's terminal UI on a running daemon.
+    Tui {
+        /// The daemon's address, as `sando serve` prints it.
+        #[arg(long, default_value = "http://127.0.0.1:7878")]
+        url: String,
+        /// A file holding the API token (`<data_dir>/token`); without it the
+        /// TUI is read-only.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// Validate a topology config without starting anything.
     Check {
         /// The topology config (TOML).
@@ -152,6 +162,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Tui { url, token_file } => {
+            sando_tui::run(sando_tui::Options { url, token_file })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { listen, data_dir } => {
             let token = std::env::var("SANDO_TOKEN").ok().filter(|t| !t.trim().is_empty());
             tokio::runtime::Runtime::new()?.block_on(sando::demo::run(&data_dir, listen, token))?;

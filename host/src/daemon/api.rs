@@ -117,6 +117,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
             canary: tier.canary,
             current_version: current,
             candidate_version: candidate,
+            pipeline: tier.gates.iter().map(|g| g.kind()).collect(),
             gates,
             confirmation,
         });

@@ -1,0 +1,646 @@
+//! The TUI's model: what the daemon last said (state, events, log tails), where the operator is (screen, selection, filter, dialog), and how keys and daemon messages change it.
+//!
+//! Nothing here does I/O or draws. Keys and messages go in; `Command`s for
+//! the client come out. That keeps every screen reproducible in tests.
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sando_wire::{
+    Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary, GateStatus, RunState,
+    StateResponse, TierId, TierState,
+};
+
+use crate::describe::{Tone, describe};
+use crate::tail::LogTail;
+
+/// Bounds of one run's live tail: enough to read a failure in context,
+/// small enough that a dozen noisy runs stay well under 100 MiB.
+pub const TAIL_BYTES: usize = 4 << 20;
+pub const TAIL_LINES: usize = 50_000;
+/// The persisted log on request is kept within larger bounds.
+pub const FULL_LOG_BYTES: usize = 32 << 20;
+pub const FULL_LOG_LINES: usize = 500_000;
+/// Live tails kept at once; the oldest finished run's is dropped first.
+const MAX_TAILS: usize = 16;
+const MAX_EVENT_LINES: usize = 200;
+
+/// The state of the connection to the daemon, as the header shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    /// Lost; the client is retrying. `error` says why it was lost.
+    Reconnecting { error: String },
+}
+
+/// What the client is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Quit,
+    /// Fetch `/api/state` again.
+    Resync,
+    Confirm { run_id: GateRunId, by: String },
+    Rerun { run_id: GateRunId, by: String },
+    FetchBackup,
+    /// Fetch one run's summary (provenance of a run not in the state).
+    FetchRun(GateRunId),
+    /// Fetch one run's persisted log.
+    FetchLog(GateRunId),
+}
+
+/// What the client reports back.
+#[derive(Debug)]
+pub enum Msg {
+    Connected,
+    Disconnected(String),
+    State(StateResponse),
+    Event(EventEnvelope),
+    /// A frame that is not an `EventEnvelope` this TUI understands.
+    Undecodable(String),
+    Run(GateRunSummary),
+    Log { run_id: GateRunId, text: String },
+    /// An action or fetch finished: what to tell the operator.
+    Done { ok: bool, text: String },
+}
+
+/// A gate row's identity: it survives resyncs and new runs of the gate, so
+/// the selection does not jump when the daemon restarts or a gate re-runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GateRef {
+    pub tier: TierId,
+    pub gate: GateKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Overview,
+    Detail(Detail),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    pub run_id: GateRunId,
+    /// Follow the end of the log as it grows.
+    pub follow: bool,
+    /// First log line shown when not following.
+    pub top: u64,
+    pub log: LogSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSource {
+    /// The live tail from `gate_log_chunk` events.
+    Live,
+    Loading,
+    /// The persisted log, fetched on request (or because the run is over).
+    Full,
+}
+
+/// A question asked before anything that changes state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialog {
+    Help,
+    Confirm { run: GateRunSummary },
+    Rerun { run: GateRunSummary },
+    FetchBackup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    pub ok: bool,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLine {
+    pub at: DateTime<Utc>,
+    pub text: String,
+    pub tone: Tone,
+}
+
+pub struct App {
+    pub url: String,
+    /// Who actions are sent as (`$USER`).
+    pub operator: String,
+    pub has_token: bool,
+    pub connection: Connection,
+    pub state: Option<StateResponse>,
+    pub screen: Screen,
+    pub dialog: Option<Dialog>,
+    pub selected: Option<GateRef>,
+    pub filter: String,
+    pub filter_editing: bool,
+    pub status: Option<StatusLine>,
+    pub events: VecDeque<EventLine>,
+    /// Live tails by run, and the order runs started in (for eviction).
+    pub tails: HashMap<GateRunId, LogTail>,
+    tail_order: VecDeque<GateRunId>,
+    /// Persisted logs fetched on request.
+    pub full_logs: HashMap<GateRunId, LogTail>,
+    /// Runs fetched one by one (a detail screen on a run no longer latest).
+    pub runs: HashMap<GateRunId, GateRunSummary>,
+    /// Advanced by the clock; drives the spinner.
+    pub tick: u64,
+    /// Rows the log pane had when last drawn, so paging moves by a screen.
+    pub log_height: Cell<u16>,
+    pub undecodable: u64,
+}
+
+impl App {
+    pub fn new(url: impl Into<String>, operator: impl Into<String>, has_token: bool) -> Self {
+        Self {
+            url: url.into(),
+            operator: operator.into(),
+            has_token,
+            connection: Connection::Connecting,
+            state: None,
+            screen: Screen::Overview,
+            dialog: None,
+            selected: None,
+            filter: String::new(),
+            filter_editing: false,
+            status: None,
+            events: VecDeque::new(),
+            tails: HashMap::new(),
+            tail_order: VecDeque::new(),
+            full_logs: HashMap::new(),
+            runs: HashMap::new(),
+            tick: 0,
+            log_height: Cell::new(10),
+            undecodable: 0,
+        }
+    }
+
+    // ---- what the screens show ---------------------------------------------
+
+    /// Gate rows in display order (tier order, then the daemon's gate
+    /// order), with the filter applied.
+    pub fn visible_rows(&self) -> Vec<(&TierState, &GateRunSummary)> {
+        let Some(state) = &self.state else { return Vec::new() };
+        let needle = self.filter.to_lowercase();
+        state
+            .tiers
+            .iter()
+            .flat_map(|tier| tier.gates.iter().map(move |run| (tier, run)))
+            .filter(|(tier, run)| needle.is_empty() || row_text(tier, run).contains(&needle))
+            .collect()
+    }
+
+    pub fn selected_row(&self) -> Option<(&TierState, &GateRunSummary)> {
+        let selected = self.selected.as_ref()?;
+        self.visible_rows()
+            .into_iter()
+            .find(|(tier, run)| tier.name == selected.tier && run.gate == selected.gate)
+    }
+
+    /// The run a detail screen shows: the newest word on it we have.
+    pub fn run(&self, run_id: GateRunId) -> Option<&GateRunSummary> {
+        let in_state = self.state.as_ref().and_then(|s| {
+            s.tiers.iter().flat_map(|t| t.gates.iter()).find(|run| run.run_id == run_id)
+        });
+        in_state.or_else(|| self.runs.get(&run_id))
+    }
+
+    pub fn tier(&self, name: &TierId) -> Option<&TierState> {
+        self.state.as_ref()?.tiers.iter().find(|t| &t.name == name)
+    }
+
+    /// The log a detail screen shows.
+    pub fn log_for(&self, detail: &Detail) -> Option<&LogTail> {
+        match detail.log {
+            LogSource::Full => self.full_logs.get(&detail.run_id),
+            LogSource::Live | LogSource::Loading => self.tails.get(&detail.run_id),
+        }
+    }
+
+    /// Who confirmed the version a run belongs to, if that is known.
+    pub fn confirmed_by(&self, run: &GateRunSummary) -> Option<&str> {
+        let confirmation = self.tier(&run.tier)?.confirmation.as_ref()?;
+        let same_version = self.tier(&run.tier).is_some_and(|t| {
+            t.candidate_version.as_ref().or(t.current_version.as_ref()) == Some(&run.version)
+        });
+        same_version.then_some(confirmation.confirmed_by.as_str())
+    }
+
+    // ---- messages from the daemon ------------------------------------------
+
+    pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
+        match msg {
+            Msg::Connected => {
+                self.connection = Connection::Live;
+                // Whatever happened while away is in the state, not the stream.
+                vec![Command::Resync]
+            }
+            Msg::Disconnected(error) => {
+                self.connection = Connection::Reconnecting { error };
+                Vec::new()
+            }
+            Msg::State(state) => {
+                self.apply_state(state);
+                Vec::new()
+            }
+            Msg::Event(envelope) => self.apply_event(envelope),
+            Msg::Undecodable(_) => {
+                self.undecodable += 1;
+                Vec::new()
+            }
+            Msg::Run(run) => {
+                self.runs.insert(run.run_id, run);
+                Vec::new()
+            }
+            Msg::Log { run_id, text } => {
+                self.full_logs
+                    .insert(run_id, LogTail::from_text(&text, FULL_LOG_BYTES, FULL_LOG_LINES));
+                if let Screen::Detail(detail) = &mut self.screen
+                    && detail.run_id == run_id
+                {
+                    detail.log = LogSource::Full;
+                }
+                Vec::new()
+            }
+            Msg::Done { ok, text } => {
+                if !ok && let Screen::Detail(detail) = &mut self.screen {
+                    // A failed log fetch falls back to the live tail.
+                    if detail.log == LogSource::Loading {
+                        detail.log = LogSource::Live;
+                    }
+                }
+                self.status = Some(StatusLine { ok, text });
+                Vec::new()
+            }
+        }
+    }
+
+    fn apply_state(&mut self, state: StateResponse) {
+        self.state = Some(state);
+        let rows = self.visible_rows();
+        let still_there = self
+            .selected
+            .as_ref()
+            .is_some_and(|s| rows.iter().any(|(t, r)| t.name == s.tier && r.gate == s.gate));
+        if !still_there {
+            self.selected =
+                rows.first().map(|(t, r)| GateRef { tier: t.name.clone(), gate: r.gate });
+        }
+    }
+
+    fn apply_event(&mut self, envelope: EventEnvelope) -> Vec<Command> {
+        let mut commands = Vec::new();
+        match &envelope.event {
+            Event::GateLogChunk { run_id, data, .. } => {
+                self.tail_mut(*run_id).push(data);
+                return commands;
+            }
+            Event::GateStart { run_id, tier, version, gate } => {
+                self.tail_mut(*run_id);
+                self.upsert_run(GateRunSummary {
+                    run_id: *run_id,
+                    tier: tier.clone(),
+                    version: version.clone(),
+                    gate: *gate,
+                    status: RunState::Running,
+                    outcome: None,
+                    started_at: envelope.at,
+                    finished_at: None,
+                    log_ref: None,
+                    component_digest: String::new(),
+                    contract: String::new(),
+                    fuel: None,
+                    peak_memory: None,
+                });
+                // The daemon's row has the provenance the event does not carry.
+                commands.push(Command::Resync);
+            }
+            Event::GateDone { run_id, outcome, .. } => {
+                for run in self.runs_mut(*run_id) {
+                    run.status = RunState::of(&outcome.status);
+                    run.outcome = Some(outcome.status.clone());
+                    run.finished_at = Some(envelope.at);
+                    run.log_ref = outcome.log_ref.clone();
+                }
+                commands.push(Command::Resync);
+                if let Screen::Detail(detail) = &self.screen
+                    && detail.run_id == *run_id
+                    && is_unclassified(&outcome.status)
+                {
+                    commands.push(Command::FetchLog(*run_id));
+                }
+            }
+            Event::Lagged { missed } => {
+                self.status = Some(StatusLine {
+                    ok: false,
+                    text: format!("fell behind the daemon ({missed} events missed); resynced"),
+                });
+                commands.push(Command::Resync);
+            }
+            // Anything else moves versions between tiers or records an
+            // action: the state has the result.
+            _ => commands.push(Command::Resync),
+        }
+        if let Some((text, tone)) = describe(&envelope.event) {
+            self.events.push_front(EventLine { at: envelope.at, text, tone });
+            self.events.truncate(MAX_EVENT_LINES);
+        }
+        commands
+    }
+
+    fn tail_mut(&mut self, run_id: GateRunId) -> &mut LogTail {
+        if !self.tails.contains_key(&run_id) {
+            if self.tails.len() >= MAX_TAILS {
+                let open = match &self.screen {
+                    Screen::Detail(d) => Some(d.run_id),
+                    Screen::Overview => None,
+                };
+                if let Some(position) = self.tail_order.iter().position(|id| Some(*id) != open)
+                    && let Some(old) = self.tail_order.remove(position)
+                {
+                    self.tails.remove(&old);
+                }
+            }
+            self.tail_order.push_back(run_id);
+        }
+        self.tails.entry(run_id).or_insert_with(|| LogTail::new(TAIL_BYTES, TAIL_LINES))
+    }
+
+    fn runs_mut(&mut self, run_id: GateRunId) -> impl Iterator<Item = &mut GateRunSummary> {
+        let in_state = self
+            .state
+            .iter_mut()
+            .flat_map(|s| s.tiers.iter_mut())
+            .flat_map(|t| t.gates.iter_mut())
+            .filter(move |r| r.run_id == run_id);
+        in_state.chain(self.runs.get_mut(&run_id))
+    }
+
+    /// A new run replaces its gate's row in its tier, if the tier shows that version.
+    fn upsert_run(&mut self, run: GateRunSummary) {
+        let Some(state) = &mut self.state else { return };
+        let Some(tier) = state.tiers.iter_mut().find(|t| t.name == run.tier) else { return };
+        let shown = tier.candidate_version.as_ref().or(tier.current_version.as_ref());
+        if shown != Some(&run.version) {
+            return;
+        }
+        match tier.gates.iter_mut().find(|g| g.gate == run.gate) {
+            Some(row) => *row = run,
+            None => tier.gates.push(run),
+        }
+    }
+
+    // ---- keys --------------------------------------------------------------
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return vec![Command::Quit];
+        }
+        if let Some(dialog) = self.dialog.clone() {
+            return self.on_dialog_key(dialog, key);
+        }
+        if self.filter_editing {
+            match key.code {
+                KeyCode::Esc => {
+                    self.filter.clear();
+                    self.filter_editing = false;
+                }
+                KeyCode::Enter => self.filter_editing = false,
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => {}
+            }
+            self.keep_selection_visible();
+            return Vec::new();
+        }
+        match key.code {
+            KeyCode::Char('q') => return vec![Command::Quit],
+            KeyCode::Char('?') => {
+                self.dialog = Some(Dialog::Help);
+                return Vec::new();
+            }
+            KeyCode::Char('R') => {
+                self.status = Some(StatusLine { ok: true, text: "resyncing".into() });
+                return vec![Command::Resync];
+            }
+            KeyCode::Char('b') => return self.ask(Dialog::FetchBackup),
+            _ => {}
+        }
+        match self.screen.clone() {
+            Screen::Overview => self.on_overview_key(key),
+            Screen::Detail(detail) => self.on_detail_key(detail, key),
+        }
+    }
+
+    fn on_overview_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        match key.code {
+            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+            KeyCode::Home | KeyCode::Char('g') => self.move_selection(isize::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.move_selection(isize::MAX / 2),
+            KeyCode::Char('/') => {
+                self.filter_editing = true;
+            }
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                self.keep_selection_visible();
+            }
+            KeyCode::Enter => {
+                if let Some((_, run)) = self.selected_row() {
+                    let run = run.clone();
+                    return self.open_detail(&run);
+                }
+            }
+            KeyCode::Char('c') => {
+                if let Some((_, run)) = self.selected_row() {
+                    let run = run.clone();
+                    return self.ask_confirm(run);
+                }
+            }
+            KeyCode::Char('r') => {
+                if let Some((_, run)) = self.selected_row() {
+                    let run = run.clone();
+                    return self.ask_rerun(run);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_detail_key(&mut self, mut detail: Detail, key: KeyEvent) -> Vec<Command> {
+        let mut commands = Vec::new();
+        let (first, end) = self.log_for(&detail).map_or((0, 0), |t| (t.first_line(), t.end_line_no()));
+        let height = u64::from(self.log_height.get().max(1));
+        let page = height.saturating_sub(1).max(1) as i64;
+        match key.code {
+            KeyCode::Esc | KeyCode::Backspace => {
+                self.screen = Screen::Overview;
+                return commands;
+            }
+            KeyCode::Char('f') => {
+                detail.follow = !detail.follow;
+                detail.top = end.saturating_sub(1).max(first);
+            }
+            KeyCode::Up | KeyCode::Char('k') => scroll(&mut detail, first, end, height, -1),
+            KeyCode::Down | KeyCode::Char('j') => scroll(&mut detail, first, end, height, 1),
+            KeyCode::PageUp => scroll(&mut detail, first, end, height, -page),
+            KeyCode::PageDown | KeyCode::Char(' ') => scroll(&mut detail, first, end, height, page),
+            KeyCode::Home | KeyCode::Char('g') => {
+                detail.follow = false;
+                detail.top = first;
+            }
+            KeyCode::End | KeyCode::Char('G') => detail.follow = true,
+            KeyCode::Char('l') => {
+                detail.log = LogSource::Loading;
+                commands.push(Command::FetchLog(detail.run_id));
+            }
+            KeyCode::Char('t') => detail.log = LogSource::Live,
+            KeyCode::Char('c') | KeyCode::Char('r') => {
+                if let Some(run) = self.run(detail.run_id).cloned() {
+                    self.screen = Screen::Detail(detail);
+                    return if key.code == KeyCode::Char('c') {
+                        self.ask_confirm(run)
+                    } else {
+                        self.ask_rerun(run)
+                    };
+                }
+            }
+            _ => {}
+        }
+        self.screen = Screen::Detail(detail);
+        commands
+    }
+
+    fn on_dialog_key(&mut self, dialog: Dialog, key: KeyEvent) -> Vec<Command> {
+        if let Dialog::Help = dialog {
+            if matches!(key.code, KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')) {
+                self.dialog = None;
+            }
+            return Vec::new();
+        }
+        match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') => {
+                self.dialog = None;
+                let by = self.operator.clone();
+                let (command, doing) = match dialog {
+                    Dialog::Confirm { run } => (
+                        Command::Confirm { run_id: run.run_id, by },
+                        format!("confirming {} {} at {}…", run.gate, run.version, run.tier),
+                    ),
+                    Dialog::Rerun { run } => (
+                        Command::Rerun { run_id: run.run_id, by },
+                        format!("asking to run {} again at {}…", run.gate, run.tier),
+                    ),
+                    Dialog::FetchBackup => (Command::FetchBackup, "fetching a backup…".into()),
+                    Dialog::Help => unreachable!("handled above"),
+                };
+                self.status = Some(StatusLine { ok: true, text: doing });
+                vec![command]
+            }
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
+                self.dialog = None;
+                self.status = Some(StatusLine { ok: true, text: "cancelled".into() });
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn open_detail(&mut self, run: &GateRunSummary) -> Vec<Command> {
+        let mut commands = Vec::new();
+        let finished = run.status != RunState::Running;
+        let have_tail = self.tails.get(&run.run_id).is_some_and(|t| !t.is_empty());
+        // A finished run's log is on the daemon; the tail would only have
+        // what arrived while this TUI was open. An unclassified run is read
+        // in its log first of all.
+        let log = if finished && (!have_tail || run.outcome.as_ref().is_some_and(is_unclassified))
+        {
+            commands.push(Command::FetchLog(run.run_id));
+            LogSource::Loading
+        } else {
+            LogSource::Live
+        };
+        self.screen = Screen::Detail(Detail { run_id: run.run_id, follow: true, top: 0, log });
+        commands
+    }
+
+    fn ask(&mut self, dialog: Dialog) -> Vec<Command> {
+        if !self.has_token {
+            self.status = Some(StatusLine {
+                ok: false,
+                text: "actions need the daemon's token: start with --token-file FILE".into(),
+            });
+        } else {
+            self.dialog = Some(dialog);
+        }
+        Vec::new()
+    }
+
+    fn ask_confirm(&mut self, run: GateRunSummary) -> Vec<Command> {
+        let waiting = run.gate == GateKind::ManualConfirm && run.status == RunState::Blocked;
+        if !waiting {
+            self.status = Some(StatusLine {
+                ok: false,
+                text: format!(
+                    "{} is {}: only a manual_confirm gate that is waiting can be confirmed",
+                    run.gate, run.status
+                ),
+            });
+            return Vec::new();
+        }
+        self.ask(Dialog::Confirm { run })
+    }
+
+    fn ask_rerun(&mut self, run: GateRunSummary) -> Vec<Command> {
+        if run.status != RunState::Failed {
+            self.status = Some(StatusLine {
+                ok: false,
+                text: format!("{} is {}: only a failed gate can run again", run.gate, run.status),
+            });
+            return Vec::new();
+        }
+        self.ask(Dialog::Rerun { run })
+    }
+
+    fn move_selection(&mut self, by: isize) {
+        let rows = self.visible_rows();
+        if rows.is_empty() {
+            return;
+        }
+        let current = self
+            .selected
+            .as_ref()
+            .and_then(|s| rows.iter().position(|(t, r)| t.name == s.tier && r.gate == s.gate))
+            .unwrap_or(0);
+        let next = current.saturating_add_signed(by).min(rows.len() - 1);
+        let (tier, run) = rows[next];
+        self.selected = Some(GateRef { tier: tier.name.clone(), gate: run.gate });
+    }
+
+    fn keep_selection_visible(&mut self) {
+        if self.selected_row().is_none() {
+            let first = self.visible_rows().first().map(|(t, r)| (t.name.clone(), r.gate));
+            self.selected = first.map(|(tier, gate)| GateRef { tier, gate });
+        }
+    }
+}
+
+fn scroll(detail: &mut Detail, first: u64, end: u64, height: u64, by: i64) {
+    if detail.follow {
+        detail.follow = false;
+        detail.top = end.saturating_sub(height).max(first);
+    }
+    detail.top = detail.top.saturating_add_signed(by).clamp(first, end.max(first + 1) - 1);
+}
+
+pub fn is_unclassified(status: &GateStatus) -> bool {
+    matches!(status, GateStatus::Failed { failure: GateFailure::Unclassified })
+}
+
+/// What the filter matches against: tier, gate, state and summary.
+fn row_text(tier: &TierState, run: &GateRunSummary) -> String {
+    let summary = run.outcome.as_ref().map(ToString::to_string).unwrap_or_default();
+    format!("{} {} {} {} {}", tier.name, run.gate, run.status, run.version, summary).to_lowercase()
+}

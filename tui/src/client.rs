@@ -1,0 +1,266 @@
+//! Talking to the daemon: HTTP requests (state, actions, logs) on one worker thread, and the `/api/events` WebSocket on another that reconnects by itself. Both report to the UI as `Msg`s.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use sando_wire::{
+    BackupRow, ConfirmRequest, Confirmation, ErrorBody, EventEnvelope, GateRunId, GateRunSummary,
+    RerunRequest, RerunResponse, StateResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tungstenite::Message;
+
+use crate::app::{Command, Msg};
+
+/// A persisted log can be large; the full-log view keeps only its end anyway.
+const MAX_LOG_DOWNLOAD: u64 = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the daemon at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("daemon: {message} (HTTP {status})")]
+    Refused { status: u16, message: String },
+    #[error("unexpected answer from {path}: {reason}")]
+    Unexpected { path: String, reason: String },
+    #[error("{url:?} is not an http:// URL (like http://127.0.0.1:7878)")]
+    BadUrl { url: String },
+}
+
+/// The daemon's HTTP API, typed.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        authority(&base)?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Ok(Self { base, token, agent })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn state(&self) -> Result<StateResponse, ClientError> {
+        self.get_json("/api/state")
+    }
+
+    pub fn run(&self, id: GateRunId) -> Result<GateRunSummary, ClientError> {
+        self.get_json(&format!("/api/gate-runs/{id}"))
+    }
+
+    pub fn log(&self, id: GateRunId) -> Result<String, ClientError> {
+        let path = format!("/api/gate-runs/{id}/log");
+        let mut response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_LOG_DOWNLOAD)
+            .read_to_string()
+            .map_err(|e| ClientError::Unexpected { path: path.clone(), reason: e.to_string() })?;
+        refused(status, &text)?;
+        Ok(text)
+    }
+
+    pub fn confirm(&self, id: GateRunId, by: &str) -> Result<Confirmation, ClientError> {
+        let body = ConfirmRequest { by: Some(by.to_owned()) };
+        self.post_json(&format!("/api/gate-runs/{id}/confirm"), &body)
+    }
+
+    pub fn rerun(&self, id: GateRunId, by: &str) -> Result<RerunResponse, ClientError> {
+        let body = RerunRequest { by: Some(by.to_owned()) };
+        self.post_json(&format!("/api/gate-runs/{id}/rerun"), &body)
+    }
+
+    pub fn fetch_backup(&self) -> Result<BackupRow, ClientError> {
+        self.post_json("/api/backup/fetch", &serde_json::json!({}))
+    }
+
+    fn send(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        result.map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
+        decode(path, response)
+    }
+
+    fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let mut request =
+            self.agent.post(format!("{}{path}", self.base)).content_type("application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let body = serde_json::to_string(body).expect("request bodies serialize");
+        decode(path, self.send(request.send(body))?)
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    path: &str,
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<T, ClientError> {
+    let status = response.status().as_u16();
+    let unexpected = |reason: String| ClientError::Unexpected { path: path.to_owned(), reason };
+    let text = response.body_mut().read_to_string().map_err(|e| unexpected(e.to_string()))?;
+    refused(status, &text)?;
+    serde_json::from_str(&text).map_err(|e| unexpected(e.to_string()))
+}
+
+/// A non-2xx answer, with the daemon's own sentence when it sent one.
+fn refused(status: u16, text: &str) -> Result<(), ClientError> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let message = serde_json::from_str::<ErrorBody>(text)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| text.trim().chars().take(200).collect());
+    Err(ClientError::Refused { status, message })
+}
+
+/// `host:port` of an `http://` base URL.
+fn authority(base: &str) -> Result<&str, ClientError> {
+    let bad = || ClientError::BadUrl { url: base.to_owned() };
+    let rest = base.strip_prefix("http://").ok_or_else(bad)?;
+    let authority = rest.split('/').next().filter(|a| !a.is_empty()).ok_or_else(bad)?;
+    Ok(authority)
+}
+
+/// Serves the UI's commands one at a time. Resyncs asked for while one is
+/// pending are folded into one, so a burst of events costs one fetch.
+pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<Msg>) {
+    let mut pending: Vec<Command> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match commands.recv() {
+                Ok(command) => pending.push(command),
+                Err(_) => return,
+            }
+        }
+        while let Ok(command) = commands.try_recv() {
+            if command != Command::Resync || !pending.contains(&Command::Resync) {
+                pending.push(command);
+            }
+        }
+        let command = pending.remove(0);
+        let msg = match command {
+            Command::Quit => return,
+            Command::Resync => match client.state() {
+                Ok(state) => Msg::State(state),
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::Confirm { run_id, by } => match client.confirm(run_id, &by) {
+                Ok(c) => Msg::Done { ok: true, text: format!("run {} confirmed by {}", c.run_id, c.confirmed_by) },
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::Rerun { run_id, by } => match client.rerun(run_id, &by) {
+                Ok(r) => Msg::Done {
+                    ok: true,
+                    text: format!("run {} will run again (asked by {})", r.run_id, r.requested_by),
+                },
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::FetchBackup => match client.fetch_backup() {
+                Ok(b) => Msg::Done { ok: true, text: format!("backup {} fetched from {}", b.id, b.source) },
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::FetchRun(id) => match client.run(id) {
+                Ok(run) => Msg::Run(run),
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::FetchLog(run_id) => match client.log(run_id) {
+                Ok(text) => Msg::Log { run_id, text },
+                Err(e) => Msg::Done { ok: false, text: format!("log of run {run_id}: {e}") },
+            },
+        };
+        if msgs.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps a WebSocket on `/api/events` open for as long as the UI runs,
+/// reconnecting with backoff; each (re)connection is announced so the UI
+/// resyncs from `/api/state`.
+pub fn follow_events(base: String, msgs: Sender<Msg>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let started = Instant::now();
+        let error = match stream_events(&base, &msgs) {
+            Ok(()) => "the daemon closed the event stream".to_owned(),
+            Err(e) => e,
+        };
+        if msgs.send(Msg::Disconnected(error)).is_err() {
+            return;
+        }
+        // A connection that lived a while starts the backoff over.
+        if started.elapsed() > Duration::from_secs(5) {
+            backoff = Duration::from_millis(200);
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(3));
+    }
+}
+
+/// One connection's life: `Ok` when the daemon closed it, `Err` with the reason otherwise.
+fn stream_events(base: &str, msgs: &Sender<Msg>) -> Result<(), String> {
+    let authority = authority(base).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(authority).map_err(|e| format!("connect: {e}"))?;
+    // A silent peer is noticed: pings go out when nothing came for a while.
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let url = format!("ws://{authority}/api/events");
+    let (mut socket, _) =
+        tungstenite::client(url.as_str(), stream).map_err(|e| format!("handshake: {e}"))?;
+    if msgs.send(Msg::Connected).is_err() {
+        return Ok(());
+    }
+    let mut quiet = 0;
+    loop {
+        match socket.read() {
+            Ok(Message::Text(text)) => {
+                quiet = 0;
+                let msg = match serde_json::from_str::<EventEnvelope>(text.as_str()) {
+                    Ok(envelope) => Msg::Event(envelope),
+                    Err(e) => Msg::Undecodable(e.to_string()),
+                };
+                if msgs.send(msg).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(Message::Close(_)) => return Ok(()),
+            Ok(_) => quiet = 0,
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                quiet += 1;
+                if quiet > 2 {
+                    return Err("no answer to pings".into());
+                }
+                socket.send(Message::Ping(Default::default())).map_err(|e| e.to_string())?;
+            }
+            Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

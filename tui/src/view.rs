@@ -1,0 +1,614 @@
+//! Drawing: the overview, a run's detail, dialogs and the help screen, from an `App` and the current time (passed in, so snapshots are stable).
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
+use sando_wire::{DeployOutcome, GateRunSummary, RunState, TierState};
+
+use crate::app::{App, Connection, Detail, Dialog, LogSource, Screen, is_unclassified};
+use crate::describe::Tone;
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// Side panes move from below the tiers to their right at this width.
+const WIDE: u16 = 150;
+
+pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
+    let [header, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_header(frame, header, app);
+    match &app.screen {
+        Screen::Overview => draw_overview(frame, body, app, now),
+        Screen::Detail(detail) => draw_detail(frame, body, app, detail, now),
+    }
+    draw_status(frame, status, app);
+    match &app.dialog {
+        Some(Dialog::Help) => draw_help(frame, frame.area()),
+        Some(dialog) => draw_question(frame, frame.area(), app, dialog),
+        None => {}
+    }
+}
+
+fn tone_color(tone: Tone) -> Color {
+    match tone {
+        Tone::Good => Color::Green,
+        Tone::Waiting => Color::Yellow,
+        Tone::Bad => Color::Red,
+        Tone::Neutral => Color::Reset,
+    }
+}
+
+fn state_style(state: RunState) -> Style {
+    match state {
+        RunState::Passed => Style::new().fg(Color::Green),
+        RunState::Blocked => Style::new().fg(Color::Yellow),
+        RunState::Failed => Style::new().fg(Color::Red),
+        RunState::Running => Style::new().fg(Color::Cyan),
+    }
+}
+
+fn state_symbol(state: RunState, tick: u64) -> &'static str {
+    match state {
+        RunState::Passed => "✓",
+        RunState::Blocked => "◆",
+        RunState::Failed => "✗",
+        RunState::Running => SPINNER[(tick % SPINNER.len() as u64) as usize],
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
+    let (dot, label, color) = match &app.connection {
+        Connection::Connecting => ("○", "connecting".to_owned(), Color::Yellow),
+        Connection::Live => ("●", "live".to_owned(), Color::Green),
+        Connection::Reconnecting { error } => {
+            ("○", format!("reconnecting ({error})"), Color::Red)
+        }
+    };
+    let mut spans = vec![
+        Span::styled(" Sando ", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw("│ "),
+        Span::raw(app.url.clone()),
+        Span::raw(" │ "),
+        Span::styled(format!("{dot} {label}"), Style::new().fg(color)),
+    ];
+    if app.undecodable > 0 {
+        spans.push(Span::styled(
+            format!(" │ {} frames not understood", app.undecodable),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    let left = Line::from(spans);
+    let right = Line::from(" ?:help ").alignment(Alignment::Right);
+    frame.render_widget(Paragraph::new(left), area);
+    frame.render_widget(Paragraph::new(right), area);
+}
+
+fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
+    let line = if app.filter_editing {
+        Line::from(vec![
+            Span::styled("/", Style::new().fg(Color::Cyan)),
+            Span::raw(app.filter.clone()),
+            Span::styled("▏", Style::new().fg(Color::Cyan)),
+            Span::styled("  enter keep · esc clear", Style::new().fg(Color::DarkGray)),
+        ])
+    } else if let Some(status) = &app.status {
+        let color = if status.ok { Color::Reset } else { Color::Red };
+        Line::from(Span::styled(format!(" {}", status.text), Style::new().fg(color)))
+    } else {
+        let hints = match &app.screen {
+            Screen::Overview => {
+                " ↑↓ select  ⏎ detail  c confirm  r re-run  b backup  / filter  ? help  q quit"
+            }
+            Screen::Detail(_) => {
+                " esc back  f follow  ↑↓ pgup pgdn scroll  l full log  t live tail  c confirm  r re-run"
+            }
+        };
+        Line::from(Span::styled(hints, Style::new().fg(Color::DarkGray)))
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+// ---- overview ----------------------------------------------------------------
+
+fn draw_overview(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
+    let (tiers, side) = if area.width >= WIDE {
+        let [tiers, side] =
+            Layout::horizontal([Constraint::Min(80), Constraint::Length(area.width * 2 / 5)])
+                .areas(area);
+        (tiers, side)
+    } else {
+        let side_height = (area.height / 3).max(6).min(area.height.saturating_sub(6));
+        let [tiers, side] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(side_height)]).areas(area);
+        (tiers, side)
+    };
+    draw_tiers(frame, tiers, app, now);
+    let [deploys, events] = if area.width >= WIDE {
+        Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(side)
+    } else {
+        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(side)
+    };
+    draw_deploys(frame, deploys, app);
+    draw_events(frame, events, app);
+}
+
+fn pane(title: &str) -> Block<'static> {
+    Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(format!(" {title} "), Style::new().add_modifier(Modifier::BOLD)))
+}
+
+fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
+    let mut title = "Tiers".to_owned();
+    if !app.filter.is_empty() {
+        title = format!("Tiers · filter /{}", app.filter);
+    }
+    let block = pane(&title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(state) = &app.state else {
+        let text = match &app.connection {
+            Connection::Reconnecting { .. } => "waiting for the daemon…",
+            _ => "loading /api/state…",
+        };
+        frame.render_widget(Paragraph::new(text).style(Style::new().fg(Color::DarkGray)), inner);
+        return;
+    };
+    let rows = app.visible_rows();
+    let mut lines: Vec<Line> = Vec::new();
+    let mut selected_line = None;
+    for tier in &state.tiers {
+        let tier_rows: Vec<&GateRunSummary> =
+            rows.iter().filter(|(t, _)| t.name == tier.name).map(|(_, r)| *r).collect();
+        if !app.filter.is_empty() && tier_rows.is_empty() {
+            continue;
+        }
+        lines.push(tier_line(tier));
+        if tier.candidate_version.is_none() && tier.current_version.is_none() {
+            lines.push(Line::styled("  no version has reached this tier", Style::new().fg(Color::DarkGray)));
+        }
+        let pending = tier.pipeline.iter().filter(|kind| !tier.gates.iter().any(|r| r.gate == **kind));
+        let shows_version = tier.candidate_version.is_some() || tier.current_version.is_some();
+        for run in tier_rows {
+            let selected = app
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.tier == tier.name && s.gate == run.gate);
+            if selected {
+                selected_line = Some(lines.len());
+            }
+            lines.push(gate_line(app, run, inner.width, selected, now));
+        }
+        if app.filter.is_empty() && shows_version {
+            for kind in pending {
+                lines.push(Line::styled(
+                    format!("  · {:<8}{:<19}waits for the gates before it", "pending", kind.to_string()),
+                    Style::new().fg(Color::DarkGray),
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled(
+            format!("no gate matches /{}", app.filter),
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    let height = usize::from(inner.height);
+    let offset = selected_line.map_or(0, |line| (line + 1).saturating_sub(height));
+    frame.render_widget(Paragraph::new(lines).scroll((offset as u16, 0)), inner);
+}
+
+fn tier_line(tier: &TierState) -> Line<'static> {
+    let version = |v: &Option<sando_wire::Version>| {
+        v.as_ref().map_or("—".to_owned(), ToString::to_string)
+    };
+    let mut spans = vec![
+        Span::styled(format!("{:<10}", tier.name.to_string()), Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(" current ", Style::new().fg(Color::DarkGray)),
+        Span::raw(version(&tier.current_version)),
+    ];
+    if tier.candidate_version.is_some() {
+        spans.push(Span::styled("  candidate ", Style::new().fg(Color::DarkGray)));
+        spans.push(Span::raw(version(&tier.candidate_version)));
+    }
+    Line::from(spans)
+}
+
+/// One gate: symbol, state word (colour is never the only signal), gate,
+/// the typed summary, and its age on the right when there is room.
+fn gate_line(
+    app: &App,
+    run: &GateRunSummary,
+    width: u16,
+    selected: bool,
+    now: DateTime<Utc>,
+) -> Line<'static> {
+    let style = state_style(run.status);
+    let summary = summary(app, run, now);
+    let age = age(run, now);
+    let width = usize::from(width);
+    // "  ✓ passed  cargo_test         " is 32 columns.
+    let room = width.saturating_sub(32);
+    let show_age = width >= 100;
+    let summary_room = if show_age { room.saturating_sub(age.chars().count() + 2) } else { room };
+    let summary = truncate(&summary, summary_room);
+    let mut spans = vec![
+        Span::raw(if selected { "▶ " } else { "  " }),
+        Span::styled(state_symbol(run.status, app.tick).to_owned(), style),
+        Span::raw(" "),
+        Span::styled(format!("{:<8}", run.status.as_str()), style),
+        Span::raw(format!("{:<19}", run.gate.to_string())),
+        Span::styled(summary.clone(), style),
+    ];
+    if show_age {
+        let used = 32 + summary.chars().count();
+        let pad = width.saturating_sub(used + age.chars().count());
+        spans.push(Span::raw(" ".repeat(pad)));
+        spans.push(Span::styled(age, Style::new().fg(Color::DarkGray)));
+    }
+    let line = Line::from(spans);
+    if selected { line.style(Style::new().add_modifier(Modifier::REVERSED)) } else { line }
+}
+
+/// The one-line summary: the typed outcome's `Display`, or how long it has run.
+fn summary(app: &App, run: &GateRunSummary, now: DateTime<Utc>) -> String {
+    match &run.outcome {
+        Some(outcome) => {
+            let mut text = outcome.to_string();
+            if run.gate == sando_wire::GateKind::ManualConfirm
+                && run.status == RunState::Passed
+                && let Some(by) = app.confirmed_by(run)
+            {
+                text = format!("{text} by {by}");
+            }
+            text
+        }
+        None => format!("running for {}", duration(now - run.started_at)),
+    }
+}
+
+fn age(run: &GateRunSummary, now: DateTime<Utc>) -> String {
+    match run.finished_at {
+        Some(at) => format!("{} ago", duration(now - at)),
+        None => format!("since {}", run.started_at.format("%H:%M:%S")),
+    }
+}
+
+fn duration(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn truncate(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(room.saturating_sub(1)).collect();
+    if room > 0 {
+        out.push('…');
+    }
+    out
+}
+
+fn draw_deploys(frame: &mut Frame, area: Rect, app: &App) {
+    let block = pane("Deploys");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let lines: Vec<Line> = app
+        .state
+        .iter()
+        .flat_map(|s| s.deploys.iter())
+        .take(usize::from(inner.height))
+        .map(|d| {
+            let color = match d.outcome {
+                DeployOutcome::Ok => Color::Green,
+                DeployOutcome::InProgress => Color::Cyan,
+                DeployOutcome::Failed { .. } => Color::Red,
+            };
+            Line::from(vec![
+                Span::styled(d.started_at.format("%H:%M ").to_string(), Style::new().fg(Color::DarkGray)),
+                Span::raw(format!("{} → {} ", d.version, d.node)),
+                Span::styled(d.outcome.to_string(), Style::new().fg(color)),
+            ])
+        })
+        .collect();
+    if lines.is_empty() {
+        frame.render_widget(Paragraph::new("none yet").style(Style::new().fg(Color::DarkGray)), inner);
+    } else {
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+fn draw_events(frame: &mut Frame, area: Rect, app: &App) {
+    let block = pane("Events");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let lines: Vec<Line> = app
+        .events
+        .iter()
+        .take(usize::from(inner.height))
+        .map(|e| {
+            Line::from(vec![
+                Span::styled(e.at.format("%H:%M:%S ").to_string(), Style::new().fg(Color::DarkGray)),
+                Span::styled(e.text.clone(), Style::new().fg(tone_color(e.tone))),
+            ])
+        })
+        .collect();
+    if lines.is_empty() {
+        frame.render_widget(
+            Paragraph::new("waiting for events…").style(Style::new().fg(Color::DarkGray)),
+            inner,
+        );
+    } else {
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+// ---- run detail --------------------------------------------------------------
+
+fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: &Detail, now: DateTime<Utc>) {
+    let Some(run) = app.run(detail.run_id) else {
+        let block = pane(&format!("Run {}", detail.run_id));
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        frame.render_widget(Paragraph::new("loading the run…"), inner);
+        return;
+    };
+    let unclassified = run.outcome.as_ref().is_some_and(is_unclassified);
+    // For an unclassified run the log is the point: the facts shrink to make room.
+    let facts_height = if unclassified { 5 } else { 8 }.min(area.height / 2);
+    let [facts, log] =
+        Layout::vertical([Constraint::Length(facts_height), Constraint::Min(3)]).areas(area);
+    draw_facts(frame, facts, app, run, unclassified, now);
+    draw_log(frame, log, app, detail, run, unclassified);
+}
+
+fn draw_facts(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    run: &GateRunSummary,
+    unclassified: bool,
+    now: DateTime<Utc>,
+) {
+    let style = state_style(run.status);
+    let block = pane(&format!("{} · {} · {}", run.tier, run.version, run.gate))
+        .title(Line::from(format!(" run {} ", run.run_id)).alignment(Alignment::Right))
+        .border_style(style);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let dim = Style::new().fg(Color::DarkGray);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!("{} {} ", state_symbol(run.status, app.tick), run.status), style.add_modifier(Modifier::BOLD)),
+        Span::styled(summary(app, run, now), style),
+    ])];
+    let finished = match run.finished_at {
+        Some(at) => format!(
+            "  finished {} ({})",
+            at.format("%Y-%m-%d %H:%M:%S"),
+            duration(at - run.started_at)
+        ),
+        None => format!("  running for {}", duration(now - run.started_at)),
+    };
+    lines.push(Line::from(vec![
+        Span::styled("started ", dim),
+        Span::raw(run.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        Span::raw(finished),
+    ]));
+    let digest = if run.component_digest.len() > 12 {
+        format!("{}…", &run.component_digest[..12])
+    } else {
+        run.component_digest.clone()
+    };
+    let mut provenance = vec![
+        Span::styled("component ", dim),
+        Span::raw(if digest.is_empty() { "—".to_owned() } else { format!("sha256:{digest}") }),
+        Span::styled("  contract ", dim),
+        Span::raw(if run.contract.is_empty() { "—".to_owned() } else { run.contract.clone() }),
+    ];
+    if let Some(fuel) = run.fuel {
+        provenance.push(Span::styled("  fuel ", dim));
+        provenance.push(Span::raw(thousands(fuel)));
+    }
+    if let Some(memory) = run.peak_memory {
+        provenance.push(Span::styled("  peak memory ", dim));
+        provenance.push(Span::raw(format!("{:.1} MiB", memory as f64 / (1024.0 * 1024.0))));
+    }
+    lines.push(Line::from(provenance));
+    if let Some(outcome) = &run.outcome {
+        let json = serde_json::to_string(outcome).unwrap_or_default();
+        lines.push(Line::from(vec![Span::styled("outcome ", dim), Span::raw(json)]));
+    }
+    if !unclassified {
+        if let Some(log_ref) = &run.log_ref {
+            lines.push(Line::from(vec![Span::styled("log ", dim), Span::raw(log_ref.to_string())]));
+        }
+        if let Some(by) = app.confirmed_by(run).filter(|_| run.gate == sando_wire::GateKind::ManualConfirm)
+        {
+            lines.push(Line::from(vec![Span::styled("confirmed by ", dim), Span::raw(by.to_owned())]));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+fn draw_log(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    detail: &Detail,
+    run: &GateRunSummary,
+    unclassified: bool,
+) {
+    let source = match detail.log {
+        LogSource::Live if run.status == RunState::Running => "live tail",
+        LogSource::Live => "tail received here (l: full log)",
+        LogSource::Loading => "loading the full log…",
+        LogSource::Full => "full log",
+    };
+    let mode = if detail.follow { " · following" } else { "" };
+    let title = if unclassified {
+        format!("Log · unclassified: no classifier recognised this output · {source}{mode}")
+    } else {
+        format!("Log · {source}{mode}")
+    };
+    let mut block = pane(&title);
+    if unclassified {
+        block = block.border_style(Style::new().fg(Color::Red));
+    }
+    let inner = block.inner(area);
+    let height = inner.height;
+    app.log_height.set(height);
+    let tail = app.log_for(detail);
+    let (first, end) = tail.map_or((0, 0), |t| (t.first_line(), t.end_line_no()));
+    let top = if detail.follow {
+        end.saturating_sub(u64::from(height)).max(first)
+    } else {
+        detail.top.clamp(first, end.max(first + 1) - 1)
+    };
+    let bottom = (top + u64::from(height)).min(end);
+    let position = if end == 0 {
+        String::new()
+    } else {
+        let dropped = if first > 0 { format!(", {first} earlier dropped") } else { String::new() };
+        format!(" lines {}-{} of {}{dropped} ", top + 1, bottom, end)
+    };
+    block = block.title(Line::from(position).alignment(Alignment::Right));
+    frame.render_widget(block, area);
+    let Some(tail) = tail.filter(|t| !t.is_empty()) else {
+        let text = match detail.log {
+            LogSource::Loading => "loading…",
+            _ if run.status == RunState::Running => "waiting for output…",
+            _ => "nothing received while this screen was open; press l for the full log",
+        };
+        frame.render_widget(Paragraph::new(text).style(Style::new().fg(Color::DarkGray)), inner);
+        return;
+    };
+    let width = usize::from(inner.width);
+    let lines: Vec<Line> = (top..bottom)
+        .filter_map(|n| tail.line(n))
+        .map(|text| Line::raw(truncate(text, width)))
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+// ---- dialogs -----------------------------------------------------------------
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width.saturating_sub(2));
+    let height = height.min(area.height.saturating_sub(2));
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
+    let (title, body): (&str, Vec<String>) = match dialog {
+        Dialog::Confirm { run } => (
+            "Confirm",
+            vec![
+                format!("Confirm {} {} at {}?", run.gate, run.version, run.tier),
+                format!("It is recorded as confirmed by {}.", app.operator),
+            ],
+        ),
+        Dialog::Rerun { run } => (
+            "Run again",
+            vec![
+                format!("Run {} for {} at {} again?", run.gate, run.version, run.tier),
+                format!("It failed: {}", run.outcome.as_ref().map(ToString::to_string).unwrap_or_default()),
+            ],
+        ),
+        Dialog::FetchBackup => (
+            "Fetch backup",
+            vec![
+                "Fetch a fresh production backup now?".to_owned(),
+                "Migration dry runs use the newest backup.".to_owned(),
+            ],
+        ),
+        Dialog::Help => return,
+    };
+    let rect = centered(area, 64, body.len() as u16 + 4);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(Style::new().fg(Color::Yellow))
+        .title(Span::styled(format!(" {title} "), Style::new().add_modifier(Modifier::BOLD)));
+    let mut lines: Vec<Line> = body.into_iter().map(Line::raw).collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled("[y]", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)),
+        Span::raw(" yes   "),
+        Span::styled("[n]", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+        Span::raw(" no"),
+    ]));
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
+}
+
+const HELP: &[(&str, &str)] = &[
+    ("↑ ↓  j k", "move through gates / scroll the log"),
+    ("g G  home end", "first / last (G in a log: follow)"),
+    ("enter", "open the run: outcome, provenance, log"),
+    ("esc", "back, or clear the filter"),
+    ("/", "filter gates by tier, gate, state or summary"),
+    ("c", "confirm a waiting manual_confirm gate"),
+    ("r", "run a failed gate again"),
+    ("b", "fetch a fresh backup"),
+    ("f", "follow the log's end on/off"),
+    ("l  t", "load the full persisted log / back to the live tail"),
+    ("R", "resync from the daemon"),
+    ("?", "this help"),
+    ("q  ctrl-c", "quit"),
+];
+
+fn draw_help(frame: &mut Frame, area: Rect) {
+    let rect = centered(area, 72, HELP.len() as u16 + 5);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(" Help ", Style::new().add_modifier(Modifier::BOLD)));
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {keys:<15}"), Style::new().fg(Color::Cyan)),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        " Green passed · yellow blocked (waiting, not a defect) · red failed. Times UTC.",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
