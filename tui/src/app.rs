@@ -33,7 +33,9 @@ pub enum Connection {
     Connecting,
     Live,
     /// Lost; the client is retrying. `error` says why it was lost.
-    Reconnecting { error: String },
+    Reconnecting {
+        error: String,
+    },
 }
 
 /// What the client is asked to do.
@@ -42,8 +44,14 @@ pub enum Command {
     Quit,
     /// Fetch `/api/state` again.
     Resync,
-    Confirm { run_id: GateRunId, by: String },
-    Rerun { run_id: GateRunId, by: String },
+    Confirm {
+        run_id: GateRunId,
+        by: String,
+    },
+    Rerun {
+        run_id: GateRunId,
+        by: String,
+    },
     FetchBackup,
     /// Fetch one run's summary (provenance of a run not in the state).
     FetchRun(GateRunId),
@@ -61,9 +69,15 @@ pub enum Msg {
     /// A frame that is not an `EventEnvelope` this TUI understands.
     Undecodable(String),
     Run(GateRunSummary),
-    Log { run_id: GateRunId, text: String },
+    Log {
+        run_id: GateRunId,
+        text: String,
+    },
     /// An action or fetch finished: what to tell the operator.
-    Done { ok: bool, text: String },
+    Done {
+        ok: bool,
+        text: String,
+    },
 }
 
 /// A gate row's identity: it survives resyncs and new runs of the gate, so
@@ -471,7 +485,8 @@ impl App {
 
     fn on_detail_key(&mut self, mut detail: Detail, key: KeyEvent) -> Vec<Command> {
         let mut commands = Vec::new();
-        let (first, end) = self.log_for(&detail).map_or((0, 0), |t| (t.first_line(), t.end_line_no()));
+        let (first, end) =
+            self.log_for(&detail).map_or((0, 0), |t| (t.first_line(), t.end_line_no()));
         let height = u64::from(self.log_height.get().max(1));
         let page = height.saturating_sub(1).max(1) as i64;
         match key.code {
@@ -555,8 +570,7 @@ impl App {
         // A finished run's log is on the daemon; the tail would only have
         // what arrived while this TUI was open. An unclassified run is read
         // in its log first of all.
-        let log = if finished && (!have_tail || run.outcome.as_ref().is_some_and(is_unclassified))
-        {
+        let log = if finished && (!have_tail || run.outcome.as_ref().is_some_and(is_unclassified)) {
             commands.push(Command::FetchLog(run.run_id));
             LogSource::Loading
         } else {

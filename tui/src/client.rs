@@ -66,12 +66,10 @@ impl Client {
         let path = format!("/api/gate-runs/{id}/log");
         let mut response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
         let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_LOG_DOWNLOAD)
-            .read_to_string()
-            .map_err(|e| ClientError::Unexpected { path: path.clone(), reason: e.to_string() })?;
+        let text =
+            response.body_mut().with_config().limit(MAX_LOG_DOWNLOAD).read_to_string().map_err(
+                |e| ClientError::Unexpected { path: path.clone(), reason: e.to_string() },
+            )?;
         refused(status, &text)?;
         Ok(text)
     }
@@ -94,7 +92,8 @@ impl Client {
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
-        result.map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })
+        result
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })
     }
 
     fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -171,7 +170,10 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
             Command::Confirm { run_id, by } => match client.confirm(run_id, &by) {
-                Ok(c) => Msg::Done { ok: true, text: format!("run {} confirmed by {}", c.run_id, c.confirmed_by) },
+                Ok(c) => Msg::Done {
+                    ok: true,
+                    text: format!("run {} confirmed by {}", c.run_id, c.confirmed_by),
+                },
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
             Command::Rerun { run_id, by } => match client.rerun(run_id, &by) {
@@ -182,7 +184,10 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
             Command::FetchBackup => match client.fetch_backup() {
-                Ok(b) => Msg::Done { ok: true, text: format!("backup {} fetched from {}", b.id, b.source) },
+                Ok(b) => Msg::Done {
+                    ok: true,
+                    text: format!("backup {} fetched from {}", b.id, b.source),
+                },
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
             Command::FetchRun(id) => match client.run(id) {

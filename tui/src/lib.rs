@@ -63,7 +63,8 @@ pub fn run(options: Options) -> Result<(), TuiError> {
     };
     let client = Client::new(&options.url, token.clone())?;
     let operator = std::env::var("USER").ok().filter(|u| !u.is_empty());
-    let mut app = App::new(client.base(), operator.unwrap_or_else(|| "operator".into()), token.is_some());
+    let mut app =
+        App::new(client.base(), operator.unwrap_or_else(|| "operator".into()), token.is_some());
 
     let (msg_tx, msg_rx) = mpsc::channel();
     let (cmd_tx, cmd_rx) = mpsc::channel();

@@ -17,12 +17,9 @@ const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 const WIDE: u16 = 150;
 
 pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
-    let [header, body, status] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(0),
-        Constraint::Length(1),
-    ])
-    .areas(frame.area());
+    let [header, body, status] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)])
+            .areas(frame.area());
     draw_header(frame, header, app);
     match &app.screen {
         Screen::Overview => draw_overview(frame, body, app, now),
@@ -67,9 +64,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let (dot, label, color) = match &app.connection {
         Connection::Connecting => ("○", "connecting".to_owned(), Color::Yellow),
         Connection::Live => ("●", "live".to_owned(), Color::Green),
-        Connection::Reconnecting { error } => {
-            ("○", format!("reconnecting ({error})"), Color::Red)
-        }
+        Connection::Reconnecting { error } => ("○", format!("reconnecting ({error})"), Color::Red),
     };
     let mut spans = vec![
         Span::styled(" Sando ", Style::new().add_modifier(Modifier::BOLD)),
@@ -107,7 +102,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                 " ↑↓ select  ⏎ detail  c confirm  r re-run  b backup  / filter  ? help  q quit"
             }
             Screen::Detail(_) => {
-                " esc back  f follow  ↑↓ pgup pgdn scroll  l full log  t live tail  c confirm  r re-run"
+                " esc back  f follow  ↑↓ scroll  l full log  t tail  c confirm  r re-run  ? help"
             }
         };
         Line::from(Span::styled(hints, Style::new().fg(Color::DarkGray)))
@@ -173,15 +168,17 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
         }
         lines.push(tier_line(tier));
         if tier.candidate_version.is_none() && tier.current_version.is_none() {
-            lines.push(Line::styled("  no version has reached this tier", Style::new().fg(Color::DarkGray)));
+            lines.push(Line::styled(
+                "  no version has reached this tier",
+                Style::new().fg(Color::DarkGray),
+            ));
         }
-        let pending = tier.pipeline.iter().filter(|kind| !tier.gates.iter().any(|r| r.gate == **kind));
+        let pending =
+            tier.pipeline.iter().filter(|kind| !tier.gates.iter().any(|r| r.gate == **kind));
         let shows_version = tier.candidate_version.is_some() || tier.current_version.is_some();
         for run in tier_rows {
-            let selected = app
-                .selected
-                .as_ref()
-                .is_some_and(|s| s.tier == tier.name && s.gate == run.gate);
+            let selected =
+                app.selected.as_ref().is_some_and(|s| s.tier == tier.name && s.gate == run.gate);
             if selected {
                 selected_line = Some(lines.len());
             }
@@ -190,7 +187,11 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
         if app.filter.is_empty() && shows_version {
             for kind in pending {
                 lines.push(Line::styled(
-                    format!("  · {:<8}{:<19}waits for the gates before it", "pending", kind.to_string()),
+                    format!(
+                        "  · {:<8}{:<19}waits for the gates before it",
+                        "pending",
+                        kind.to_string()
+                    ),
                     Style::new().fg(Color::DarkGray),
                 ));
             }
@@ -208,11 +209,13 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
 }
 
 fn tier_line(tier: &TierState) -> Line<'static> {
-    let version = |v: &Option<sando_wire::Version>| {
-        v.as_ref().map_or("—".to_owned(), ToString::to_string)
-    };
+    let version =
+        |v: &Option<sando_wire::Version>| v.as_ref().map_or("—".to_owned(), ToString::to_string);
     let mut spans = vec![
-        Span::styled(format!("{:<10}", tier.name.to_string()), Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("{:<10}", tier.name.to_string()),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
         Span::styled(" current ", Style::new().fg(Color::DarkGray)),
         Span::raw(version(&tier.current_version)),
     ];
@@ -272,7 +275,7 @@ fn summary(app: &App, run: &GateRunSummary, now: DateTime<Utc>) -> String {
             }
             text
         }
-        None => format!("running for {}", duration(now - run.started_at)),
+        None => format!("{} so far", duration(now - run.started_at)),
     }
 }
 
@@ -319,15 +322,23 @@ fn draw_deploys(frame: &mut Frame, area: Rect, app: &App) {
                 DeployOutcome::InProgress => Color::Cyan,
                 DeployOutcome::Failed { .. } => Color::Red,
             };
+            let symbol = match d.outcome {
+                DeployOutcome::Ok => "✓",
+                DeployOutcome::InProgress => "…",
+                DeployOutcome::Failed { .. } => "✗",
+            };
             Line::from(vec![
-                Span::styled(d.started_at.format("%H:%M ").to_string(), Style::new().fg(Color::DarkGray)),
+                Span::styled(format!("{symbol} "), Style::new().fg(color)),
                 Span::raw(format!("{} → {} ", d.version, d.node)),
                 Span::styled(d.outcome.to_string(), Style::new().fg(color)),
             ])
         })
         .collect();
     if lines.is_empty() {
-        frame.render_widget(Paragraph::new("none yet").style(Style::new().fg(Color::DarkGray)), inner);
+        frame.render_widget(
+            Paragraph::new("none yet").style(Style::new().fg(Color::DarkGray)),
+            inner,
+        );
     } else {
         frame.render_widget(Paragraph::new(lines), inner);
     }
@@ -343,7 +354,10 @@ fn draw_events(frame: &mut Frame, area: Rect, app: &App) {
         .take(usize::from(inner.height))
         .map(|e| {
             Line::from(vec![
-                Span::styled(e.at.format("%H:%M:%S ").to_string(), Style::new().fg(Color::DarkGray)),
+                Span::styled(
+                    e.at.format("%H:%M:%S ").to_string(),
+                    Style::new().fg(Color::DarkGray),
+                ),
                 Span::styled(e.text.clone(), Style::new().fg(tone_color(e.tone))),
             ])
         })
@@ -393,7 +407,10 @@ fn draw_facts(
     frame.render_widget(block, area);
     let dim = Style::new().fg(Color::DarkGray);
     let mut lines = vec![Line::from(vec![
-        Span::styled(format!("{} {} ", state_symbol(run.status, app.tick), run.status), style.add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("{} {} ", state_symbol(run.status, app.tick), run.status),
+            style.add_modifier(Modifier::BOLD),
+        ),
         Span::styled(summary(app, run, now), style),
     ])];
     let finished = match run.finished_at {
@@ -437,9 +454,13 @@ fn draw_facts(
         if let Some(log_ref) = &run.log_ref {
             lines.push(Line::from(vec![Span::styled("log ", dim), Span::raw(log_ref.to_string())]));
         }
-        if let Some(by) = app.confirmed_by(run).filter(|_| run.gate == sando_wire::GateKind::ManualConfirm)
+        if let Some(by) =
+            app.confirmed_by(run).filter(|_| run.gate == sando_wire::GateKind::ManualConfirm)
         {
-            lines.push(Line::from(vec![Span::styled("confirmed by ", dim), Span::raw(by.to_owned())]));
+            lines.push(Line::from(vec![
+                Span::styled("confirmed by ", dim),
+                Span::raw(by.to_owned()),
+            ]));
         }
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
@@ -461,7 +482,7 @@ fn draw_log(
     };
     let mode = if detail.follow { " · following" } else { "" };
     let title = if unclassified {
-        format!("Log · unclassified: no classifier recognised this output · {source}{mode}")
+        format!("Log · unclassified output · {source}{mode}")
     } else {
         format!("Log · {source}{mode}")
     };
@@ -543,7 +564,10 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
             "Run again",
             vec![
                 format!("Run {} for {} at {} again?", run.gate, run.version, run.tier),
-                format!("It failed: {}", run.outcome.as_ref().map(ToString::to_string).unwrap_or_default()),
+                format!(
+                    "It failed: {}",
+                    run.outcome.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
             ],
         ),
         Dialog::FetchBackup => (
@@ -606,7 +630,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         .collect();
     lines.push(Line::raw(""));
     lines.push(Line::styled(
-        " Green passed · yellow blocked (waiting, not a defect) · red failed. Times UTC.",
+        " green passed · yellow blocked (waiting) · red failed · times in UTC",
         Style::new().fg(Color::DarkGray),
     ));
     frame.render_widget(Clear, rect);

@@ -89,14 +89,19 @@ impl fmt::Display for DeployOutcome {
                 write!(f, "deploy command could not start (os error {os_error})")
             }
             DeployOutcome::Failed { failure: DeployFailure::Transport { exit_code } } => {
-                write!(f, "deploy command failed (exit {exit_code:?})")
+                write!(f, "deploy command failed{}", exit(*exit_code))
             }
             DeployOutcome::Failed { failure: DeployFailure::HealthCheck { exit_code } } => {
-                write!(f, "health check failed (exit {exit_code:?})")
+                write!(f, "health check failed{}", exit(*exit_code))
             }
             DeployOutcome::Failed { failure: DeployFailure::Interrupted } => {
                 f.write_str("interrupted by a daemon restart")
             }
         }
     }
+}
+
+/// ` (exit 3)`, or ` (killed)` when there was no exit code.
+fn exit(code: Option<i32>) -> String {
+    code.map_or_else(|| " (killed)".to_owned(), |code| format!(" (exit {code})"))
 }

@@ -1,0 +1,347 @@
+//! Every screen drawn into ratatui's `TestBackend` at fixed sizes and kept as insta snapshots; colours are asserted cell by cell, since snapshots hold only text.
+//!
+//! The model is fed the way the client feeds it: a typed `/api/state` body
+//! and `EventEnvelope`s, parsed from the JSON the daemon sends.
+
+use chrono::{DateTime, TimeZone, Utc};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use sando_tui::app::{App, Command, Msg};
+use sando_wire::{EventEnvelope, StateResponse};
+use serde_json::{Value, json};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 12, 30, 0).unwrap()
+}
+
+fn run(id: i64, tier: &str, version: &str, gate: &str, status: &str, outcome: Value) -> Value {
+    let finished = status != "running";
+    json!({
+        "run_id": id, "tier": tier, "version": version, "gate": gate, "status": status,
+        "outcome": if finished { outcome } else { Value::Null },
+        "started_at": "2026-11-27T12:20:00Z",
+        "finished_at": if finished { json!("2026-11-27T12:21:30Z") } else { Value::Null },
+        "log_ref": format!("{version}/{gate}/{id}.log"),
+        "component_digest": "a4d85037816f2b9c0e1d7a66b1c3f0e4d2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5",
+        "contract": "0.1.0",
+        "fuel": if finished { json!(45153) } else { Value::Null },
+        "peak_memory": if finished { json!(196608) } else { Value::Null },
+    })
+}
+
+/// staging: 0.2.0 with a passed, a failed and a running gate; prod: 0.1.0
+/// with burn-in passed and manual confirmation waiting.
+fn state() -> StateResponse {
+    let body = json!({
+        "tiers": [
+            {
+                "name": "staging", "canary": "all_at_once",
+                "current_version": "0.1.0", "candidate_version": "0.2.0",
+                "pipeline": ["cargo_test", "migration_dry_run", "boot_smoke"],
+                "gates": [
+                    run(11, "staging", "0.2.0", "cargo_test", "failed",
+                        json!({"kind": "failed", "failure": {"kind": "cargo_test", "failed_count": 3, "first_failed": "tests::parse"}})),
+                    run(12, "staging", "0.2.0", "migration_dry_run", "passed",
+                        json!({"kind": "passed", "note": {"kind": "migrated", "backup": 1, "count": 4}})),
+                    run(13, "staging", "0.2.0", "boot_smoke", "running", Value::Null),
+                ],
+                "confirmation": null,
+            },
+            {
+                "name": "prod", "canary": "one_then_rest",
+                "current_version": null, "candidate_version": "0.1.0",
+                "pipeline": ["burn_in", "manual_confirm"],
+                "gates": [
+                    run(7, "prod", "0.1.0", "burn_in", "blocked",
+                        json!({"kind": "blocked", "blocker": {"kind": "burn_in_remaining", "hours": 47, "total": 168}})),
+                    run(8, "prod", "0.1.0", "manual_confirm", "blocked",
+                        json!({"kind": "blocked", "blocker": {"kind": "awaiting_operator_confirmation"}})),
+                ],
+                "confirmation": null,
+            }
+        ],
+        "versions": [
+            {"version": "0.2.0", "git_sha": "52345a6c0ffee0000000000000000000000000aa", "registered_at": "2026-11-27T12:19:00Z", "artifact": "artifacts/0.2.0"},
+        ],
+        "deploys": [
+            {"deploy_id": 2, "tier": "staging", "version": "0.1.0", "node": "staging-1",
+             "outcome": {"kind": "ok"}, "started_at": "2026-11-27T12:10:00Z",
+             "finished_at": "2026-11-27T12:10:02Z", "log_ref": "deploys/2.log"},
+            {"deploy_id": 1, "tier": "staging", "version": "0.0.9", "node": "staging-1",
+             "outcome": {"kind": "failed", "failure": {"kind": "health_check", "exit_code": 1}},
+             "started_at": "2026-11-27T11:00:00Z", "finished_at": "2026-11-27T11:00:05Z",
+             "log_ref": "deploys/1.log"},
+        ],
+    });
+    serde_json::from_value(body).expect("a state body the daemon would send")
+}
+
+fn event(seq: u64, at: &str, event: Value) -> Msg {
+    let envelope: EventEnvelope =
+        serde_json::from_value(json!({ "seq": seq, "at": at, "event": event }))
+            .expect("event frame");
+    Msg::Event(envelope)
+}
+
+fn app() -> App {
+    let mut app = App::new("http://127.0.0.1:7878", "alice", true);
+    app.on_msg(Msg::Connected);
+    app.on_msg(Msg::State(state()));
+    app.on_msg(event(
+        1,
+        "2026-11-27T12:21:30Z",
+        json!({"kind": "gate_done", "run_id": 11, "tier": "staging", "version": "0.2.0", "gate": "cargo_test",
+               "outcome": {"status": {"kind": "failed", "failure": {"kind": "cargo_test", "failed_count": 3, "first_failed": "tests::parse"}},
+                           "log_ref": "0.2.0/cargo_test/11.log"}}),
+    ));
+    app.on_msg(event(
+        2,
+        "2026-11-27T12:22:00Z",
+        json!({"kind": "gate_start", "run_id": 13, "tier": "staging", "version": "0.2.0", "gate": "boot_smoke"}),
+    ));
+    // The model asked for resyncs; the client would answer with the state.
+    app.on_msg(Msg::State(state()));
+    app
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Command> {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| sando_tui::view::draw(frame, app, now())).unwrap();
+    terminal
+}
+
+/// The foreground colour of the first cell of `text`'s first occurrence.
+fn fg_of(buffer: &Buffer, text: &str) -> Color {
+    let width = buffer.area.width;
+    for y in 0..buffer.area.height {
+        let row: Vec<&str> = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+        let joined: String = row.concat();
+        if let Some(byte) = joined.find(text) {
+            // Cells hold one symbol each; count symbols up to the match.
+            let mut seen = 0;
+            for (x, symbol) in row.iter().enumerate() {
+                if seen == byte {
+                    return buffer[(x as u16, y)].fg;
+                }
+                seen += symbol.len();
+            }
+        }
+    }
+    panic!("{text:?} is not on screen:\n{}", lines(buffer).join("\n"));
+}
+
+fn lines(buffer: &Buffer) -> Vec<String> {
+    (0..buffer.area.height)
+        .map(|y| (0..buffer.area.width).map(|x| buffer[(x, y)].symbol()).collect())
+        .collect()
+}
+
+#[test]
+fn overview_at_80x24() {
+    let app = app();
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let buffer = terminal.backend().buffer();
+    assert_eq!(fg_of(buffer, "failed  cargo_test"), Color::Red);
+    assert_eq!(fg_of(buffer, "tests failed: 3 (first: tests::parse)"), Color::Red);
+    assert_eq!(fg_of(buffer, "passed  migration"), Color::Green);
+    assert_eq!(fg_of(buffer, "blocked burn_in"), Color::Yellow);
+    assert_eq!(fg_of(buffer, "awaiting operator confirmation"), Color::Yellow);
+    assert_eq!(fg_of(buffer, "running boot_smoke"), Color::Cyan);
+}
+
+#[test]
+fn overview_at_120x40_shows_ages() {
+    let app = app();
+    let terminal = draw(&app, 120, 40);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("8m30s ago"), "{screen}");
+}
+
+#[test]
+fn overview_at_160x40_puts_panes_on_the_side() {
+    let app = app();
+    insta::assert_snapshot!(draw(&app, 160, 40).backend());
+}
+
+#[test]
+fn the_filter_narrows_the_gates() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('/'));
+    for c in "blocked".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(!screen.contains("failed  cargo_test"), "{screen}");
+    // Esc while typing clears it again.
+    key(&mut app, KeyCode::Esc);
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("failed  cargo_test"), "{screen}");
+}
+
+#[test]
+fn run_detail_with_a_live_tail() {
+    let mut app = app();
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    let commands = key(&mut app, KeyCode::Enter);
+    assert!(commands.is_empty(), "a running run shows its live tail: {commands:?}");
+    let mut seq = 3;
+    for i in 0..40 {
+        app.on_msg(event(
+            seq,
+            "2026-11-27T12:22:01Z",
+            json!({"kind": "gate_log_chunk", "run_id": 13, "seq": i, "stream": "stdout",
+                   "data": format!("[{i:02}] GET /health 200 in {}ms\n", i % 7)}),
+        ));
+        seq += 1;
+    }
+    // A line still being written shows too.
+    app.on_msg(event(
+        seq,
+        "2026-11-27T12:22:02Z",
+        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 40, "stream": "stderr", "data": "warming cach"}),
+    ));
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("[39] GET /health") && screen.contains("warming cach"), "{screen}");
+    assert!(!screen.contains("[20] GET"), "following shows the end: {screen}");
+
+    // Scrolling up leaves follow mode and stays put while lines arrive.
+    key(&mut app, KeyCode::PageUp);
+    let before = lines(draw(&app, 80, 24).backend().buffer());
+    app.on_msg(event(
+        99,
+        "2026-11-27T12:22:03Z",
+        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 41, "stream": "stdout", "data": "e\nready\n"}),
+    ));
+    let after = lines(draw(&app, 80, 24).backend().buffer());
+    assert_eq!(before[10..20], after[10..20], "the view does not move under the reader");
+    insta::assert_snapshot!("run_detail_scrolled", draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn an_unclassified_run_leads_with_its_log() {
+    let mut app = app();
+    let mut state = state();
+    let unclassified: sando_wire::GateRunSummary = serde_json::from_value(run(
+        14,
+        "staging",
+        "0.2.0",
+        "boot_smoke",
+        "failed",
+        json!({"kind": "failed", "failure": {"kind": "unclassified"}}),
+    ))
+    .unwrap();
+    state.tiers[0].gates[2] = unclassified;
+    app.on_msg(Msg::State(state));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    let commands = key(&mut app, KeyCode::Enter);
+    assert_eq!(commands, vec![Command::FetchLog(sando_wire::GateRunId::try_from(14).unwrap())]);
+    app.on_msg(Msg::Log {
+        run_id: sando_wire::GateRunId::try_from(14).unwrap(),
+        text: "sando: running ./tiny --port 0\nthread 'main' has overflowed its stack\nfatal runtime error: stack overflow\n"
+            .into(),
+    });
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let buffer = terminal.backend().buffer();
+    assert_eq!(fg_of(buffer, "unclassified failure: read the log"), Color::Red);
+    let screen = lines(buffer).join("\n");
+    assert!(screen.contains("fatal runtime error: stack overflow"), "{screen}");
+}
+
+#[test]
+fn the_help_screen() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(draw(&app, 80, 24).backend());
+    key(&mut app, KeyCode::Esc);
+    assert!(app.dialog.is_none());
+}
+
+#[test]
+fn the_confirm_dialog_asks_then_sends_the_operator() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('G'));
+    assert_eq!(key(&mut app, KeyCode::Char('c')), vec![]);
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    assert_eq!(fg_of(terminal.backend().buffer(), "[y]"), Color::Green);
+    let commands = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(
+        commands,
+        vec![Command::Confirm {
+            run_id: sando_wire::GateRunId::try_from(8).unwrap(),
+            by: "alice".into()
+        }]
+    );
+    // The daemon's answer reaches the status line.
+    app.on_msg(Msg::Done { ok: true, text: "run 8 confirmed by alice".into() });
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("run 8 confirmed by alice"), "{screen}");
+}
+
+#[test]
+fn actions_that_do_not_apply_say_why_and_send_nothing() {
+    let mut app = app();
+    // The first row is staging's failed cargo_test: not confirmable.
+    assert_eq!(key(&mut app, KeyCode::Char('c')), vec![]);
+    assert!(app.dialog.is_none());
+    let status = app.status.clone().unwrap();
+    assert!(!status.ok && status.text.contains("only a manual_confirm gate"), "{status:?}");
+    // But it can run again, after a yes.
+    key(&mut app, KeyCode::Char('r'));
+    assert_eq!(key(&mut app, KeyCode::Char('n')), vec![]);
+    key(&mut app, KeyCode::Char('r'));
+    assert!(matches!(&key(&mut app, KeyCode::Char('y'))[..], [Command::Rerun { .. }]));
+    // An error from the daemon is shown in red, not swallowed.
+    app.on_msg(Msg::Done {
+        ok: false,
+        text:
+            "daemon: gate run 11 is not the latest cargo_test run at staging (run 15 is) (HTTP 409)"
+                .into(),
+    });
+    let terminal = draw(&app, 80, 24);
+    assert_eq!(fg_of(terminal.backend().buffer(), "daemon: gate run 11"), Color::Red);
+}
+
+#[test]
+fn read_only_without_a_token() {
+    let mut app = App::new("http://127.0.0.1:7878", "alice", false);
+    app.on_msg(Msg::State(state()));
+    key(&mut app, KeyCode::Char('b'));
+    assert!(app.dialog.is_none());
+    assert!(app.status.as_ref().unwrap().text.contains("--token-file"));
+}
+
+#[test]
+fn a_lost_connection_is_shown_and_the_place_is_kept() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('G'));
+    let selected = app.selected.clone();
+    app.on_msg(Msg::Disconnected("connect: Connection refused (os error 111)".into()));
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    assert_eq!(fg_of(terminal.backend().buffer(), "○ reconnecting"), Color::Red);
+    // Back: the client resyncs and the selection is where it was.
+    assert_eq!(app.on_msg(Msg::Connected), vec![Command::Resync]);
+    app.on_msg(Msg::State(state()));
+    assert_eq!(app.selected, selected);
+    // A lag notice asks for a resync too.
+    let commands =
+        app.on_msg(event(0, "2026-11-27T12:29:00Z", json!({"kind": "lagged", "missed": 1200})));
+    assert_eq!(commands, vec![Command::Resync]);
+}
