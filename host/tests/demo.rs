@@ -3,8 +3,6 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -12,30 +10,10 @@ use serde_json::Value;
 #[test]
 fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("demo"))
-        .env("SANDO_TOKEN", "demo-test-token")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sando demo");
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut url = None;
-    let mut printed = String::new();
-    for line in stdout.lines().map_while(Result::ok) {
-        printed.push_str(&line);
-        printed.push('\n');
-        if let Some(rest) = line.strip_prefix("Sando demo: ") {
-            url = Some(rest.trim().to_owned());
-        }
-        if line.starts_with("Ctrl-C stops the demo") {
-            break;
-        }
-    }
-    let url = url.unwrap_or_else(|| panic!("no URL printed:\n{printed}"));
-    assert!(printed.contains("token:  demo-test-token"), "{printed}");
+    let demo = util::Demo::start(&dir.path().join("demo"));
+    let url = demo.url.clone();
+    assert!(demo.printed.contains("token:  demo-test-token"), "{}", demo.printed);
+    assert!(demo.printed.contains("sando tui --url"), "{}", demo.printed);
 
     let agent: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -71,6 +49,5 @@ fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
     );
     assert_eq!(prod_yellow["outcome"]["blocker"]["kind"], "burn_in_remaining");
     assert!(dir.path().join("demo/nodes/staging-1/demo-service").is_file());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
 }

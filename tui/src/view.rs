@@ -185,13 +185,17 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
             lines.push(gate_line(app, run, inner.width, selected, now));
         }
         if app.filter.is_empty() && shows_version {
+            // Gates run in order and stop at the first that does not pass.
+            let why = if tier.gates.iter().any(|r| r.status == RunState::Failed) {
+                "not run: a gate before it failed"
+            } else if tier.gates.iter().any(|r| r.status == RunState::Blocked) {
+                "waits for the gates before it"
+            } else {
+                "not run yet"
+            };
             for kind in pending {
                 lines.push(Line::styled(
-                    format!(
-                        "  · {:<8}{:<19}waits for the gates before it",
-                        "pending",
-                        kind.to_string()
-                    ),
+                    format!("  · {:<8}{:<19}{why}", "pending", kind.to_string()),
                     Style::new().fg(Color::DarkGray),
                 ));
             }

@@ -32,7 +32,8 @@ pub struct TierState {
     pub current_version: Option<Version>,
     /// The version whose gates run at this tier now, if any.
     pub candidate_version: Option<Version>,
-    /// The tier's gates, in the order they run.
+    /// The tier's gates, in the order they run (absent from daemons before it).
+    #[serde(default)]
     pub pipeline: Vec<GateKind>,
     /// The latest run of each gate for the candidate (else the current version).
     pub gates: Vec<GateRunSummary>,

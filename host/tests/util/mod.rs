@@ -77,3 +77,53 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A running `sando demo` on a free port, killed when dropped.
+pub struct Demo {
+    child: std::process::Child,
+    pub url: String,
+    /// What the demo printed up to "Ctrl-C stops the demo".
+    pub printed: String,
+    pub dir: PathBuf,
+}
+
+impl Demo {
+    pub fn start(dir: &Path) -> Demo {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("SANDO_TOKEN", "demo-test-token")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sando demo");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut url = None;
+        let mut printed = String::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            printed.push_str(&line);
+            printed.push('\n');
+            if let Some(rest) = line.strip_prefix("Sando demo: ") {
+                url = Some(rest.trim().to_owned());
+            }
+            if line.starts_with("Ctrl-C stops the demo") {
+                break;
+            }
+        }
+        let url = url.unwrap_or_else(|| panic!("no URL printed:\n{printed}"));
+        Demo { child, url, printed, dir: dir.to_owned() }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

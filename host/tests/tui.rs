@@ -1,0 +1,226 @@
+//! The TUI end to end: the real `sando tui` in a real terminal (tmux) against the real daemon running the demo. Keys go in with `send-keys`; the screen comes back with its colours from `capture-pane -e`.
+
+mod util;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// ANSI colour numbers as the terminal reports them.
+const RED: u8 = 1;
+const GREEN: u8 = 2;
+const YELLOW: u8 = 3;
+
+/// A tmux server of its own (`-L`), so tests never touch the user's sessions.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16, command: &str) -> Tmux {
+        let socket = format!("sando-test-{}", std::process::id());
+        let tmux = Tmux { socket };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "sando",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux is needed for this test (Debian: apt-get install tmux)");
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> Screen {
+        Screen { raw: self.run(&["capture-pane", "-p", "-e", "-t", "sando"]) }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            self.run(&["send-keys", "-t", "sando", key]);
+            // Esc followed at once by a letter reads as Alt+letter.
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, ready: impl Fn(&Screen) -> bool) -> Screen {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{}",
+                screen.text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+    }
+}
+
+/// One capture of the pane, escapes included.
+struct Screen {
+    raw: String,
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        self.raw.lines().map(|l| strip(l).0).collect::<Vec<_>>().join("\n")
+    }
+
+    fn contains(&self, text: &str) -> bool {
+        self.text().contains(text)
+    }
+
+    /// The foreground colour `text` is drawn in where it first appears.
+    fn colour_of(&self, text: &str) -> Option<u8> {
+        self.raw.lines().find_map(|line| {
+            let (plain, colours) = strip(line);
+            let at = plain.find(text)?;
+            colours[plain[..at].chars().count()]
+        })
+    }
+}
+
+/// A line without its escape sequences, and the foreground colour of each
+/// character (`None`: the default colour).
+fn strip(line: &str) -> (String, Vec<Option<u8>>) {
+    let mut plain = String::new();
+    let mut colours = Vec::new();
+    let mut fg: Option<u8> = None;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            plain.push(c);
+            colours.push(fg);
+            continue;
+        }
+        if chars.peek() != Some(&'[') {
+            chars.next();
+            continue;
+        }
+        chars.next();
+        let mut params = String::new();
+        let mut end = ' ';
+        for c in chars.by_ref() {
+            if ('@'..='~').contains(&c) {
+                end = c;
+                break;
+            }
+            params.push(c);
+        }
+        if end != 'm' {
+            continue;
+        }
+        let mut codes = params.split(';').map(|p| p.parse::<u16>().unwrap_or(0));
+        while let Some(code) = codes.next() {
+            match code {
+                0 | 39 => fg = None,
+                30..=37 => fg = Some((code - 30) as u8),
+                90..=97 => fg = Some((code - 90 + 8) as u8),
+                38 => match codes.next() {
+                    Some(5) => fg = codes.next().map(|n| n as u8),
+                    Some(2) => {
+                        codes.next();
+                        codes.next();
+                        codes.next();
+                        fg = Some(u8::MAX);
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    (plain, colours)
+}
+
+#[test]
+fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = util::Demo::start(&dir.path().join("demo"));
+    let command = format!(
+        "env -u RUST_BACKTRACE USER=e2e-operator {sando} tui --url {url} --token-file {token}; \
+         echo TUI-EXITED=$?; sleep 600",
+        sando = env!("CARGO_BIN_EXE_sando"),
+        url = demo.url,
+        token = demo.dir.join("token").display(),
+    );
+    let tmux = Tmux::start(100, 30, &command);
+
+    // Red: 0.2.0's edited migration, with its typed summary.
+    let screen = tmux.wait("a red migration_dry_run", Duration::from_secs(240), |s| {
+        s.colour_of("migration 20260101000000 modified") == Some(RED)
+    });
+    assert_eq!(screen.colour_of("failed  migration_dry_run"), Some(RED), "{}", screen.text());
+    assert!(screen.contains("● live"), "{}", screen.text());
+
+    // Its detail: the typed outcome and the log that explains it.
+    tmux.keys(&["g", "j", "Enter"]);
+    let detail = tmux.wait("the migration_dry_run detail", Duration::from_secs(20), |s| {
+        s.contains("staging · 0.2.0 · migration_dry_run")
+            && s.contains("was previously applied but has been modified")
+    });
+    assert!(detail.contains(r#""kind":"migration_modified""#), "{}", detail.text());
+    assert!(detail.contains("contract 0.1.0"), "{}", detail.text());
+    tmux.keys(&["Escape"]);
+    tmux.wait("the overview again", Duration::from_secs(10), |s| s.contains("Tiers"));
+
+    // Yellow: prod waits for the operator once the 60 s burn-in is over.
+    let screen = tmux.wait("a yellow manual_confirm", Duration::from_secs(180), |s| {
+        s.colour_of("awaiting operator confirmation") == Some(YELLOW)
+    });
+    assert_eq!(screen.colour_of("blocked manual_confirm"), Some(YELLOW), "{}", screen.text());
+
+    // Confirm it: a question first, then green, with who confirmed.
+    tmux.keys(&["G", "c"]);
+    tmux.wait("the confirm dialog", Duration::from_secs(10), |s| {
+        s.contains("Confirm manual_confirm 0.1.0 at prod?")
+            && s.contains("confirmed by e2e-operator")
+    });
+    tmux.keys(&["y"]);
+    let screen = tmux.wait("a green manual_confirm", Duration::from_secs(60), |s| {
+        s.colour_of("passed  manual_confirm") == Some(GREEN)
+    });
+    assert!(screen.contains("by e2e-operator"), "{}", screen.text());
+    tmux.wait("0.1.0 promoted to prod", Duration::from_secs(60), |s| {
+        s.contains("0.1.0 promoted to prod")
+    });
+
+    // The daemon goes away: the TUI says so and keeps what it showed.
+    demo.kill();
+    let screen = tmux.wait("the lost connection", Duration::from_secs(30), |s| {
+        s.colour_of("○ reconnecting") == Some(RED)
+    });
+    assert!(screen.contains("passed  manual_confirm"), "{}", screen.text());
+
+    // q quits and gives the terminal back.
+    tmux.keys(&["q"]);
+    tmux.wait("the TUI to exit", Duration::from_secs(10), |s| s.contains("TUI-EXITED=0"));
+    assert_eq!(tmux.run(&["display-message", "-p", "-t", "sando", "#{alternate_on}"]).trim(), "0");
+}
