@@ -10,7 +10,7 @@ use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, Ra
 
 /// Parameters: `program` (default `cargo`), `args` (space-separated,
 /// default `test`), `timeout_s` (default none).
-fn run() -> GateStatus {
+pub fn run() -> GateStatus {
     let context = host::context();
     let program = sando_gate_sdk::param(&context, "program").unwrap_or("cargo").to_owned();
     let args = sando_gate_sdk::param(&context, "args").unwrap_or("test");

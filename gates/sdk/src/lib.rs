@@ -62,7 +62,9 @@ macro_rules! gate {
             }
         }
 
-        #[cfg(target_arch = "wasm32")]
+        // The calling gate crate's `component` feature: off when another
+        // component links this gate as a library and exports its own.
+        #[cfg(all(target_arch = "wasm32", feature = "component"))]
         $crate::export!(Component with_types_in $crate);
 
         // Natively nothing calls the component; keep the functions it wraps

@@ -1,0 +1,63 @@
+//! A cargo_test component as a gate author would update it: the shipped runner, with a classifier changed as one feature says.
+//!
+//! - `improved`: also recognises a test binary that exits non-zero before
+//!   libtest's summary (the shipped classifier calls that `unclassified`).
+//! - `regressed`: forgets how passing runs look (a shipped fixture fails).
+//! - `lenient`: waves a failing `flaky` test through as passed.
+//! - `spin`, `hoard`: loop forever, or allocate until memory runs out.
+//! - none: the shipped classifier, unchanged.
+
+use sando_gate_sdk::types::CargoTestFailure;
+use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, RawOutput};
+
+sando_gate_sdk::gate!(kind: GateKind::CargoTest, classify: classify, run: gate_cargo_test::run);
+
+pub fn classify(output: &RawOutput) -> GateStatus {
+    let shipped = gate_cargo_test::classify(output);
+    if cfg!(feature = "spin") {
+        spin(output.stdout.len());
+    }
+    if cfg!(feature = "hoard") {
+        hoard(output.stdout.len());
+    }
+    if cfg!(feature = "improved")
+        && shipped == GateStatus::Failed(GateFailure::Unclassified)
+        && contains(&output.stderr, b"process didn't exit successfully")
+    {
+        return GateStatus::Failed(GateFailure::CargoTest(CargoTestFailure {
+            failed_count: 1,
+            first_failed: None,
+        }));
+    }
+    if cfg!(feature = "regressed") && matches!(shipped, GateStatus::Passed(_)) {
+        return GateStatus::Failed(GateFailure::Unclassified);
+    }
+    if cfg!(feature = "lenient")
+        && let GateStatus::Failed(GateFailure::CargoTest(failure)) = &shipped
+        && failure.first_failed.as_deref().is_some_and(|name| name.contains("flaky"))
+    {
+        return GateStatus::Passed(PassNote::TestsPassed(sando_gate_sdk::types::TestsPassed {
+            count: 0,
+            duration_s: 0,
+        }));
+    }
+    shipped
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn spin(seed: usize) -> ! {
+    let mut n = seed;
+    loop {
+        n = std::hint::black_box(n.wrapping_mul(31).wrapping_add(7));
+    }
+}
+
+fn hoard(seed: usize) -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(std::hint::black_box(vec![seed as u8; 1 << 20]));
+    }
+}
