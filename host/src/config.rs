@@ -36,7 +36,16 @@ pub struct Config {
     pub tiers: Vec<Tier>,
     /// Where `POST /api/backup/fetch` copies the newest backup from.
     pub backup_source: Option<PathBuf>,
+    /// A directory watched for updated gate components (`<kind>.wasm`).
+    pub gates_dir: Option<PathBuf>,
+    /// Fixture cases (`<kind>/<case>/`) every updated component must keep passing.
+    pub fixtures_dir: Option<PathBuf>,
+    /// How many recorded outputs of a kind the shadow test replays.
+    pub shadow_runs: u32,
 }
+
+/// Recorded outputs replayed by default when a component is updated.
+pub const DEFAULT_SHADOW_RUNS: u32 = 1000;
 
 /// Where the API token comes from. Never logged, never stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +208,9 @@ struct RawConfig {
     token_env: Option<Spanned<String>>,
     token_file: Option<Spanned<String>>,
     backup_source: Option<Spanned<String>>,
+    gates_dir: Option<Spanned<String>>,
+    fixtures_dir: Option<Spanned<String>>,
+    shadow_runs: Option<u32>,
     project: RawProject,
     tiers: Vec<RawTier>,
 }
@@ -418,6 +430,9 @@ impl Config {
             project,
             tiers,
             backup_source: raw.backup_source.as_ref().map(|b| resolve(b.get_ref())),
+            gates_dir: raw.gates_dir.as_ref().map(|d| resolve(d.get_ref())),
+            fixtures_dir: raw.fixtures_dir.as_ref().map(|d| resolve(d.get_ref())),
+            shadow_runs: raw.shadow_runs.unwrap_or(DEFAULT_SHADOW_RUNS),
         })
     }
 

@@ -66,6 +66,28 @@ pub fn describe(event: &Event) -> Option<(String, Tone)> {
         Event::BackupFetched { backup_id, source } => {
             (format!("backup {backup_id} fetched from {source}"), Tone::Good)
         }
+        Event::ComponentLoaded { gate, digest, source, .. } => {
+            (format!("{gate} component {} now serves ({source})", short(digest)), Tone::Good)
+        }
+        Event::ComponentPending { gate, digest, diff } => (
+            format!(
+                "{gate} component {} changes {} verdict(s): waiting for an operator (p)",
+                short(digest),
+                diff.len()
+            ),
+            Tone::Waiting,
+        ),
+        Event::ComponentRejected { gate, digest, reason, .. } => {
+            (format!("{gate} component {} rejected: {reason}", short(digest)), Tone::Bad)
+        }
+        Event::Reclassified { gate, runs } => {
+            (format!("{} {gate} run(s) reclassified", runs.len()), Tone::Neutral)
+        }
         Event::Lagged { missed } => (format!("missed {missed} events; resynced"), Tone::Waiting),
     })
+}
+
+/// The first 12 hex digits of a sha256, as the screens show digests.
+pub fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }

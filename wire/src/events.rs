@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     BuildOutcome, DeployId, DeployOutcome, GateKind, GateOutcome, GateRunId, GitSha, NodeId,
-    TierId, Version,
+    TierId, VerdictChange, Version,
 };
 
 /// Which stream of a process a log chunk came from.
@@ -104,6 +104,30 @@ pub enum Event {
     BackupFetched {
         backup_id: i64,
         source: String,
+    },
+    /// An updated component now serves new runs of its kind.
+    ComponentLoaded {
+        gate: GateKind,
+        digest: String,
+        contract: String,
+        source: String,
+    },
+    /// An updated component changes verdicts and waits for an operator.
+    ComponentPending {
+        gate: GateKind,
+        digest: String,
+        diff: Vec<VerdictChange>,
+    },
+    ComponentRejected {
+        gate: GateKind,
+        digest: String,
+        reason: String,
+        diff: Vec<VerdictChange>,
+    },
+    /// Runs of `gate` were classified again by the serving component.
+    Reclassified {
+        gate: GateKind,
+        runs: Vec<GateRunId>,
     },
     /// Sent to one subscriber only: it fell behind and `missed` events were
     /// dropped for it. Resync from `/api/state`.

@@ -25,8 +25,10 @@ pub use outcome::{
     RestoreFailureKind,
 };
 pub use state::{
-    BackupRow, Canary, ConfirmRequest, Confirmation, DeploySummary, ErrorBody, GateRunSummary,
-    RebuildRequest, RerunRequest, RerunResponse, RunState, StateResponse, TierState, VersionRow,
+    BackupRow, Canary, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest,
+    Confirmation, Decision, DeploySummary, ErrorBody, GateComponents, GateRunSummary,
+    GatesResponse, RebuildRequest, Reclassified, ReclassifyRequest, ReclassifyResponse,
+    RerunRequest, RerunResponse, RunState, StateResponse, TierState, VerdictChange, VersionRow,
 };
 pub use version::Version;
 

@@ -8,7 +8,7 @@ use sqlx::{Decode, Encode, Sqlite, Type};
 
 use crate::{
     BuildOutcome, DeployId, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId,
-    RunState, TierId, Version,
+    ComponentState, RunState, TierId, Version,
 };
 
 macro_rules! text_column {
@@ -37,7 +37,7 @@ macro_rules! text_column {
     )*};
 }
 
-text_column!(TierId, NodeId, Version, GitSha, GateKind, LogRef, RunState);
+text_column!(TierId, NodeId, Version, GitSha, GateKind, LogRef, RunState, ComponentState);
 
 macro_rules! integer_column {
     ($($ty:ty),*) => {$(

@@ -23,6 +23,9 @@ pub struct StateResponse {
     pub versions: Vec<VersionRow>,
     /// Newest first.
     pub deploys: Vec<DeploySummary>,
+    /// Updated components waiting for an operator (absent from daemons before it).
+    #[serde(default)]
+    pub pending_components: Vec<ComponentRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,4 +212,168 @@ pub struct RerunResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+// ---- gate components (hot reload) ---------------------------------------------
+
+/// One case whose verdict differs between the serving component and a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictChange {
+    /// `fixture <kind>/<case>` or `run <id> (<tier> <version>)`.
+    pub case: String,
+    pub old: GateStatus,
+    pub new: GateStatus,
+}
+
+impl VerdictChange {
+    /// The one change a candidate may make on its own: an output nobody
+    /// recognised now has a typed outcome.
+    pub fn only_classifies_the_unclassified(&self) -> bool {
+        let unclassified = |s: &GateStatus| {
+            matches!(s, GateStatus::Failed { failure: crate::GateFailure::Unclassified })
+        };
+        unclassified(&self.old) && !unclassified(&self.new)
+    }
+}
+
+/// Where a component is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentState {
+    /// New runs of its kind use it.
+    Serving,
+    /// Served before another replaced it; a rollback can return to it.
+    Retired,
+    /// Changes verdicts; waits for an operator to accept or reject it.
+    Pending,
+    Rejected,
+}
+
+impl ComponentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentState::Serving => "serving",
+            ComponentState::Retired => "retired",
+            ComponentState::Pending => "pending",
+            ComponentState::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for ComponentState {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Ok(match s {
+            "serving" => ComponentState::Serving,
+            "retired" => ComponentState::Retired,
+            "pending" => ComponentState::Pending,
+            "rejected" => ComponentState::Rejected,
+            _ => return Err(ParseError::new("component state", s, "unknown state")),
+        })
+    }
+}
+
+impl fmt::Display for ComponentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A component the daemon was given, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentRecord {
+    pub id: i64,
+    pub kind: GateKind,
+    /// sha256 of the component file, hex.
+    pub digest: String,
+    pub contract: String,
+    /// `shipped`, `api`, `watched <path>` or `rollback`.
+    pub source: String,
+    pub state: ComponentState,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// How its verdicts differed from the component serving when it came.
+    pub diff: Vec<VerdictChange>,
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// What the daemon decided about a submitted component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Swapped in: new runs use it.
+    Loaded,
+    /// The same file is already serving.
+    Unchanged,
+    /// Held until an operator accepts it (or it is pushed with `accept_changes`).
+    Pending,
+    Rejected,
+}
+
+/// The answer to `POST /api/gates/{kind}` and `POST /api/gates/{kind}/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentVerdict {
+    pub kind: GateKind,
+    pub digest: String,
+    pub decision: Decision,
+    /// Why it was rejected, in one sentence.
+    pub reason: Option<String>,
+    /// Fixture cases and recorded outputs replayed.
+    pub cases: u32,
+    pub diff: Vec<VerdictChange>,
+}
+
+/// `GET /api/gates`: per gate kind, what serves, what waits, what came before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatesResponse {
+    pub gates: Vec<GateComponents>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateComponents {
+    pub kind: GateKind,
+    pub serving: Option<ComponentRecord>,
+    pub pending: Option<ComponentRecord>,
+    /// Newest first.
+    pub history: Vec<ComponentRecord>,
+}
+
+/// `POST /api/reclassify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReclassifyRequest {
+    pub gate: GateKind,
+    /// Only runs started at or after this.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// Every recorded run, not only the `unclassified` ones.
+    #[serde(default)]
+    pub all: bool,
+    /// Write the new outcomes (the old ones are kept); else a dry run.
+    #[serde(default)]
+    pub apply: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReclassifyResponse {
+    pub gate: GateKind,
+    /// The component that classified: the one serving.
+    pub digest: String,
+    pub contract: String,
+    pub applied: bool,
+    /// Runs whose outcome changes (or changed, when applied).
+    pub changed: Vec<Reclassified>,
+    /// Runs looked at whose outcome stays the same.
+    pub unchanged: u32,
+    /// Runs that match but have no recorded output to replay.
+    pub without_output: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reclassified {
+    pub run_id: GateRunId,
+    pub tier: TierId,
+    pub version: Version,
+    pub old: GateStatus,
+    pub new: GateStatus,
 }

@@ -126,6 +126,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         tiers,
         versions: daemon.store.recent_versions(20).await?,
         deploys: daemon.store.recent_deploys(20).await?,
+        pending_components: daemon.store.pending_components().await?,
     }))
 }
 

@@ -1,20 +1,21 @@
 //! The daemon (`sando serve`): shared state, start-up, and the wiring of scheduler, API and event stream.
 
 pub mod api;
+pub mod components;
 pub mod events;
 pub mod logs;
 mod scheduler;
+mod watch;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, TokenSource};
-use crate::domain::{GateKind, GitSha};
-use crate::sandbox::{ComponentCache, GateComponent, Limits, Sandbox, shipped_component};
+use crate::domain::GitSha;
+use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{BackupRow, Store, StoreError};
 use events::EventBus;
 use logs::LogsDir;
@@ -30,8 +31,8 @@ pub enum StartError {
     DataDir { path: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("gate component for {kind}: {message}")]
-    Component { kind: GateKind, message: String },
+    #[error(transparent)]
+    Component(#[from] components::ComponentError),
     #[error("sandbox: {0}")]
     Sandbox(String),
     #[error("listen on {addr}: {message}")]
@@ -51,7 +52,7 @@ pub struct Daemon {
     pub(crate) config: Config,
     pub(crate) store: Store,
     pub(crate) sandbox: Sandbox,
-    pub(crate) components: HashMap<GateKind, Arc<GateComponent>>,
+    pub(crate) components: components::Components,
     pub(crate) bus: EventBus,
     pub(crate) logs: LogsDir,
     pub(crate) token: String,
@@ -162,6 +163,9 @@ impl Started {
         let url = self.url();
         eprintln!("sando: listening on {url}");
         tokio::spawn(scheduler::run(self.daemon.clone(), self.triggers));
+        if let Some(dir) = self.daemon.config.gates_dir.clone() {
+            tokio::spawn(watch::run(self.daemon.clone(), dir));
+        }
         axum::serve(self.listener, api::router(self.daemon))
             .with_graceful_shutdown(shutdown)
             .await
@@ -197,11 +201,9 @@ async fn start(
         Some(ComponentCache::new(data_dir.join("component-cache"))),
     )
     .map_err(|e| StartError::Sandbox(e.to_string()))?;
-    let mut components = HashMap::new();
-    for kind in GateKind::ALL {
-        let component = load_component(&sandbox, kind)?;
-        components.insert(kind, Arc::new(component));
-    }
+    let components_dir = data_dir.join("components");
+    std::fs::create_dir_all(&components_dir).map_err(data_err)?;
+    let components = components::Components::load(&sandbox, &store, components_dir).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
@@ -220,28 +222,4 @@ async fn start(
         triggers: sender,
     });
     Ok((listener, daemon, receiver))
-}
-
-fn load_component(sandbox: &Sandbox, kind: GateKind) -> Result<GateComponent, StartError> {
-    let path: PathBuf = shipped_component(kind).map_err(|missing| StartError::Component {
-        kind,
-        message: format!(
-            "no component at {} (build the gates with `./x build`)",
-            missing.display()
-        ),
-    })?;
-    let bytes = std::fs::read(&path).map_err(|e| StartError::Component {
-        kind,
-        message: format!("{}: {}", path.display(), crate::fixtures::io_message(&e)),
-    })?;
-    let component = sandbox
-        .load(&bytes)
-        .map_err(|e| StartError::Component { kind, message: format!("{}: {e}", path.display()) })?;
-    if component.kind() != kind {
-        return Err(StartError::Component {
-            kind,
-            message: format!("{} serves {}", path.display(), component.kind()),
-        });
-    }
-    Ok(component)
 }

@@ -20,7 +20,7 @@ use crate::domain::{
     GateOutcome, GateStatus, GitSha, LogRef, ProcessEnd, Version,
 };
 use crate::process::{self, LogSink, Spawn};
-use crate::sandbox::{Backup, BurnInClock, CONTRACT, Confirmation, RunnerEnv};
+use crate::sandbox::{Backup, BurnInClock, Confirmation, RunnerEnv};
 use crate::store::{RunCost, StoreError, VersionRow};
 
 pub(crate) async fn run(daemon: Arc<Daemon>, mut triggers: mpsc::UnboundedReceiver<Trigger>) {
@@ -341,7 +341,8 @@ async fn run_gate(
     version: &VersionRow,
 ) -> Result<GateStatus, StoreError> {
     let kind = gate.kind();
-    let component = daemon.components[&kind].clone();
+    // Held for the whole run: a component swapped in meanwhile serves the next one.
+    let component = daemon.components.get(kind);
     let run_id = daemon
         .store
         .insert_gate_run(
@@ -349,7 +350,7 @@ async fn run_gate(
             &version.version,
             kind,
             &component.digest().to_string(),
-            CONTRACT,
+            component.contract(),
             Utc::now(),
         )
         .await?;
@@ -375,12 +376,18 @@ async fn run_gate(
     let env = runner_env(daemon, index, tier, gate, version, log.clone()).await?;
     let shared = daemon.clone();
     let classification =
-        tokio::task::spawn_blocking(move || component.run(&shared.sandbox, env).0).await;
+        tokio::task::spawn_blocking(move || component.run(&shared.sandbox, env)).await;
     let (status, cost) = match classification {
-        Ok(c) => (
+        Ok((c, env)) => {
+            // What the classifier judged, for shadow tests and reclassify.
+            if let Some(output) = env.spawned.last() {
+                daemon.store.record_raw_output(run_id, kind, output).await?;
+            }
+            (
             c.status,
             RunCost { fuel: c.usage.fuel as i64, peak_memory: c.usage.peak_memory_bytes as i64 },
-        ),
+            )
+        }
         Err(e) => {
             log.note(&format!("the gate's task failed: {e}"));
             (GateStatus::unclassified(), RunCost { fuel: 0, peak_memory: 0 })

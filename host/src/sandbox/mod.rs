@@ -256,6 +256,8 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 
 /// The export indices a gate component must provide.
 struct Exports {
+    /// The contract version the component's classifier export names.
+    contract: String,
     kind: ComponentExportIndex,
     classify: ComponentExportIndex,
     run: Option<ComponentExportIndex>,
@@ -318,7 +320,8 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<Exports, Loa
         let runner = component.get_export_index(None, runner_name)?;
         component.get_export_index(Some(&runner), "run")
     });
-    Ok(Exports { kind: func("kind")?, classify: func("classify")?, run })
+    let contract = contract_name(classifier_name).map_or(CONTRACT, |(_, v)| v).to_owned();
+    Ok(Exports { contract, kind: func("kind")?, classify: func("classify")?, run })
 }
 
 /// A loaded, validated gate component, ready to instantiate per call.
@@ -331,6 +334,11 @@ pub struct GateComponent {
 }
 
 impl GateComponent {
+    /// The `sando:gate` contract version the component was built against.
+    pub fn contract(&self) -> &str {
+        &self.exports.contract
+    }
+
     /// The gate kind the component says it serves.
     pub fn kind(&self) -> GateKind {
         self.kind

@@ -7,6 +7,9 @@ use serde::Serialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod components;
+
+pub use components::{RawRun, process_end_text};
 pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
 use crate::domain::{
     BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,

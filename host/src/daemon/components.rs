@@ -1,0 +1,421 @@
+//! Hot reload: the component serving each gate kind, and how a candidate gets there — validated, shadow-tested against the fixtures and the recorded outputs of past runs next to the component in service, then swapped in, held for an operator, or rejected.
+//!
+//! A swap replaces one `Arc` under a lock: a run in flight keeps the
+//! component it started with; the next run gets the new one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::Utc;
+
+use super::Daemon;
+use super::events::Event;
+use crate::domain::{
+    ComponentRecord, ComponentState, ComponentVerdict, Decision, GateFailure, GateKind,
+    GateStatus, ProcessEnd, RawOutput, VerdictChange,
+};
+use crate::fixtures::Case;
+use crate::sandbox::{Digest, GateComponent, Sandbox, shipped_component};
+use crate::store::{RawRun, Store, StoreError};
+
+/// The components serving now, and candidates waiting for an operator.
+pub struct Components {
+    serving: RwLock<HashMap<GateKind, Arc<GateComponent>>>,
+    pending: Mutex<HashMap<GateKind, Candidate>>,
+    /// Every component ever loaded, as `<digest>.wasm`, for rollbacks.
+    dir: PathBuf,
+}
+
+struct Candidate {
+    id: i64,
+    component: Arc<GateComponent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error("gate component for {kind}: {message}")]
+    Load { kind: GateKind, message: String },
+    #[error("no {kind} component is waiting for acceptance")]
+    NothingPending { kind: GateKind },
+    #[error("no earlier {kind} component to roll back to")]
+    NothingToRollBackTo { kind: GateKind },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Components {
+    /// Loads what served each kind when the daemon last ran: an operator's
+    /// update is kept across restarts; the shipped component otherwise (a
+    /// newer Sando's shipped gates replace the older shipped ones).
+    pub async fn load(
+        sandbox: &Sandbox,
+        store: &Store,
+        dir: PathBuf,
+    ) -> Result<Components, ComponentError> {
+        let mut serving = HashMap::new();
+        for kind in GateKind::ALL {
+            let history = store.components_of(kind).await?;
+            let kept = history.iter().find(|r| r.state == ComponentState::Serving);
+            let operator_chosen = kept.filter(|r| r.source != "shipped").and_then(|record| {
+                let bytes = std::fs::read(dir.join(format!("{}.wasm", record.digest))).ok()?;
+                match sandbox.load(&bytes) {
+                    Ok(component) if component.kind() == kind => Some(component),
+                    _ => {
+                        eprintln!(
+                            "sando: {kind} component {} no longer loads; using the shipped one",
+                            record.digest
+                        );
+                        None
+                    }
+                }
+            });
+            let component = match operator_chosen {
+                Some(component) => component,
+                None => {
+                    let (component, bytes) = load_shipped(sandbox, kind)?;
+                    let digest = component.digest().to_string();
+                    save(&dir, &digest, &bytes);
+                    if kept.is_none_or(|r| r.digest != digest) {
+                        store
+                            .insert_component(
+                                kind,
+                                &digest,
+                                component.contract(),
+                                "shipped",
+                                ComponentState::Serving,
+                                None,
+                                &[],
+                                Utc::now(),
+                            )
+                            .await?;
+                    }
+                    component
+                }
+            };
+            serving.insert(kind, Arc::new(component));
+        }
+        // A candidate pending before the restart is gone from memory: say so.
+        for record in store.pending_components().await? {
+            store.settle_pending(record.id, false, "the daemon restarted before it was accepted").await?;
+        }
+        Ok(Components { serving: RwLock::new(serving), pending: Mutex::new(HashMap::new()), dir })
+    }
+
+    /// The component new runs of `kind` use.
+    pub fn get(&self, kind: GateKind) -> Arc<GateComponent> {
+        self.serving.read().expect("serving lock")[&kind].clone()
+    }
+
+    fn swap(&self, kind: GateKind, component: Arc<GateComponent>) {
+        self.serving.write().expect("serving lock").insert(kind, component);
+    }
+}
+
+fn load_shipped(sandbox: &Sandbox, kind: GateKind) -> Result<(GateComponent, Vec<u8>), ComponentError> {
+    let err = |message: String| ComponentError::Load { kind, message };
+    let path = shipped_component(kind).map_err(|missing| {
+        err(format!("no component at {} (build the gates with `./x build`)", missing.display()))
+    })?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| err(format!("{}: {}", path.display(), crate::fixtures::io_message(&e))))?;
+    let component = sandbox.load(&bytes).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    if component.kind() != kind {
+        return Err(err(format!("{} serves {}", path.display(), component.kind())));
+    }
+    Ok((component, bytes))
+}
+
+fn save(dir: &Path, digest: &str, bytes: &[u8]) {
+    let path = dir.join(format!("{digest}.wasm"));
+    if !path.is_file()
+        && let Err(e) = std::fs::write(&path, bytes)
+    {
+        // Only rollback to this component is lost.
+        eprintln!("sando: keeping component {}: {e}", path.display());
+    }
+}
+
+/// What replaying the cases found.
+struct Shadow {
+    cases: u32,
+    diff: Vec<VerdictChange>,
+    fixture_failures: Vec<String>,
+}
+
+/// Validates `bytes` as a `kind` component and shadow-tests it; then swaps
+/// it in, holds it for acceptance, or rejects it, and says which as an event.
+pub async fn submit(
+    daemon: &Arc<Daemon>,
+    kind: GateKind,
+    bytes: Vec<u8>,
+    source: String,
+    accept_changes: bool,
+) -> Result<ComponentVerdict, StoreError> {
+    let digest = Digest::of(&bytes).to_string();
+    let serving = daemon.components.get(kind);
+    if serving.digest().to_string() == digest {
+        return Ok(ComponentVerdict {
+            kind,
+            digest,
+            decision: Decision::Unchanged,
+            reason: None,
+            cases: 0,
+            diff: Vec::new(),
+        });
+    }
+    let fixtures = fixture_cases(daemon, kind);
+    let runs = daemon.store.recent_raw_runs(kind, daemon.config.shadow_runs).await?;
+    let shared = daemon.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let candidate = validate(&shared.sandbox, kind, &bytes)?;
+        let shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)?;
+        Ok::<_, String>((candidate, shadow, bytes))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the check itself failed: {e}")));
+
+    let now = Utc::now();
+    let (candidate, shadow, bytes) = match checked {
+        Ok(checked) => checked,
+        Err(reason) => return reject(daemon, kind, digest, &source, reason, 0, Vec::new()).await,
+    };
+    let contract = candidate.contract().to_owned();
+    if let Some(first) = shadow.fixture_failures.first() {
+        let reason = format!(
+            "{} fixture case(s) would now fail; first: {first}",
+            shadow.fixture_failures.len()
+        );
+        return reject(daemon, kind, digest, &source, reason, shadow.cases, shadow.diff).await;
+    }
+    save(&daemon.components.dir, &digest, &bytes);
+    let needs_operator = !shadow.diff.iter().all(VerdictChange::only_classifies_the_unclassified);
+    if needs_operator && !accept_changes {
+        let id = daemon
+            .store
+            .insert_component(
+                kind,
+                &digest,
+                &contract,
+                &source,
+                ComponentState::Pending,
+                None,
+                &shadow.diff,
+                now,
+            )
+            .await?;
+        daemon
+            .components
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(kind, Candidate { id, component: Arc::new(candidate) });
+        daemon.bus.send(Event::ComponentPending {
+            gate: kind,
+            digest: digest.clone(),
+            diff: shadow.diff.clone(),
+        });
+        return Ok(ComponentVerdict {
+            kind,
+            digest,
+            decision: Decision::Pending,
+            reason: None,
+            cases: shadow.cases,
+            diff: shadow.diff,
+        });
+    }
+    daemon
+        .store
+        .insert_component(
+            kind,
+            &digest,
+            &contract,
+            &source,
+            ComponentState::Serving,
+            None,
+            &shadow.diff,
+            now,
+        )
+        .await?;
+    daemon.components.swap(kind, Arc::new(candidate));
+    daemon.bus.send(Event::ComponentLoaded { gate: kind, digest: digest.clone(), contract, source });
+    Ok(ComponentVerdict {
+        kind,
+        digest,
+        decision: Decision::Loaded,
+        reason: None,
+        cases: shadow.cases,
+        diff: shadow.diff,
+    })
+}
+
+async fn reject(
+    daemon: &Daemon,
+    kind: GateKind,
+    digest: String,
+    source: &str,
+    reason: String,
+    cases: u32,
+    diff: Vec<VerdictChange>,
+) -> Result<ComponentVerdict, StoreError> {
+    daemon
+        .store
+        .insert_component(
+            kind,
+            &digest,
+            "",
+            source,
+            ComponentState::Rejected,
+            Some(&reason),
+            &diff,
+            Utc::now(),
+        )
+        .await?;
+    daemon.bus.send(Event::ComponentRejected {
+        gate: kind,
+        digest: digest.clone(),
+        reason: reason.clone(),
+        diff: diff.clone(),
+    });
+    Ok(ComponentVerdict { kind, digest, decision: Decision::Rejected, reason: Some(reason), cases, diff })
+}
+
+/// An operator's answer to a pending candidate.
+pub async fn settle(
+    daemon: &Daemon,
+    kind: GateKind,
+    accept: bool,
+) -> Result<ComponentRecord, ComponentError> {
+    let candidate = daemon
+        .components
+        .pending
+        .lock()
+        .expect("pending lock")
+        .remove(&kind)
+        .ok_or(ComponentError::NothingPending { kind })?;
+    daemon.store.settle_pending(candidate.id, accept, "rejected by an operator").await?;
+    let digest = candidate.component.digest().to_string();
+    if accept {
+        let contract = candidate.component.contract().to_owned();
+        daemon.components.swap(kind, candidate.component);
+        daemon.bus.send(Event::ComponentLoaded {
+            gate: kind,
+            digest: digest.clone(),
+            contract,
+            source: "accepted by an operator".into(),
+        });
+    } else {
+        daemon.bus.send(Event::ComponentRejected {
+            gate: kind,
+            digest: digest.clone(),
+            reason: "rejected by an operator".into(),
+            diff: Vec::new(),
+        });
+    }
+    let records = daemon.store.components_of(kind).await?;
+    Ok(records.into_iter().find(|r| r.id == candidate.id).expect("the settled row exists"))
+}
+
+/// Returns `kind` to the component that served before the current one,
+/// through the same checks as any update.
+pub async fn rollback(
+    daemon: &Arc<Daemon>,
+    kind: GateKind,
+    accept_changes: bool,
+) -> Result<ComponentVerdict, ComponentError> {
+    let current = daemon.components.get(kind).digest().to_string();
+    let history = daemon.store.components_of(kind).await?;
+    let bytes = history
+        .iter()
+        .filter(|r| r.state == ComponentState::Retired && r.digest != current)
+        .find_map(|r| std::fs::read(daemon.components.dir.join(format!("{}.wasm", r.digest))).ok())
+        .ok_or(ComponentError::NothingToRollBackTo { kind })?;
+    Ok(submit(daemon, kind, bytes, "rollback".into(), accept_changes).await?)
+}
+
+/// The configured fixture cases of `kind`; a case that does not load is
+/// reported and skipped (it is `sando gate test`'s to complain about).
+fn fixture_cases(daemon: &Daemon, kind: GateKind) -> Vec<Case> {
+    let Some(root) = &daemon.config.fixtures_dir else { return Vec::new() };
+    let dirs = crate::fixtures::discover(&root.join(kind.as_str())).unwrap_or_default();
+    dirs.iter()
+        .filter_map(|dir| match Case::load(dir) {
+            Ok(case) => Some(case),
+            Err(e) => {
+                eprintln!("sando: shadow test: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Is it a component, of a compatible contract, for this kind, with both
+/// exports a gate needs?
+fn validate(sandbox: &Sandbox, kind: GateKind, bytes: &[u8]) -> Result<GateComponent, String> {
+    let component = sandbox.load(bytes).map_err(|e| e.to_string())?;
+    if component.kind() != kind {
+        return Err(format!("serves {}, not {kind}", component.kind()));
+    }
+    if !component.has_runner() {
+        return Err(format!(
+            "exports only a classifier; a {kind} gate also needs the runner (world `gate`)"
+        ));
+    }
+    Ok(component)
+}
+
+fn fault(status: &GateStatus) -> Option<String> {
+    match status {
+        GateStatus::Failed { failure: GateFailure::ComponentFault { fault } } => {
+            Some(fault.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Replays every case through the candidate and the serving component. A
+/// fault ends it at once: a classifier that loops or hoards on one output
+/// is not one to serve.
+fn shadow(
+    sandbox: &Sandbox,
+    kind: GateKind,
+    serving: &GateComponent,
+    candidate: &GateComponent,
+    fixtures: &[Case],
+    runs: &[RawRun],
+) -> Result<Shadow, String> {
+    let empty = RawOutput {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        end: ProcessEnd::Exited(0),
+        duration_ms: None,
+    };
+    if let Some(fault) = fault(&candidate.classify(sandbox, kind, &empty).status) {
+        return Err(format!("classifier fault on an empty output: {fault}"));
+    }
+    let mut shadow = Shadow { cases: 0, diff: Vec::new(), fixture_failures: Vec::new() };
+    let mut replay = |case: String, output: &RawOutput, expected: Option<&GateStatus>| {
+        shadow.cases += 1;
+        let new = candidate.classify(sandbox, kind, output).status;
+        if let Some(fault) = fault(&new) {
+            return Err(format!("classifier fault on {case}: {fault}"));
+        }
+        if let Some(expected) = expected
+            && new != *expected
+        {
+            shadow.fixture_failures.push(format!("{case}: expected `{expected}`, got `{new}`"));
+        }
+        let old = serving.classify(sandbox, kind, output).status;
+        if old != new {
+            shadow.diff.push(VerdictChange { case, old, new });
+        }
+        Ok(())
+    };
+    for case in fixtures {
+        replay(format!("fixture {}", case.name), &case.output, Some(&case.expected))?;
+    }
+    for run in runs {
+        replay(format!("run {} ({} {})", run.run_id, run.tier, run.version), &run.output, None)?;
+    }
+    Ok(shadow)
+}

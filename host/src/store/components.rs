@@ -1,0 +1,340 @@
+//! The store's part of hot reload: gate components and what became of them, the raw outputs runs were classified from, and reclassifications.
+
+use chrono::{DateTime, Utc};
+
+use super::{Result, Store};
+use crate::domain::{
+    ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary, GateStatus, ProcessEnd,
+    RawOutput, RunState, TierId, VerdictChange, Version,
+};
+
+/// A recorded run's classifier input, with where the run belongs.
+#[derive(Debug, Clone)]
+pub struct RawRun {
+    pub run_id: GateRunId,
+    pub tier: TierId,
+    pub version: Version,
+    pub outcome: Option<GateStatus>,
+    pub output: RawOutput,
+}
+
+/// `ProcessEnd` as the `process_end` column holds it: `exited 0`,
+/// `signaled 9`, `spawn_error 2`, `still_running`.
+pub fn process_end_text(end: ProcessEnd) -> String {
+    match end {
+        ProcessEnd::Exited(code) => format!("exited {code}"),
+        ProcessEnd::Signaled(signal) => format!("signaled {signal}"),
+        ProcessEnd::SpawnError(errno) => format!("spawn_error {errno}"),
+        ProcessEnd::StillRunning => "still_running".to_owned(),
+    }
+}
+
+fn parse_process_end(text: &str) -> Option<ProcessEnd> {
+    let (what, number) = text.split_once(' ').unwrap_or((text, ""));
+    let number = number.parse::<i32>();
+    Some(match what {
+        "exited" => ProcessEnd::Exited(number.ok()?),
+        "signaled" => ProcessEnd::Signaled(number.ok()?),
+        "spawn_error" => ProcessEnd::SpawnError(number.ok()?),
+        "still_running" => ProcessEnd::StillRunning,
+        _ => return None,
+    })
+}
+
+struct ComponentRow {
+    id: i64,
+    kind: GateKind,
+    digest: String,
+    contract: String,
+    source: String,
+    state: ComponentState,
+    reason: Option<String>,
+    diff_json: String,
+    loaded_at: DateTime<Utc>,
+}
+
+impl From<ComponentRow> for ComponentRecord {
+    fn from(row: ComponentRow) -> Self {
+        ComponentRecord {
+            id: row.id,
+            kind: row.kind,
+            digest: row.digest,
+            contract: row.contract,
+            source: row.source,
+            state: row.state,
+            reason: row.reason,
+            // Written by this daemon from the same type; unreadable only if
+            // edited by hand, and then an empty diff is the honest answer.
+            diff: serde_json::from_str(&row.diff_json).unwrap_or_default(),
+            loaded_at: row.loaded_at,
+        }
+    }
+}
+
+struct RawRow {
+    run_id: GateRunId,
+    tier: TierId,
+    version: Version,
+    outcome: Option<GateStatus>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    process_end: String,
+    duration_ms: Option<i64>,
+}
+
+impl RawRow {
+    fn into_run(self) -> Option<RawRun> {
+        Some(RawRun {
+            run_id: self.run_id,
+            tier: self.tier,
+            version: self.version,
+            outcome: self.outcome,
+            output: RawOutput {
+                stdout: self.stdout,
+                stderr: self.stderr,
+                end: parse_process_end(&self.process_end)?,
+                duration_ms: self.duration_ms.and_then(|d| u64::try_from(d).ok()),
+            },
+        })
+    }
+}
+
+impl Store {
+    pub async fn record_raw_output(
+        &self,
+        run: GateRunId,
+        kind: GateKind,
+        output: &RawOutput,
+    ) -> Result<()> {
+        let end = process_end_text(output.end);
+        let duration = output.duration_ms.and_then(|d| i64::try_from(d).ok());
+        sqlx::query!(
+            "INSERT OR REPLACE INTO raw_outputs (gate_run_id, gate_kind, stdout, stderr, process_end, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            run,
+            kind,
+            output.stdout,
+            output.stderr,
+            end,
+            duration
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` finished runs of `kind` with a recorded output.
+    pub async fn recent_raw_runs(&self, kind: GateKind, limit: u32) -> Result<Vec<RawRun>> {
+        let rows = sqlx::query_as!(
+            RawRow,
+            r#"SELECT r.id AS "run_id!: GateRunId", r.tier AS "tier!: TierId", r.version AS "version!: Version",
+                      r.outcome_json AS "outcome: GateStatus", o.stdout AS "stdout!", o.stderr AS "stderr!",
+                      o.process_end AS "process_end!", o.duration_ms
+               FROM raw_outputs o JOIN gate_runs r ON r.id = o.gate_run_id
+               WHERE o.gate_kind = ?1 AND r.status != 'running'
+               ORDER BY o.gate_run_id DESC LIMIT ?2"#,
+            kind,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(RawRow::into_run).collect())
+    }
+
+    /// Finished runs of `kind` started at or after `since`, oldest first,
+    /// each with its recorded output if there is one.
+    pub async fn runs_to_reclassify(
+        &self,
+        kind: GateKind,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(GateRunId, Option<RawRun>)>> {
+        let rows = sqlx::query!(
+            r#"SELECT r.id AS "run_id!: GateRunId", r.tier AS "tier!: TierId", r.version AS "version!: Version",
+                      r.outcome_json AS "outcome: GateStatus", o.stdout, o.stderr, o.process_end, o.duration_ms
+               FROM gate_runs r LEFT JOIN raw_outputs o ON o.gate_run_id = r.id
+               WHERE r.gate_kind = ?1 AND r.status != 'running' AND r.started_at >= ?2
+               ORDER BY r.id"#,
+            kind,
+            since
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let raw = match (row.stdout, row.stderr, row.process_end) {
+                    (Some(stdout), Some(stderr), Some(process_end)) => RawRow {
+                        run_id: row.run_id,
+                        tier: row.tier,
+                        version: row.version,
+                        outcome: row.outcome,
+                        stdout,
+                        stderr,
+                        process_end,
+                        duration_ms: row.duration_ms,
+                    }
+                    .into_run(),
+                    _ => None,
+                };
+                (row.run_id, raw)
+            })
+            .collect())
+    }
+
+    /// Gives `run` a new outcome from another component, keeping the old
+    /// outcome and the provenance of both.
+    pub async fn reclassify(
+        &self,
+        run: &GateRunSummary,
+        new: &GateStatus,
+        digest: &str,
+        contract: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let Some(old) = &run.outcome else { return Ok(()) };
+        let label = RunState::of(new);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "INSERT INTO reclassifications (gate_run_id, old_outcome_json, old_digest, old_contract,
+                                            new_outcome_json, new_digest, new_contract, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            run.run_id,
+            old,
+            run.component_digest,
+            run.contract,
+            new,
+            digest,
+            contract,
+            now
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, component_digest = ?3, contract = ?4
+             WHERE id = ?5",
+            label,
+            new,
+            digest,
+            contract,
+            run.run_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many times a run was classified again.
+    pub async fn reclassification_count(&self, run: GateRunId) -> Result<i64> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM reclassifications WHERE gate_run_id = ?1"#,
+            run
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_component(
+        &self,
+        kind: GateKind,
+        digest: &str,
+        contract: &str,
+        source: &str,
+        state: ComponentState,
+        reason: Option<&str>,
+        diff: &[VerdictChange],
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let diff = serde_json::to_string(diff).expect("verdict changes serialize");
+        let mut tx = self.pool.begin().await?;
+        // One serving and one pending component per kind at most.
+        if matches!(state, ComponentState::Serving | ComponentState::Pending) {
+            let (from, to) = match state {
+                ComponentState::Serving => ("serving", "retired"),
+                _ => ("pending", "rejected"),
+            };
+            sqlx::query!(
+                "UPDATE components SET state = ?1, reason = COALESCE(reason, 'replaced by a newer candidate')
+                 WHERE kind = ?2 AND state = ?3",
+                to,
+                kind,
+                from
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        let id = sqlx::query!(
+            "INSERT INTO components (kind, digest, contract, source, state, reason, diff_json, loaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            kind,
+            digest,
+            contract,
+            source,
+            state,
+            reason,
+            diff,
+            now
+        )
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Settles a pending component: serving (the one before retires) or rejected.
+    pub async fn settle_pending(&self, id: i64, accept: bool, reason: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if accept {
+            sqlx::query!(
+                "UPDATE components SET state = 'retired'
+                 WHERE state = 'serving' AND kind = (SELECT kind FROM components WHERE id = ?1)",
+                id
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!("UPDATE components SET state = 'serving' WHERE id = ?1", id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query!(
+                "UPDATE components SET state = 'rejected', reason = ?1 WHERE id = ?2",
+                reason,
+                id
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every component of `kind`, newest first.
+    pub async fn components_of(&self, kind: GateKind) -> Result<Vec<ComponentRecord>> {
+        let rows = sqlx::query_as!(
+            ComponentRow,
+            r#"SELECT id AS "id!", kind AS "kind: GateKind", digest, contract, source,
+                      state AS "state: ComponentState", reason, diff_json,
+                      loaded_at AS "loaded_at: DateTime<Utc>"
+               FROM components WHERE kind = ?1 ORDER BY id DESC"#,
+            kind
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn pending_components(&self) -> Result<Vec<ComponentRecord>> {
+        let rows = sqlx::query_as!(
+            ComponentRow,
+            r#"SELECT id AS "id!", kind AS "kind: GateKind", digest, contract, source,
+                      state AS "state: ComponentState", reason, diff_json,
+                      loaded_at AS "loaded_at: DateTime<Utc>"
+               FROM components WHERE state = 'pending' ORDER BY id"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
