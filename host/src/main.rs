@@ -1,5 +1,8 @@
 //! The `sando` command line: parses arguments, calls the library, prints one line per error.
 
+// The commands that talk to a running daemon (part of the binary, not the library).
+mod remote;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -60,6 +63,24 @@ enum Command {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Show how the serving component classifies past runs of a gate (by
+    /// default the unclassified ones); `--apply` records the new outcomes.
+    Reclassify {
+        /// The gate kind.
+        #[arg(long)]
+        gate: String,
+        /// Only runs started on or after this date (YYYY-MM-DD, UTC) or time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Every recorded run, not only the unclassified ones.
+        #[arg(long)]
+        all: bool,
+        /// Write the new outcomes (the old ones are kept).
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Validate a topology config without starting anything.
     Check {
         /// The topology config (TOML).
@@ -68,8 +89,51 @@ enum Command {
     },
 }
 
+/// Where the daemon is and how to authenticate to it.
+#[derive(Args)]
+struct Remote {
+    /// The daemon's address, as `sando serve` prints it.
+    #[arg(long, default_value = "http://127.0.0.1:7878")]
+    url: String,
+    /// A file holding the API token.
+    #[arg(long)]
+    token_file: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum GateCommand {
+    /// Send an updated component to a running daemon. It is validated and
+    /// shadow-tested against the fixtures and recorded runs, then swapped in,
+    /// held for acceptance (verdicts change) or rejected.
+    Push {
+        /// The gate component (.wasm).
+        component: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+        /// Swap it in even though verdicts change.
+        #[arg(long)]
+        accept_changes: bool,
+    },
+    /// Return a gate kind to the component that served before the current one.
+    Rollback {
+        kind: String,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        accept_changes: bool,
+    },
+    /// Accept the candidate component held for a gate kind.
+    Accept {
+        kind: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reject the candidate component held for a gate kind.
+    Reject {
+        kind: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Classify every fixture case below a directory with a component and
     /// compare with each case's expected.json.
     Test {
@@ -159,6 +223,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Classify(args) => classify(args),
         Command::Gate { command: GateCommand::Test { component, fixtures } } => {
             gate_test(&component, &fixtures)
+        }
+        Command::Gate { command: GateCommand::Push { component, remote, accept_changes } } => {
+            remote::push(&component, &remote.url, &remote.token_file, accept_changes)
+        }
+        Command::Gate { command: GateCommand::Rollback { kind, remote, accept_changes } } => {
+            remote::rollback(&kind, &remote.url, &remote.token_file, accept_changes)
+        }
+        Command::Gate { command: GateCommand::Accept { kind, remote } } => {
+            remote::settle(&kind, &remote.url, &remote.token_file, true)
+        }
+        Command::Gate { command: GateCommand::Reject { kind, remote } } => {
+            remote::settle(&kind, &remote.url, &remote.token_file, false)
+        }
+        Command::Reclassify { gate, since, all, apply, remote } => {
+            remote::reclassify(&gate, since.as_deref(), all, apply, &remote.url, &remote.token_file)
         }
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),

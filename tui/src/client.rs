@@ -1,4 +1,4 @@
-//! Talking to the daemon: HTTP requests (state, actions, logs) on one worker thread, and the `/api/events` WebSocket on another that reconnects by itself. Both report to the UI as `Msg`s.
+//! Talking to the daemon: the typed HTTP client (also used by `sando gate push` and friends), the TUI's worker thread that runs its requests, and the `/api/events` WebSocket on another thread that reconnects by itself. Both threads report to the UI as `Msg`s.
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
@@ -6,8 +6,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use sando_wire::{
-    BackupRow, ConfirmRequest, Confirmation, ErrorBody, EventEnvelope, GateRunId, GateRunSummary,
-    RerunRequest, RerunResponse, StateResponse,
+    BackupRow, ComponentRecord, ComponentVerdict, ConfirmRequest, Confirmation, ErrorBody,
+    EventEnvelope, GateKind, GateRunId, GateRunSummary, GatesResponse, ReclassifyRequest,
+    ReclassifyResponse, RerunRequest, RerunResponse, StateResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -88,6 +89,59 @@ impl Client {
         self.post_json("/api/backup/fetch", &serde_json::json!({}))
     }
 
+    /// Submits a component for `kind`. Held and rejected components are
+    /// answers, not errors: the verdict says which, with its diff.
+    pub fn push_component(
+        &self,
+        kind: GateKind,
+        bytes: &[u8],
+        accept_changes: bool,
+    ) -> Result<ComponentVerdict, ClientError> {
+        let path = format!("/api/gates/{kind}?accept_changes={accept_changes}");
+        let request = self
+            .authorized(self.agent.post(format!("{}{path}", self.base)))
+            .content_type("application/wasm");
+        verdict(&path, self.send(request.send(bytes))?)
+    }
+
+    pub fn rollback_component(
+        &self,
+        kind: GateKind,
+        accept_changes: bool,
+    ) -> Result<ComponentVerdict, ClientError> {
+        let path = format!("/api/gates/{kind}/rollback?accept_changes={accept_changes}");
+        let request = self.authorized(self.agent.post(format!("{}{path}", self.base)));
+        verdict(&path, self.send(request.send_empty())?)
+    }
+
+    /// Accepts (or rejects) the candidate waiting for `kind`.
+    pub fn settle_component(
+        &self,
+        kind: GateKind,
+        accept: bool,
+    ) -> Result<ComponentRecord, ClientError> {
+        let action = if accept { "accept" } else { "reject" };
+        self.post_json(&format!("/api/gates/{kind}/{action}"), &serde_json::json!({}))
+    }
+
+    pub fn gates(&self) -> Result<GatesResponse, ClientError> {
+        self.get_json("/api/gates")
+    }
+
+    pub fn reclassify(
+        &self,
+        request: &ReclassifyRequest,
+    ) -> Result<ReclassifyResponse, ClientError> {
+        self.post_json("/api/reclassify", request)
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
     fn send(
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
@@ -106,11 +160,9 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, ClientError> {
-        let mut request =
-            self.agent.post(format!("{}{path}", self.base)).content_type("application/json");
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
+        let request = self
+            .authorized(self.agent.post(format!("{}{path}", self.base)))
+            .content_type("application/json");
         let body = serde_json::to_string(body).expect("request bodies serialize");
         decode(path, self.send(request.send(body))?)
     }
@@ -124,6 +176,20 @@ fn decode<T: DeserializeOwned>(
     let unexpected = |reason: String| ClientError::Unexpected { path: path.to_owned(), reason };
     let text = response.body_mut().read_to_string().map_err(|e| unexpected(e.to_string()))?;
     refused(status, &text)?;
+    serde_json::from_str(&text).map_err(|e| unexpected(e.to_string()))
+}
+
+/// A component verdict: 200, 202 and 422 all carry one.
+fn verdict(
+    path: &str,
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<ComponentVerdict, ClientError> {
+    let status = response.status().as_u16();
+    let unexpected = |reason: String| ClientError::Unexpected { path: path.to_owned(), reason };
+    let text = response.body_mut().read_to_string().map_err(|e| unexpected(e.to_string()))?;
+    if status != 422 {
+        refused(status, &text)?;
+    }
     serde_json::from_str(&text).map_err(|e| unexpected(e.to_string()))
 }
 

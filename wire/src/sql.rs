@@ -7,8 +7,8 @@ use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type};
 
 use crate::{
-    BuildOutcome, DeployId, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId,
-    ComponentState, RunState, TierId, Version,
+    BuildOutcome, ComponentState, DeployId, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha,
+    LogRef, NodeId, RunState, TierId, Version,
 };
 
 macro_rules! text_column {

@@ -4,22 +4,29 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::components::{self, ComponentError};
 use super::events::{Event, EventEnvelope};
 use super::{Daemon, FetchError, Trigger};
 use crate::domain::{
-    BackupRow, ConfirmRequest, Confirmation, ErrorBody, GateKind, GateRunId, GateRunSummary,
-    GitSha, RebuildRequest, RerunRequest, RerunResponse, RunState, StateResponse, TierState,
-    Version,
+    BackupRow, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest, Confirmation,
+    Decision, ErrorBody, GateComponents, GateKind, GateRunId, GateRunSummary, GatesResponse,
+    GitSha, RebuildRequest, ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse,
+    RunState, StateResponse, TierState, Version,
 };
 use crate::store::StoreError;
+
+/// Gate components are small (the shipped ones are under 200 KiB); this
+/// leaves room for debug builds without letting a request fill memory.
+const MAX_COMPONENT_BYTES: usize = 32 << 20;
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
@@ -31,6 +38,15 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gate-runs/{run_id}/rerun", post(rerun))
         .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
         .route("/api/backup/fetch", post(fetch_backup))
+        .route("/api/gates", get(gates))
+        .route(
+            "/api/gates/{kind}",
+            post(push_component).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/api/gates/{kind}/accept", post(accept_component))
+        .route("/api/gates/{kind}/reject", post(reject_component))
+        .route("/api/gates/{kind}/rollback", post(rollback_component))
+        .route("/api/reclassify", post(reclassify))
         .route("/logs/{version}/{gate}", get(logs))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(daemon)
@@ -56,6 +72,19 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         eprintln!("sando: api: {error}");
         ApiError::Internal
+    }
+}
+
+impl From<ComponentError> for ApiError {
+    fn from(error: ComponentError) -> Self {
+        match error {
+            ComponentError::Store(e) => e.into(),
+            ComponentError::Load { .. } => {
+                eprintln!("sando: api: {error}");
+                ApiError::Internal
+            }
+            other => ApiError::Conflict(other.to_string()),
+        }
     }
 }
 
@@ -354,4 +383,104 @@ async fn log_of(daemon: &Daemon, run: GateRunSummary) -> Result<Response, ApiErr
         .await
         .map_err(|_| ApiError::NotFound(format!("the log of run {} is gone", run.run_id)))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+}
+
+fn gate_kind(text: &str) -> Result<GateKind, ApiError> {
+    text.parse().map_err(|e: crate::domain::ParseError| ApiError::NotFound(e.to_string()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ChangesQuery {
+    /// Swap in even if verdicts change (other than unclassified becoming typed).
+    #[serde(default)]
+    accept_changes: bool,
+}
+
+/// 200 loaded or unchanged, 202 held for an operator, 422 rejected: the
+/// verdict (with its diff) is the body either way.
+fn verdict_response(verdict: ComponentVerdict) -> Response {
+    let status = match verdict.decision {
+        Decision::Loaded | Decision::Unchanged => StatusCode::OK,
+        Decision::Pending => StatusCode::ACCEPTED,
+        Decision::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (status, Json(verdict)).into_response()
+}
+
+async fn gates(State(daemon): State<Arc<Daemon>>) -> Result<Json<GatesResponse>, ApiError> {
+    let mut gates = Vec::new();
+    for kind in GateKind::ALL {
+        let history = daemon.store.components_of(kind).await?;
+        let find = |state: ComponentState| history.iter().find(|r| r.state == state).cloned();
+        gates.push(GateComponents {
+            kind,
+            serving: find(ComponentState::Serving),
+            pending: find(ComponentState::Pending),
+            history,
+        });
+    }
+    Ok(Json(GatesResponse { gates }))
+}
+
+/// A new component for `kind`: the body is the `.wasm` file.
+async fn push_component(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, &headers)?;
+    let kind = gate_kind(&kind)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the body must be the component (.wasm) file".into()));
+    }
+    let verdict =
+        components::submit(&daemon, kind, body.to_vec(), "api".into(), query.accept_changes)
+            .await?;
+    Ok(verdict_response(verdict))
+}
+
+async fn accept_component(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+) -> Result<Json<ComponentRecord>, ApiError> {
+    authorize(&daemon, &headers)?;
+    Ok(Json(components::settle(&daemon, gate_kind(&kind)?, true).await?))
+}
+
+async fn reject_component(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+) -> Result<Json<ComponentRecord>, ApiError> {
+    authorize(&daemon, &headers)?;
+    Ok(Json(components::settle(&daemon, gate_kind(&kind)?, false).await?))
+}
+
+async fn rollback_component(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, &headers)?;
+    let kind = gate_kind(&kind)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    Ok(verdict_response(components::rollback(&daemon, kind, query.accept_changes).await?))
+}
+
+/// How the serving component classifies past runs of a gate; with `apply`,
+/// records the new outcomes next to the old ones.
+async fn reclassify(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    body: Result<Json<ReclassifyRequest>, JsonRejection>,
+) -> Result<Json<ReclassifyResponse>, ApiError> {
+    authorize(&daemon, &headers)?;
+    let Json(request) = body?;
+    Ok(Json(components::reclassify(&daemon, request).await?))
 }

@@ -12,8 +12,8 @@ use chrono::Utc;
 use super::Daemon;
 use super::events::Event;
 use crate::domain::{
-    ComponentRecord, ComponentState, ComponentVerdict, Decision, GateFailure, GateKind,
-    GateStatus, ProcessEnd, RawOutput, VerdictChange,
+    ComponentRecord, ComponentState, ComponentVerdict, Decision, GateFailure, GateKind, GateStatus,
+    ProcessEnd, RawOutput, Reclassified, ReclassifyRequest, ReclassifyResponse, VerdictChange,
 };
 use crate::fixtures::Case;
 use crate::sandbox::{Digest, GateComponent, Sandbox, shipped_component};
@@ -97,7 +97,9 @@ impl Components {
         }
         // A candidate pending before the restart is gone from memory: say so.
         for record in store.pending_components().await? {
-            store.settle_pending(record.id, false, "the daemon restarted before it was accepted").await?;
+            store
+                .settle_pending(record.id, false, "the daemon restarted before it was accepted")
+                .await?;
         }
         Ok(Components { serving: RwLock::new(serving), pending: Mutex::new(HashMap::new()), dir })
     }
@@ -112,7 +114,10 @@ impl Components {
     }
 }
 
-fn load_shipped(sandbox: &Sandbox, kind: GateKind) -> Result<(GateComponent, Vec<u8>), ComponentError> {
+fn load_shipped(
+    sandbox: &Sandbox,
+    kind: GateKind,
+) -> Result<(GateComponent, Vec<u8>), ComponentError> {
     let err = |message: String| ComponentError::Load { kind, message };
     let path = shipped_component(kind).map_err(|missing| {
         err(format!("no component at {} (build the gates with `./x build`)", missing.display()))
@@ -238,7 +243,12 @@ pub async fn submit(
         )
         .await?;
     daemon.components.swap(kind, Arc::new(candidate));
-    daemon.bus.send(Event::ComponentLoaded { gate: kind, digest: digest.clone(), contract, source });
+    daemon.bus.send(Event::ComponentLoaded {
+        gate: kind,
+        digest: digest.clone(),
+        contract,
+        source,
+    });
     Ok(ComponentVerdict {
         kind,
         digest,
@@ -277,7 +287,14 @@ async fn reject(
         reason: reason.clone(),
         diff: diff.clone(),
     });
-    Ok(ComponentVerdict { kind, digest, decision: Decision::Rejected, reason: Some(reason), cases, diff })
+    Ok(ComponentVerdict {
+        kind,
+        digest,
+        decision: Decision::Rejected,
+        reason: Some(reason),
+        cases,
+        diff,
+    })
 }
 
 /// An operator's answer to a pending candidate.
@@ -418,4 +435,81 @@ fn shadow(
         replay(format!("run {} ({} {})", run.run_id, run.tier, run.version), &run.output, None)?;
     }
     Ok(shadow)
+}
+
+/// Replays recorded outputs of past runs through the serving component:
+/// by default the `unclassified` ones. With `apply`, the changed runs get
+/// the new outcome; the old one and both components' provenance are kept.
+pub async fn reclassify(
+    daemon: &Arc<Daemon>,
+    request: ReclassifyRequest,
+) -> Result<ReclassifyResponse, StoreError> {
+    let kind = request.gate;
+    let component = daemon.components.get(kind);
+    let since = request.since.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let runs = daemon.store.runs_to_reclassify(kind, since).await?;
+    let unclassified = |s: &Option<GateStatus>| {
+        matches!(s, Some(GateStatus::Failed { failure: GateFailure::Unclassified }))
+    };
+    let mut without_output = 0;
+    let mut replay = Vec::new();
+    for (_, raw) in runs {
+        match raw {
+            Some(raw) if request.all || unclassified(&raw.outcome) => replay.push(raw),
+            Some(_) => {}
+            None => without_output += 1,
+        }
+    }
+    let shared = daemon.clone();
+    let serving = component.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        replay
+            .into_iter()
+            .map(|raw| {
+                let new = serving.classify(&shared.sandbox, kind, &raw.output).status;
+                (raw, new)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let digest = component.digest().to_string();
+    let contract = component.contract().to_owned();
+    let mut changed = Vec::new();
+    let mut unchanged = 0;
+    let now = Utc::now();
+    for (raw, new) in decided {
+        let Some(old) = raw.outcome.clone() else { continue };
+        if old == new || fault(&new).is_some() {
+            unchanged += 1;
+            continue;
+        }
+        if request.apply
+            && let Some(run) = daemon.store.gate_run(raw.run_id).await?
+        {
+            daemon.store.reclassify(&run, &new, &digest, &contract, now).await?;
+        }
+        changed.push(Reclassified {
+            run_id: raw.run_id,
+            tier: raw.tier,
+            version: raw.version,
+            old,
+            new,
+        });
+    }
+    if request.apply && !changed.is_empty() {
+        daemon.bus.send(Event::Reclassified {
+            gate: kind,
+            runs: changed.iter().map(|r| r.run_id).collect(),
+        });
+    }
+    Ok(ReclassifyResponse {
+        gate: kind,
+        digest,
+        contract,
+        applied: request.apply,
+        changed,
+        unchanged,
+        without_output,
+    })
 }

@@ -384,8 +384,11 @@ async fn run_gate(
                 daemon.store.record_raw_output(run_id, kind, output).await?;
             }
             (
-            c.status,
-            RunCost { fuel: c.usage.fuel as i64, peak_memory: c.usage.peak_memory_bytes as i64 },
+                c.status,
+                RunCost {
+                    fuel: c.usage.fuel as i64,
+                    peak_memory: c.usage.peak_memory_bytes as i64,
+                },
             )
         }
         Err(e) => {

@@ -60,12 +60,7 @@ fn scan(dir: &Path) -> Vec<(PathBuf, GateKind, Stamp)> {
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let path = entry.path();
-            let kind: GateKind = path
-                .file_name()?
-                .to_str()?
-                .strip_suffix(".wasm")?
-                .parse()
-                .ok()?;
+            let kind: GateKind = path.file_name()?.to_str()?.strip_suffix(".wasm")?.parse().ok()?;
             let meta = entry.metadata().ok()?;
             Some((path, kind, (meta.modified().ok()?, meta.len())))
         })

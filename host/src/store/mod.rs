@@ -9,12 +9,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 mod components;
 
-pub use components::{RawRun, process_end_text};
 pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
 use crate::domain::{
     BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,
     GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
 };
+pub use components::{RawRun, process_end_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

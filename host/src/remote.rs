@@ -1,0 +1,150 @@
+//! `sando gate push|rollback|accept|reject` and `sando reclassify`: the binary's commands that act on a running daemon through its API (the typed client of `sando-tui`).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use sando::domain::{ComponentVerdict, Decision, GateKind, ReclassifyRequest, VerdictChange};
+use sando::sandbox::{Limits, Sandbox};
+use sando_tui::client::Client;
+
+fn client(url: &str, token_file: &Path) -> anyhow::Result<Client> {
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("token file {}", token_file.display()))?;
+    let token = token.trim();
+    anyhow::ensure!(!token.is_empty(), "token file {} is empty", token_file.display());
+    Ok(Client::new(url, Some(token.to_owned()))?)
+}
+
+fn kind(text: &str) -> anyhow::Result<GateKind> {
+    Ok(text.parse()?)
+}
+
+pub fn push(
+    component: &Path,
+    url: &str,
+    token_file: &Path,
+    accept_changes: bool,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(component).with_context(|| format!("{}", component.display()))?;
+    // Checked here first: a file that is not a gate component is refused
+    // without a round trip, and its kind says where it goes.
+    let sandbox =
+        Sandbox::new(Limits::default(), None).map_err(|e| anyhow::anyhow!("sandbox: {e}"))?;
+    let loaded =
+        sandbox.load(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", component.display()))?;
+    let verdict = client(url, token_file)?.push_component(loaded.kind(), &bytes, accept_changes)?;
+    Ok(report(&verdict))
+}
+
+pub fn rollback(
+    kind_text: &str,
+    url: &str,
+    token_file: &Path,
+    accept_changes: bool,
+) -> anyhow::Result<ExitCode> {
+    let verdict = client(url, token_file)?.rollback_component(kind(kind_text)?, accept_changes)?;
+    Ok(report(&verdict))
+}
+
+pub fn settle(
+    kind_text: &str,
+    url: &str,
+    token_file: &Path,
+    accept: bool,
+) -> anyhow::Result<ExitCode> {
+    let record = client(url, token_file)?.settle_component(kind(kind_text)?, accept)?;
+    println!("{} component {}: {}", record.kind, short(&record.digest), record.state);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+fn print_diff(diff: &[VerdictChange]) {
+    for change in diff {
+        println!("  {}: {}  ->  {}", change.case, change.old, change.new);
+    }
+}
+
+/// One line for the decision, then the verdict diff. Exit 0 when it serves,
+/// 2 when it waits for acceptance, 1 when rejected.
+fn report(verdict: &ComponentVerdict) -> ExitCode {
+    let what = format!("{} component {}", verdict.kind, short(&verdict.digest));
+    let code = match verdict.decision {
+        Decision::Loaded => {
+            println!("{what}: loaded; new runs use it ({} cases replayed)", verdict.cases);
+            ExitCode::SUCCESS
+        }
+        Decision::Unchanged => {
+            println!("{what}: already serving");
+            ExitCode::SUCCESS
+        }
+        Decision::Pending => {
+            println!(
+                "{what}: held: it changes {} verdict(s) of {} cases replayed. Accept with \
+                 `sando gate accept {}` (or push with --accept-changes), or reject it.",
+                verdict.diff.len(),
+                verdict.cases,
+                verdict.kind
+            );
+            ExitCode::from(2)
+        }
+        Decision::Rejected => {
+            println!(
+                "{what}: rejected: {}",
+                verdict.reason.as_deref().unwrap_or("no reason given")
+            );
+            ExitCode::FAILURE
+        }
+    };
+    print_diff(&verdict.diff);
+    code
+}
+
+fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+        anyhow::anyhow!("--since {text:?}: expected a date (2026-11-27) or an RFC 3339 time")
+    })
+}
+
+pub fn reclassify(
+    gate: &str,
+    since: Option<&str>,
+    all: bool,
+    apply: bool,
+    url: &str,
+    token_file: &Path,
+) -> anyhow::Result<ExitCode> {
+    let request = ReclassifyRequest {
+        gate: kind(gate)?,
+        since: since.map(parse_since).transpose()?,
+        all,
+        apply,
+    };
+    let answer = client(url, token_file)?.reclassify(&request)?;
+    let verb =
+        if answer.applied { "reclassified" } else { "would change (dry run; --apply writes)" };
+    println!(
+        "{} runs with {} component {} (contract {}): {} {verb}, {} unchanged, {} without a recorded output",
+        answer.gate,
+        if answer.applied { "the" } else { "the serving" },
+        short(&answer.digest),
+        answer.contract,
+        answer.changed.len(),
+        answer.unchanged,
+        answer.without_output
+    );
+    for run in &answer.changed {
+        println!(
+            "  run {} ({} {}): {}  ->  {}",
+            run.run_id, run.tier, run.version, run.old, run.new
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
