@@ -11,6 +11,11 @@ use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, Ra
 /// Parameters: `program` (default `cargo`), `args` (space-separated,
 /// default `test`), `timeout_s` (default none).
 pub fn run() -> GateStatus {
+    run_with(classify)
+}
+
+/// The runner with another classifier: what an updated component reuses.
+pub fn run_with(classify: fn(&RawOutput) -> GateStatus) -> GateStatus {
     let context = host::context();
     let program = sando_gate_sdk::param(&context, "program").unwrap_or("cargo").to_owned();
     let args = sando_gate_sdk::param(&context, "args").unwrap_or("test");

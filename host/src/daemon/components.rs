@@ -243,6 +243,11 @@ pub async fn submit(
         )
         .await?;
     daemon.components.swap(kind, Arc::new(candidate));
+    // A candidate still waiting was judged against the component just replaced.
+    let waiting = daemon.components.pending.lock().expect("pending lock").remove(&kind);
+    if let Some(waiting) = waiting {
+        daemon.store.settle_pending(waiting.id, false, "replaced by a newer component").await?;
+    }
     daemon.bus.send(Event::ComponentLoaded {
         gate: kind,
         digest: digest.clone(),

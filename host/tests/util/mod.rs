@@ -1,6 +1,8 @@
 //! Shared test helpers: where the built components are, and running the real `sando` binary in a temp dir.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

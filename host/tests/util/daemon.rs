@@ -1,0 +1,215 @@
+//! Helpers for tests that drive the real daemon: a git project of a tiny Rust crate, `sando serve` as a child process, and a WebSocket client that records every event.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token-5f1e";
+
+/// A tiny Rust service in a git repository: each `commit` writes the
+/// version and the test body, so one test can pass and another fail.
+pub struct Project {
+    pub dir: PathBuf,
+}
+
+impl Project {
+    pub fn new(root: &Path) -> Project {
+        let dir = root.join("repo");
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(
+            dir.join("src/main.rs"),
+            "fn main() {\n    println!(\"tiny up\");\n    std::thread::sleep(std::time::Duration::from_secs(600));\n}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+        let project = Project { dir };
+        project.git(&["init", "-q", "-b", "main"]);
+        project
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn commit(&self, version: &str, test_body: &str) -> String {
+        self.commit_lib(
+            version,
+            &format!("pub fn answer() -> u32 {{ 42 }}\n\n#[cfg(test)]\nmod tests {{\n    #[test]\n    fn answers() {{ {test_body} }}\n}}\n"),
+        )
+    }
+
+    /// Commits `version` with `lib_rs` as the whole of `src/lib.rs`.
+    pub fn commit_lib(&self, version: &str, lib_rs: &str) -> String {
+        std::fs::write(
+            self.dir.join("Cargo.toml"),
+            format!("[package]\nname = \"tiny\"\nversion = \"{version}\"\nedition = \"2021\"\n"),
+        )
+        .unwrap();
+        std::fs::write(self.dir.join("src/lib.rs"), lib_rs).unwrap();
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", version]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+/// A running `sando serve`, killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub url: String,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("SANDO_TEST_TOKEN", TOKEN)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sando serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let url = loop {
+            let line = lines.next().expect("sando serve exited before listening").unwrap();
+            stderr.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(url) = line.strip_prefix("sando: listening on ") {
+                break url.to_owned();
+            }
+        };
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                collected.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        Daemon { child, url, stderr }
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut response = Self::agent().get(format!("{}{path}", self.url)).call().expect("GET");
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        let mut request =
+            Self::agent().post(format!("{}{path}", self.url)).content_type("application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send(body).expect("POST");
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn state(&self) -> Value {
+        let (status, body) = self.get("/api/state");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every event frame a real WebSocket client received, in order.
+pub struct Events {
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Events {
+    pub async fn connect(url: &str) -> Events {
+        let ws_url = format!("{}/api/events", url.replace("http://", "ws://"));
+        let (socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let (_, mut read) = socket.split();
+            while let Some(Ok(message)) = read.next().await {
+                if let Ok(text) = message.to_text() {
+                    sink.lock()
+                        .unwrap()
+                        .push(serde_json::from_str::<Value>(text).expect("frame is JSON"));
+                }
+            }
+        });
+        Events { seen }
+    }
+
+    /// Waits for an event matching `pred` and returns it.
+    pub async fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.seen.lock().unwrap().iter().find(|e| pred(&e["event"])) {
+                return found.clone();
+            }
+            if Instant::now() > deadline {
+                let kinds: Vec<String> = self
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["event"]["kind"],
+                            e["event"].get("outcome").map(|o| o.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                panic!("timed out waiting for {what}; events so far:\n{}", kinds.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn gate_done(gate: &'static str, status: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| {
+        e["kind"] == "gate_done" && e["gate"] == gate && e["outcome"]["status"]["kind"] == status
+    }
+}
+
+pub fn tier<'a>(state: &'a Value, name: &str) -> &'a Value {
+    state["tiers"].as_array().unwrap().iter().find(|t| t["name"] == name).expect("tier in state")
+}
+
+pub fn gate<'a>(tier: &'a Value, kind: &str) -> &'a Value {
+    tier["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == kind)
+        .unwrap_or_else(|| panic!("{kind} in {tier}"))
+}
