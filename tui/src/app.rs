@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sando_wire::{
-    Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary, GateStatus, RunState,
-    StateResponse, TierId, TierState,
+    ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary,
+    GateStatus, RunState, StateResponse, TierId, TierState,
 };
 
 use crate::describe::{Tone, describe};
@@ -57,6 +57,11 @@ pub enum Command {
     FetchRun(GateRunId),
     /// Fetch one run's persisted log.
     FetchLog(GateRunId),
+    /// Accept or reject the updated component waiting for `kind`.
+    SettleComponent {
+        kind: GateKind,
+        accept: bool,
+    },
 }
 
 /// What the client reports back.
@@ -117,9 +122,17 @@ pub enum LogSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dialog {
     Help,
-    Confirm { run: GateRunSummary },
-    Rerun { run: GateRunSummary },
+    Confirm {
+        run: GateRunSummary,
+    },
+    Rerun {
+        run: GateRunSummary,
+    },
     FetchBackup,
+    /// An updated component waiting for an operator: its verdict diff.
+    Component {
+        record: ComponentRecord,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,6 +452,19 @@ impl App {
                 return vec![Command::Resync];
             }
             KeyCode::Char('b') => return self.ask(Dialog::FetchBackup),
+            KeyCode::Char('p') => {
+                let pending = self.state.as_ref().and_then(|s| s.pending_components.first());
+                match pending.cloned() {
+                    Some(record) => return self.ask(Dialog::Component { record }),
+                    None => {
+                        self.status = Some(StatusLine {
+                            ok: true,
+                            text: "no updated component is waiting".into(),
+                        });
+                        return Vec::new();
+                    }
+                }
+            }
             _ => {}
         }
         match self.screen.clone() {
@@ -529,6 +555,24 @@ impl App {
     }
 
     fn on_dialog_key(&mut self, dialog: Dialog, key: KeyEvent) -> Vec<Command> {
+        if let Dialog::Component { record } = &dialog {
+            let accept = match key.code {
+                KeyCode::Char('a') => true,
+                KeyCode::Char('x') => false,
+                KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('n') => {
+                    self.dialog = None;
+                    return Vec::new();
+                }
+                _ => return Vec::new(),
+            };
+            self.dialog = None;
+            let verb = if accept { "accepting" } else { "rejecting" };
+            self.status = Some(StatusLine {
+                ok: true,
+                text: format!("{verb} the {} component…", record.kind),
+            });
+            return vec![Command::SettleComponent { kind: record.kind, accept }];
+        }
         if let Dialog::Help = dialog {
             if matches!(key.code, KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')) {
                 self.dialog = None;
@@ -549,7 +593,7 @@ impl App {
                         format!("asking to run {} again at {}…", run.gate, run.tier),
                     ),
                     Dialog::FetchBackup => (Command::FetchBackup, "fetching a backup…".into()),
-                    Dialog::Help => unreachable!("handled above"),
+                    Dialog::Help | Dialog::Component { .. } => unreachable!("handled above"),
                 };
                 self.status = Some(StatusLine { ok: true, text: doing });
                 vec![command]

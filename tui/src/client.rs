@@ -260,6 +260,20 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                 Ok(run) => Msg::Run(run),
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
+            Command::SettleComponent { kind, accept } => {
+                match client.settle_component(kind, accept) {
+                    Ok(record) => Msg::Done {
+                        ok: true,
+                        text: format!(
+                            "{} component {}: {}",
+                            record.kind,
+                            crate::describe::short(&record.digest),
+                            record.state
+                        ),
+                    },
+                    Err(e) => Msg::Done { ok: false, text: e.to_string() },
+                }
+            }
             Command::FetchLog(run_id) => match client.log(run_id) {
                 Ok(text) => Msg::Log { run_id, text },
                 Err(e) => Msg::Done { ok: false, text: format!("log of run {run_id}: {e}") },

@@ -28,6 +28,7 @@ pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
     draw_status(frame, status, app);
     match &app.dialog {
         Some(Dialog::Help) => draw_help(frame, frame.area()),
+        Some(Dialog::Component { record }) => draw_component(frame, frame.area(), record),
         Some(dialog) => draw_question(frame, frame.area(), app, dialog),
         None => {}
     }
@@ -159,6 +160,17 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
     };
     let rows = app.visible_rows();
     let mut lines: Vec<Line> = Vec::new();
+    for record in &state.pending_components {
+        lines.push(Line::styled(
+            format!(
+                "◆ updated {} component {} changes {} verdict(s): p to review",
+                record.kind,
+                crate::describe::short(&record.digest),
+                record.diff.len()
+            ),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
     let mut selected_line = None;
     for tier in &state.tiers {
         let tier_rows: Vec<&GateRunSummary> =
@@ -581,7 +593,7 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
                 "Migration dry runs use the newest backup.".to_owned(),
             ],
         ),
-        Dialog::Help => return,
+        Dialog::Help | Dialog::Component { .. } => return,
     };
     let rect = centered(area, 64, body.len() as u16 + 4);
     let block = Block::new()
@@ -601,6 +613,55 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
     frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
 }
 
+fn draw_component(frame: &mut Frame, area: Rect, record: &sando_wire::ComponentRecord) {
+    let height = (record.diff.len() as u16 + 7).min(area.height.saturating_sub(2));
+    let rect = centered(area, area.width.saturating_sub(4).min(110), height);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(Style::new().fg(Color::Yellow))
+        .title(Span::styled(
+            format!(" Updated {} component ", record.kind),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+    let dim = Style::new().fg(Color::DarkGray);
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled("sha256 ", dim),
+            Span::raw(crate::describe::short(&record.digest).to_owned()),
+            Span::styled("  contract ", dim),
+            Span::raw(record.contract.clone()),
+            Span::styled("  from ", dim),
+            Span::raw(record.source.clone()),
+        ]),
+        Line::raw(format!(
+            "It changes {} verdict(s) of the recorded runs and fixtures:",
+            record.diff.len()
+        )),
+    ];
+    for change in &record.diff {
+        let old = sando_wire::RunState::of(&change.old);
+        let new = sando_wire::RunState::of(&change.new);
+        lines.push(Line::from(vec![
+            Span::raw(format!("  {}: ", change.case)),
+            Span::styled(change.old.to_string(), state_style(old)),
+            Span::raw("  →  "),
+            Span::styled(change.new.to_string(), state_style(new).add_modifier(Modifier::BOLD)),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled("[a]", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)),
+        Span::raw(" accept: new runs use it   "),
+        Span::styled("[x]", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+        Span::raw(" reject   "),
+        Span::styled("[esc]", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(" later"),
+    ]));
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
+}
+
 const HELP: &[(&str, &str)] = &[
     ("↑ ↓  j k", "move through gates / scroll the log"),
     ("g G  home end", "first / last (G in a log: follow)"),
@@ -610,6 +671,7 @@ const HELP: &[(&str, &str)] = &[
     ("c", "confirm a waiting manual_confirm gate"),
     ("r", "run a failed gate again"),
     ("b", "fetch a fresh backup"),
+    ("p", "review an updated gate component: accept or reject it"),
     ("f", "follow the log's end on/off"),
     ("l  t", "load the full persisted log / back to the live tail"),
     ("R", "resync from the daemon"),

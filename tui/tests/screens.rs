@@ -345,3 +345,60 @@ fn a_lost_connection_is_shown_and_the_place_is_kept() {
         app.on_msg(event(0, "2026-11-27T12:29:00Z", json!({"kind": "lagged", "missed": 1200})));
     assert_eq!(commands, vec![Command::Resync]);
 }
+
+#[test]
+fn an_updated_component_waits_for_review() {
+    let mut app = app();
+    let mut state = state();
+    state.pending_components = vec![serde_json::from_value(json!({
+        "id": 7, "kind": "cargo_test",
+        "digest": "3f2a9c0e1d7a66b1c3f0e4d2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5a4d8503781",
+        "contract": "0.1.0", "source": "api", "state": "pending", "reason": null,
+        "diff": [
+            {"case": "run 11 (staging 0.2.0)",
+             "old": {"kind": "failed", "failure": {"kind": "cargo_test", "failed_count": 1, "first_failed": "tests::flaky"}},
+             "new": {"kind": "passed", "note": {"kind": "tests_passed", "count": 0, "duration_s": 0}}},
+            {"case": "run 9 (staging 0.1.0)",
+             "old": {"kind": "failed", "failure": {"kind": "unclassified"}},
+             "new": {"kind": "failed", "failure": {"kind": "cargo_test", "failed_count": 1, "first_failed": null}}}
+        ],
+        "loaded_at": "2026-11-27T12:25:00Z"
+    }))
+    .unwrap()];
+    app.on_msg(Msg::State(state));
+    app.on_msg(event(
+        5,
+        "2026-11-27T12:25:00Z",
+        json!({"kind": "component_pending", "gate": "cargo_test",
+               "digest": "3f2a9c0e1d7a66b1c3f0e4d2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5a4d8503781", "diff": []}),
+    ));
+    let overview = draw(&app, 100, 24);
+    let screen = lines(overview.backend().buffer()).join("\n");
+    assert!(
+        screen.contains(
+            "updated cargo_test component 3f2a9c0e1d7a changes 2 verdict(s): p to review"
+        ),
+        "{screen}"
+    );
+    assert_eq!(fg_of(overview.backend().buffer(), "◆ updated cargo_test"), Color::Yellow);
+
+    assert_eq!(key(&mut app, KeyCode::Char('p')), vec![]);
+    let terminal = draw(&app, 100, 24);
+    insta::assert_snapshot!(terminal.backend());
+    assert_eq!(fg_of(terminal.backend().buffer(), "0 tests passed in 0s"), Color::Green);
+    assert_eq!(
+        fg_of(terminal.backend().buffer(), "tests failed: 1 (first: tests::flaky)"),
+        Color::Red
+    );
+    assert_eq!(
+        key(&mut app, KeyCode::Char('a')),
+        vec![Command::SettleComponent { kind: sando_wire::GateKind::CargoTest, accept: true }]
+    );
+    assert!(app.dialog.is_none());
+    // Rejecting goes the same way.
+    key(&mut app, KeyCode::Char('p'));
+    assert_eq!(
+        key(&mut app, KeyCode::Char('x')),
+        vec![Command::SettleComponent { kind: sando_wire::GateKind::CargoTest, accept: false }]
+    );
+}
