@@ -60,6 +60,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Every event from now on, as `/api/events` sends them.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::domain::EventEnvelope>> {
+        self.bus.subscribe()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
     }
