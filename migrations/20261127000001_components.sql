@@ -13,6 +13,8 @@ CREATE TABLE components (
     loaded_at TEXT NOT NULL
 );
 CREATE INDEX components_kind ON components (kind, id);
+CREATE UNIQUE INDEX components_one_serving ON components (kind) WHERE state = 'serving';
+CREATE UNIQUE INDEX components_one_pending ON components (kind) WHERE state = 'pending';
 
 -- What a run's classifier was given: the last process its runner spawned
 -- (each stream's kept tail). Replayed by shadow tests and `reclassify`.

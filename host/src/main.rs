@@ -125,12 +125,17 @@ enum GateCommand {
     /// Accept the candidate component held for a gate kind.
     Accept {
         kind: String,
+        /// Only if this (sha256, as `gate push` printed it) is the one waiting.
+        #[arg(long)]
+        digest: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
     /// Reject the candidate component held for a gate kind.
     Reject {
         kind: String,
+        #[arg(long)]
+        digest: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -230,11 +235,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate { command: GateCommand::Rollback { kind, remote, accept_changes } } => {
             remote::rollback(&kind, &remote.url, &remote.token_file, accept_changes)
         }
-        Command::Gate { command: GateCommand::Accept { kind, remote } } => {
-            remote::settle(&kind, &remote.url, &remote.token_file, true)
+        Command::Gate { command: GateCommand::Accept { kind, digest, remote } } => {
+            remote::settle(&kind, digest.as_deref(), &remote.url, &remote.token_file, true)
         }
-        Command::Gate { command: GateCommand::Reject { kind, remote } } => {
-            remote::settle(&kind, &remote.url, &remote.token_file, false)
+        Command::Gate { command: GateCommand::Reject { kind, digest, remote } } => {
+            remote::settle(&kind, digest.as_deref(), &remote.url, &remote.token_file, false)
         }
         Command::Reclassify { gate, since, all, apply, remote } => {
             remote::reclassify(&gate, since.as_deref(), all, apply, &remote.url, &remote.token_file)

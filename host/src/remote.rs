@@ -50,11 +50,12 @@ pub fn rollback(
 
 pub fn settle(
     kind_text: &str,
+    digest: Option<&str>,
     url: &str,
     token_file: &Path,
     accept: bool,
 ) -> anyhow::Result<ExitCode> {
-    let record = client(url, token_file)?.settle_component(kind(kind_text)?, accept)?;
+    let record = client(url, token_file)?.settle_component(kind(kind_text)?, accept, digest)?;
     println!("{} component {}: {}", record.kind, short(&record.digest), record.state);
     Ok(ExitCode::SUCCESS)
 }

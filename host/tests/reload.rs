@@ -191,6 +191,12 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
     let state: Value = serde_json::from_str(&daemon.get("/api/state").1).unwrap();
     assert_eq!(state["pending_components"][0]["digest"], digest_of("candidate_lenient"));
     assert_eq!(serving_digest(&daemon), shipped);
+    // Accepting asks for the candidate the operator reviewed, not whatever waits.
+    let stale =
+        sando(root.path(), &daemon, &["gate", "accept", "cargo_test", "--digest", "0123abcd"]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("review it first"), "{stale:?}");
+    assert_eq!(serving_digest(&daemon), shipped);
     let out = sando(root.path(), &daemon, &["gate", "reject", "cargo_test"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout(&out).contains("rejected"), "{}", stdout(&out));
@@ -292,5 +298,13 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
     assert_eq!(states.iter().filter(|s| **s == "serving").count(), 1, "{states:?}");
     assert!(states.contains(&"rejected") && states.contains(&"retired"), "{states:?}");
     assert!(history.as_array().unwrap().iter().all(|r| r["loaded_at"].is_string()));
+
+    // A restart keeps the operator's choice: the improved file still in the
+    // gates directory was seen before and is not submitted again.
+    daemon.kill();
+    let daemon = Daemon::start(&config);
+    assert_eq!(serving_digest(&daemon), shipped);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(serving_digest(&daemon), shipped, "the watched file did not undo the rollback");
     daemon.kill();
 }

@@ -61,6 +61,7 @@ pub enum Command {
     SettleComponent {
         kind: GateKind,
         accept: bool,
+        digest: String,
     },
 }
 
@@ -279,6 +280,8 @@ impl App {
                 Vec::new()
             }
             Msg::Log { run_id, text } => {
+                // One full log at a time: each may be tens of MiB.
+                self.full_logs.clear();
                 self.full_logs
                     .insert(run_id, LogTail::from_text(&text, FULL_LOG_BYTES, FULL_LOG_LINES));
                 if let Screen::Detail(detail) = &mut self.screen
@@ -381,7 +384,16 @@ impl App {
                     Screen::Detail(d) => Some(d.run_id),
                     Screen::Overview => None,
                 };
-                if let Some(position) = self.tail_order.iter().position(|id| Some(*id) != open)
+                // The oldest finished run's tail goes first; a running
+                // one's only if every kept tail is still running.
+                let finished =
+                    |id: &GateRunId| self.run(*id).is_none_or(|r| r.status != RunState::Running);
+                let position = self
+                    .tail_order
+                    .iter()
+                    .position(|id| Some(*id) != open && finished(id))
+                    .or_else(|| self.tail_order.iter().position(|id| Some(*id) != open));
+                if let Some(position) = position
                     && let Some(old) = self.tail_order.remove(position)
                 {
                     self.tails.remove(&old);
@@ -522,7 +534,7 @@ impl App {
             }
             KeyCode::Char('f') => {
                 detail.follow = !detail.follow;
-                detail.top = end.saturating_sub(1).max(first);
+                detail.top = end.saturating_sub(height).max(first);
             }
             KeyCode::Up | KeyCode::Char('k') => scroll(&mut detail, first, end, height, -1),
             KeyCode::Down | KeyCode::Char('j') => scroll(&mut detail, first, end, height, 1),
@@ -571,7 +583,11 @@ impl App {
                 ok: true,
                 text: format!("{verb} the {} component…", record.kind),
             });
-            return vec![Command::SettleComponent { kind: record.kind, accept }];
+            return vec![Command::SettleComponent {
+                kind: record.kind,
+                accept,
+                digest: record.digest.clone(),
+            }];
         }
         if let Dialog::Help = dialog {
             if matches!(key.code, KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')) {

@@ -114,14 +114,17 @@ impl Client {
         verdict(&path, self.send(request.send_empty())?)
     }
 
-    /// Accepts (or rejects) the candidate waiting for `kind`.
+    /// Accepts (or rejects) the candidate waiting for `kind`; with `digest`,
+    /// only if that is the candidate still waiting.
     pub fn settle_component(
         &self,
         kind: GateKind,
         accept: bool,
+        digest: Option<&str>,
     ) -> Result<ComponentRecord, ClientError> {
         let action = if accept { "accept" } else { "reject" };
-        self.post_json(&format!("/api/gates/{kind}/{action}"), &serde_json::json!({}))
+        let only = digest.map(|d| format!("?digest={d}")).unwrap_or_default();
+        self.post_json(&format!("/api/gates/{kind}/{action}{only}"), &serde_json::json!({}))
     }
 
     pub fn gates(&self) -> Result<GatesResponse, ClientError> {
@@ -260,8 +263,8 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                 Ok(run) => Msg::Run(run),
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
-            Command::SettleComponent { kind, accept } => {
-                match client.settle_component(kind, accept) {
+            Command::SettleComponent { kind, accept, digest } => {
+                match client.settle_component(kind, accept, Some(&digest)) {
                     Ok(record) => Msg::Done {
                         ok: true,
                         text: format!(

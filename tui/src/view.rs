@@ -443,7 +443,7 @@ fn draw_facts(
         Span::raw(finished),
     ]));
     let digest = if run.component_digest.len() > 12 {
-        format!("{}…", &run.component_digest[..12])
+        format!("{}…", crate::describe::short(&run.component_digest))
     } else {
         run.component_digest.clone()
     };
@@ -614,7 +614,7 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
 }
 
 fn draw_component(frame: &mut Frame, area: Rect, record: &sando_wire::ComponentRecord) {
-    let height = (record.diff.len() as u16 + 7).min(area.height.saturating_sub(2));
+    let height = (record.diff.len() as u16 + 8).min(area.height.saturating_sub(2));
     let rect = centered(area, area.width.saturating_sub(4).min(110), height);
     let block = Block::new()
         .borders(Borders::ALL)
@@ -639,6 +639,18 @@ fn draw_component(frame: &mut Frame, area: Rect, record: &sando_wire::ComponentR
             record.diff.len()
         )),
     ];
+    // The change that matters most comes first, whatever the dialog's height.
+    let now_passing = record
+        .diff
+        .iter()
+        .filter(|c| matches!(c.new, sando_wire::GateStatus::Passed { .. }))
+        .count();
+    if now_passing > 0 {
+        lines.push(Line::styled(
+            format!("  {now_passing} that did not pass would now pass"),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
     for change in &record.diff {
         let old = sando_wire::RunState::of(&change.old);
         let new = sando_wire::RunState::of(&change.new);

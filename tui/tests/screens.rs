@@ -392,13 +392,21 @@ fn an_updated_component_waits_for_review() {
     );
     assert_eq!(
         key(&mut app, KeyCode::Char('a')),
-        vec![Command::SettleComponent { kind: sando_wire::GateKind::CargoTest, accept: true }]
+        vec![Command::SettleComponent {
+            kind: sando_wire::GateKind::CargoTest,
+            accept: true,
+            digest: "3f2a9c0e1d7a66b1c3f0e4d2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5a4d8503781".into()
+        }]
     );
     assert!(app.dialog.is_none());
     // Rejecting goes the same way.
     key(&mut app, KeyCode::Char('p'));
     assert_eq!(
         key(&mut app, KeyCode::Char('x')),
-        vec![Command::SettleComponent { kind: sando_wire::GateKind::CargoTest, accept: false }]
+        vec![Command::SettleComponent {
+            kind: sando_wire::GateKind::CargoTest,
+            accept: false,
+            digest: "3f2a9c0e1d7a66b1c3f0e4d2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5a4d8503781".into()
+        }]
     );
 }

@@ -227,12 +227,15 @@ pub struct VerdictChange {
 
 impl VerdictChange {
     /// The one change a candidate may make on its own: an output nobody
-    /// recognised now has a typed outcome.
+    /// recognised now has a typed failure or blocker. Never a pass: turning
+    /// anything into `passed` is an operator's call.
     pub fn only_classifies_the_unclassified(&self) -> bool {
         let unclassified = |s: &GateStatus| {
             matches!(s, GateStatus::Failed { failure: crate::GateFailure::Unclassified })
         };
-        unclassified(&self.old) && !unclassified(&self.new)
+        unclassified(&self.old)
+            && !unclassified(&self.new)
+            && !matches!(self.new, GateStatus::Passed { .. })
     }
 }
 
@@ -376,4 +379,27 @@ pub struct Reclassified {
     pub version: Version,
     pub old: GateStatus,
     pub new: GateStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GateFailure, PassNote};
+
+    fn change(old: GateStatus, new: GateStatus) -> VerdictChange {
+        VerdictChange { case: "run 1".into(), old, new }
+    }
+
+    #[test]
+    fn only_unclassified_becoming_a_typed_failure_needs_no_operator() {
+        let unclassified = GateStatus::unclassified();
+        let typed =
+            GateStatus::failed(GateFailure::CargoTest { failed_count: 1, first_failed: None });
+        let passed = GateStatus::Passed { note: PassNote::TestsPassed { count: 3, duration_s: 1 } };
+        assert!(change(unclassified.clone(), typed.clone()).only_classifies_the_unclassified());
+        assert!(!change(unclassified, passed.clone()).only_classifies_the_unclassified());
+        assert!(!change(typed.clone(), passed.clone()).only_classifies_the_unclassified());
+        assert!(!change(passed, typed.clone()).only_classifies_the_unclassified());
+        assert!(!change(typed, GateStatus::unclassified()).only_classifies_the_unclassified());
+    }
 }

@@ -79,7 +79,7 @@ impl From<ComponentError> for ApiError {
     fn from(error: ComponentError) -> Self {
         match error {
             ComponentError::Store(e) => e.into(),
-            ComponentError::Load { .. } => {
+            ComponentError::Load { .. } | ComponentError::Task(_) => {
                 eprintln!("sando: api: {error}");
                 ApiError::Internal
             }
@@ -443,22 +443,42 @@ async fn push_component(
     Ok(verdict_response(verdict))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SettleQuery {
+    /// The digest the operator reviewed; refused if another candidate waits now.
+    digest: Option<String>,
+}
+
 async fn accept_component(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
+    query: Result<Query<SettleQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
-    authorize(&daemon, &headers)?;
-    Ok(Json(components::settle(&daemon, gate_kind(&kind)?, true).await?))
+    settle(daemon, headers, kind, query, true).await
 }
 
 async fn reject_component(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
+    query: Result<Query<SettleQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ComponentRecord>, ApiError> {
+    settle(daemon, headers, kind, query, false).await
+}
+
+async fn settle(
+    daemon: Arc<Daemon>,
+    headers: HeaderMap,
+    kind: String,
+    query: Result<Query<SettleQuery>, axum::extract::rejection::QueryRejection>,
+    accept: bool,
 ) -> Result<Json<ComponentRecord>, ApiError> {
     authorize(&daemon, &headers)?;
-    Ok(Json(components::settle(&daemon, gate_kind(&kind)?, false).await?))
+    let kind = gate_kind(&kind)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    Ok(Json(components::settle(&daemon, kind, accept, query.digest.as_deref()).await?))
 }
 
 async fn rollback_component(

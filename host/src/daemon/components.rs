@@ -21,6 +21,10 @@ use crate::store::{RawRun, Store, StoreError};
 
 /// The components serving now, and candidates waiting for an operator.
 pub struct Components {
+    /// Held through every submit, settle and rollback, so each candidate is
+    /// judged against the component it would replace, and the database and
+    /// the serving map change together.
+    changes: tokio::sync::Mutex<()>,
     serving: RwLock<HashMap<GateKind, Arc<GateComponent>>>,
     pending: Mutex<HashMap<GateKind, Candidate>>,
     /// Every component ever loaded, as `<digest>.wasm`, for rollbacks.
@@ -38,6 +42,10 @@ pub enum ComponentError {
     Load { kind: GateKind, message: String },
     #[error("no {kind} component is waiting for acceptance")]
     NothingPending { kind: GateKind },
+    #[error("the {kind} component waiting is {pending}, not {given}: review it first")]
+    PendingChanged { kind: GateKind, pending: String, given: String },
+    #[error("reclassifying: {0}")]
+    Task(String),
     #[error("no earlier {kind} component to roll back to")]
     NothingToRollBackTo { kind: GateKind },
     #[error(transparent)]
@@ -58,7 +66,17 @@ impl Components {
             let history = store.components_of(kind).await?;
             let kept = history.iter().find(|r| r.state == ComponentState::Serving);
             let operator_chosen = kept.filter(|r| r.source != "shipped").and_then(|record| {
-                let bytes = std::fs::read(dir.join(format!("{}.wasm", record.digest))).ok()?;
+                let path = dir.join(format!("{}.wasm", record.digest));
+                let bytes = match std::fs::read(&path) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        eprintln!(
+                            "sando: {kind} component {}: {e}; using the shipped one",
+                            path.display()
+                        );
+                        return None;
+                    }
+                };
                 match sandbox.load(&bytes) {
                     Ok(component) if component.kind() == kind => Some(component),
                     _ => {
@@ -101,7 +119,12 @@ impl Components {
                 .settle_pending(record.id, false, "the daemon restarted before it was accepted")
                 .await?;
         }
-        Ok(Components { serving: RwLock::new(serving), pending: Mutex::new(HashMap::new()), dir })
+        Ok(Components {
+            changes: tokio::sync::Mutex::new(()),
+            serving: RwLock::new(serving),
+            pending: Mutex::new(HashMap::new()),
+            dir,
+        })
     }
 
     /// The component new runs of `kind` use.
@@ -151,6 +174,17 @@ struct Shadow {
 /// Validates `bytes` as a `kind` component and shadow-tests it; then swaps
 /// it in, holds it for acceptance, or rejects it, and says which as an event.
 pub async fn submit(
+    daemon: &Arc<Daemon>,
+    kind: GateKind,
+    bytes: Vec<u8>,
+    source: String,
+    accept_changes: bool,
+) -> Result<ComponentVerdict, StoreError> {
+    let _changing = daemon.components.changes.lock().await;
+    submit_locked(daemon, kind, bytes, source, accept_changes).await
+}
+
+async fn submit_locked(
     daemon: &Arc<Daemon>,
     kind: GateKind,
     bytes: Vec<u8>,
@@ -302,20 +336,33 @@ async fn reject(
     })
 }
 
-/// An operator's answer to a pending candidate.
+/// An operator's answer to a pending candidate. With `digest`, only that
+/// candidate: one pushed after the operator looked is not accepted unseen.
 pub async fn settle(
     daemon: &Daemon,
     kind: GateKind,
     accept: bool,
+    digest: Option<&str>,
 ) -> Result<ComponentRecord, ComponentError> {
-    let candidate = daemon
-        .components
-        .pending
-        .lock()
-        .expect("pending lock")
-        .remove(&kind)
-        .ok_or(ComponentError::NothingPending { kind })?;
-    daemon.store.settle_pending(candidate.id, accept, "rejected by an operator").await?;
+    let _changing = daemon.components.changes.lock().await;
+    let candidate = {
+        let mut pending = daemon.components.pending.lock().expect("pending lock");
+        let waiting = pending.get(&kind).ok_or(ComponentError::NothingPending { kind })?;
+        let waiting_digest = waiting.component.digest().to_string();
+        if let Some(given) = digest
+            && given != waiting_digest
+        {
+            return Err(ComponentError::PendingChanged {
+                kind,
+                pending: waiting_digest,
+                given: given.to_owned(),
+            });
+        }
+        pending.remove(&kind).expect("checked above")
+    };
+    if !daemon.store.settle_pending(candidate.id, accept, "rejected by an operator").await? {
+        return Err(ComponentError::NothingPending { kind });
+    }
     let digest = candidate.component.digest().to_string();
     if accept {
         let contract = candidate.component.contract().to_owned();
@@ -345,6 +392,7 @@ pub async fn rollback(
     kind: GateKind,
     accept_changes: bool,
 ) -> Result<ComponentVerdict, ComponentError> {
+    let _changing = daemon.components.changes.lock().await;
     let current = daemon.components.get(kind).digest().to_string();
     let history = daemon.store.components_of(kind).await?;
     let bytes = history
@@ -352,7 +400,7 @@ pub async fn rollback(
         .filter(|r| r.state == ComponentState::Retired && r.digest != current)
         .find_map(|r| std::fs::read(daemon.components.dir.join(format!("{}.wasm", r.digest))).ok())
         .ok_or(ComponentError::NothingToRollBackTo { kind })?;
-    Ok(submit(daemon, kind, bytes, "rollback".into(), accept_changes).await?)
+    Ok(submit_locked(daemon, kind, bytes, "rollback".into(), accept_changes).await?)
 }
 
 /// The configured fixture cases of `kind`; a case that does not load is
@@ -448,7 +496,7 @@ fn shadow(
 pub async fn reclassify(
     daemon: &Arc<Daemon>,
     request: ReclassifyRequest,
-) -> Result<ReclassifyResponse, StoreError> {
+) -> Result<ReclassifyResponse, ComponentError> {
     let kind = request.gate;
     let component = daemon.components.get(kind);
     let since = request.since.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
@@ -477,7 +525,7 @@ pub async fn reclassify(
             .collect::<Vec<_>>()
     })
     .await
-    .unwrap_or_default();
+    .map_err(|e| ComponentError::Task(e.to_string()))?;
     let digest = component.digest().to_string();
     let contract = component.contract().to_owned();
     let mut changed = Vec::new();
@@ -507,6 +555,8 @@ pub async fn reclassify(
             gate: kind,
             runs: changed.iter().map(|r| r.run_id).collect(),
         });
+        // A candidate's gate may now be settled either way.
+        daemon.trigger(super::Trigger::Evaluate);
     }
     Ok(ReclassifyResponse {
         gate: kind,

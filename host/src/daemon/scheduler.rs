@@ -380,8 +380,11 @@ async fn run_gate(
     let (status, cost) = match classification {
         Ok((c, env)) => {
             // What the classifier judged, for shadow tests and reclassify.
-            if let Some(output) = env.spawned.last() {
-                daemon.store.record_raw_output(run_id, kind, output).await?;
+            if let Some(output) = env.spawned.last()
+                && let Err(e) = daemon.store.record_raw_output(run_id, kind, output).await
+            {
+                // The run's outcome still counts; only its replay is lost.
+                log.note(&format!("recording the classifier's input failed: {e}"));
             }
             (
                 c.status,

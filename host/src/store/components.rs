@@ -283,9 +283,20 @@ impl Store {
         Ok(id)
     }
 
-    /// Settles a pending component: serving (the one before retires) or rejected.
-    pub async fn settle_pending(&self, id: i64, accept: bool, reason: &str) -> Result<()> {
+    /// Settles a pending component: serving (the one before retires) or
+    /// rejected. Returns false if it was no longer pending.
+    pub async fn settle_pending(&self, id: i64, accept: bool, reason: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        let still_pending = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM components WHERE id = ?1 AND state = 'pending'"#,
+            id
+        )
+        .fetch_one(&mut *tx)
+        .await?
+            == 1;
+        if !still_pending {
+            return Ok(false);
+        }
         if accept {
             sqlx::query!(
                 "UPDATE components SET state = 'retired'
@@ -307,7 +318,19 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether `digest` was ever given to the daemon for `kind`.
+    pub async fn component_known(&self, kind: GateKind, digest: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM components WHERE kind = ?1 AND digest = ?2"#,
+            kind,
+            digest
+        )
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
     }
 
     /// Every component of `kind`, newest first.
