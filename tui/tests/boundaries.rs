@@ -5,17 +5,7 @@ use std::process::Command;
 #[test]
 fn the_tui_links_neither_wasmtime_nor_sqlx() {
     let output = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "--locked",
-            "-p",
-            "sando-tui",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-        ])
+        .args(["tree", "--locked", "-p", "sando-tui", "-e", "normal", "--prefix", "none"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo tree");
