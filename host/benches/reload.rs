@@ -205,7 +205,7 @@ async fn record_history(root: &Path, runs: usize) -> Vec<sando::domain::RawOutpu
     let mut outputs = Vec::new();
     for i in 0..runs {
         let case = &cases[i % cases.len()];
-        let id = store
+        let (id, _) = store
             .insert_gate_run(
                 &tier,
                 &version.version,
@@ -213,6 +213,7 @@ async fn record_history(root: &Path, runs: usize) -> Vec<sando::domain::RawOutpu
                 "bench",
                 "0.1.0",
                 Utc::now(),
+                |id| format!("0.1.0/cargo_test/{id}.log").parse().unwrap(),
             )
             .await
             .unwrap();

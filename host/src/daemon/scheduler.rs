@@ -343,7 +343,10 @@ async fn run_gate(
     let kind = gate.kind();
     // Held for the whole run: a component swapped in meanwhile serves the next one.
     let component = daemon.components.get(kind);
-    let run_id = daemon
+    // The log file exists before the run is visible, so `/logs` never finds
+    // a run whose log is missing.
+    let mut file = None;
+    let (run_id, log_ref) = daemon
         .store
         .insert_gate_run(
             &tier.name,
@@ -352,13 +355,16 @@ async fn run_gate(
             &component.digest().to_string(),
             component.contract(),
             Utc::now(),
+            |run_id| {
+                let log_ref: LogRef = format!("{}/{}/{}.log", version.version, kind, run_id)
+                    .parse()
+                    .expect("versions and kinds are log-safe");
+                file = Some(daemon.logs.create(&log_ref));
+                log_ref
+            },
         )
         .await?;
-    let log_ref: LogRef = format!("{}/{}/{}.log", version.version, kind, run_id)
-        .parse()
-        .expect("versions and kinds are log-safe");
-    daemon.store.set_gate_run_log(run_id, &log_ref).await?;
-    let file = match daemon.logs.create(&log_ref) {
+    let file = match file.expect("the log path was made") {
         Ok(file) => file,
         Err(e) => {
             eprintln!("sando: log {log_ref}: {e}");

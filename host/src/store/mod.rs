@@ -263,7 +263,10 @@ impl Store {
         .await?)
     }
 
-    /// Inserts the run before it starts, so its id exists for every event.
+    /// Inserts the run before it starts, so its id exists for every event,
+    /// with the log path made from that id, in one transaction: nobody sees
+    /// the run without its log.
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_gate_run(
         &self,
         tier: &TierId,
@@ -272,7 +275,9 @@ impl Store {
         component_digest: &str,
         contract: &str,
         now: DateTime<Utc>,
-    ) -> Result<GateRunId> {
+        log_ref: impl FnOnce(GateRunId) -> LogRef,
+    ) -> Result<(GateRunId, LogRef)> {
+        let mut tx = self.pool.begin().await?;
         let id = sqlx::query!(
             "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract)
              VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
@@ -283,17 +288,16 @@ impl Store {
             component_digest,
             contract
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .last_insert_rowid();
-        Ok(GateRunId::try_from(id).expect("AUTOINCREMENT ids are positive"))
-    }
-
-    pub async fn set_gate_run_log(&self, id: GateRunId, log_ref: &LogRef) -> Result<()> {
+        let id = GateRunId::try_from(id).expect("AUTOINCREMENT ids are positive");
+        let log_ref = log_ref(id);
         sqlx::query!("UPDATE gate_runs SET log_ref = ?1 WHERE id = ?2", log_ref, id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok((id, log_ref))
     }
 
     pub async fn finish_gate_run(
