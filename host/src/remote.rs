@@ -71,7 +71,7 @@ fn print_diff(diff: &[VerdictChange]) {
 }
 
 /// One line for the decision, then the verdict diff. Exit 0 when it serves,
-/// 2 when it waits for acceptance, 1 when rejected.
+/// 2 when it waits for acceptance, 3 when rejected (1 is any other error).
 fn report(verdict: &ComponentVerdict) -> ExitCode {
     let what = format!("{} component {}", verdict.kind, short(&verdict.digest));
     let code = match verdict.decision {
@@ -98,7 +98,7 @@ fn report(verdict: &ComponentVerdict) -> ExitCode {
                 "{what}: rejected: {}",
                 verdict.reason.as_deref().unwrap_or("no reason given")
             );
-            ExitCode::FAILURE
+            ExitCode::from(3)
         }
     };
     print_diff(&verdict.diff);

@@ -148,6 +148,10 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
         })
         .await;
     assert_eq!(serving_digest(&daemon), shipped, "the old one keeps serving");
+    let regressed = util::component("candidate_regressed");
+    let out = sando(root.path(), &daemon, &["gate", "push", regressed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "rejected: {}", stdout(&out));
+    assert!(stdout(&out).contains("rejected: "), "{}", stdout(&out));
 
     // Broken ones are rejected with a reason that says what is wrong.
     for (component, expected) in [
