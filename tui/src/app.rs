@@ -130,9 +130,11 @@ pub enum Dialog {
         run: GateRunSummary,
     },
     FetchBackup,
-    /// An updated component waiting for an operator: its verdict diff.
+    /// An updated component waiting for an operator: its verdict diff,
+    /// scrolled down by `scroll` changes.
     Component {
         record: ComponentRecord,
+        scroll: usize,
     },
 }
 
@@ -467,7 +469,7 @@ impl App {
             KeyCode::Char('p') => {
                 let pending = self.state.as_ref().and_then(|s| s.pending_components.first());
                 match pending.cloned() {
-                    Some(record) => return self.ask(Dialog::Component { record }),
+                    Some(record) => return self.ask(Dialog::Component { record, scroll: 0 }),
                     None => {
                         self.status = Some(StatusLine {
                             ok: true,
@@ -567,7 +569,19 @@ impl App {
     }
 
     fn on_dialog_key(&mut self, dialog: Dialog, key: KeyEvent) -> Vec<Command> {
-        if let Dialog::Component { record } = &dialog {
+        if let Dialog::Component { record, scroll } = &dialog {
+            let last = record.diff.len().saturating_sub(1);
+            let scrolled = match key.code {
+                KeyCode::Down | KeyCode::Char('j') => Some((scroll + 1).min(last)),
+                KeyCode::Up | KeyCode::Char('k') => Some(scroll.saturating_sub(1)),
+                KeyCode::PageDown | KeyCode::Char(' ') => Some((scroll + 10).min(last)),
+                KeyCode::PageUp => Some(scroll.saturating_sub(10)),
+                _ => None,
+            };
+            if let Some(scroll) = scrolled {
+                self.dialog = Some(Dialog::Component { record: record.clone(), scroll });
+                return Vec::new();
+            }
             let accept = match key.code {
                 KeyCode::Char('a') => true,
                 KeyCode::Char('x') => false,

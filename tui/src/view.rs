@@ -28,7 +28,9 @@ pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
     draw_status(frame, status, app);
     match &app.dialog {
         Some(Dialog::Help) => draw_help(frame, frame.area()),
-        Some(Dialog::Component { record }) => draw_component(frame, frame.area(), record),
+        Some(Dialog::Component { record, scroll }) => {
+            draw_component(frame, frame.area(), record, *scroll)
+        }
         Some(dialog) => draw_question(frame, frame.area(), app, dialog),
         None => {}
     }
@@ -613,19 +615,14 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
     frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
 }
 
-fn draw_component(frame: &mut Frame, area: Rect, record: &sando_wire::ComponentRecord) {
-    let height = (record.diff.len() as u16 + 8).min(area.height.saturating_sub(2));
-    let rect = centered(area, area.width.saturating_sub(4).min(110), height);
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .border_type(BorderType::Double)
-        .border_style(Style::new().fg(Color::Yellow))
-        .title(Span::styled(
-            format!(" Updated {} component ", record.kind),
-            Style::new().add_modifier(Modifier::BOLD),
-        ));
+fn draw_component(
+    frame: &mut Frame,
+    area: Rect,
+    record: &sando_wire::ComponentRecord,
+    scroll: usize,
+) {
     let dim = Style::new().fg(Color::DarkGray);
-    let mut lines = vec![
+    let mut head = vec![
         Line::from(vec![
             Span::styled("sha256 ", dim),
             Span::raw(crate::describe::short(&record.digest).to_owned()),
@@ -639,19 +636,43 @@ fn draw_component(frame: &mut Frame, area: Rect, record: &sando_wire::ComponentR
             record.diff.len()
         )),
     ];
-    // The change that matters most comes first, whatever the dialog's height.
+    // The change that matters most comes first, however long the diff.
     let now_passing = record
         .diff
         .iter()
         .filter(|c| matches!(c.new, sando_wire::GateStatus::Passed { .. }))
         .count();
     if now_passing > 0 {
-        lines.push(Line::styled(
+        head.push(Line::styled(
             format!("  {now_passing} that did not pass would now pass"),
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ));
     }
-    for change in &record.diff {
+    let foot = vec![
+        Line::raw(""),
+        Line::from(vec![
+            Span::styled("[a]", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)),
+            Span::raw(" accept: new runs use it   "),
+            Span::styled("[x]", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+            Span::raw(" reject   "),
+            Span::styled("[esc]", Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(" later   ↑↓ scroll"),
+        ]),
+    ];
+    let wanted = (head.len() + record.diff.len() + foot.len() + 2) as u16;
+    let rect = centered(area, area.width.saturating_sub(4).min(110), wanted);
+    let room =
+        usize::from(rect.height.saturating_sub(2)).saturating_sub(head.len() + foot.len()).max(1);
+    let scroll = scroll.min(record.diff.len().saturating_sub(room));
+    let shown: Vec<&sando_wire::VerdictChange> =
+        record.diff.iter().skip(scroll).take(room).collect();
+    let hidden = record.diff.len().saturating_sub(scroll + shown.len());
+    let mut lines = head;
+    for (i, change) in shown.iter().enumerate() {
+        if i + 1 == room && hidden > 0 {
+            lines.push(Line::styled(format!("  … {} more below", hidden + 1), dim));
+            break;
+        }
         let old = sando_wire::RunState::of(&change.old);
         let new = sando_wire::RunState::of(&change.new);
         lines.push(Line::from(vec![
@@ -661,17 +682,17 @@ fn draw_component(frame: &mut Frame, area: Rect, record: &sando_wire::ComponentR
             Span::styled(change.new.to_string(), state_style(new).add_modifier(Modifier::BOLD)),
         ]));
     }
-    lines.push(Line::raw(""));
-    lines.push(Line::from(vec![
-        Span::styled("[a]", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)),
-        Span::raw(" accept: new runs use it   "),
-        Span::styled("[x]", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
-        Span::raw(" reject   "),
-        Span::styled("[esc]", Style::new().add_modifier(Modifier::BOLD)),
-        Span::raw(" later"),
-    ]));
+    lines.extend(foot);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(Style::new().fg(Color::Yellow))
+        .title(Span::styled(
+            format!(" Updated {} component ", record.kind),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
     frame.render_widget(Clear, rect);
-    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
 }
 
 const HELP: &[(&str, &str)] = &[

@@ -410,3 +410,35 @@ fn an_updated_component_waits_for_review() {
         }]
     );
 }
+
+#[test]
+fn a_long_verdict_diff_scrolls_and_keeps_its_keys_in_view() {
+    let mut app = app();
+    let mut state = state();
+    let diff: Vec<Value> = (1..=30)
+        .map(|i| {
+            json!({"case": format!("run {i} (staging 0.2.0)"),
+                   "old": {"kind": "failed", "failure": {"kind": "unclassified"}},
+                   "new": {"kind": "failed", "failure": {"kind": "cargo_test", "failed_count": i, "first_failed": null}}})
+        })
+        .collect();
+    state.pending_components =
+        vec![serde_json::from_value(json!({
+        "id": 8, "kind": "cargo_test", "digest": "77aa", "contract": "0.1.0", "source": "api",
+        "state": "pending", "reason": null, "diff": diff, "loaded_at": "2026-11-27T12:25:00Z"
+    }))
+    .unwrap()];
+    app.on_msg(Msg::State(state));
+    key(&mut app, KeyCode::Char('p'));
+    let first = lines(draw(&app, 100, 24).backend().buffer()).join("\n");
+    assert!(first.contains("run 1 (staging 0.2.0)") && first.contains("more below"), "{first}");
+    assert!(first.contains("[a] accept"), "{first}");
+    for _ in 0..40 {
+        key(&mut app, KeyCode::Down);
+    }
+    let terminal = draw(&app, 100, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let last = lines(terminal.backend().buffer()).join("\n");
+    assert!(last.contains("run 30 (staging 0.2.0)") && !last.contains("run 1 (staging"), "{last}");
+    assert!(last.contains("[a] accept") && !last.contains("more below"), "{last}");
+}
