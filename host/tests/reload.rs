@@ -302,6 +302,17 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
     assert_eq!(states.iter().filter(|s| **s == "serving").count(), 1, "{states:?}");
     assert!(states.contains(&"rejected") && states.contains(&"retired"), "{states:?}");
     assert!(history.as_array().unwrap().iter().all(|r| r["loaded_at"].is_string()));
+    let regressed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["digest"] == digest_of("candidate_regressed").as_str())
+        .unwrap();
+    assert_eq!(
+        (&regressed["state"], &regressed["contract"]),
+        (&json!("rejected"), &json!("0.1.0"))
+    );
+    assert!(!regressed["diff"].as_array().unwrap().is_empty(), "{regressed}");
 
     // A restart keeps the operator's choice: the improved file still in the
     // gates directory was seen before and is not submitted again.

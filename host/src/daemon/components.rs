@@ -206,18 +206,23 @@ async fn submit_locked(
     let fixtures = fixture_cases(daemon, kind);
     let runs = daemon.store.recent_raw_runs(kind, daemon.config.shadow_runs).await?;
     let shared = daemon.clone();
+    // Errors carry the contract the component declares, once it is known.
     let checked = tokio::task::spawn_blocking(move || {
         let candidate = validate(&shared.sandbox, kind, &bytes)?;
-        let shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)?;
-        Ok::<_, String>((candidate, shadow, bytes))
+        let shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)
+            .map_err(|reason| (reason, candidate.contract().to_owned()))?;
+        Ok::<_, (String, String)>((candidate, shadow, bytes))
     })
     .await
-    .unwrap_or_else(|e| Err(format!("the check itself failed: {e}")));
+    .unwrap_or_else(|e| Err((format!("the check itself failed: {e}"), String::new())));
 
     let now = Utc::now();
     let (candidate, shadow, bytes) = match checked {
         Ok(checked) => checked,
-        Err(reason) => return reject(daemon, kind, digest, &source, reason, 0, Vec::new()).await,
+        Err((reason, contract)) => {
+            let rejection = Rejection { reason, contract, cases: 0, diff: Vec::new() };
+            return reject(daemon, kind, digest, &source, rejection).await;
+        }
     };
     let contract = candidate.contract().to_owned();
     if let Some(first) = shadow.fixture_failures.first() {
@@ -225,7 +230,8 @@ async fn submit_locked(
             "{} fixture case(s) would now fail; first: {first}",
             shadow.fixture_failures.len()
         );
-        return reject(daemon, kind, digest, &source, reason, shadow.cases, shadow.diff).await;
+        let rejection = Rejection { reason, contract, cases: shadow.cases, diff: shadow.diff };
+        return reject(daemon, kind, digest, &source, rejection).await;
     }
     save(&daemon.components.dir, &digest, &bytes);
     let needs_operator = !shadow.diff.iter().all(VerdictChange::only_classifies_the_unclassified);
@@ -298,21 +304,29 @@ async fn submit_locked(
     })
 }
 
+/// Why a candidate was refused, and what was known of it by then.
+struct Rejection {
+    reason: String,
+    /// Empty when it did not load far enough to say.
+    contract: String,
+    cases: u32,
+    diff: Vec<VerdictChange>,
+}
+
 async fn reject(
     daemon: &Daemon,
     kind: GateKind,
     digest: String,
     source: &str,
-    reason: String,
-    cases: u32,
-    diff: Vec<VerdictChange>,
+    rejection: Rejection,
 ) -> Result<ComponentVerdict, StoreError> {
+    let Rejection { reason, contract, cases, diff } = rejection;
     daemon
         .store
         .insert_component(
             kind,
             &digest,
-            "",
+            &contract,
             source,
             ComponentState::Rejected,
             Some(&reason),
@@ -421,14 +435,22 @@ fn fixture_cases(daemon: &Daemon, kind: GateKind) -> Vec<Case> {
 
 /// Is it a component, of a compatible contract, for this kind, with both
 /// exports a gate needs?
-fn validate(sandbox: &Sandbox, kind: GateKind, bytes: &[u8]) -> Result<GateComponent, String> {
-    let component = sandbox.load(bytes).map_err(|e| e.to_string())?;
+fn validate(
+    sandbox: &Sandbox,
+    kind: GateKind,
+    bytes: &[u8],
+) -> Result<GateComponent, (String, String)> {
+    let component = sandbox.load(bytes).map_err(|e| (e.to_string(), String::new()))?;
+    let contract = || component.contract().to_owned();
     if component.kind() != kind {
-        return Err(format!("serves {}, not {kind}", component.kind()));
+        return Err((format!("serves {}, not {kind}", component.kind()), contract()));
     }
     if !component.has_runner() {
-        return Err(format!(
-            "exports only a classifier; a {kind} gate also needs the runner (world `gate`)"
+        return Err((
+            format!(
+                "exports only a classifier; a {kind} gate also needs the runner (world `gate`)"
+            ),
+            contract(),
         ));
     }
     Ok(component)
