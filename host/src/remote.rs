@@ -132,9 +132,8 @@ pub fn reclassify(
     let verb =
         if answer.applied { "reclassified" } else { "would change (dry run; --apply writes)" };
     println!(
-        "{} runs with {} component {} (contract {}): {} {verb}, {} unchanged, {} without a recorded output",
+        "{} runs classified by the serving component {} (contract {}): {} {verb}, {} unchanged, {} without a recorded output",
         answer.gate,
-        if answer.applied { "the" } else { "the serving" },
         short(&answer.digest),
         answer.contract,
         answer.changed.len(),
