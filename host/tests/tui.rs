@@ -163,7 +163,10 @@ fn strip(line: &str) -> (String, Vec<Option<u8>>) {
 #[test]
 fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = util::Demo::start(&dir.path().join("demo"));
+    // A fixed port, so the daemon restarted from the demo's config below
+    // comes back where the TUI looks for it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut demo = util::Demo::start_on(&dir.path().join("demo"), &format!("127.0.0.1:{port}"));
     let command = format!(
         "env -u RUST_BACKTRACE USER=e2e-operator {sando} tui --url {url} --token-file {token}; \
          echo TUI-EXITED=$?; sleep 600",
@@ -218,6 +221,25 @@ fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
         s.colour_of("○ reconnecting") == Some(RED)
     });
     assert!(screen.contains("passed  manual_confirm"), "{}", screen.text());
+
+    // It comes back (same config, same database): the TUI reconnects,
+    // resyncs, and the operator's selection is where it was.
+    let mut restarted = Command::new(env!("CARGO_BIN_EXE_sando"))
+        .args(["serve", "--config"])
+        .arg(demo.dir.join("sando.toml"))
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("restart the daemon");
+    let screen = tmux.wait("the reconnection", Duration::from_secs(60), |s| {
+        s.colour_of("● live") == Some(GREEN)
+    });
+    let selected = screen.text().lines().find(|l| l.contains('▶')).unwrap_or_default().to_owned();
+    assert!(selected.contains("manual_confirm"), "the selection moved: {}", screen.text());
+    assert!(screen.contains("prod       current 0.1.0"), "{}", screen.text());
+    let _ = restarted.kill();
+    let _ = restarted.wait();
 
     // q quits and gives the terminal back.
     tmux.keys(&["q"]);

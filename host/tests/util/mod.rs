@@ -91,9 +91,15 @@ pub struct Demo {
 
 impl Demo {
     pub fn start(dir: &Path) -> Demo {
+        Demo::start_on(dir, "127.0.0.1:0")
+    }
+
+    /// The demo listening on `listen` (so a daemon restarted from its
+    /// config comes back on the same address).
+    pub fn start_on(dir: &Path, listen: &str) -> Demo {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
-            .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["demo", "--listen", listen, "--data-dir"])
             .arg(dir)
             .env("SANDO_TOKEN", "demo-test-token")
             .env_remove("RUST_BACKTRACE")
