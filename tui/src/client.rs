@@ -173,24 +173,29 @@ impl Client {
 
 fn decode<T: DeserializeOwned>(
     path: &str,
-    mut response: ureq::http::Response<ureq::Body>,
+    response: ureq::http::Response<ureq::Body>,
 ) -> Result<T, ClientError> {
-    let status = response.status().as_u16();
-    let unexpected = |reason: String| ClientError::Unexpected { path: path.to_owned(), reason };
-    let text = response.body_mut().read_to_string().map_err(|e| unexpected(e.to_string()))?;
-    refused(status, &text)?;
-    serde_json::from_str(&text).map_err(|e| unexpected(e.to_string()))
+    decode_also(path, response, None)
 }
 
 /// A component verdict: 200, 202 and 422 all carry one.
 fn verdict(
     path: &str,
-    mut response: ureq::http::Response<ureq::Body>,
+    response: ureq::http::Response<ureq::Body>,
 ) -> Result<ComponentVerdict, ClientError> {
+    decode_also(path, response, Some(422))
+}
+
+/// The body as `T`, for a 2xx answer or the one other status `also` names.
+fn decode_also<T: DeserializeOwned>(
+    path: &str,
+    mut response: ureq::http::Response<ureq::Body>,
+    also: Option<u16>,
+) -> Result<T, ClientError> {
     let status = response.status().as_u16();
     let unexpected = |reason: String| ClientError::Unexpected { path: path.to_owned(), reason };
     let text = response.body_mut().read_to_string().map_err(|e| unexpected(e.to_string()))?;
-    if status != 422 {
+    if also != Some(status) {
         refused(status, &text)?;
     }
     serde_json::from_str(&text).map_err(|e| unexpected(e.to_string()))

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -85,6 +85,12 @@ impl From<ComponentError> for ApiError {
             }
             other => ApiError::Conflict(other.to_string()),
         }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
     }
 }
 
@@ -207,19 +213,23 @@ fn run_id(text: &str) -> Result<GateRunId, ApiError> {
     text.parse().map_err(|e: crate::domain::ParseError| ApiError::BadRequest(e.to_string()))
 }
 
+/// The run a path names: 400 if the id does not parse, 404 if there is none.
+async fn find_run(daemon: &Daemon, text: &str) -> Result<GateRunSummary, ApiError> {
+    let id = run_id(text)?;
+    daemon.store.gate_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))
+}
+
+/// Who an action is recorded as: the body's `by`, or `operator`.
+fn operator(by: Option<String>) -> String {
+    by.filter(|b| !b.trim().is_empty()).unwrap_or_else(|| "operator".into())
+}
+
 /// One gate run, with its provenance.
 async fn gate_run(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Json<GateRunSummary>, ApiError> {
-    let id = run_id(&id)?;
-    Ok(Json(
-        daemon
-            .store
-            .gate_run(id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))?,
-    ))
+    Ok(Json(find_run(&daemon, &id).await?))
 }
 
 async fn confirm(
@@ -229,12 +239,8 @@ async fn confirm(
     body: Option<Json<ConfirmRequest>>,
 ) -> Result<Json<Confirmation>, ApiError> {
     authorize(&daemon, &headers)?;
-    let run_id = self::run_id(&run_id)?;
-    let run = daemon
-        .store
-        .gate_run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no gate run {run_id}")))?;
+    let run = find_run(&daemon, &run_id).await?;
+    let run_id = run.run_id;
     if run.gate != GateKind::ManualConfirm {
         return Err(ApiError::Conflict(format!(
             "gate run {run_id} is a {} run; only manual_confirm runs can be confirmed",
@@ -247,10 +253,7 @@ async fn confirm(
             run.status
         )));
     }
-    let by = body
-        .and_then(|Json(b)| b.by)
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| "operator".into());
+    let by = operator(body.and_then(|Json(b)| b.by));
     let now = Utc::now();
     daemon.store.insert_confirmation(&run, &by, now).await?;
     daemon.bus.send(Event::Confirmed {
@@ -273,12 +276,8 @@ async fn rerun(
     body: Option<Json<RerunRequest>>,
 ) -> Result<(StatusCode, Json<RerunResponse>), ApiError> {
     authorize(&daemon, &headers)?;
-    let run_id = self::run_id(&run_id)?;
-    let run = daemon
-        .store
-        .gate_run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no gate run {run_id}")))?;
+    let run = find_run(&daemon, &run_id).await?;
+    let run_id = run.run_id;
     if run.status != RunState::Failed {
         return Err(ApiError::Conflict(format!(
             "gate run {run_id} is {}; only failed runs can be run again",
@@ -301,10 +300,7 @@ async fn rerun(
             run.gate, run.tier, newer.run_id
         )));
     }
-    let by = body
-        .and_then(|Json(b)| b.by)
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| "operator".into());
+    let by = operator(body.and_then(|Json(b)| b.by));
     let now = Utc::now();
     daemon.store.request_rerun(run_id, &by, now).await?;
     daemon.bus.send(Event::RerunRequested {
@@ -367,13 +363,7 @@ async fn gate_run_log(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = run_id(&id)?;
-    let run = daemon
-        .store
-        .gate_run(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))?;
-    log_of(&daemon, run).await
+    log_of(&daemon, find_run(&daemon, &id).await?).await
 }
 
 async fn log_of(daemon: &Daemon, run: GateRunSummary) -> Result<Response, ApiError> {
@@ -428,12 +418,12 @@ async fn push_component(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
-    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ChangesQuery>, QueryRejection>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(query) = query?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("the body must be the component (.wasm) file".into()));
     }
@@ -454,7 +444,7 @@ async fn accept_component(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
-    query: Result<Query<SettleQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<SettleQuery>, QueryRejection>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
     settle(daemon, headers, kind, query, true).await
 }
@@ -463,7 +453,7 @@ async fn reject_component(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
-    query: Result<Query<SettleQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<SettleQuery>, QueryRejection>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
     settle(daemon, headers, kind, query, false).await
 }
@@ -472,12 +462,12 @@ async fn settle(
     daemon: Arc<Daemon>,
     headers: HeaderMap,
     kind: String,
-    query: Result<Query<SettleQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<SettleQuery>, QueryRejection>,
     accept: bool,
 ) -> Result<Json<ComponentRecord>, ApiError> {
     authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(query) = query?;
     Ok(Json(components::settle(&daemon, kind, accept, query.digest.as_deref()).await?))
 }
 
@@ -485,11 +475,11 @@ async fn rollback_component(
     State(daemon): State<Arc<Daemon>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
-    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ChangesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(query) = query?;
     Ok(verdict_response(components::rollback(&daemon, kind, query.accept_changes).await?))
 }
 
