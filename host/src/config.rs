@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use crate::domain::Canary;
-use crate::domain::{GateKind, NodeId, TierId};
+use crate::domain::{GateFailure, GateKind, NodeId, TierId};
 
 /// A config problem, located: `sando.toml:12:5: tiers[1].gates[0].duration: …`.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,79 @@ pub struct Config {
     pub fixtures_dir: Option<PathBuf>,
     /// How many recorded outputs of a kind the shadow test replays.
     pub shadow_runs: u32,
+    /// Bounds and policies every tier and gate starts from (`[defaults]`).
+    pub defaults: Defaults,
+}
+
+/// `[defaults]`: the timeouts every process gets, how a tree is ended, and
+/// the retry policies gates and deploys start from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub build_timeout: Duration,
+    pub git_timeout: Duration,
+    pub gate_timeout: Duration,
+    pub deploy_timeout: Duration,
+    pub health_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when a timeout or a cancel ends a tree.
+    pub kill_grace: Duration,
+    pub retry: Retry,
+    pub deploy_retry: Retry,
+    pub on_supersede: OnSupersede,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            build_timeout: Duration::from_secs(30 * 60),
+            git_timeout: Duration::from_secs(5 * 60),
+            gate_timeout: Duration::from_secs(60 * 60),
+            deploy_timeout: Duration::from_secs(10 * 60),
+            health_timeout: Duration::from_secs(2 * 60),
+            kill_grace: Duration::from_secs(5),
+            retry: Retry {
+                attempts: 3,
+                backoff: Duration::from_secs(30),
+                on: ["spawn_failed", "interrupted", "component_fault", "host_fault"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            deploy_retry: Retry {
+                attempts: 3,
+                backoff: Duration::from_secs(30),
+                on: ["spawn", "transport", "interrupted", "timeout", "host_fault"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            on_supersede: OnSupersede::Cancel,
+        }
+    }
+}
+
+/// `retry = { attempts = 3, backoff = "30s", on = ["spawn_failed", ...] }`:
+/// how often a failure of one of the `on` classes (a failure's `kind`) is
+/// tried again, and how long after. Defects of the version are never in the
+/// default classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Runs in all, the first included (1 = never retried).
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub on: Vec<String>,
+}
+
+impl Retry {
+    /// Whether a failure of `class` after attempt `attempt` is tried again.
+    pub fn retries(&self, class: &str, attempt: u32) -> bool {
+        attempt < self.attempts && self.on.iter().any(|c| c == class)
+    }
+}
+
+/// What happens to an older version's running gate when a newer version
+/// becomes the tier's candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSupersede {
+    Cancel,
+    Finish,
 }
 
 /// Recorded outputs replayed by default when a component is updated.
@@ -128,7 +201,24 @@ pub struct Tier {
     pub name: TierId,
     pub canary: Canary,
     pub nodes: Vec<Node>,
-    pub gates: Vec<Gate>,
+    pub gates: Vec<GateSpec>,
+    /// How failed deploys to this tier's nodes are retried.
+    pub deploy_retry: Retry,
+}
+
+/// A gate as configured: what it runs, and its bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateSpec {
+    pub gate: Gate,
+    /// Every process the gate starts is ended after this long (`timeout`).
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+impl GateSpec {
+    pub fn kind(&self) -> GateKind {
+        self.gate.kind()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -145,7 +235,6 @@ pub struct Node {
 pub enum Gate {
     CargoTest {
         args: Vec<String>,
-        timeout: Option<Duration>,
     },
     MigrationDryRun {
         scratch_db_url: Option<String>,
@@ -177,7 +266,11 @@ impl Gate {
     }
 }
 
-/// `"168h"`, `"90s"`, `"30m"`, `"2d"`, `"500ms"`.
+/// The longest duration a config may give: ten years. Anything longer is a
+/// typo, and bounding it keeps every later date addition in range.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// `"168h"`, `"90s"`, `"30m"`, `"2d"`, `"500ms"`; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -185,17 +278,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{s:?} is not a duration (use e.g. \"168h\", \"90s\")"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => {
             return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d, e.g. \"168h\")"));
         }
     };
-    Ok(Duration::from_secs(secs))
+    let too_long = || format!("{s:?} is longer than the maximum of 10 years");
+    let millis = n.checked_mul(scale).ok_or_else(too_long)?;
+    let duration = Duration::from_millis(millis);
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
 }
 
 // ---- the file as written -------------------------------------------------
@@ -211,8 +310,32 @@ struct RawConfig {
     gates_dir: Option<Spanned<String>>,
     fixtures_dir: Option<Spanned<String>>,
     shadow_runs: Option<u32>,
+    #[serde(default)]
+    defaults: RawDefaults,
     project: RawProject,
     tiers: Vec<RawTier>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    build_timeout: Option<Spanned<String>>,
+    git_timeout: Option<Spanned<String>>,
+    gate_timeout: Option<Spanned<String>>,
+    deploy_timeout: Option<Spanned<String>>,
+    health_timeout: Option<Spanned<String>>,
+    kill_grace: Option<Spanned<String>>,
+    retry: Option<Spanned<RawRetry>>,
+    deploy_retry: Option<Spanned<RawRetry>>,
+    on_supersede: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Option<u32>,
+    backoff: Option<Spanned<String>>,
+    on: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +357,7 @@ struct RawTier {
     nodes: Vec<RawNode>,
     #[serde(default)]
     gates: Vec<RawGate>,
+    deploy_retry: Option<Spanned<RawRetry>>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +382,7 @@ struct RawGate {
     stay_up: Option<Spanned<String>>,
     duration: Option<Spanned<String>>,
     on_tier: Option<Spanned<String>>,
+    retry: Option<Spanned<RawRetry>>,
 }
 
 // ---- validation ----------------------------------------------------------
@@ -293,6 +418,71 @@ impl Source<'_> {
 
     fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
         parse_duration(value.get_ref()).map_err(|e| self.error(value.span(), key, e))
+    }
+
+    fn duration_or(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            Some(value) => {
+                let duration = self.duration(value, key)?;
+                if duration.is_zero() {
+                    return Err(self.error(value.span(), key, "must be longer than zero"));
+                }
+                Ok(duration)
+            }
+            None => Ok(default),
+        }
+    }
+
+    /// A retry table over `base`: what it leaves out comes from `base`.
+    fn retry(
+        &self,
+        raw: &Option<Spanned<RawRetry>>,
+        key: &str,
+        base: &Retry,
+        classes: &[&str],
+    ) -> Result<Retry, ConfigError> {
+        let Some(raw) = raw else { return Ok(base.clone()) };
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let attempts = raw.attempts.unwrap_or(base.attempts);
+        if !(1..=100).contains(&attempts) {
+            return Err(self.error(
+                span,
+                format!("{key}.attempts"),
+                format!("{attempts} is out of range (1 to 100 runs in all)"),
+            ));
+        }
+        let backoff = match &raw.backoff {
+            Some(b) => self.duration(b, &format!("{key}.backoff"))?,
+            None => base.backoff,
+        };
+        let on = match &raw.on {
+            Some(on) => {
+                let mut classes_given = Vec::new();
+                for class in on {
+                    if !classes.contains(&class.get_ref().as_str()) {
+                        return Err(self.error(
+                            class.span(),
+                            format!("{key}.on"),
+                            format!(
+                                "unknown failure class {:?} (one of: {})",
+                                class.get_ref(),
+                                classes.join(", ")
+                            ),
+                        ));
+                    }
+                    classes_given.push(class.get_ref().clone());
+                }
+                classes_given
+            }
+            None => base.on.clone(),
+        };
+        Ok(Retry { attempts, backoff, on })
     }
 
     fn command(&self, value: &Spanned<String>, key: &str) -> Result<Command, ConfigError> {
@@ -353,6 +543,7 @@ impl Config {
                 "must be a path inside the work tree (relative, no `..`)",
             ));
         }
+        let defaults = defaults(&source, &raw.defaults)?;
         if raw.tiers.is_empty() {
             return Err(source.error(0..0, "tiers", "at least one [[tiers]] is needed"));
         }
@@ -410,8 +601,14 @@ impl Config {
             let mut gates = Vec::new();
             let mut seen_gates = HashSet::new();
             for (g, raw_gate) in raw_tier.gates.iter().enumerate() {
-                let gate =
-                    gate(&source, raw_gate, &at(&format!("gates[{g}]")), &seen_tiers, &name)?;
+                let gate = gate(
+                    &source,
+                    raw_gate,
+                    &at(&format!("gates[{g}]")),
+                    &seen_tiers,
+                    &name,
+                    &defaults,
+                )?;
                 if !seen_gates.insert(gate.kind()) {
                     return Err(source.error(
                         raw_gate.kind.span(),
@@ -421,7 +618,13 @@ impl Config {
                 }
                 gates.push(gate);
             }
-            tiers.push(Tier { name, canary, nodes, gates });
+            let deploy_retry = source.retry(
+                &raw_tier.deploy_retry,
+                &at("deploy_retry"),
+                &defaults.deploy_retry,
+                crate::domain::DeployFailure::CLASSES,
+            )?;
+            tiers.push(Tier { name, canary, nodes, gates, deploy_retry });
         }
         Ok(Config {
             listen,
@@ -433,12 +636,66 @@ impl Config {
             gates_dir: raw.gates_dir.as_ref().map(|d| resolve(d.get_ref())),
             fixtures_dir: raw.fixtures_dir.as_ref().map(|d| resolve(d.get_ref())),
             shadow_runs: raw.shadow_runs.unwrap_or(DEFAULT_SHADOW_RUNS),
+            defaults,
         })
     }
 
     pub fn tier(&self, name: &TierId) -> Option<&Tier> {
         self.tiers.iter().find(|t| &t.name == name)
     }
+}
+
+fn defaults(source: &Source<'_>, raw: &RawDefaults) -> Result<Defaults, ConfigError> {
+    let base = Defaults::default();
+    let at = |k: &str| format!("defaults.{k}");
+    Ok(Defaults {
+        build_timeout: source.duration_or(
+            &raw.build_timeout,
+            &at("build_timeout"),
+            base.build_timeout,
+        )?,
+        git_timeout: source.duration_or(&raw.git_timeout, &at("git_timeout"), base.git_timeout)?,
+        gate_timeout: source.duration_or(
+            &raw.gate_timeout,
+            &at("gate_timeout"),
+            base.gate_timeout,
+        )?,
+        deploy_timeout: source.duration_or(
+            &raw.deploy_timeout,
+            &at("deploy_timeout"),
+            base.deploy_timeout,
+        )?,
+        health_timeout: source.duration_or(
+            &raw.health_timeout,
+            &at("health_timeout"),
+            base.health_timeout,
+        )?,
+        kill_grace: match &raw.kill_grace {
+            Some(g) => source.duration(g, &at("kill_grace"))?,
+            None => base.kill_grace,
+        },
+        retry: source.retry(&raw.retry, &at("retry"), &base.retry, GateFailure::CLASSES)?,
+        deploy_retry: source.retry(
+            &raw.deploy_retry,
+            &at("deploy_retry"),
+            &base.deploy_retry,
+            crate::domain::DeployFailure::CLASSES,
+        )?,
+        on_supersede: match &raw.on_supersede {
+            None => base.on_supersede,
+            Some(o) => match o.get_ref().as_str() {
+                "cancel" => OnSupersede::Cancel,
+                "finish" => OnSupersede::Finish,
+                other => {
+                    return Err(source.error(
+                        o.span(),
+                        at("on_supersede"),
+                        format!("unknown policy {other:?} (use cancel or finish)"),
+                    ));
+                }
+            },
+        },
+    })
 }
 
 /// One `[[tiers.gates]]` table. `earlier_tiers` holds the tiers defined so
@@ -449,11 +706,12 @@ fn gate(
     at: &str,
     earlier_tiers: &HashSet<TierId>,
     this_tier: &TierId,
-) -> Result<Gate, ConfigError> {
+    defaults: &Defaults,
+) -> Result<GateSpec, ConfigError> {
     let kind: GateKind = source.parse(&raw.kind, &format!("{at}.kind"))?;
     let key = |k: &str| format!("{at}.{k}");
     let allowed: &[&str] = match kind {
-        GateKind::CargoTest => &["args", "timeout"],
+        GateKind::CargoTest => &["args"],
         GateKind::MigrationDryRun => &["scratch_db_url", "migrations", "migrate", "restore"],
         GateKind::BootSmoke => &["args", "stay_up"],
         GateKind::BurnIn => &["duration", "on_tier"],
@@ -461,7 +719,6 @@ fn gate(
     };
     let present = [
         ("args", &raw.args),
-        ("timeout", &raw.timeout),
         ("scratch_db_url", &raw.scratch_db_url),
         ("migrations", &raw.migrations),
         ("migrate", &raw.migrate),
@@ -487,17 +744,14 @@ fn gate(
             None => Ok(Vec::new()),
         }
     };
-    Ok(match kind {
+    let timeout = source.duration_or(&raw.timeout, &key("timeout"), defaults.gate_timeout)?;
+    let retry = source.retry(&raw.retry, &key("retry"), &defaults.retry, GateFailure::CLASSES)?;
+    let gate = match kind {
         GateKind::CargoTest => Gate::CargoTest {
             args: match &raw.args {
                 Some(_) => words(&raw.args, "args")?,
                 None => vec!["test".into()],
             },
-            timeout: raw
-                .timeout
-                .as_ref()
-                .map(|t| source.duration(t, &key("timeout")))
-                .transpose()?,
         },
         GateKind::MigrationDryRun => Gate::MigrationDryRun {
             scratch_db_url: raw.scratch_db_url.as_ref().map(|u| u.get_ref().clone()),
@@ -543,7 +797,8 @@ fn gate(
             Gate::BurnIn { duration: source.duration(duration, &key("duration"))?, on_tier }
         }
         GateKind::ManualConfirm => Gate::ManualConfirm,
-    })
+    };
+    Ok(GateSpec { gate, timeout, retry })
 }
 
 #[cfg(test)]
@@ -594,12 +849,14 @@ kind = "manual_confirm"
         assert_eq!(config.tiers.len(), 2);
         assert_eq!(config.tiers[0].nodes[0].deploy.args, ["{artifact}", "/srv/my app/"]);
         assert_eq!(
-            config.tiers[0].gates[0],
-            Gate::CargoTest { args: vec!["test".into(), "--offline".into()], timeout: None }
+            config.tiers[0].gates[0].gate,
+            Gate::CargoTest { args: vec!["test".into(), "--offline".into()] }
         );
+        assert_eq!(config.tiers[0].gates[0].timeout, Defaults::default().gate_timeout);
+        assert_eq!(config.tiers[0].gates[0].retry, Defaults::default().retry);
         assert_eq!(config.tiers[1].canary, Canary::OneThenRest);
         assert_eq!(
-            config.tiers[1].gates[0],
+            config.tiers[1].gates[0].gate,
             Gate::BurnIn { duration: Duration::from_secs(168 * 3600), on_tier: None }
         );
     }
@@ -648,6 +905,52 @@ kind = "manual_confirm"
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("5 years").is_err());
+        assert_eq!(
+            parse_duration("100000000d").unwrap_err(),
+            "\"100000000d\" is longer than the maximum of 10 years"
+        );
+        assert!(parse_duration("213503982334601d").is_err());
+        assert!(parse_duration("18446744073709551615ms").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(Duration::from_secs(3650 * 86_400)));
+    }
+
+    #[test]
+    fn defaults_timeouts_and_retries() {
+        let text = GOOD.replace(
+            "[project]",
+            "[defaults]\ngate_timeout = \"20m\"\nkill_grace = \"1s\"\nretry = { attempts = 2, backoff = \"5s\" }\non_supersede = \"finish\"\n\n[project]",
+        ).replace(
+            "args = \"test --offline\"",
+            "args = \"test --offline\"\ntimeout = \"20s\"\nretry = { attempts = 4, on = [\"interrupted\"] }",
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.defaults.kill_grace, Duration::from_secs(1));
+        assert_eq!(config.defaults.on_supersede, OnSupersede::Finish);
+        let tests = &config.tiers[0].gates[0];
+        assert_eq!(tests.timeout, Duration::from_secs(20));
+        assert_eq!(
+            tests.retry,
+            Retry { attempts: 4, backoff: Duration::from_secs(5), on: vec!["interrupted".into()] }
+        );
+        let smoke = &config.tiers[0].gates[1];
+        assert_eq!(smoke.timeout, Duration::from_secs(20 * 60));
+        assert_eq!(smoke.retry.attempts, 2);
+        assert!(smoke.retry.retries("spawn_failed", 1));
+        assert!(!smoke.retry.retries("spawn_failed", 2));
+        assert!(!smoke.retry.retries("cargo_test", 1));
+
+        let bad_class = text.replace("on = [\"interrupted\"]", "on = [\"flaky\"]");
+        let error = parse(&bad_class).unwrap_err();
+        assert!(
+            error.contains("tiers[0].gates[0].retry.on: unknown failure class \"flaky\""),
+            "{error}"
+        );
+        let bad_attempts = text.replace("attempts = 4", "attempts = 0");
+        let error = parse(&bad_attempts).unwrap_err();
+        assert!(error.contains("tiers[0].gates[0].retry.attempts: 0 is out of range"), "{error}");
+        let zero = text.replace("timeout = \"20s\"", "timeout = \"0s\"");
+        let error = parse(&zero).unwrap_err();
+        assert!(error.contains("tiers[0].gates[0].timeout: must be longer than zero"), "{error}");
     }
 
     #[test]

@@ -84,8 +84,31 @@ pub async fn run(dir: &Path, listen: SocketAddr, token: Option<String>) -> Resul
     if let Err(e) = daemon.fetch_backup().await {
         eprintln!("sando: demo: fetching the backup: {e}");
     }
-    daemon.rebuild(first.clone());
-    daemon.rebuild(second.clone());
+    // 0.2.0 is pushed once 0.1.0 has reached prod, as a team would: pushed
+    // at once, it would supersede 0.1.0 in staging (newest ready first).
+    let mut events = daemon.subscribe();
+    if let Err(e) = daemon.rebuild(first.clone()).await {
+        eprintln!("sando: demo: requesting the first build: {e}");
+    }
+    let (pusher, staging, second_sha) = (daemon.clone(), first_tier_name(&daemon), second.clone());
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(envelope) => {
+                    if let crate::domain::Event::Promoted { tier, .. } = &envelope.event
+                        && Some(tier) == staging.as_ref()
+                    {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+        if let Err(e) = pusher.rebuild(second_sha).await {
+            eprintln!("sando: demo: requesting the second build: {e}");
+        }
+    });
     println!(
         "\nSando demo: {url}
   data:   {dir}
@@ -93,7 +116,7 @@ pub async fn run(dir: &Path, listen: SocketAddr, token: Option<String>) -> Resul
   token:  {token}   (also in {token_file})
 
   0.1.0 ({first_short}) walks through staging, then waits at prod on burn_in (60s) and manual_confirm.
-  0.2.0 ({second_short}) edits an applied migration: migration_dry_run fails red.
+  0.2.0 ({second_short}), pushed once 0.1.0 reaches prod, edits an applied migration: migration_dry_run fails red.
 
   Operate:  sando tui --url {url} --token-file {token_file}
   Watch:    curl -s {url}/api/state
@@ -264,4 +287,8 @@ fn generate_token() -> String {
         let _ = random.read_exact(&mut bytes);
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn first_tier_name(daemon: &crate::daemon::Daemon) -> Option<crate::domain::TierId> {
+    daemon.config.tiers.first().map(|t| t.name.clone())
 }

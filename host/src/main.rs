@@ -251,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, data_dir } => {
+            init_logging();
             let token = std::env::var("SANDO_TOKEN").ok().filter(|t| !t.trim().is_empty());
             tokio::runtime::Runtime::new()?.block_on(sando::demo::run(&data_dir, listen, token))?;
             Ok(ExitCode::SUCCESS)
@@ -284,7 +285,24 @@ fn migrate(database_url: &str, source: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Structured logs on stderr for the daemon: `SANDO_LOG` filters (default
+/// `info`), `SANDO_LOG_FORMAT=json` gives one JSON object per line.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SANDO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if std::env::var("SANDO_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    init_logging();
     let config = Config::load(path)?;
     let token = daemon::read_token(&config.token)?;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -7,6 +7,7 @@ use chrono::{TimeZone, Utc};
 use sando::domain::{
     ComponentFault, GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput,
 };
+use sando::executor::LocalExecutor;
 use sando::sandbox::{
     Backup, BurnInClock, ComponentCache, Confirmation, GateComponent, Limits, LoadError, RunnerEnv,
     Sandbox,
@@ -186,20 +187,16 @@ fn compiled_components_are_cached_across_sandboxes() {
 }
 
 fn runner_env(gate: GateKind, params: &[(&str, &str)], allowed: &[&str]) -> RunnerEnv {
-    RunnerEnv {
-        tier: "staging".parse().unwrap(),
-        version: "0.8.12".parse().unwrap(),
+    let executor = LocalExecutor::detect(std::time::Duration::from_secs(2));
+    let mut env = RunnerEnv::new(
+        "staging".parse().unwrap(),
+        "0.8.12".parse().unwrap(),
         gate,
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        allowed_programs: allowed.iter().map(|p| p.to_string()).collect(),
-        burn_in_clock: None,
-        confirmation: None,
-        latest_backup: None,
-        cwd: None,
-        env: Vec::new(),
-        log: None,
-        spawned: Vec::new(),
-    }
+        std::sync::Arc::new(executor),
+    );
+    env.params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.allowed_programs = allowed.iter().map(|p| p.to_string()).collect();
+    env
 }
 
 #[test]

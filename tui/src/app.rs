@@ -342,11 +342,14 @@ impl App {
                     contract: String::new(),
                     fuel: None,
                     peak_memory: None,
+                    attempt: 1,
+                    max_attempts: 1,
                 });
                 // The daemon's row has the provenance the event does not carry.
                 commands.push(Command::Resync);
             }
-            Event::GateDone { run_id, outcome, .. } => {
+            Event::GateDone { run_id, outcome, .. }
+            | Event::GateUpdated { run_id, outcome, .. } => {
                 for run in self.runs_mut(*run_id) {
                     run.status = RunState::of(&outcome.status);
                     run.outcome = Some(outcome.status.clone());

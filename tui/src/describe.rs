@@ -42,6 +42,12 @@ pub fn describe(event: &Event) -> Option<(String, Tone)> {
         Event::GateDone { tier, version, gate, outcome, .. } => {
             (format!("{tier} {version} {gate}: {}", outcome.status), Tone::of(&outcome.status))
         }
+        Event::GateUpdated { tier, version, gate, outcome, .. } => {
+            (format!("{tier} {version} {gate}: {}", outcome.status), Tone::of(&outcome.status))
+        }
+        Event::CancelRequested { target, by } => {
+            (format!("{target}: cancel requested by {by}"), Tone::Waiting)
+        }
         Event::Confirmed { tier, version, by, .. } => {
             (format!("{tier} {version} confirmed by {by}"), Tone::Good)
         }

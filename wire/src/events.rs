@@ -65,6 +65,20 @@ pub enum Event {
         gate: GateKind,
         outcome: GateOutcome,
     },
+    /// A blocked run was evaluated again in place (same run, same log): its
+    /// outcome now. A blocked gate never starts a new run.
+    GateUpdated {
+        run_id: GateRunId,
+        tier: TierId,
+        version: Version,
+        gate: GateKind,
+        outcome: GateOutcome,
+    },
+    /// An operator asked to stop a running gate or build.
+    CancelRequested {
+        target: String,
+        by: String,
+    },
     Confirmed {
         run_id: GateRunId,
         tier: TierId,

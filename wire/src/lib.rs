@@ -25,10 +25,11 @@ pub use outcome::{
     RestoreFailureKind,
 };
 pub use state::{
-    BackupRow, Canary, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest,
-    Confirmation, Decision, DeploySummary, ErrorBody, GateComponents, GateRunSummary,
-    GatesResponse, RebuildRequest, Reclassified, ReclassifyRequest, ReclassifyResponse,
-    RerunRequest, RerunResponse, RunState, StateResponse, TierState, VerdictChange, VersionRow,
+    BackupRow, Canary, CancelRequest, ComponentRecord, ComponentState, ComponentVerdict,
+    ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody, GateComponents,
+    GateRunSummary, GatesResponse, RebuildRequest, Reclassified, ReclassifyRequest,
+    ReclassifyResponse, RerunRequest, RerunResponse, RunState, SchedulerState, StateResponse,
+    TierState, VerdictChange, VersionRow, WorkerState,
 };
 pub use version::Version;
 

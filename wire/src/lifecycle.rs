@@ -31,8 +31,14 @@ pub enum BuildFailure {
     ArtifactMissing { path: String },
     /// Another commit already registered this version: bump the version.
     VersionTaken { version: Version, git_sha: String },
-    /// The daemon stopped while building.
+    /// The daemon stopped while building; the build runs again.
     Interrupted,
+    /// A step ran past its timeout; its whole process tree was ended.
+    Timeout { after_s: u64 },
+    /// An operator stopped the build.
+    Cancelled { by: String },
+    /// The host failed while building (a worker panicked).
+    HostFault { message: String },
 }
 
 impl fmt::Display for BuildFailure {
@@ -54,6 +60,9 @@ impl fmt::Display for BuildFailure {
                 write!(f, "version {version} is already registered by commit {git_sha}")
             }
             BuildFailure::Interrupted => f.write_str("interrupted by a daemon restart"),
+            BuildFailure::Timeout { after_s } => write!(f, "timed out after {after_s}s"),
+            BuildFailure::Cancelled { by } => write!(f, "cancelled by {by}"),
+            BuildFailure::HostFault { message } => write!(f, "host fault: {message}"),
         }
     }
 }
@@ -76,8 +85,31 @@ pub enum DeployFailure {
     Transport { exit_code: Option<i32> },
     /// The version was installed but the node's health check failed.
     HealthCheck { exit_code: Option<i32> },
-    /// The daemon stopped while deploying.
+    /// The daemon stopped while deploying; deploy commands are idempotent,
+    /// so the deploy runs again.
     Interrupted,
+    /// The deploy or health command ran past its timeout.
+    Timeout { after_s: u64 },
+    /// The host failed while deploying (a worker panicked).
+    HostFault { message: String },
+}
+
+impl DeployFailure {
+    /// The failure's class: its `kind` tag, which retry policies name.
+    pub fn class(&self) -> &'static str {
+        match self {
+            DeployFailure::Spawn { .. } => "spawn",
+            DeployFailure::Transport { .. } => "transport",
+            DeployFailure::HealthCheck { .. } => "health_check",
+            DeployFailure::Interrupted => "interrupted",
+            DeployFailure::Timeout { .. } => "timeout",
+            DeployFailure::HostFault { .. } => "host_fault",
+        }
+    }
+
+    /// Every class, for checking the names a config gives.
+    pub const CLASSES: &'static [&'static str] =
+        &["spawn", "transport", "health_check", "interrupted", "timeout", "host_fault"];
 }
 
 impl fmt::Display for DeployOutcome {
@@ -96,6 +128,12 @@ impl fmt::Display for DeployOutcome {
             }
             DeployOutcome::Failed { failure: DeployFailure::Interrupted } => {
                 f.write_str("interrupted by a daemon restart")
+            }
+            DeployOutcome::Failed { failure: DeployFailure::Timeout { after_s } } => {
+                write!(f, "deploy timed out after {after_s}s")
+            }
+            DeployOutcome::Failed { failure: DeployFailure::HostFault { message } } => {
+                write!(f, "host fault while deploying: {message}")
             }
         }
     }

@@ -132,6 +132,60 @@ pub enum GateFailure {
     },
     /// The daemon stopped while the run was in flight; the gate runs again.
     Interrupted,
+    /// An operator (or a newer version superseding this one) stopped the run;
+    /// produced by the host, never retried.
+    Cancelled {
+        by: String,
+    },
+    /// The host itself failed while running the gate (a worker panicked, a
+    /// log could not be opened); produced by the host, retried by policy.
+    HostFault {
+        message: String,
+    },
+}
+
+impl GateFailure {
+    /// The failure's class: its `kind` tag, which retry policies name.
+    pub fn class(&self) -> &'static str {
+        match self {
+            GateFailure::CargoTest { .. } => "cargo_test",
+            GateFailure::MigrationDrift { .. } => "migration_drift",
+            GateFailure::MigrationModified { .. } => "migration_modified",
+            GateFailure::MigrationSqlError { .. } => "migration_sql_error",
+            GateFailure::MigrationDirty { .. } => "migration_dirty",
+            GateFailure::RestoreFailed { .. } => "restore_failed",
+            GateFailure::BootPanic { .. } => "boot_panic",
+            GateFailure::BootExitedEarly { .. } => "boot_exited_early",
+            GateFailure::BootKilled { .. } => "boot_killed",
+            GateFailure::SpawnFailed { .. } => "spawn_failed",
+            GateFailure::Timeout { .. } => "timeout",
+            GateFailure::Unclassified => "unclassified",
+            GateFailure::ComponentFault { .. } => "component_fault",
+            GateFailure::Interrupted => "interrupted",
+            GateFailure::Cancelled { .. } => "cancelled",
+            GateFailure::HostFault { .. } => "host_fault",
+        }
+    }
+
+    /// Every class, for checking the names a config gives.
+    pub const CLASSES: &'static [&'static str] = &[
+        "cargo_test",
+        "migration_drift",
+        "migration_modified",
+        "migration_sql_error",
+        "migration_dirty",
+        "restore_failed",
+        "boot_panic",
+        "boot_exited_early",
+        "boot_killed",
+        "spawn_failed",
+        "timeout",
+        "unclassified",
+        "component_fault",
+        "interrupted",
+        "cancelled",
+        "host_fault",
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +312,8 @@ impl fmt::Display for GateFailure {
             GateFailure::Unclassified => f.write_str("unclassified failure: read the log"),
             GateFailure::ComponentFault { fault } => write!(f, "gate component fault: {fault}"),
             GateFailure::Interrupted => f.write_str("interrupted by a daemon restart"),
+            GateFailure::Cancelled { by } => write!(f, "cancelled by {by}"),
+            GateFailure::HostFault { message } => write!(f, "host fault: {message}"),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct StateResponse {
     /// Updated components waiting for an operator (absent from daemons before it).
     #[serde(default)]
     pub pending_components: Vec<ComponentRecord>,
+    /// The decision loop's health (absent from daemons before it).
+    #[serde(default)]
+    pub scheduler: Option<SchedulerState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +140,37 @@ pub struct GateRunSummary {
     pub contract: String,
     pub fuel: Option<i64>,
     pub peak_memory: Option<i64>,
+    /// Which attempt this run is (1 for the first), and how many the gate's
+    /// retry policy allows (absent from daemons before retries: 1 of 1).
+    #[serde(default = "one")]
+    pub attempt: i64,
+    #[serde(default = "one")]
+    pub max_attempts: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// What the decision loop is doing: whether it is alive, and each worker's task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerState {
+    /// False once the coordinator has stopped: nothing is built, gated or
+    /// deployed any more, and the daemon must be restarted.
+    pub alive: bool,
+    /// When the coordinator last planned.
+    pub planned_at: Option<DateTime<Utc>>,
+    /// The build worker and one worker per tier, with what each is doing.
+    pub workers: Vec<WorkerState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerState {
+    /// `build`, or `tier:<name>`.
+    pub name: String,
+    /// What it is doing, in words (`cargo_test for 0.2.0 (run 12)`), or `None` when idle.
+    pub doing: Option<String>,
+    pub since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +224,15 @@ pub struct Confirmation {
     pub run_id: GateRunId,
     pub confirmed_by: String,
     pub confirmed_at: DateTime<Utc>,
+}
+
+/// `POST /api/gate-runs/{id}/cancel` and `POST /api/builds/{sha}/cancel`;
+/// the body is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Who cancels; `operator` when absent or blank.
+    pub by: Option<String>,
 }
 
 /// `POST /api/gate-runs/{id}/rerun`; the body is optional.

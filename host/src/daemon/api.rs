@@ -13,9 +13,11 @@ use chrono::Utc;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::components::{self, ComponentError};
+use super::components::ComponentError;
 use super::events::{Event, EventEnvelope};
+use super::reload;
 use super::{Daemon, FetchError, Trigger};
+use crate::domain::CancelRequest;
 use crate::domain::{
     BackupRow, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest, Confirmation,
     Decision, ErrorBody, GateComponents, GateKind, GateRunId, GateRunSummary, GatesResponse,
@@ -36,6 +38,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gate-runs/{run_id}", get(gate_run))
         .route("/api/gate-runs/{run_id}/confirm", post(confirm))
         .route("/api/gate-runs/{run_id}/rerun", post(rerun))
+        .route("/api/gate-runs/{run_id}/cancel", post(cancel_run))
+        .route("/api/builds/{sha}/cancel", post(cancel_build))
         .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
         .route("/api/backup/fetch", post(fetch_backup))
         .route("/api/gates", get(gates))
@@ -49,6 +53,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/reclassify", post(reclassify))
         .route("/logs/{version}/{gate}", get(logs))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(daemon)
 }
 
@@ -70,7 +75,7 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        eprintln!("sando: api: {error}");
+        tracing::error!(%error, "api");
         ApiError::Internal
     }
 }
@@ -80,7 +85,7 @@ impl From<ComponentError> for ApiError {
         match error {
             ComponentError::Store(e) => e.into(),
             ComponentError::Load { .. } | ComponentError::Task(_) => {
-                eprintln!("sando: api: {error}");
+                tracing::error!(%error, "api");
                 ApiError::Internal
             }
             other => ApiError::Conflict(other.to_string()),
@@ -162,6 +167,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         versions: daemon.store.recent_versions(20).await?,
         deploys: daemon.store.recent_deploys(20).await?,
         pending_components: daemon.store.pending_components().await?,
+        scheduler: Some(daemon.work.status()),
     }))
 }
 
@@ -205,8 +211,59 @@ async fn rebuild(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     authorize(&daemon, &headers)?;
     let Json(request) = body?;
-    daemon.rebuild(request.sha.clone());
+    daemon.rebuild(request.sha.clone()).await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "sha": request.sha }))))
+}
+
+/// Stops a running gate: its process tree is ended and the run becomes
+/// `failed{cancelled, by}`, which is never retried on its own.
+async fn cancel_run(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    body: Option<Json<CancelRequest>>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&daemon, &headers)?;
+    let run = find_run(&daemon, &run_id).await?;
+    let by = operator(body.and_then(|Json(b)| b.by));
+    if !daemon.work.cancel_run(run.run_id, &by) {
+        return Err(ApiError::Conflict(format!(
+            "gate run {} is {}, not running; nothing to cancel",
+            run.run_id, run.status
+        )));
+    }
+    tracing::info!(run_id = %run.run_id, by, "cancel requested");
+    daemon.bus.send(Event::CancelRequested {
+        target: format!("gate run {}", run.run_id),
+        by: by.clone(),
+    });
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "run_id": run.run_id, "by": by }))))
+}
+
+/// Stops a build in flight, or a requested build not yet started.
+async fn cancel_build(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Path(sha): Path<String>,
+    body: Option<Json<CancelRequest>>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&daemon, &headers)?;
+    let sha: GitSha =
+        sha.parse().map_err(|e: crate::domain::ParseError| ApiError::BadRequest(e.to_string()))?;
+    let by = operator(body.and_then(|Json(b)| b.by));
+    let cancelled = match daemon.work.cancel_build(&sha, &by) {
+        Some(_request) => true,
+        None => match daemon.store.open_rebuild_for(&sha).await? {
+            Some(request) => daemon.store.settle_rebuild(request, Some(&by), Utc::now()).await?,
+            None => false,
+        },
+    };
+    if !cancelled {
+        return Err(ApiError::NotFound(format!("no build of {sha} is requested or running")));
+    }
+    tracing::info!(%sha, by, "build cancel requested");
+    daemon.bus.send(Event::CancelRequested { target: format!("build of {sha}"), by: by.clone() });
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "sha": sha, "by": by }))))
 }
 
 fn run_id(text: &str) -> Result<GateRunId, ApiError> {
@@ -428,8 +485,7 @@ async fn push_component(
         return Err(ApiError::BadRequest("the body must be the component (.wasm) file".into()));
     }
     let verdict =
-        components::submit(&daemon, kind, body.to_vec(), "api".into(), query.accept_changes)
-            .await?;
+        reload::submit(&daemon, kind, body.to_vec(), "api".into(), query.accept_changes).await?;
     Ok(verdict_response(verdict))
 }
 
@@ -468,7 +524,7 @@ async fn settle(
     authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
-    Ok(Json(components::settle(&daemon, kind, accept, query.digest.as_deref()).await?))
+    Ok(Json(reload::settle(&daemon, kind, accept, query.digest.as_deref()).await?))
 }
 
 async fn rollback_component(
@@ -480,7 +536,7 @@ async fn rollback_component(
     authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
-    Ok(verdict_response(components::rollback(&daemon, kind, query.accept_changes).await?))
+    Ok(verdict_response(reload::rollback(&daemon, kind, query.accept_changes).await?))
 }
 
 /// How the serving component classifies past runs of a gate; with `apply`,
@@ -492,5 +548,5 @@ async fn reclassify(
 ) -> Result<Json<ReclassifyResponse>, ApiError> {
     authorize(&daemon, &headers)?;
     let Json(request) = body?;
-    Ok(Json(components::reclassify(&daemon, request).await?))
+    Ok(Json(reload::reclassify(&daemon, request).await?))
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::events::{Event, EventBus};
 use crate::domain::{GateRunId, LogRef};
-use crate::process::{LogSink, Stream};
+use crate::executor::{LogSink, Stream};
 
 /// Where logs live, and the only way from a `LogRef` to a path: `LogRef`
 /// cannot contain `..` or a leading `/`, so nothing outside this directory
@@ -32,6 +32,11 @@ impl LogsDir {
             std::fs::create_dir_all(parent)?;
         }
         File::create(path)
+    }
+
+    /// Opens an existing log to add to it (a blocked run evaluated again).
+    pub fn append(&self, log_ref: &LogRef) -> std::io::Result<File> {
+        std::fs::OpenOptions::new().append(true).create(true).open(self.path(log_ref))
     }
 
     pub fn root(&self) -> &Path {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::Daemon;
-use super::components::submit;
+use super::reload::submit;
+use super::shared::Daemon;
 use crate::domain::GateKind;
 
 pub(crate) async fn run(daemon: Arc<Daemon>, dir: PathBuf) {

@@ -29,7 +29,7 @@ use crate::domain::{ComponentFault, GateFailure, GateKind, GateStatus, RawOutput
 
 pub use bindings::CONTRACT;
 pub use cache::ComponentCache;
-pub use runner_host::{Backup, BurnInClock, Confirmation, RunnerEnv};
+pub use runner_host::{Backup, BurnInClock, Confirmation, RunnerEnv, Stopped};
 
 /// Per-call resource limits.
 #[derive(Debug, Clone, Copy)]

@@ -3,12 +3,15 @@
 //! While classifying, the store carries no [`RunnerEnv`], so every import
 //! traps with [`Denied`]: that is what makes the classifier pure.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 
 use super::bindings::{host as wit, types as wit_types};
 use super::{State, to_guest};
 use crate::domain::{GateKind, RawOutput, TierId, Version};
-use crate::process::{self, LogSink, Spawn};
+use crate::executor::{self, CancellationToken, Ended, Executor, LogSink, ProcessSpec};
 
 /// The trap a denied capability raises; turned into `capability_denied`.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,12 @@ pub struct Backup {
     pub fetched_at: DateTime<Utc>,
 }
 
+/// The trap that stops a runner whose process was ended by its timeout or a
+/// cancel; the host then gives the run that typed outcome.
+#[derive(Debug, thiserror::Error)]
+#[error("the gate was stopped: {0:?}")]
+pub struct Stopped(pub Ended);
+
 /// Everything a runner may see or do for one gate run. What it spawned is
 /// recorded in `spawned`, in order, for the run's provenance.
 #[derive(Clone)]
@@ -55,6 +64,44 @@ pub struct RunnerEnv {
     pub log: Option<std::sync::Arc<dyn LogSink>>,
     /// What the runner spawned, in order (each stream's kept tail).
     pub spawned: Vec<RawOutput>,
+    /// Where its processes run.
+    pub executor: Arc<dyn Executor>,
+    /// Cancels the run: its process tree is ended and the runner stopped.
+    pub stop: CancellationToken,
+    /// Every process ends by then; the run is then a timeout.
+    pub deadline: Option<Instant>,
+    /// Set when a process was ended by the deadline or a cancel.
+    pub ended: Ended,
+}
+
+impl RunnerEnv {
+    /// An environment that may do nothing but what its fields say, running
+    /// processes through `executor`.
+    pub fn new(
+        tier: TierId,
+        version: Version,
+        gate: GateKind,
+        executor: Arc<dyn Executor>,
+    ) -> RunnerEnv {
+        RunnerEnv {
+            tier,
+            version,
+            gate,
+            params: Vec::new(),
+            allowed_programs: Vec::new(),
+            burn_in_clock: None,
+            confirmation: None,
+            latest_backup: None,
+            cwd: None,
+            env: Vec::new(),
+            log: None,
+            spawned: Vec::new(),
+            executor,
+            stop: CancellationToken::new(),
+            deadline: None,
+            ended: Ended::Normally,
+        }
+    }
 }
 
 impl State {
@@ -95,24 +142,38 @@ impl wit::Host for State {
                 request.program
             ))));
         }
+        let timeout = match env.deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    env.ended = Ended::TimedOut(Duration::ZERO);
+                    return Err(wasmtime::Error::new(Stopped(env.ended)));
+                }
+            },
+            None => None,
+        };
         if let Some(log) = &env.log {
             let line = format!("sando: running {} {}\n", request.program, request.args.join(" "));
-            log.chunk(process::Stream::Stderr, line.as_bytes());
+            log.chunk(executor::Stream::Stderr, line.as_bytes());
         }
         let mut extra_env = env.env.clone();
         extra_env.extend(request.env.into_iter().map(|p| (p.key, p.value)));
-        let output = process::run(
-            &Spawn {
-                program: request.program,
-                args: request.args,
-                env: extra_env,
-                cwd: env.cwd.clone(),
-                stop_after: request.stop_after_ms.map(std::time::Duration::from_millis),
-            },
-            env.log.as_deref(),
-        );
-        let wit_output = to_guest::spawned_output(&output);
-        env.spawned.push(output);
+        let spec = ProcessSpec {
+            program: request.program,
+            args: request.args,
+            env: extra_env,
+            cwd: env.cwd.clone(),
+            stop_after: request.stop_after_ms.map(Duration::from_millis),
+            timeout,
+        };
+        let (executor, sink, stop) = (env.executor.clone(), env.log.clone(), env.stop.clone());
+        let finished = executor::block_on(executor.run(spec, sink, stop));
+        let wit_output = to_guest::spawned_output(&finished.output);
+        env.spawned.push(finished.output);
+        if finished.ended != Ended::Normally {
+            env.ended = finished.ended;
+            return Err(wasmtime::Error::new(Stopped(finished.ended)));
+        }
         Ok(wit_output)
     }
 

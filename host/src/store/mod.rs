@@ -35,11 +35,53 @@ pub struct TierRow {
     pub candidate_version: Option<Version>,
 }
 
+/// Which attempt a gate run is, of how many its retry policy allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: u32,
+    pub of: u32,
+}
+
+/// A gate's latest run, as the planner needs it.
+#[derive(Debug, Clone)]
+pub struct PlanRun {
+    pub run_id: GateRunId,
+    pub gate: GateKind,
+    pub outcome: Option<GateStatus>,
+    pub attempt: i64,
+    pub evaluated_at: DateTime<Utc>,
+    pub rerun_requested: bool,
+}
+
+/// The deploys of a version to one node, as the planner needs them.
+#[derive(Debug, Clone)]
+pub struct PlanDeploy {
+    pub node: NodeId,
+    pub outcome: DeployOutcome,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+}
+
+/// A rebuild request not yet settled.
+#[derive(Debug, Clone)]
+pub struct OpenRebuild {
+    pub id: i64,
+    pub git_sha: GitSha,
+    pub builds: i64,
+    pub last_ended: Option<DateTime<Utc>>,
+    pub last_outcome: Option<BuildOutcome>,
+}
+
 /// Provenance of a finished run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunCost {
     pub fuel: i64,
     pub peak_memory: i64,
+}
+
+impl RunCost {
+    /// A run the component never finished (the host stopped it first).
+    pub const ZERO: RunCost = RunCost { fuel: 0, peak_memory: 0 };
 }
 
 #[derive(Clone)]
@@ -274,19 +316,24 @@ impl Store {
         gate: GateKind,
         component_digest: &str,
         contract: &str,
+        attempt: Attempt,
         now: DateTime<Utc>,
         log_ref: impl FnOnce(GateRunId) -> LogRef,
     ) -> Result<(GateRunId, LogRef)> {
         let mut tx = self.pool.begin().await?;
+        let (number, of) = (i64::from(attempt.number), i64::from(attempt.of));
         let id = sqlx::query!(
-            "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+            "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract,
+                                    attempt, max_attempts)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
             version,
             tier,
             gate,
             now,
             component_digest,
-            contract
+            contract,
+            number,
+            of
         )
         .execute(&mut *tx)
         .await?
@@ -309,7 +356,8 @@ impl Store {
     ) -> Result<()> {
         let label = status.label();
         sqlx::query!(
-            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, finished_at = ?3, fuel = ?4, peak_memory = ?5
+            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, finished_at = ?3, evaluated_at = ?3,
+                                  fuel = ?4, peak_memory = ?5
              WHERE id = ?6",
             label,
             status,
@@ -329,7 +377,8 @@ impl Store {
             r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
                       gate_kind AS "gate: GateKind", status AS "status: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
-                      log_ref AS "log_ref: LogRef", component_digest, contract, fuel, peak_memory
+                      log_ref AS "log_ref: LogRef", component_digest, contract, fuel, peak_memory,
+                      attempt, max_attempts
                FROM gate_runs WHERE id = ?1"#,
             id
         )
@@ -349,7 +398,8 @@ impl Store {
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
                       log_ref AS "log_ref: LogRef", component_digest AS "component_digest!",
-                      contract AS "contract!", fuel, peak_memory
+                      contract AS "contract!", fuel, peak_memory,
+                      attempt AS "attempt!", max_attempts AS "max_attempts!"
                FROM gate_runs
                WHERE id IN (SELECT MAX(id) FROM gate_runs WHERE tier = ?1 AND version = ?2 GROUP BY gate_kind)
                ORDER BY id"#,
@@ -368,10 +418,12 @@ impl Store {
     ) -> Result<Option<GateRunSummary>> {
         Ok(sqlx::query_as!(
             GateRunSummary,
-            r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
-                      gate_kind AS "gate: GateKind", status AS "status: RunState", outcome_json AS "outcome: GateStatus",
-                      started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
-                      log_ref AS "log_ref: LogRef", component_digest, contract, fuel, peak_memory
+            r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
+                      gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
+                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
+                      log_ref AS "log_ref: LogRef", component_digest AS "component_digest!",
+                      contract AS "contract!", fuel, peak_memory,
+                      attempt AS "attempt!", max_attempts AS "max_attempts!"
                FROM gate_runs WHERE version = ?1 AND gate_kind = ?2 ORDER BY id DESC LIMIT 1"#,
             version,
             gate
@@ -420,27 +472,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    pub async fn latest_deploy(
-        &self,
-        tier: &TierId,
-        version: &Version,
-        node: &NodeId,
-    ) -> Result<Option<DeploySummary>> {
-        Ok(sqlx::query_as!(
-            DeploySummary,
-            r#"SELECT id AS "deploy_id: DeployId", tier AS "tier: TierId", version AS "version: Version",
-                      node AS "node: NodeId", outcome_json AS "outcome: DeployOutcome",
-                      started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
-                      log_ref AS "log_ref: LogRef"
-               FROM deploys WHERE tier = ?1 AND version = ?2 AND node = ?3 ORDER BY id DESC LIMIT 1"#,
-            tier,
-            version,
-            node
-        )
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     pub async fn recent_deploys(&self, limit: i64) -> Result<Vec<DeploySummary>> {
@@ -540,4 +571,354 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?)
     }
+    // ---- the decision loop ---------------------------------------------------
+
+    pub async fn insert_rebuild_request(&self, sha: &GitSha, now: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query!(
+            "INSERT INTO rebuild_requests (git_sha, requested_at) VALUES (?1, ?2)",
+            sha,
+            now
+        )
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid())
+    }
+
+    /// Requests still needing a build, oldest first, with how many builds
+    /// each has had.
+    pub async fn open_rebuilds(&self) -> Result<Vec<OpenRebuild>> {
+        Ok(sqlx::query_as!(
+            OpenRebuild,
+            r#"SELECT r.id AS "id!", r.git_sha AS "git_sha: GitSha",
+                      (SELECT COUNT(*) FROM builds b WHERE b.request_id = r.id) AS "builds!: i64",
+                      (SELECT MAX(b.finished_at) FROM builds b WHERE b.request_id = r.id)
+                          AS "last_ended: DateTime<Utc>",
+                      (SELECT b.outcome_json FROM builds b WHERE b.request_id = r.id ORDER BY b.id DESC LIMIT 1)
+                          AS "last_outcome: BuildOutcome"
+               FROM rebuild_requests r WHERE r.settled_at IS NULL ORDER BY r.id"#
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks a request as needing no more builds.
+    pub async fn settle_rebuild(
+        &self,
+        id: i64,
+        cancelled_by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(sqlx::query!(
+            "UPDATE rebuild_requests SET settled_at = ?1, cancelled_by = ?2
+             WHERE id = ?3 AND settled_at IS NULL",
+            now,
+            cancelled_by,
+            id
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// The open request for `sha` (full, or a 7-character prefix), if any.
+    pub async fn open_rebuild_for(&self, sha: &GitSha) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT id AS "id!" FROM rebuild_requests
+               WHERE settled_at IS NULL AND (git_sha = ?1 OR substr(git_sha, 1, 7) = ?1)
+               ORDER BY id LIMIT 1"#,
+            sha
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn insert_build_for(
+        &self,
+        request_id: i64,
+        sha: &GitSha,
+        log_ref: &LogRef,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        Ok(sqlx::query!(
+            "INSERT INTO builds (git_sha, started_at, log_ref, request_id) VALUES (?1, ?2, ?3, ?4)",
+            sha,
+            now,
+            log_ref,
+            request_id
+        )
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid())
+    }
+
+    /// Ends a build in one transaction: its outcome; the version it made and
+    /// that version as the first tier's candidate (unless the tier already
+    /// runs or waits for something newer); the request settled unless the
+    /// outcome asks for another build. Returns the candidate it replaced.
+    pub async fn finish_build_and_register(
+        &self,
+        build_id: i64,
+        request_id: i64,
+        outcome: &BuildOutcome,
+        registered: Option<(&VersionRow, &TierId)>,
+        settle: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Version>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "UPDATE builds SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3",
+            outcome,
+            now,
+            build_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        let mut replaced = None;
+        if let Some((row, first_tier)) = registered {
+            sqlx::query!(
+                "INSERT OR IGNORE INTO versions (version, git_sha, registered_at, artifact)
+                 VALUES (?1, ?2, ?3, ?4)",
+                row.version,
+                row.git_sha,
+                row.registered_at,
+                row.artifact
+            )
+            .execute(&mut *tx)
+            .await?;
+            replaced = offer_candidate(&mut tx, first_tier, &row.version).await?;
+        }
+        if settle {
+            sqlx::query!(
+                "UPDATE rebuild_requests SET settled_at = ?1 WHERE id = ?2 AND settled_at IS NULL",
+                now,
+                request_id
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(replaced)
+    }
+
+    /// The latest run of each gate kind of `version` at `tier`, with what
+    /// the planner needs: attempt, last evaluation, and a rerun request.
+    pub async fn plan_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<PlanRun>> {
+        Ok(sqlx::query_as!(
+            PlanRun,
+            r#"SELECT g.id AS "run_id!: GateRunId", g.gate_kind AS "gate!: GateKind",
+                      g.outcome_json AS "outcome: GateStatus", g.attempt AS "attempt!",
+                      COALESCE(g.evaluated_at, g.finished_at, g.started_at) AS "evaluated_at!: DateTime<Utc>",
+                      (r.gate_run_id IS NOT NULL) AS "rerun_requested!: bool"
+               FROM gate_runs g LEFT JOIN rerun_requests r ON r.gate_run_id = g.id
+               WHERE g.id IN (SELECT MAX(id) FROM gate_runs WHERE tier = ?1 AND version = ?2 GROUP BY gate_kind)"#,
+            tier,
+            version
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Per node: the latest deploy of `version` at `tier`, and how many there were.
+    pub async fn plan_deploys(&self, tier: &TierId, version: &Version) -> Result<Vec<PlanDeploy>> {
+        Ok(sqlx::query_as!(
+            PlanDeploy,
+            r#"SELECT d.node AS "node!: NodeId", d.outcome_json AS "outcome!: DeployOutcome",
+                      d.finished_at AS "finished_at: DateTime<Utc>",
+                      (SELECT COUNT(*) FROM deploys c WHERE c.tier = d.tier AND c.version = d.version AND c.node = d.node)
+                          AS "attempts!: i64"
+               FROM deploys d
+               WHERE d.id IN (SELECT MAX(id) FROM deploys WHERE tier = ?1 AND version = ?2 GROUP BY node)"#,
+            tier,
+            version
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// When something a blocked gate of `version` at `tier` may wait for last
+    /// changed: a confirmation, a fetched backup.
+    pub async fn inputs_changed(
+        &self,
+        tier: &TierId,
+        version: &Version,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let confirmed = sqlx::query_scalar!(
+            r#"SELECT MAX(confirmed_at) AS "at: DateTime<Utc>" FROM confirmations WHERE tier = ?1 AND version = ?2"#,
+            tier,
+            version
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let backup = sqlx::query_scalar!(
+            r#"SELECT fetched_at AS "at: DateTime<Utc>" FROM backups ORDER BY id DESC LIMIT 1"#
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(confirmed.max(backup))
+    }
+
+    /// Records a blocked run's new evaluation in place: same row, same log.
+    pub async fn reevaluate_gate_run(
+        &self,
+        id: GateRunId,
+        status: &GateStatus,
+        cost: RunCost,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.finish_gate_run(id, status, cost, now).await
+    }
+
+    /// Every node of `tier` runs `version`: it becomes current there, its
+    /// arrival starts the next tier's burn-in clock, and it is offered to the
+    /// next tier, all in one transaction. Returns the next tier's candidate
+    /// it replaced.
+    pub async fn promote_to(
+        &self,
+        tier: &TierId,
+        version: &Version,
+        next: Option<&TierId>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Version>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "UPDATE tiers SET current_version = ?1,
+                 candidate_version = CASE WHEN candidate_version = ?1 THEN NULL ELSE candidate_version END
+             WHERE name = ?2",
+            version,
+            tier
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "INSERT OR IGNORE INTO tier_arrivals (tier, version, at) VALUES (?1, ?2, ?3)",
+            tier,
+            version,
+            now
+        )
+        .execute(&mut *tx)
+        .await?;
+        let replaced = match next {
+            Some(next) => offer_candidate(&mut tx, next, version).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(replaced)
+    }
+
+    /// Clears `tier`'s candidate if it is still `version`.
+    pub async fn drop_candidate(&self, tier: &TierId, version: &Version) -> Result<()> {
+        sqlx::query!(
+            "UPDATE tiers SET candidate_version = NULL WHERE name = ?1 AND candidate_version = ?2",
+            tier,
+            version
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a deploy before its command runs, durably even across a power
+    /// loss (`synchronous = FULL` for this one commit), so a restart knows a
+    /// deploy may have half-happened and runs it again.
+    pub async fn insert_deploy_durably(
+        &self,
+        tier: &TierId,
+        version: &Version,
+        node: &NodeId,
+        log_ref: &LogRef,
+        now: DateTime<Utc>,
+    ) -> Result<DeployId> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+        let outcome = DeployOutcome::InProgress;
+        let inserted = sqlx::query!(
+            "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            version,
+            tier,
+            node,
+            now,
+            outcome,
+            log_ref
+        )
+        .execute(&mut *conn)
+        .await;
+        // Back to the pool's setting whatever happened above.
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+        let id = inserted?.last_insert_rowid();
+        Ok(DeployId::try_from(id).expect("AUTOINCREMENT ids are positive"))
+    }
+
+    /// Gives a deploy a worker left unfinished its outcome.
+    pub async fn finish_deploy_if_in_progress(
+        &self,
+        id: DeployId,
+        outcome: &DeployOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let in_progress = DeployOutcome::InProgress;
+        sqlx::query!(
+            "UPDATE deploys SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3 AND outcome_json = ?4",
+            outcome,
+            now,
+            id,
+            in_progress
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a build a worker left unfinished its outcome.
+    pub async fn finish_build_if_running(
+        &self,
+        id: i64,
+        outcome: &BuildOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query!(
+            "UPDATE builds SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3 AND outcome_json IS NULL",
+            outcome,
+            now,
+            id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many gate runs exist (for benchmarks and checks).
+    pub async fn count_gate_runs(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM gate_runs"#)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+/// Makes `version` the candidate of `tier` unless the tier already runs it
+/// or something newer, or waits for something newer. Returns the candidate
+/// it replaced.
+async fn offer_candidate(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tier: &TierId,
+    version: &Version,
+) -> Result<Option<Version>> {
+    let row = sqlx::query!(
+        r#"SELECT current_version AS "current: Version", candidate_version AS "candidate: Version"
+           FROM tiers WHERE name = ?1"#,
+        tier
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    if row.current.as_ref().is_some_and(|c| c >= version)
+        || row.candidate.as_ref().is_some_and(|c| c >= version)
+    {
+        return Ok(None);
+    }
+    sqlx::query!("UPDATE tiers SET candidate_version = ?1 WHERE name = ?2", version, tier)
+        .execute(&mut **tx)
+        .await?;
+    Ok(row.candidate)
 }

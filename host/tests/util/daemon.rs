@@ -162,6 +162,11 @@ impl Events {
         Events { seen }
     }
 
+    /// How many events so far match `pred`.
+    pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.seen.lock().unwrap().iter().filter(|e| pred(&e["event"])).count()
+    }
+
     /// Waits for an event matching `pred` and returns it.
     pub async fn wait(
         &self,

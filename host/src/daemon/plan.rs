@@ -1,0 +1,1146 @@
+//! The planner: what the decision loop should do next, as a pure function of a snapshot of the store and the workers, and the time.
+//!
+//! No I/O here: the coordinator loads a [`Snapshot`], calls [`plan`], and
+//! hands the [`Action`]s to workers. Every rule of promotion lives in this
+//! file, so it is tested table-style without processes or a database.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{OnSupersede, Retry};
+use crate::domain::{
+    Canary, DeployFailure, DeployOutcome, GateBlocker, GateFailure, GateKind, GateRunId,
+    GateStatus, GitSha, NodeId, TierId, Version,
+};
+
+/// How often a blocked burn-in is evaluated again before it is due, so the
+/// time left it shows stays right.
+pub const BURN_IN_REFRESH: Duration = Duration::from_secs(3600);
+
+/// What the store and the workers say, at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// In promotion order.
+    pub tiers: Vec<TierSnap>,
+    /// Rebuild requests not yet settled, oldest first.
+    pub rebuilds: Vec<RebuildSnap>,
+    /// The build worker is busy.
+    pub building: bool,
+    pub build_retry: Retry,
+    pub on_supersede: OnSupersede,
+}
+
+impl Default for OnSupersede {
+    fn default() -> Self {
+        OnSupersede::Cancel
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { attempts: 1, backoff: Duration::ZERO, on: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RebuildSnap {
+    pub request_id: i64,
+    pub sha: GitSha,
+    /// Builds made for this request so far.
+    pub builds: u32,
+    /// When the last of them ended.
+    pub last_ended: Option<DateTime<Utc>>,
+    /// The last was interrupted by a restart: no fault of the build's, so
+    /// it is tried again at once.
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TierSnap {
+    pub name: TierId,
+    pub canary: Canary,
+    pub nodes: Vec<NodeId>,
+    pub deploy_retry: Retry,
+    pub current: Option<Version>,
+    pub candidate: Option<CandidateSnap>,
+    /// What the tier's worker is doing, if anything.
+    pub busy: Option<Busy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    pub version: Version,
+    /// The gate run in flight, when it is a gate (not a deploy).
+    pub run: Option<GateRunId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CandidateSnap {
+    pub version: Version,
+    /// The tier's gates, in the order they run.
+    pub gates: Vec<GateSnap>,
+    /// One per node of the tier, in order.
+    pub deploys: Vec<NodeDeploy>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GateSnap {
+    pub kind: GateKind,
+    pub retry: Retry,
+    /// The latest run of this gate for the candidate.
+    pub latest: Option<RunSnap>,
+    /// For a burn-in: when its clock started (the version's arrival on the
+    /// tier it watches), and how long it lasts.
+    pub burn_in: Option<(Option<DateTime<Utc>>, Duration)>,
+    /// When something a blocked gate may wait for last changed (a
+    /// confirmation, a backup, a component swap).
+    pub inputs_changed: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSnap {
+    pub id: GateRunId,
+    /// `None` while running.
+    pub status: Option<GateStatus>,
+    pub attempt: u32,
+    /// When it finished, or was last evaluated in place.
+    pub evaluated_at: DateTime<Utc>,
+    pub rerun_requested: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeDeploy {
+    pub node: NodeId,
+    /// The latest deploy of the candidate to this node.
+    pub latest: Option<DeployOutcome>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Deploys of the candidate to this node so far.
+    pub attempts: u32,
+}
+
+/// One thing to do. The coordinator hands each to the worker it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Build a requested commit (the build worker).
+    Build { request_id: i64, sha: GitSha, attempt: u32 },
+    /// A request's builds are used up without a final outcome: settle it.
+    GiveUpRebuild { request_id: i64 },
+    /// Run a gate for the tier's candidate (the tier's worker). `reevaluate`
+    /// names a blocked run to evaluate again in place.
+    RunGate {
+        tier: TierId,
+        version: Version,
+        gate: GateKind,
+        attempt: u32,
+        max_attempts: u32,
+        reevaluate: Option<GateRunId>,
+    },
+    /// Deploy the candidate to these nodes, all at once (the tier's worker).
+    Deploy { tier: TierId, version: Version, nodes: Vec<NodeId> },
+    /// Every node runs the candidate: it becomes current, and the next
+    /// tier's candidate unless that tier already has something newer.
+    Promote { tier: TierId, version: Version, next: Option<TierId> },
+    /// The candidate is not newer than what the tier runs: drop it.
+    DropCandidate { tier: TierId, version: Version },
+    /// Stop a run in flight.
+    Cancel { run: GateRunId, by: String },
+    /// Plan again at this time even if nothing else happens.
+    WakeAt(DateTime<Utc>),
+}
+
+/// Everything to do now, given `snapshot`. Idempotent: planning the same
+/// snapshot twice gives the same actions, and the coordinator starts
+/// nothing on a busy worker.
+pub fn plan(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    plan_builds(snapshot, now, &mut actions);
+    for (index, tier) in snapshot.tiers.iter().enumerate() {
+        let next = snapshot.tiers.get(index + 1).map(|t| t.name.clone());
+        plan_tier(tier, next, snapshot.on_supersede, now, &mut actions);
+    }
+    // One wake-up: the earliest.
+    let earliest = actions
+        .iter()
+        .filter_map(|a| if let Action::WakeAt(at) = a { Some(*at) } else { None })
+        .min();
+    actions.retain(|a| !matches!(a, Action::WakeAt(_)));
+    actions.extend(earliest.map(Action::WakeAt));
+    actions
+}
+
+fn plan_builds(snapshot: &Snapshot, now: DateTime<Utc>, actions: &mut Vec<Action>) {
+    for request in &snapshot.rebuilds {
+        if request.builds >= snapshot.build_retry.attempts.max(1) {
+            actions.push(Action::GiveUpRebuild { request_id: request.request_id });
+            continue;
+        }
+        if snapshot.building {
+            continue;
+        }
+        if request.builds > 0
+            && !request.interrupted
+            && let Some(ended) = request.last_ended
+        {
+            let due = ended + chrono_duration(snapshot.build_retry.backoff);
+            if now < due {
+                actions.push(Action::WakeAt(due));
+                return;
+            }
+        }
+        actions.push(Action::Build {
+            request_id: request.request_id,
+            sha: request.sha.clone(),
+            attempt: request.builds + 1,
+        });
+        // One build at a time: builds share the machine and, later, a cache.
+        return;
+    }
+}
+
+fn plan_tier(
+    tier: &TierSnap,
+    next: Option<TierId>,
+    on_supersede: OnSupersede,
+    now: DateTime<Utc>,
+    actions: &mut Vec<Action>,
+) {
+    let Some(candidate) = &tier.candidate else { return };
+    // Newest ready first: never deploy an older version over a newer one.
+    if tier.current.as_ref().is_some_and(|current| current >= &candidate.version) {
+        if tier.busy.is_none() {
+            actions.push(Action::DropCandidate {
+                tier: tier.name.clone(),
+                version: candidate.version.clone(),
+            });
+        }
+        return;
+    }
+    if let Some(busy) = &tier.busy {
+        if busy.version != candidate.version
+            && on_supersede == OnSupersede::Cancel
+            && let Some(run) = busy.run
+        {
+            actions
+                .push(Action::Cancel { run, by: format!("superseded by {}", candidate.version) });
+        }
+        return;
+    }
+    let run_gate = |gate: &GateSnap, attempt: u32, reevaluate: Option<GateRunId>| Action::RunGate {
+        tier: tier.name.clone(),
+        version: candidate.version.clone(),
+        gate: gate.kind,
+        attempt,
+        max_attempts: gate.retry.attempts.max(1),
+        reevaluate,
+    };
+    for gate in &candidate.gates {
+        let Some(run) = &gate.latest else {
+            actions.push(run_gate(gate, 1, None));
+            return;
+        };
+        match &run.status {
+            // Running with no worker on it: the coordinator gives it an
+            // outcome when its worker ends, so wait for that.
+            None => return,
+            Some(GateStatus::Passed { .. }) => continue,
+            Some(GateStatus::Failed { failure }) => {
+                if run.rerun_requested {
+                    actions.push(run_gate(gate, 1, None));
+                } else if gate.retry.retries(failure.class(), run.attempt) {
+                    let due = retry_due(failure, run.evaluated_at, gate.retry.backoff);
+                    if now >= due {
+                        actions.push(run_gate(gate, run.attempt + 1, None));
+                    } else {
+                        actions.push(Action::WakeAt(due));
+                    }
+                }
+                return;
+            }
+            Some(GateStatus::Blocked { blocker }) => {
+                let inputs_changed = gate.inputs_changed.is_some_and(|at| at > run.evaluated_at);
+                let wake = blocked_wake(gate, blocker, run.evaluated_at);
+                if inputs_changed || wake.is_some_and(|at| now >= at) {
+                    actions.push(run_gate(gate, run.attempt, Some(run.id)));
+                } else if let Some(at) = wake {
+                    actions.push(Action::WakeAt(at));
+                }
+                return;
+            }
+        }
+    }
+    plan_deploys(tier, candidate, next, now, actions);
+}
+
+/// When a blocked gate should be evaluated again on its own: a burn-in when
+/// it falls due (and hourly before that); anything else only when its
+/// inputs change.
+fn blocked_wake(
+    gate: &GateSnap,
+    blocker: &GateBlocker,
+    evaluated_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match (blocker, gate.burn_in) {
+        (GateBlocker::BurnInRemaining { .. }, Some((Some(started), duration))) => {
+            let later = |at: DateTime<Utc>, by: Duration| {
+                at.checked_add_signed(chrono_duration(by)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+            };
+            Some(later(started, duration).min(later(evaluated_at, BURN_IN_REFRESH)))
+        }
+        // The clock starts when the version arrives on the watched tier:
+        // that arrival is an input change.
+        (GateBlocker::BurnInClockNotStarted, Some((Some(_started), _))) => Some(evaluated_at),
+        _ => None,
+    }
+}
+
+/// An interruption was no fault of the run's: try again at once.
+fn retry_due(failure: &GateFailure, ended: DateTime<Utc>, backoff: Duration) -> DateTime<Utc> {
+    match failure {
+        GateFailure::Interrupted => ended,
+        _ => ended.checked_add_signed(chrono_duration(backoff)).unwrap_or(DateTime::<Utc>::MAX_UTC),
+    }
+}
+
+fn plan_deploys(
+    tier: &TierSnap,
+    candidate: &CandidateSnap,
+    next: Option<TierId>,
+    now: DateTime<Utc>,
+    actions: &mut Vec<Action>,
+) {
+    let waves: Vec<&[NodeDeploy]> = match tier.canary {
+        Canary::OneThenRest if candidate.deploys.len() > 1 => {
+            let (first, rest) = candidate.deploys.split_at(1);
+            vec![first, rest]
+        }
+        _ => vec![&candidate.deploys[..]],
+    };
+    for wave in waves {
+        let mut to_deploy = Vec::new();
+        let mut waiting: Option<DateTime<Utc>> = None;
+        let mut stuck = false;
+        for node in wave {
+            match &node.latest {
+                Some(DeployOutcome::Ok) => {}
+                None => to_deploy.push(node.node.clone()),
+                // In progress with no worker on it: its worker's end gives it
+                // an outcome; wait for that.
+                Some(DeployOutcome::InProgress) => stuck = true,
+                Some(DeployOutcome::Failed { failure }) => {
+                    if !tier.deploy_retry.retries(failure.class(), node.attempts) {
+                        stuck = true;
+                        continue;
+                    }
+                    let ended = node.ended_at.unwrap_or(now);
+                    let due = match failure {
+                        DeployFailure::Interrupted => ended,
+                        _ => ended
+                            .checked_add_signed(chrono_duration(tier.deploy_retry.backoff))
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    };
+                    if now >= due {
+                        to_deploy.push(node.node.clone());
+                    } else {
+                        waiting = Some(waiting.map_or(due, |w| w.min(due)));
+                    }
+                }
+            }
+        }
+        if !to_deploy.is_empty() {
+            actions.push(Action::Deploy {
+                tier: tier.name.clone(),
+                version: candidate.version.clone(),
+                nodes: to_deploy,
+            });
+            return;
+        }
+        if let Some(at) = waiting {
+            actions.push(Action::WakeAt(at));
+            return;
+        }
+        if stuck {
+            // A node failed for good: the version stays a candidate until an
+            // operator or a newer version moves things on.
+            return;
+        }
+    }
+    actions.push(Action::Promote {
+        tier: tier.name.clone(),
+        version: candidate.version.clone(),
+        next,
+    });
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{PassNote, RestoreFailureKind};
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    fn tier_id(s: &str) -> TierId {
+        s.parse().unwrap()
+    }
+
+    fn node(s: &str) -> NodeId {
+        s.parse().unwrap()
+    }
+
+    fn run_id(n: i64) -> GateRunId {
+        GateRunId::try_from(n).unwrap()
+    }
+
+    fn retry(attempts: u32) -> Retry {
+        Retry {
+            attempts,
+            backoff: Duration::from_secs(30),
+            on: ["spawn_failed", "interrupted", "component_fault", "host_fault"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    fn deploy_retry(attempts: u32) -> Retry {
+        Retry {
+            attempts,
+            backoff: Duration::from_secs(30),
+            on: ["spawn", "transport", "interrupted"].map(String::from).to_vec(),
+        }
+    }
+
+    fn passed() -> GateStatus {
+        GateStatus::Passed { note: PassNote::TestsPassed { count: 1, duration_s: 1 } }
+    }
+
+    fn tests_failed() -> GateStatus {
+        GateStatus::failed(GateFailure::CargoTest { failed_count: 1, first_failed: None })
+    }
+
+    fn gate(kind: GateKind) -> GateSnap {
+        GateSnap { kind, retry: retry(3), latest: None, burn_in: None, inputs_changed: None }
+    }
+
+    fn with_run(mut gate: GateSnap, id: i64, status: Option<GateStatus>, attempt: u32) -> GateSnap {
+        gate.latest = Some(RunSnap {
+            id: run_id(id),
+            status,
+            attempt,
+            evaluated_at: t(0),
+            rerun_requested: false,
+        });
+        gate
+    }
+
+    fn nodes(names: &[&str]) -> Vec<NodeDeploy> {
+        names
+            .iter()
+            .map(|n| NodeDeploy { node: node(n), latest: None, ended_at: None, attempts: 0 })
+            .collect()
+    }
+
+    fn tier(name: &str, candidate: Option<CandidateSnap>) -> TierSnap {
+        TierSnap {
+            name: tier_id(name),
+            canary: Canary::AllAtOnce,
+            nodes: Vec::new(),
+            deploy_retry: deploy_retry(3),
+            current: None,
+            candidate,
+            busy: None,
+        }
+    }
+
+    fn candidate(version: &str, gates: Vec<GateSnap>, node_names: &[&str]) -> CandidateSnap {
+        CandidateSnap { version: v(version), gates, deploys: nodes(node_names) }
+    }
+
+    fn snapshot(tiers: Vec<TierSnap>) -> Snapshot {
+        Snapshot { tiers, build_retry: retry(3), ..Snapshot::default() }
+    }
+
+    fn run_gate(tier: &str, version: &str, gate: GateKind, attempt: u32) -> Action {
+        Action::RunGate {
+            tier: tier_id(tier),
+            version: v(version),
+            gate,
+            attempt,
+            max_attempts: 3,
+            reevaluate: None,
+        }
+    }
+
+    fn deploy(tier: &str, version: &str, names: &[&str]) -> Action {
+        Action::Deploy {
+            tier: tier_id(tier),
+            version: v(version),
+            nodes: names.iter().map(|n| node(n)).collect(),
+        }
+    }
+
+    fn ok_deploys(mut c: CandidateSnap) -> CandidateSnap {
+        for d in &mut c.deploys {
+            d.latest = Some(DeployOutcome::Ok);
+            d.attempts = 1;
+            d.ended_at = Some(t(0));
+        }
+        c
+    }
+
+    /// One scenario: a name, a snapshot, the time, and the actions expected.
+    struct Case {
+        name: &'static str,
+        snapshot: Snapshot,
+        now: DateTime<Utc>,
+        expected: Vec<Action>,
+    }
+
+    fn cases() -> Vec<Case> {
+        use GateKind::*;
+        let sha: GitSha = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        let burn_in = |started: Option<i64>, blocked_at_attempt: Option<GateBlocker>| {
+            let mut g = gate(BurnIn);
+            g.burn_in = Some((started.map(t), Duration::from_secs(3600 * 2)));
+            if let Some(blocker) = blocked_at_attempt {
+                g = with_run(g, 7, Some(GateStatus::Blocked { blocker }), 1);
+            }
+            g
+        };
+        let remaining = || GateBlocker::BurnInRemaining { hours: 2, total: 2 };
+        vec![
+            Case {
+                name: "nothing to do",
+                snapshot: snapshot(vec![tier("staging", None)]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "a rebuild request builds",
+                snapshot: Snapshot {
+                    rebuilds: vec![RebuildSnap {
+                        request_id: 4,
+                        sha: sha.clone(),
+                        builds: 0,
+                        last_ended: None,
+                        interrupted: false,
+                    }],
+                    ..snapshot(vec![])
+                },
+                now: t(0),
+                expected: vec![Action::Build { request_id: 4, sha: sha.clone(), attempt: 1 }],
+            },
+            Case {
+                name: "one build at a time",
+                snapshot: Snapshot {
+                    building: true,
+                    rebuilds: vec![RebuildSnap {
+                        request_id: 5,
+                        sha: sha.clone(),
+                        builds: 0,
+                        last_ended: None,
+                        interrupted: false,
+                    }],
+                    ..snapshot(vec![])
+                },
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "a build whose program could not start is built again after its backoff",
+                snapshot: Snapshot {
+                    rebuilds: vec![RebuildSnap {
+                        request_id: 4,
+                        sha: sha.clone(),
+                        builds: 1,
+                        last_ended: Some(t(0)),
+                        interrupted: false,
+                    }],
+                    ..snapshot(vec![])
+                },
+                now: t(10),
+                expected: vec![Action::WakeAt(t(30))],
+            },
+            Case {
+                name: "an interrupted build is built again at once",
+                snapshot: Snapshot {
+                    rebuilds: vec![RebuildSnap {
+                        request_id: 4,
+                        sha: sha.clone(),
+                        builds: 1,
+                        last_ended: Some(t(0)),
+                        interrupted: true,
+                    }],
+                    ..snapshot(vec![])
+                },
+                now: t(1),
+                expected: vec![Action::Build { request_id: 4, sha: sha.clone(), attempt: 2 }],
+            },
+            Case {
+                name: "a build out of attempts is given up",
+                snapshot: Snapshot {
+                    rebuilds: vec![RebuildSnap {
+                        request_id: 4,
+                        sha: sha.clone(),
+                        builds: 3,
+                        last_ended: Some(t(0)),
+                        interrupted: false,
+                    }],
+                    ..snapshot(vec![])
+                },
+                now: t(100),
+                expected: vec![Action::GiveUpRebuild { request_id: 4 }],
+            },
+            Case {
+                name: "normal walk: the first gate runs",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate("0.1.0", vec![gate(CargoTest), gate(BootSmoke)], &["s1"])),
+                )]),
+                now: t(0),
+                expected: vec![run_gate("staging", "0.1.0", CargoTest, 1)],
+            },
+            Case {
+                name: "normal walk: after a pass, the next gate",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(gate(CargoTest), 1, Some(passed()), 1), gate(BootSmoke)],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(0),
+                expected: vec![run_gate("staging", "0.1.0", BootSmoke, 1)],
+            },
+            Case {
+                name: "normal walk: all passed, deploy",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(gate(CargoTest), 1, Some(passed()), 1)],
+                        &["s1", "s2"],
+                    )),
+                )]),
+                now: t(0),
+                expected: vec![deploy("staging", "0.1.0", &["s1", "s2"])],
+            },
+            Case {
+                name: "normal walk: deployed everywhere, promote into the next tier",
+                snapshot: snapshot(vec![
+                    tier(
+                        "staging",
+                        Some(ok_deploys(candidate(
+                            "0.1.0",
+                            vec![with_run(gate(CargoTest), 1, Some(passed()), 1)],
+                            &["s1"],
+                        ))),
+                    ),
+                    tier("prod", None),
+                ]),
+                now: t(0),
+                expected: vec![Action::Promote {
+                    tier: tier_id("staging"),
+                    version: v("0.1.0"),
+                    next: Some(tier_id("prod")),
+                }],
+            },
+            Case {
+                name: "a tier without gates or nodes promotes at once",
+                snapshot: snapshot(vec![tier("qa", Some(candidate("0.1.0", vec![], &[])))]),
+                now: t(0),
+                expected: vec![Action::Promote {
+                    tier: tier_id("qa"),
+                    version: v("0.1.0"),
+                    next: None,
+                }],
+            },
+            Case {
+                name: "canary: the first node alone",
+                snapshot: snapshot(vec![TierSnap {
+                    canary: Canary::OneThenRest,
+                    ..tier(
+                        "prod",
+                        Some(candidate(
+                            "0.1.0",
+                            vec![with_run(gate(ManualConfirm), 1, Some(passed()), 1)],
+                            &["p1", "p2", "p3"],
+                        )),
+                    )
+                }]),
+                now: t(0),
+                expected: vec![deploy("prod", "0.1.0", &["p1"])],
+            },
+            Case {
+                name: "canary: healthy first node, then the rest",
+                snapshot: snapshot(vec![TierSnap {
+                    canary: Canary::OneThenRest,
+                    ..tier("prod", {
+                        let mut c = candidate(
+                            "0.1.0",
+                            vec![with_run(gate(ManualConfirm), 1, Some(passed()), 1)],
+                            &["p1", "p2", "p3"],
+                        );
+                        c.deploys[0].latest = Some(DeployOutcome::Ok);
+                        Some(c)
+                    })
+                }]),
+                now: t(0),
+                expected: vec![deploy("prod", "0.1.0", &["p2", "p3"])],
+            },
+            Case {
+                name: "canary: an unhealthy first node stops the rollout",
+                snapshot: snapshot(vec![TierSnap {
+                    canary: Canary::OneThenRest,
+                    ..tier("prod", {
+                        let mut c = candidate(
+                            "0.1.0",
+                            vec![with_run(gate(ManualConfirm), 1, Some(passed()), 1)],
+                            &["p1", "p2"],
+                        );
+                        c.deploys[0].latest = Some(DeployOutcome::Failed {
+                            failure: DeployFailure::HealthCheck { exit_code: Some(1) },
+                        });
+                        c.deploys[0].attempts = 1;
+                        Some(c)
+                    })
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "interrupted deploy runs again at once",
+                snapshot: snapshot(vec![tier("staging", {
+                    let mut c = candidate(
+                        "0.1.0",
+                        vec![with_run(gate(CargoTest), 1, Some(passed()), 1)],
+                        &["s1"],
+                    );
+                    c.deploys[0].latest =
+                        Some(DeployOutcome::Failed { failure: DeployFailure::Interrupted });
+                    c.deploys[0].attempts = 1;
+                    c.deploys[0].ended_at = Some(t(0));
+                    Some(c)
+                })]),
+                now: t(1),
+                expected: vec![deploy("staging", "0.1.0", &["s1"])],
+            },
+            Case {
+                name: "a transport failure is retried after its backoff",
+                snapshot: snapshot(vec![tier("staging", {
+                    let mut c = candidate(
+                        "0.1.0",
+                        vec![with_run(gate(CargoTest), 1, Some(passed()), 1)],
+                        &["s1"],
+                    );
+                    c.deploys[0].latest = Some(DeployOutcome::Failed {
+                        failure: DeployFailure::Transport { exit_code: Some(255) },
+                    });
+                    c.deploys[0].attempts = 1;
+                    c.deploys[0].ended_at = Some(t(0));
+                    Some(c)
+                })]),
+                now: t(5),
+                expected: vec![Action::WakeAt(t(30))],
+            },
+            Case {
+                name: "a deploy out of attempts stays failed",
+                snapshot: snapshot(vec![tier("staging", {
+                    let mut c = candidate(
+                        "0.1.0",
+                        vec![with_run(gate(CargoTest), 1, Some(passed()), 1)],
+                        &["s1"],
+                    );
+                    c.deploys[0].latest = Some(DeployOutcome::Failed {
+                        failure: DeployFailure::Transport { exit_code: Some(255) },
+                    });
+                    c.deploys[0].attempts = 3;
+                    c.deploys[0].ended_at = Some(t(0));
+                    Some(c)
+                })]),
+                now: t(500),
+                expected: vec![],
+            },
+            Case {
+                name: "a test failure is a defect: never retried",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(gate(CargoTest), 1, Some(tests_failed()), 1)],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(3600),
+                expected: vec![],
+            },
+            Case {
+                name: "a migration failure is a defect: never retried",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(
+                            gate(MigrationDryRun),
+                            1,
+                            Some(GateStatus::failed(GateFailure::RestoreFailed {
+                                reason: RestoreFailureKind::RestoreCommandFailed,
+                            })),
+                            1,
+                        )],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(3600),
+                expected: vec![],
+            },
+            Case {
+                name: "retry: a spawn failure waits for its backoff",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(
+                            gate(CargoTest),
+                            1,
+                            Some(GateStatus::failed(GateFailure::SpawnFailed { os_error: 2 })),
+                            1,
+                        )],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(10),
+                expected: vec![Action::WakeAt(t(30))],
+            },
+            Case {
+                name: "retry: a spawn failure runs attempt 2 after its backoff",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(
+                            gate(CargoTest),
+                            1,
+                            Some(GateStatus::failed(GateFailure::SpawnFailed { os_error: 2 })),
+                            1,
+                        )],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(30),
+                expected: vec![run_gate("staging", "0.1.0", CargoTest, 2)],
+            },
+            Case {
+                name: "retry: the last attempt's infrastructure failure stays",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(
+                            gate(CargoTest),
+                            1,
+                            Some(GateStatus::failed(GateFailure::HostFault {
+                                message: "x".into(),
+                            })),
+                            3,
+                        )],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(3600),
+                expected: vec![],
+            },
+            Case {
+                name: "interrupted run runs again at once, as the next attempt",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(
+                            gate(CargoTest),
+                            1,
+                            Some(GateStatus::failed(GateFailure::Interrupted)),
+                            1,
+                        )],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(0),
+                expected: vec![run_gate("staging", "0.1.0", CargoTest, 2)],
+            },
+            Case {
+                name: "cancelled is never retried",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(
+                            gate(CargoTest),
+                            1,
+                            Some(GateStatus::failed(GateFailure::Cancelled { by: "ops".into() })),
+                            1,
+                        )],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(3600),
+                expected: vec![],
+            },
+            Case {
+                name: "rerun: an operator's request starts a fresh first attempt",
+                snapshot: snapshot(vec![tier("staging", {
+                    let mut g = with_run(gate(CargoTest), 1, Some(tests_failed()), 1);
+                    g.latest.as_mut().unwrap().rerun_requested = true;
+                    Some(candidate("0.1.0", vec![g], &["s1"]))
+                })]),
+                now: t(0),
+                expected: vec![run_gate("staging", "0.1.0", CargoTest, 1)],
+            },
+            Case {
+                name: "a running gate is left alone",
+                snapshot: snapshot(vec![TierSnap {
+                    busy: Some(Busy { version: v("0.1.0"), run: Some(run_id(1)) }),
+                    ..tier(
+                        "staging",
+                        Some(candidate(
+                            "0.1.0",
+                            vec![with_run(gate(CargoTest), 1, None, 1)],
+                            &["s1"],
+                        )),
+                    )
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "newer version arriving mid-gate: the older run is cancelled",
+                snapshot: snapshot(vec![TierSnap {
+                    busy: Some(Busy { version: v("0.1.0"), run: Some(run_id(1)) }),
+                    ..tier("staging", Some(candidate("0.2.0", vec![gate(CargoTest)], &["s1"])))
+                }]),
+                now: t(0),
+                expected: vec![Action::Cancel { run: run_id(1), by: "superseded by 0.2.0".into() }],
+            },
+            Case {
+                name: "newer version arriving mid-gate: finish policy waits",
+                snapshot: Snapshot {
+                    on_supersede: OnSupersede::Finish,
+                    ..snapshot(vec![TierSnap {
+                        busy: Some(Busy { version: v("0.1.0"), run: Some(run_id(1)) }),
+                        ..tier("staging", Some(candidate("0.2.0", vec![gate(CargoTest)], &["s1"])))
+                    }])
+                },
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "supersede mid-deploy: a deploy is never cut short",
+                snapshot: snapshot(vec![TierSnap {
+                    busy: Some(Busy { version: v("0.1.0"), run: None }),
+                    ..tier("staging", Some(candidate("0.2.0", vec![gate(CargoTest)], &["s1"])))
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "an older candidate than the current version is dropped",
+                snapshot: snapshot(vec![TierSnap {
+                    current: Some(v("0.3.0")),
+                    ..tier("prod", Some(candidate("0.2.0", vec![gate(ManualConfirm)], &["p1"])))
+                }]),
+                now: t(0),
+                expected: vec![Action::DropCandidate {
+                    tier: tier_id("prod"),
+                    version: v("0.2.0"),
+                }],
+            },
+            Case {
+                name: "blocked by clock: wait until the refresh, no new run",
+                snapshot: snapshot(vec![tier(
+                    "prod",
+                    Some(candidate("0.1.0", vec![burn_in(Some(0), Some(remaining()))], &["p1"])),
+                )]),
+                now: t(60),
+                expected: vec![Action::WakeAt(t(3600))],
+            },
+            Case {
+                name: "blocked by clock: due, evaluated again in place",
+                snapshot: snapshot(vec![tier("prod", {
+                    let mut g = burn_in(Some(0), Some(remaining()));
+                    g.latest.as_mut().unwrap().evaluated_at = t(3600);
+                    Some(candidate("0.1.0", vec![g], &["p1"]))
+                })]),
+                now: t(7200),
+                expected: vec![Action::RunGate {
+                    tier: tier_id("prod"),
+                    version: v("0.1.0"),
+                    gate: BurnIn,
+                    attempt: 1,
+                    max_attempts: 3,
+                    reevaluate: Some(run_id(7)),
+                }],
+            },
+            Case {
+                name: "blocked by clock: a short burn-in wakes at its due time",
+                snapshot: snapshot(vec![tier("prod", {
+                    let mut g = burn_in(Some(0), Some(remaining()));
+                    g.burn_in = Some((Some(t(0)), Duration::from_secs(60)));
+                    Some(candidate("0.1.0", vec![g], &["p1"]))
+                })]),
+                now: t(10),
+                expected: vec![Action::WakeAt(t(60))],
+            },
+            Case {
+                name: "confirm: awaiting an operator, nothing changed, nothing runs",
+                snapshot: snapshot(vec![tier(
+                    "prod",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![with_run(
+                            gate(ManualConfirm),
+                            3,
+                            Some(GateStatus::Blocked {
+                                blocker: GateBlocker::AwaitingOperatorConfirmation,
+                            }),
+                            1,
+                        )],
+                        &["p1"],
+                    )),
+                )]),
+                now: t(999),
+                expected: vec![],
+            },
+            Case {
+                name: "confirm: a confirmation re-evaluates the same run",
+                snapshot: snapshot(vec![tier("prod", {
+                    let mut g = with_run(
+                        gate(ManualConfirm),
+                        3,
+                        Some(GateStatus::Blocked {
+                            blocker: GateBlocker::AwaitingOperatorConfirmation,
+                        }),
+                        1,
+                    );
+                    g.inputs_changed = Some(t(5));
+                    Some(candidate("0.1.0", vec![g], &["p1"]))
+                })]),
+                now: t(6),
+                expected: vec![Action::RunGate {
+                    tier: tier_id("prod"),
+                    version: v("0.1.0"),
+                    gate: ManualConfirm,
+                    attempt: 1,
+                    max_attempts: 3,
+                    reevaluate: Some(run_id(3)),
+                }],
+            },
+            Case {
+                name: "tiers in parallel: staging runs a gate while prod deploys",
+                snapshot: snapshot(vec![
+                    TierSnap {
+                        busy: Some(Busy { version: v("0.2.0"), run: Some(run_id(9)) }),
+                        ..tier(
+                            "staging",
+                            Some(candidate(
+                                "0.2.0",
+                                vec![with_run(gate(CargoTest), 9, None, 1)],
+                                &["s1"],
+                            )),
+                        )
+                    },
+                    tier(
+                        "prod",
+                        Some(candidate(
+                            "0.1.0",
+                            vec![with_run(gate(ManualConfirm), 8, Some(passed()), 1)],
+                            &["p1"],
+                        )),
+                    ),
+                ]),
+                now: t(0),
+                expected: vec![deploy("prod", "0.1.0", &["p1"])],
+            },
+            Case {
+                name: "a failed gate stops the tier before later gates",
+                snapshot: snapshot(vec![tier(
+                    "staging",
+                    Some(candidate(
+                        "0.1.0",
+                        vec![
+                            with_run(gate(CargoTest), 1, Some(tests_failed()), 1),
+                            gate(BootSmoke),
+                        ],
+                        &["s1"],
+                    )),
+                )]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "the earliest of several wake-ups is kept",
+                snapshot: snapshot(vec![
+                    tier(
+                        "a",
+                        Some(candidate("0.1.0", vec![burn_in(Some(0), Some(remaining()))], &[])),
+                    ),
+                    tier("b", {
+                        let mut g = burn_in(Some(0), Some(remaining()));
+                        g.burn_in = Some((Some(t(0)), Duration::from_secs(90)));
+                        Some(candidate("0.1.0", vec![g], &[]))
+                    }),
+                ]),
+                now: t(10),
+                expected: vec![Action::WakeAt(t(90))],
+            },
+            Case {
+                name: "a ten-year burn-in does not overflow",
+                snapshot: snapshot(vec![tier("prod", {
+                    let mut g = burn_in(Some(0), Some(remaining()));
+                    g.burn_in = Some((Some(DateTime::<Utc>::MAX_UTC), crate::config::MAX_DURATION));
+                    Some(candidate("0.1.0", vec![g], &[]))
+                })]),
+                now: t(10),
+                expected: vec![Action::WakeAt(t(3600))],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_scenario_plans_as_expected() {
+        let cases = cases();
+        assert!(cases.len() >= 20, "at least 20 scenarios, have {}", cases.len());
+        let mut failures = Vec::new();
+        for case in cases {
+            let actual = plan(&case.snapshot, case.now);
+            if actual != case.expected {
+                failures.push(format!(
+                    "{}:\n  expected {:?}\n  actual   {:?}",
+                    case.name, case.expected, actual
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn planning_is_idempotent() {
+        for case in cases() {
+            assert_eq!(
+                plan(&case.snapshot, case.now),
+                plan(&case.snapshot, case.now),
+                "{}",
+                case.name
+            );
+        }
+    }
+}

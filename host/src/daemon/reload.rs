@@ -1,0 +1,443 @@
+//! Hot reload operations: a candidate component validated, shadow-tested against the fixtures and the recorded outputs of past runs next to the component in service, then swapped in, held for an operator, or rejected; rollback and reclassify.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::components::{Candidate, ComponentError, save};
+use super::events::Event;
+use super::shared::{Daemon, Trigger};
+use crate::domain::{
+    ComponentRecord, ComponentState, ComponentVerdict, Decision, GateFailure, GateKind, GateStatus,
+    ProcessEnd, RawOutput, Reclassified, ReclassifyRequest, ReclassifyResponse, VerdictChange,
+};
+use crate::fixtures::Case;
+use crate::sandbox::{Digest, GateComponent, Sandbox};
+use crate::store::{RawRun, StoreError};
+
+/// What replaying the cases found.
+struct Shadow {
+    cases: u32,
+    diff: Vec<VerdictChange>,
+    fixture_failures: Vec<String>,
+}
+
+/// Validates `bytes` as a `kind` component and shadow-tests it; then swaps
+/// it in, holds it for acceptance, or rejects it, and says which as an event.
+pub async fn submit(
+    daemon: &Arc<Daemon>,
+    kind: GateKind,
+    bytes: Vec<u8>,
+    source: String,
+    accept_changes: bool,
+) -> Result<ComponentVerdict, StoreError> {
+    let _changing = daemon.components.changes.lock().await;
+    submit_locked(daemon, kind, bytes, source, accept_changes).await
+}
+
+async fn submit_locked(
+    daemon: &Arc<Daemon>,
+    kind: GateKind,
+    bytes: Vec<u8>,
+    source: String,
+    accept_changes: bool,
+) -> Result<ComponentVerdict, StoreError> {
+    let digest = Digest::of(&bytes).to_string();
+    let serving = daemon.components.get(kind);
+    if serving.digest().to_string() == digest {
+        return Ok(ComponentVerdict {
+            kind,
+            digest,
+            decision: Decision::Unchanged,
+            reason: None,
+            cases: 0,
+            diff: Vec::new(),
+        });
+    }
+    let fixtures = fixture_cases(daemon, kind);
+    let runs = daemon.store.recent_raw_runs(kind, daemon.config.shadow_runs).await?;
+    let shared = daemon.clone();
+    // Errors carry the contract the component declares, once it is known.
+    let checked = tokio::task::spawn_blocking(move || {
+        let candidate = validate(&shared.sandbox, kind, &bytes)?;
+        let shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)
+            .map_err(|reason| (reason, candidate.contract().to_owned()))?;
+        Ok::<_, (String, String)>((candidate, shadow, bytes))
+    })
+    .await
+    .unwrap_or_else(|e| Err((format!("the check itself failed: {e}"), String::new())));
+
+    let now = Utc::now();
+    let (candidate, shadow, bytes) = match checked {
+        Ok(checked) => checked,
+        Err((reason, contract)) => {
+            let rejection = Rejection { reason, contract, cases: 0, diff: Vec::new() };
+            return reject(daemon, kind, digest, &source, rejection).await;
+        }
+    };
+    let contract = candidate.contract().to_owned();
+    if let Some(first) = shadow.fixture_failures.first() {
+        let reason = format!(
+            "{} fixture case(s) would now fail; first: {first}",
+            shadow.fixture_failures.len()
+        );
+        let rejection = Rejection { reason, contract, cases: shadow.cases, diff: shadow.diff };
+        return reject(daemon, kind, digest, &source, rejection).await;
+    }
+    save(&daemon.components.dir, &digest, &bytes);
+    let needs_operator = !shadow.diff.iter().all(VerdictChange::only_classifies_the_unclassified);
+    if needs_operator && !accept_changes {
+        let id = daemon
+            .store
+            .insert_component(
+                kind,
+                &digest,
+                &contract,
+                &source,
+                ComponentState::Pending,
+                None,
+                &shadow.diff,
+                now,
+            )
+            .await?;
+        daemon
+            .components
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(kind, Candidate { id, component: Arc::new(candidate) });
+        daemon.bus.send(Event::ComponentPending {
+            gate: kind,
+            digest: digest.clone(),
+            diff: shadow.diff.clone(),
+        });
+        return Ok(ComponentVerdict {
+            kind,
+            digest,
+            decision: Decision::Pending,
+            reason: None,
+            cases: shadow.cases,
+            diff: shadow.diff,
+        });
+    }
+    daemon
+        .store
+        .insert_component(
+            kind,
+            &digest,
+            &contract,
+            &source,
+            ComponentState::Serving,
+            None,
+            &shadow.diff,
+            now,
+        )
+        .await?;
+    daemon.components.swap(kind, Arc::new(candidate));
+    // A candidate still waiting was judged against the component just replaced.
+    let waiting = daemon.components.pending.lock().expect("pending lock").remove(&kind);
+    if let Some(waiting) = waiting {
+        daemon.store.settle_pending(waiting.id, false, "replaced by a newer component").await?;
+    }
+    daemon.bus.send(Event::ComponentLoaded {
+        gate: kind,
+        digest: digest.clone(),
+        contract,
+        source,
+    });
+    Ok(ComponentVerdict {
+        kind,
+        digest,
+        decision: Decision::Loaded,
+        reason: None,
+        cases: shadow.cases,
+        diff: shadow.diff,
+    })
+}
+
+/// Why a candidate was refused, and what was known of it by then.
+struct Rejection {
+    reason: String,
+    /// Empty when it did not load far enough to say.
+    contract: String,
+    cases: u32,
+    diff: Vec<VerdictChange>,
+}
+
+async fn reject(
+    daemon: &Daemon,
+    kind: GateKind,
+    digest: String,
+    source: &str,
+    rejection: Rejection,
+) -> Result<ComponentVerdict, StoreError> {
+    let Rejection { reason, contract, cases, diff } = rejection;
+    daemon
+        .store
+        .insert_component(
+            kind,
+            &digest,
+            &contract,
+            source,
+            ComponentState::Rejected,
+            Some(&reason),
+            &diff,
+            Utc::now(),
+        )
+        .await?;
+    daemon.bus.send(Event::ComponentRejected {
+        gate: kind,
+        digest: digest.clone(),
+        reason: reason.clone(),
+        diff: diff.clone(),
+    });
+    Ok(ComponentVerdict {
+        kind,
+        digest,
+        decision: Decision::Rejected,
+        reason: Some(reason),
+        cases,
+        diff,
+    })
+}
+
+/// An operator's answer to a pending candidate. With `digest`, only that
+/// candidate: one pushed after the operator looked is not accepted unseen.
+pub async fn settle(
+    daemon: &Daemon,
+    kind: GateKind,
+    accept: bool,
+    digest: Option<&str>,
+) -> Result<ComponentRecord, ComponentError> {
+    let _changing = daemon.components.changes.lock().await;
+    let candidate = {
+        let mut pending = daemon.components.pending.lock().expect("pending lock");
+        let waiting = pending.get(&kind).ok_or(ComponentError::NothingPending { kind })?;
+        let waiting_digest = waiting.component.digest().to_string();
+        if let Some(given) = digest
+            && given != waiting_digest
+        {
+            return Err(ComponentError::PendingChanged {
+                kind,
+                pending: waiting_digest,
+                given: given.to_owned(),
+            });
+        }
+        pending.remove(&kind).expect("checked above")
+    };
+    if !daemon.store.settle_pending(candidate.id, accept, "rejected by an operator").await? {
+        return Err(ComponentError::NothingPending { kind });
+    }
+    let digest = candidate.component.digest().to_string();
+    if accept {
+        let contract = candidate.component.contract().to_owned();
+        daemon.components.swap(kind, candidate.component);
+        daemon.bus.send(Event::ComponentLoaded {
+            gate: kind,
+            digest: digest.clone(),
+            contract,
+            source: "accepted by an operator".into(),
+        });
+    } else {
+        daemon.bus.send(Event::ComponentRejected {
+            gate: kind,
+            digest: digest.clone(),
+            reason: "rejected by an operator".into(),
+            diff: Vec::new(),
+        });
+    }
+    let records = daemon.store.components_of(kind).await?;
+    Ok(records.into_iter().find(|r| r.id == candidate.id).expect("the settled row exists"))
+}
+
+/// Returns `kind` to the component that served before the current one,
+/// through the same checks as any update.
+pub async fn rollback(
+    daemon: &Arc<Daemon>,
+    kind: GateKind,
+    accept_changes: bool,
+) -> Result<ComponentVerdict, ComponentError> {
+    let _changing = daemon.components.changes.lock().await;
+    let current = daemon.components.get(kind).digest().to_string();
+    let history = daemon.store.components_of(kind).await?;
+    let bytes = history
+        .iter()
+        .filter(|r| r.state == ComponentState::Retired && r.digest != current)
+        .find_map(|r| std::fs::read(daemon.components.dir.join(format!("{}.wasm", r.digest))).ok())
+        .ok_or(ComponentError::NothingToRollBackTo { kind })?;
+    Ok(submit_locked(daemon, kind, bytes, "rollback".into(), accept_changes).await?)
+}
+
+/// The configured fixture cases of `kind`; a case that does not load is
+/// reported and skipped (it is `sando gate test`'s to complain about).
+fn fixture_cases(daemon: &Daemon, kind: GateKind) -> Vec<Case> {
+    let Some(root) = &daemon.config.fixtures_dir else { return Vec::new() };
+    let dirs = crate::fixtures::discover(&root.join(kind.as_str())).unwrap_or_default();
+    dirs.iter()
+        .filter_map(|dir| match Case::load(dir) {
+            Ok(case) => Some(case),
+            Err(e) => {
+                eprintln!("sando: shadow test: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Is it a component, of a compatible contract, for this kind, with both
+/// exports a gate needs?
+fn validate(
+    sandbox: &Sandbox,
+    kind: GateKind,
+    bytes: &[u8],
+) -> Result<GateComponent, (String, String)> {
+    let component = sandbox.load(bytes).map_err(|e| (e.to_string(), String::new()))?;
+    let contract = || component.contract().to_owned();
+    if component.kind() != kind {
+        return Err((format!("serves {}, not {kind}", component.kind()), contract()));
+    }
+    if !component.has_runner() {
+        return Err((
+            format!(
+                "exports only a classifier; a {kind} gate also needs the runner (world `gate`)"
+            ),
+            contract(),
+        ));
+    }
+    Ok(component)
+}
+
+fn fault(status: &GateStatus) -> Option<String> {
+    match status {
+        GateStatus::Failed { failure: GateFailure::ComponentFault { fault } } => {
+            Some(fault.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Replays every case through the candidate and the serving component. A
+/// fault ends it at once: a classifier that loops or hoards on one output
+/// is not one to serve.
+fn shadow(
+    sandbox: &Sandbox,
+    kind: GateKind,
+    serving: &GateComponent,
+    candidate: &GateComponent,
+    fixtures: &[Case],
+    runs: &[RawRun],
+) -> Result<Shadow, String> {
+    let empty = RawOutput {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        end: ProcessEnd::Exited(0),
+        duration_ms: None,
+    };
+    if let Some(fault) = fault(&candidate.classify(sandbox, kind, &empty).status) {
+        return Err(format!("classifier fault on an empty output: {fault}"));
+    }
+    let mut shadow = Shadow { cases: 0, diff: Vec::new(), fixture_failures: Vec::new() };
+    let mut replay = |case: String, output: &RawOutput, expected: Option<&GateStatus>| {
+        shadow.cases += 1;
+        let new = candidate.classify(sandbox, kind, output).status;
+        if let Some(fault) = fault(&new) {
+            return Err(format!("classifier fault on {case}: {fault}"));
+        }
+        if let Some(expected) = expected
+            && new != *expected
+        {
+            shadow.fixture_failures.push(format!("{case}: expected `{expected}`, got `{new}`"));
+        }
+        let old = serving.classify(sandbox, kind, output).status;
+        if old != new {
+            shadow.diff.push(VerdictChange { case, old, new });
+        }
+        Ok(())
+    };
+    for case in fixtures {
+        replay(format!("fixture {}", case.name), &case.output, Some(&case.expected))?;
+    }
+    for run in runs {
+        replay(format!("run {} ({} {})", run.run_id, run.tier, run.version), &run.output, None)?;
+    }
+    Ok(shadow)
+}
+
+/// Replays recorded outputs of past runs through the serving component:
+/// by default the `unclassified` ones. With `apply`, the changed runs get
+/// the new outcome; the old one and both components' provenance are kept.
+pub async fn reclassify(
+    daemon: &Arc<Daemon>,
+    request: ReclassifyRequest,
+) -> Result<ReclassifyResponse, ComponentError> {
+    let kind = request.gate;
+    let component = daemon.components.get(kind);
+    let since = request.since.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let runs = daemon.store.runs_to_reclassify(kind, since).await?;
+    let unclassified = |s: &Option<GateStatus>| {
+        matches!(s, Some(GateStatus::Failed { failure: GateFailure::Unclassified }))
+    };
+    let mut without_output = 0;
+    let mut replay = Vec::new();
+    for (_, raw) in runs {
+        match raw {
+            Some(raw) if request.all || unclassified(&raw.outcome) => replay.push(raw),
+            Some(_) => {}
+            None => without_output += 1,
+        }
+    }
+    let shared = daemon.clone();
+    let serving = component.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        replay
+            .into_iter()
+            .map(|raw| {
+                let new = serving.classify(&shared.sandbox, kind, &raw.output).status;
+                (raw, new)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ComponentError::Task(e.to_string()))?;
+    let digest = component.digest().to_string();
+    let contract = component.contract().to_owned();
+    let mut changed = Vec::new();
+    let mut unchanged = 0;
+    let now = Utc::now();
+    for (raw, new) in decided {
+        let Some(old) = raw.outcome.clone() else { continue };
+        if old == new || fault(&new).is_some() {
+            unchanged += 1;
+            continue;
+        }
+        if request.apply
+            && let Some(run) = daemon.store.gate_run(raw.run_id).await?
+        {
+            daemon.store.reclassify(&run, &new, &digest, &contract, now).await?;
+        }
+        changed.push(Reclassified {
+            run_id: raw.run_id,
+            tier: raw.tier,
+            version: raw.version,
+            old,
+            new,
+        });
+    }
+    if request.apply && !changed.is_empty() {
+        daemon.bus.send(Event::Reclassified {
+            gate: kind,
+            runs: changed.iter().map(|r| r.run_id).collect(),
+        });
+        // A candidate's gate may now be settled either way.
+        daemon.trigger(Trigger::Evaluate);
+    }
+    Ok(ReclassifyResponse {
+        gate: kind,
+        digest,
+        contract,
+        applied: request.apply,
+        changed,
+        unchanged,
+        without_output,
+    })
+}

@@ -1,0 +1,226 @@
+//! What the daemon's parts share: configuration, store, sandbox, components, event bus, logs, the executor, and the registry of work in flight. It sits below every module that uses it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use super::components::Components;
+use super::events::{Event, EventBus};
+use super::logs::LogsDir;
+use crate::config::{Config, TokenSource};
+use crate::domain::{BackupRow, GateRunId, GitSha, SchedulerState, WorkerState};
+use crate::executor::{CancellationToken, Executor};
+use crate::sandbox::Sandbox;
+use crate::store::{Store, StoreError};
+
+/// What the decision loop is asked to notice.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trigger {
+    /// Something a decision may depend on changed (a rebuild request, a
+    /// confirmation, a backup, a rerun, a component swap).
+    Evaluate,
+}
+
+/// Everything the API handlers, the coordinator and the workers share.
+pub struct Daemon {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) components: Components,
+    pub(crate) bus: EventBus,
+    pub(crate) logs: LogsDir,
+    pub(crate) token: String,
+    pub(crate) executor: Arc<dyn Executor>,
+    /// Wakes the coordinator. Many notifications before it looks are one.
+    pub(crate) wake: Notify,
+    pub(crate) work: Work,
+}
+
+impl Daemon {
+    /// Every event from now on, as `/api/events` sends them.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::domain::EventEnvelope>> {
+        self.bus.subscribe()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Asks for a build of a commit (what `POST /api/rebuild` does). The
+    /// request is a row before this returns, so a restart resumes it.
+    pub async fn rebuild(&self, sha: GitSha) -> Result<i64, StoreError> {
+        let id = self.store.insert_rebuild_request(&sha, Utc::now()).await?;
+        tracing::info!(%sha, request = id, "rebuild requested");
+        self.bus.send(Event::RebuildRequested { sha });
+        self.trigger(Trigger::Evaluate);
+        Ok(id)
+    }
+
+    pub(crate) fn trigger(&self, _trigger: Trigger) {
+        self.wake.notify_one();
+    }
+
+    /// Copies the configured backup source into the data directory, records
+    /// it, and wakes gates waiting for a backup.
+    pub async fn fetch_backup(&self) -> Result<BackupRow, FetchError> {
+        let source = self.config.backup_source.clone().ok_or(FetchError::NotConfigured)?;
+        let fetched_at = Utc::now();
+        let target = self
+            .data_dir()
+            .join("backups")
+            .join(format!("{}.backup", fetched_at.timestamp_millis()));
+        tokio::fs::copy(&source, &target).await.map_err(|e| FetchError::Source {
+            path: source.display().to_string(),
+            message: crate::fixtures::io_message(&e),
+        })?;
+        let (source, path) = (source.display().to_string(), target.display().to_string());
+        let id = self.store.insert_backup(&source, &path, fetched_at).await?;
+        self.bus.send(Event::BackupFetched { backup_id: id, source: source.clone() });
+        self.trigger(Trigger::Evaluate);
+        Ok(BackupRow { id, source, path, fetched_at })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no backup_source is configured")]
+    NotConfigured,
+    #[error("backup source {path}: {message}")]
+    Source { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn read_token(source: &TokenSource) -> Result<String, super::StartError> {
+    use super::StartError;
+    let token = match source {
+        TokenSource::Env(var) => {
+            std::env::var(var).map_err(|_| StartError::TokenEnvMissing(var.clone()))?
+        }
+        TokenSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| StartError::TokenFile {
+                path: path.display().to_string(),
+                message: crate::fixtures::io_message(&e),
+            })?
+        }
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return match source {
+            TokenSource::Env(var) => Err(StartError::TokenEnvMissing(var.clone())),
+            TokenSource::File(path) => Err(StartError::TokenFile {
+                path: path.display().to_string(),
+                message: "is empty".into(),
+            }),
+        };
+    }
+    Ok(token)
+}
+
+/// A way to stop one piece of work, and who asked.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stop {
+    pub token: CancellationToken,
+    by: Arc<OnceLock<String>>,
+}
+
+impl Stop {
+    /// The first reason given is kept.
+    pub fn cancel(&self, by: &str) {
+        let _ = self.by.set(by.to_owned());
+        self.token.cancel();
+    }
+
+    /// Who stopped it, once stopped.
+    pub fn by(&self) -> Option<String> {
+        self.token.is_cancelled().then(|| self.by.get().cloned().unwrap_or_else(|| "sando".into()))
+    }
+}
+
+/// Work in flight, for cancellation from the API and for `/api/state`.
+#[derive(Default)]
+pub(crate) struct Work {
+    runs: Mutex<HashMap<GateRunId, Stop>>,
+    builds: Mutex<HashMap<GitSha, (i64, Stop)>>,
+    status: Mutex<LoopStatus>,
+}
+
+#[derive(Default)]
+struct LoopStatus {
+    alive: bool,
+    planned_at: Option<DateTime<Utc>>,
+    workers: Vec<WorkerState>,
+}
+
+impl Work {
+    pub fn track_run(&self, run: GateRunId, stop: Stop) {
+        self.runs.lock().expect("work lock").insert(run, stop);
+    }
+
+    pub fn untrack_run(&self, run: GateRunId) {
+        self.runs.lock().expect("work lock").remove(&run);
+    }
+
+    /// Cancels a run in flight. False when no such run is running.
+    pub fn cancel_run(&self, run: GateRunId, by: &str) -> bool {
+        match self.runs.lock().expect("work lock").get(&run) {
+            Some(stop) => {
+                stop.cancel(by);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn track_build(&self, sha: GitSha, request_id: i64, stop: Stop) {
+        self.builds.lock().expect("work lock").insert(sha, (request_id, stop));
+    }
+
+    pub fn untrack_build(&self, sha: &GitSha) {
+        self.builds.lock().expect("work lock").remove(sha);
+    }
+
+    /// Cancels the build of `sha` (full or a 7-character prefix) in flight.
+    /// Returns its request, or `None` when it is not building.
+    pub fn cancel_build(&self, sha: &GitSha, by: &str) -> Option<i64> {
+        let builds = self.builds.lock().expect("work lock");
+        let (request, stop) = builds
+            .iter()
+            .find(|(building, _)| {
+                building.as_str() == sha.as_str() || building.as_str().starts_with(sha.as_str())
+            })
+            .map(|(_, entry)| entry.clone())?;
+        stop.cancel(by);
+        Some(request)
+    }
+
+    pub fn set_status(
+        &self,
+        alive: bool,
+        planned_at: Option<DateTime<Utc>>,
+        workers: Vec<WorkerState>,
+    ) {
+        let mut status = self.status.lock().expect("status lock");
+        status.alive = alive;
+        if planned_at.is_some() {
+            status.planned_at = planned_at;
+        }
+        status.workers = workers;
+    }
+
+    pub fn set_alive(&self, alive: bool) {
+        self.status.lock().expect("status lock").alive = alive;
+    }
+
+    pub fn status(&self) -> SchedulerState {
+        let status = self.status.lock().expect("status lock");
+        SchedulerState {
+            alive: status.alive,
+            planned_at: status.planned_at,
+            workers: status.workers.clone(),
+        }
+    }
+}

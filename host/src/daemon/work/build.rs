@@ -1,0 +1,244 @@
+//! The build worker: a requested commit checked out into its own work tree, built, its version read and its artifact kept, then registered in one transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::{SharedProgress, note};
+use crate::daemon::events::Event;
+use crate::daemon::logs::RunLog;
+use crate::daemon::shared::{Daemon, Stop};
+use crate::domain::{BuildFailure, BuildOutcome, GitSha, LogRef, ProcessEnd, Version};
+use crate::executor::{Ended, LogSink, ProcessSpec};
+use crate::store::{StoreError, VersionRow};
+
+pub(crate) async fn run(
+    daemon: Arc<Daemon>,
+    request_id: i64,
+    sha: GitSha,
+    progress: SharedProgress,
+) {
+    let span = tracing::info_span!("build", %sha, request = request_id);
+    async {
+        if let Err(e) = run_inner(&daemon, request_id, &sha, &progress).await {
+            tracing::error!(error = %e, "build could not be recorded");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Whether a build that ended this way settles its request. Failures of the
+/// machine (a program that could not start, a checkout, an interruption)
+/// leave it open for the planner's retry; a defect of the commit does not.
+pub(crate) fn settles(outcome: &BuildOutcome) -> bool {
+    match outcome {
+        BuildOutcome::Ok { .. } => true,
+        BuildOutcome::Failed { failure } => !matches!(
+            failure,
+            BuildFailure::Spawn { .. }
+                | BuildFailure::Checkout { .. }
+                | BuildFailure::Interrupted
+                | BuildFailure::HostFault { .. }
+        ),
+    }
+}
+
+async fn run_inner(
+    daemon: &Arc<Daemon>,
+    request_id: i64,
+    sha: &GitSha,
+    progress: &SharedProgress,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let log_ref: LogRef =
+        format!("builds/{sha}-{}.log", now.timestamp_millis()).parse().expect("valid log ref");
+    let build_id = daemon.store.insert_build_for(request_id, sha, &log_ref, now).await?;
+    note(progress, |p| p.build = Some(build_id));
+    daemon.bus.send(Event::BuildStarted { sha: sha.clone() });
+    let stop = Stop::default();
+    daemon.work.track_build(sha.clone(), request_id, stop.clone());
+    let built = match daemon.logs.create(&log_ref) {
+        Ok(file) => build(daemon, sha, Arc::new(RunLog::new(file, None)), &stop).await,
+        Err(e) => Err(BuildFailure::HostFault {
+            message: format!("opening the build's log: {}", crate::fixtures::io_message(&e)),
+        }),
+    };
+    daemon.work.untrack_build(sha);
+    let built = match (stop.by(), built) {
+        (Some(by), Err(_)) => Err(BuildFailure::Cancelled { by }),
+        (_, built) => built,
+    };
+    let outcome = match &built {
+        Ok(row) => BuildOutcome::Ok { version: row.version.clone() },
+        Err(failure) => BuildOutcome::Failed { failure: failure.clone() },
+    };
+    let first_tier = daemon.config.tiers.first().map(|t| t.name.clone());
+    let registered = match (&built, &first_tier) {
+        (Ok(row), Some(tier)) => Some((row, tier)),
+        _ => None,
+    };
+    let replaced = daemon
+        .store
+        .finish_build_and_register(
+            build_id,
+            request_id,
+            &outcome,
+            registered,
+            settles(&outcome),
+            Utc::now(),
+        )
+        .await?;
+    tracing::info!(outcome = ?outcome, "build finished");
+    if let Ok(row) = &built {
+        daemon.bus.send(Event::VersionRegistered {
+            version: row.version.clone(),
+            sha: row.git_sha.clone(),
+        });
+        if let (Some(previous), Some(tier)) = (replaced, first_tier) {
+            daemon.bus.send(Event::Superseded { tier, version: previous, by: row.version.clone() });
+        }
+    }
+    daemon.bus.send(Event::BuildDone { sha: sha.clone(), outcome });
+    Ok(())
+}
+
+async fn build(
+    daemon: &Daemon,
+    sha: &GitSha,
+    log: Arc<RunLog>,
+    stop: &Stop,
+) -> Result<VersionRow, BuildFailure> {
+    let config = &daemon.config;
+    let defaults = &config.defaults;
+    let repo = config.project.repo.display().to_string();
+    let sink: Arc<dyn LogSink> = log.clone();
+    let run = |program: &str, args: Vec<String>, cwd: Option<PathBuf>, timeout: Duration| {
+        let spec = ProcessSpec {
+            program: program.to_owned(),
+            args,
+            env: if program == "git" { Vec::new() } else { config.project.env_pairs() },
+            cwd,
+            stop_after: None,
+            timeout: Some(timeout),
+        };
+        daemon.executor.run(spec, Some(sink.clone()), stop.token.clone())
+    };
+    let words = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+
+    let resolved = run(
+        "git",
+        words(&["-C", &repo, "rev-parse", "--verify", "--quiet", &format!("{sha}^{{commit}}")]),
+        None,
+        defaults.git_timeout,
+    )
+    .await;
+    stopped(resolved.ended)?;
+    let full: GitSha = match resolved.output.end {
+        ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
+        ProcessEnd::Exited(0) => String::from_utf8_lossy(&resolved.output.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| BuildFailure::UnknownCommit)?,
+        _ => return Err(BuildFailure::UnknownCommit),
+    };
+
+    // A work tree is made under a temporary name and renamed into place when
+    // complete, so a tree a kill left half-made is never mistaken for one.
+    let worktrees = daemon.data_dir().join("worktrees");
+    let tree = worktrees.join(full.as_str());
+    if !tree.exists() {
+        let partial = worktrees.join(format!("{full}.partial"));
+        let _ = tokio::fs::remove_dir_all(&partial).await;
+        let partial_arg = partial.display().to_string();
+        log.note(&format!("checking out {full} into {}", tree.display()));
+        for args in [
+            words(&["clone", "--quiet", "--shared", "--no-checkout", &repo, &partial_arg]),
+            words(&["-C", &partial_arg, "checkout", "--quiet", "--detach", full.as_str()]),
+        ] {
+            let out = run("git", args, None, defaults.git_timeout).await;
+            stopped(out.ended)?;
+            match out.output.end {
+                ProcessEnd::Exited(0) => {}
+                ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
+                ProcessEnd::Exited(code) => {
+                    return Err(BuildFailure::Checkout { exit_code: Some(code) });
+                }
+                _ => return Err(BuildFailure::Checkout { exit_code: None }),
+            }
+        }
+        tokio::fs::rename(&partial, &tree).await.map_err(|e| BuildFailure::HostFault {
+            message: format!("placing the work tree: {}", crate::fixtures::io_message(&e)),
+        })?;
+    }
+
+    let build = &config.project.build;
+    log.note(&format!("running {build}"));
+    let out =
+        run(&build.program, build.args.clone(), Some(tree.clone()), defaults.build_timeout).await;
+    stopped(out.ended)?;
+    match out.output.end {
+        ProcessEnd::Exited(0) => {}
+        ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
+        ProcessEnd::Exited(code) => {
+            return Err(BuildFailure::BuildCommand { exit_code: Some(code) });
+        }
+        _ => return Err(BuildFailure::BuildCommand { exit_code: None }),
+    }
+    let version = manifest_version(&tree.join("Cargo.toml"))
+        .map_err(|message| BuildFailure::Manifest { message })?;
+    log.note(&format!("built version {version}"));
+
+    let store_err = |e: StoreError| BuildFailure::HostFault { message: e.to_string() };
+    if let Some(existing) = daemon.store.version(&version).await.map_err(store_err)? {
+        if existing.git_sha != full {
+            return Err(BuildFailure::VersionTaken {
+                version,
+                git_sha: existing.git_sha.to_string(),
+            });
+        }
+        return Ok(existing);
+    }
+    let source = tree.join(&config.project.artifact);
+    let dir = daemon.data_dir().join("artifacts").join(version.to_string());
+    let name = source.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("artifact"));
+    let artifact = dir.join(name);
+    let copied = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::copy(&source, &artifact).await
+    };
+    copied.await.map_err(|_| BuildFailure::ArtifactMissing {
+        path: config.project.artifact.display().to_string(),
+    })?;
+    Ok(VersionRow {
+        version,
+        git_sha: full,
+        registered_at: Utc::now(),
+        artifact: artifact.display().to_string(),
+    })
+}
+
+/// A step ended by its timeout or a cancel ends the build.
+fn stopped(ended: Ended) -> Result<(), BuildFailure> {
+    match ended {
+        Ended::Normally => Ok(()),
+        Ended::TimedOut(after) => Err(BuildFailure::Timeout { after_s: after.as_secs() }),
+        // The caller names who cancelled.
+        Ended::Cancelled => Err(BuildFailure::Cancelled { by: String::new() }),
+    }
+}
+
+fn manifest_version(path: &Path) -> Result<Version, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::fixtures::io_message(&e))?;
+    let manifest: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
+    let version = manifest
+        .get("package")
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .ok_or("no [package] version")?;
+    version.parse().map_err(|e: crate::domain::ParseError| e.to_string())
+}

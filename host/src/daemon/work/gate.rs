@@ -1,0 +1,279 @@
+//! The gate worker: one run of a gate for a tier's candidate, or a blocked run evaluated again in place.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::{SharedProgress, note};
+use crate::config::{Command, Gate, GateSpec, Tier};
+use crate::daemon::events::Event;
+use crate::daemon::logs::RunLog;
+use crate::daemon::shared::{Daemon, Stop};
+use crate::domain::{
+    GateFailure, GateKind, GateOutcome, GateRunId, GateStatus, LogRef, TierId, Version,
+};
+use crate::executor::{Ended, LogSink};
+use crate::sandbox::{Backup, BurnInClock, Confirmation, RunnerEnv};
+use crate::store::{Attempt, RunCost, StoreError, VersionRow};
+
+/// What the planner asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct GateJob {
+    pub tier: TierId,
+    pub version: Version,
+    pub gate: GateKind,
+    pub attempt: Attempt,
+    pub reevaluate: Option<GateRunId>,
+}
+
+pub(crate) async fn run(daemon: Arc<Daemon>, job: GateJob, progress: SharedProgress) {
+    let span = tracing::info_span!("gate", tier = %job.tier, version = %job.version, gate = %job.gate, run_id = tracing::field::Empty);
+    async {
+        if let Err(e) = run_inner(&daemon, &job, &progress).await {
+            tracing::error!(error = %e, "gate run could not be recorded");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_inner(
+    daemon: &Arc<Daemon>,
+    job: &GateJob,
+    progress: &SharedProgress,
+) -> Result<(), StoreError> {
+    let (Some(tier), Some(version)) =
+        (daemon.config.tier(&job.tier), daemon.store.version(&job.version).await?)
+    else {
+        tracing::warn!("the tier or version is gone; nothing to run");
+        return Ok(());
+    };
+    let Some(spec) = tier.gates.iter().find(|g| g.kind() == job.gate) else {
+        tracing::warn!("the gate is no longer configured; nothing to run");
+        return Ok(());
+    };
+    // Held for the whole run: a component swapped in meanwhile serves the next one.
+    let component = daemon.components.get(job.gate);
+    let (run_id, log_ref, file) = match job.reevaluate {
+        Some(run_id) => {
+            let log_ref = daemon.store.gate_run(run_id).await?.and_then(|r| r.log_ref);
+            let file = log_ref.as_ref().map(|l| daemon.logs.append(l));
+            (run_id, log_ref, file)
+        }
+        None => {
+            // The log file exists before the run is visible, so `/logs`
+            // never finds a run whose log is missing.
+            let mut file = None;
+            let (run_id, log_ref) = daemon
+                .store
+                .insert_gate_run(
+                    &job.tier,
+                    &job.version,
+                    job.gate,
+                    &component.digest().to_string(),
+                    component.contract(),
+                    job.attempt,
+                    Utc::now(),
+                    |run_id| {
+                        let log_ref = run_log_ref(&job.version, job.gate, run_id);
+                        file = Some(daemon.logs.create(&log_ref));
+                        log_ref
+                    },
+                )
+                .await?;
+            (run_id, Some(log_ref), file)
+        }
+    };
+    note(progress, |p| p.run = Some(run_id));
+    tracing::Span::current().record("run_id", run_id.to_string());
+    let file = match file {
+        Some(Ok(file)) => file,
+        Some(Err(e)) => {
+            let status = GateStatus::failed(GateFailure::HostFault {
+                message: format!("opening the run's log: {}", crate::fixtures::io_message(&e)),
+            });
+            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO).await;
+        }
+        None => {
+            let status =
+                GateStatus::failed(GateFailure::HostFault { message: "the run has no log".into() });
+            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO).await;
+        }
+    };
+    let log = Arc::new(RunLog::new(file, Some((daemon.bus.clone(), run_id))));
+    if job.reevaluate.is_none() {
+        daemon.bus.send(Event::GateStart {
+            run_id,
+            tier: job.tier.clone(),
+            version: job.version.clone(),
+            gate: job.gate,
+        });
+    } else {
+        log.note(&format!("evaluating again at {}", Utc::now().to_rfc3339()));
+    }
+    tracing::info!(attempt = job.attempt.number, of = job.attempt.of, "gate run started");
+
+    let stop = Stop::default();
+    daemon.work.track_run(run_id, stop.clone());
+    let env = runner_env(daemon, tier, spec, &version, log.clone(), &stop).await;
+    let env = match env {
+        Ok(env) => env,
+        Err(e) => {
+            daemon.work.untrack_run(run_id);
+            return Err(e);
+        }
+    };
+    let shared = daemon.clone();
+    let classification =
+        tokio::task::spawn_blocking(move || component.run(&shared.sandbox, env)).await;
+    daemon.work.untrack_run(run_id);
+    let (status, cost) = match classification {
+        Ok((c, env)) => {
+            // What the classifier judged, for shadow tests and reclassify.
+            if let Some(output) = env.spawned.last()
+                && let Err(e) = daemon.store.record_raw_output(run_id, job.gate, output).await
+            {
+                // The run's outcome still counts; only its replay is lost.
+                log.note(&format!("recording the classifier's input failed: {e}"));
+            }
+            let cost = RunCost {
+                fuel: i64::try_from(c.usage.fuel).unwrap_or(i64::MAX),
+                peak_memory: i64::try_from(c.usage.peak_memory_bytes).unwrap_or(i64::MAX),
+            };
+            // The host, not the component, says why a stopped run stopped.
+            let status = match (stop.by(), env.ended) {
+                (Some(by), _) => GateStatus::failed(GateFailure::Cancelled { by }),
+                (None, Ended::TimedOut(_)) => GateStatus::failed(GateFailure::Timeout {
+                    gate: job.gate,
+                    after_s: u32::try_from(spec.timeout.as_secs()).unwrap_or(u32::MAX),
+                }),
+                (None, _) => c.status,
+            };
+            (status, cost)
+        }
+        Err(e) => {
+            log.note(&format!("the gate's task failed: {e}"));
+            let status =
+                GateStatus::failed(GateFailure::HostFault { message: format!("gate task: {e}") });
+            (status, RunCost::ZERO)
+        }
+    };
+    log.note(&format!("outcome: {status}"));
+    finish(daemon, job, run_id, log_ref, status, cost).await
+}
+
+async fn finish(
+    daemon: &Arc<Daemon>,
+    job: &GateJob,
+    run_id: GateRunId,
+    log_ref: Option<LogRef>,
+    status: GateStatus,
+    cost: RunCost,
+) -> Result<(), StoreError> {
+    daemon.store.finish_gate_run(run_id, &status, cost, Utc::now()).await?;
+    tracing::info!(outcome = %status, status = status.label(), "gate run finished");
+    let still_blocked = matches!(status, GateStatus::Blocked { .. });
+    let outcome = GateOutcome { status, log_ref };
+    let (tier, version, gate) = (job.tier.clone(), job.version.clone(), job.gate);
+    daemon.bus.send(if job.reevaluate.is_some() && still_blocked {
+        Event::GateUpdated { run_id, tier, version, gate, outcome }
+    } else {
+        Event::GateDone { run_id, tier, version, gate, outcome }
+    });
+    Ok(())
+}
+
+pub(crate) fn run_log_ref(version: &Version, gate: GateKind, run_id: GateRunId) -> LogRef {
+    format!("{version}/{gate}/{run_id}.log").parse().expect("versions and kinds are log-safe")
+}
+
+/// What the gate's runner may see and do, from its configuration.
+async fn runner_env(
+    daemon: &Arc<Daemon>,
+    tier: &Tier,
+    spec: &GateSpec,
+    version: &VersionRow,
+    log: Arc<RunLog>,
+    stop: &Stop,
+) -> Result<RunnerEnv, StoreError> {
+    let tree = daemon.data_dir().join("worktrees").join(version.git_sha.as_str());
+    let mut env = RunnerEnv::new(
+        tier.name.clone(),
+        version.version.clone(),
+        spec.kind(),
+        daemon.executor.clone(),
+    );
+    env.cwd = Some(tree.clone());
+    env.env = daemon.config.project.env_pairs();
+    env.log = Some(log as Arc<dyn LogSink>);
+    env.stop = stop.token.clone();
+    env.deadline = Instant::now().checked_add(spec.timeout);
+    let mut param = |key: &str, value: String| env.params.push((key.to_owned(), value));
+    match &spec.gate {
+        Gate::CargoTest { args } => {
+            param("program", "cargo".into());
+            param("args", args.join(" "));
+            env.allowed_programs.push("cargo".into());
+        }
+        Gate::MigrationDryRun { scratch_db_url, migrations, migrate, restore } => {
+            if let Some(url) = scratch_db_url {
+                param("scratch_db_url", url.clone());
+            }
+            param("migrations", tree.join(migrations).display().to_string());
+            param("migrate_program", migrate.program.clone());
+            param("migrate_args", migrate.args.join(" "));
+            env.allowed_programs.push(migrate.program.clone());
+            if let Some(Command { program, args }) = restore {
+                param("restore_program", program.clone());
+                param("restore_args", args.join(" "));
+                env.allowed_programs.push(program.clone());
+            }
+            env.latest_backup = daemon.store.latest_backup().await?.map(|b| Backup {
+                id: b.id,
+                path: b.path,
+                fetched_at: b.fetched_at,
+            });
+        }
+        Gate::BootSmoke { args, stay_up } => {
+            param("binary", version.artifact.clone());
+            param("args", args.join(" "));
+            param("seconds", stay_up.as_secs().max(1).to_string());
+            env.allowed_programs.push(version.artifact.clone());
+        }
+        Gate::BurnIn { duration, .. } => {
+            param("duration_s", duration.as_secs().to_string());
+            let started = burn_in_started(daemon, tier, &spec.gate, &version.version).await?;
+            env.burn_in_clock =
+                started.map(|started_at| BurnInClock { started_at, now: Utc::now() });
+        }
+        Gate::ManualConfirm => {
+            env.confirmation = daemon
+                .store
+                .confirmation(&tier.name, &version.version)
+                .await?
+                .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at });
+        }
+    }
+    Ok(env)
+}
+
+/// When the version's burn-in clock started: its arrival on the tier the
+/// gate watches (`on_tier`, else the tier before this one).
+pub(crate) async fn burn_in_started(
+    daemon: &Daemon,
+    tier: &Tier,
+    gate: &Gate,
+    version: &Version,
+) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
+    let Gate::BurnIn { on_tier, .. } = gate else { return Ok(None) };
+    let index = daemon.config.tiers.iter().position(|t| t.name == tier.name);
+    let watched = on_tier.clone().or_else(|| {
+        index.and_then(|i| i.checked_sub(1)).map(|i| daemon.config.tiers[i].name.clone())
+    });
+    match watched {
+        Some(watched) => daemon.store.arrival(&watched, version).await,
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,605 @@
+//! Starting processes: the one `Executor` seam everything that starts a process goes through, and `LocalExecutor`, which runs them on this machine, each in its own PID namespace.
+//!
+//! A process is bounded three ways: an expected end (`stop_after`, boot
+//! smoke's window: reported `still_running`), a timeout, and cancellation
+//! (both reported in [`Ended`]). Ending a process ends its whole tree,
+//! including descendants that left its process group: under bubblewrap the
+//! tree lives in its own PID namespace, which the kernel empties when the
+//! namespace's first process dies. Children die with the daemon (a
+//! parent-death signal on the direct child, and bubblewrap's
+//! `--die-with-parent` for the namespace).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+pub use tokio_util::sync::CancellationToken;
+
+use crate::domain::{ProcessEnd, RawOutput};
+
+/// How much of each stream is kept for the classifier: the end of a tool's
+/// output is where its verdict is (libtest's and nextest's summaries, cargo's
+/// and sqlx's errors). The whole output goes to the sink.
+pub const KEPT_TAIL: usize = 8 << 20;
+
+/// After the main process ended, how long its output may keep arriving from
+/// descendants that hold the pipes before the tree is ended.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+pub use crate::domain::Stream;
+
+/// Receives output as the process writes it (the run's log file, WebSocket
+/// subscribers). Called from one reader task per stream.
+pub trait LogSink: Send + Sync {
+    fn chunk(&self, stream: Stream, bytes: &[u8]);
+}
+
+/// What to start, and its bounds.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Added to a cleared environment (only `PATH` and `HOME` pass through).
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// An expected end: stop watching after this long, end the tree, and
+    /// report `still_running` (boot smoke's stay-up window).
+    pub stop_after: Option<Duration>,
+    /// A bound: after this long the tree is ended and [`Ended::TimedOut`]
+    /// says so.
+    pub timeout: Option<Duration>,
+}
+
+/// Why a process stopped, beyond its own exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited, was killed by something else, or reached `stop_after`.
+    Normally,
+    /// It ran past its timeout; its tree was ended.
+    TimedOut(Duration),
+    /// Its cancellation token fired; its tree was ended.
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub output: RawOutput,
+    pub ended: Ended,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where processes run. Local today; a remote executor (a Kubernetes Job, a
+/// Nomad batch job) must provide the same three things: output streamed to
+/// the sink as it is written, cancellation that ends everything the process
+/// started, and the exit status (or spawn errno) as a `ProcessEnd`.
+pub trait Executor: Send + Sync {
+    fn run(
+        &self,
+        spec: ProcessSpec,
+        sink: Option<Arc<dyn LogSink>>,
+        stop: CancellationToken,
+    ) -> BoxFuture<'_, Finished>;
+
+    /// One line for `/api/state` and start-up: how processes are contained.
+    fn describe(&self) -> String;
+}
+
+/// Runs `future` to its end from synchronous code (a runner's `spawn`
+/// import): on the current runtime from a blocking task, else on a small
+/// runtime of its own on a thread of its own.
+pub fn block_on<T: Send>(future: impl Future<Output = T> + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a current-thread runtime")
+                        .block_on(future)
+                })
+                .join()
+                .expect("the process thread does not panic")
+        }),
+    }
+}
+
+/// How a local process tree is held together.
+#[derive(Debug, Clone)]
+enum Containment {
+    /// `bwrap --unshare-pid --die-with-parent`: the tree is a PID namespace.
+    PidNamespace { bwrap: PathBuf },
+    /// Its own process group only: descendants that leave the group (`setsid`)
+    /// can outlive a timeout. Used only where bubblewrap is unavailable.
+    ProcessGroup,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    containment: Containment,
+    /// Between SIGTERM and SIGKILL when a tree is ended.
+    grace: Duration,
+}
+
+impl LocalExecutor {
+    /// Uses bubblewrap when it is installed and can make a PID namespace here.
+    pub fn detect(grace: Duration) -> LocalExecutor {
+        let bwrap = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths).map(|p| p.join("bwrap")).find(|p| is_executable(p))
+        });
+        let usable = bwrap.filter(|bwrap| {
+            std::process::Command::new(bwrap)
+                .args(namespace_args())
+                .arg("true")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        let containment = match usable {
+            Some(bwrap) => Containment::PidNamespace { bwrap },
+            None => Containment::ProcessGroup,
+        };
+        LocalExecutor { containment, grace }
+    }
+
+    /// Whether ending a process also ends descendants that left its group.
+    pub fn contains_trees(&self) -> bool {
+        matches!(self.containment, Containment::PidNamespace { .. })
+    }
+
+    async fn start(&self, spec: &ProcessSpec) -> Result<Child, i32> {
+        let program = resolve(&spec.program, spec.cwd.as_deref())?;
+        let mut command = match &self.containment {
+            Containment::PidNamespace { bwrap } => {
+                let mut command = Command::new(bwrap);
+                command.args(namespace_args()).arg("--").arg(&program);
+                command
+            }
+            Containment::ProcessGroup => Command::new(&program),
+        };
+        command
+            .args(&spec.args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a SIGKILL reaches what it started in it.
+            .process_group(0)
+            .kill_on_drop(true);
+        for key in ["PATH", "HOME"] {
+            if let Some(value) = std::env::var_os(key) {
+                command.env(key, value);
+            }
+        }
+        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+        if let Some(cwd) = &spec.cwd {
+            command.current_dir(cwd);
+        }
+        // SAFETY: prctl(2) only changes this (forked, not yet exec'd) process's
+        // own parent-death signal; it allocates nothing and touches no locks.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command.spawn().map_err(|e| e.raw_os_error().unwrap_or(0))
+    }
+
+    /// SIGTERM to the tree, then SIGKILL after the grace period if the main
+    /// process is still there, then waits for it.
+    async fn end_tree(
+        &self,
+        child: &mut Child,
+        graceful: bool,
+    ) -> Option<std::process::ExitStatus> {
+        let Some(pid) = child.id().map(|p| p as i32) else { return child.wait().await.ok() };
+        if graceful {
+            let mut targets = descendants(pid);
+            if matches!(self.containment, Containment::ProcessGroup) {
+                targets.push(pid);
+            }
+            signal_all(&targets, libc::SIGTERM);
+            if let Ok(status) = tokio::time::timeout(self.grace, child.wait()).await {
+                // The main process is gone; whatever it left in its group goes too.
+                kill_group(pid);
+                return status.ok();
+            }
+        }
+        let leftovers = descendants(pid);
+        // Under bubblewrap, killing it kills the namespace's init, and with it
+        // every process in the namespace.
+        kill_group(pid);
+        signal_all(&[pid], libc::SIGKILL);
+        signal_all(&leftovers, libc::SIGKILL);
+        child.wait().await.ok()
+    }
+
+    fn exit_of(&self, status: std::process::ExitStatus) -> ProcessEnd {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            // bubblewrap reports a child killed by signal N as exit 128 + N.
+            (Some(code), _)
+                if matches!(self.containment, Containment::PidNamespace { .. })
+                    && (129..=128 + 64).contains(&code) =>
+            {
+                ProcessEnd::Signaled(code - 128)
+            }
+            (Some(code), _) => ProcessEnd::Exited(code),
+            (None, Some(signal)) => ProcessEnd::Signaled(signal),
+            (None, None) => ProcessEnd::Exited(-1),
+        }
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn run(
+        &self,
+        spec: ProcessSpec,
+        sink: Option<Arc<dyn LogSink>>,
+        stop: CancellationToken,
+    ) -> BoxFuture<'_, Finished> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let elapsed =
+                |started: Instant| u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if stop.is_cancelled() {
+                let output = RawOutput {
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    end: ProcessEnd::StillRunning,
+                    duration_ms: Some(0),
+                };
+                return Finished { output, ended: Ended::Cancelled };
+            }
+            let mut child = match self.start(&spec).await {
+                Ok(child) => child,
+                Err(errno) => {
+                    let output = RawOutput {
+                        stdout: Vec::new(),
+                        stderr: Vec::new(),
+                        end: ProcessEnd::SpawnError(errno),
+                        duration_ms: Some(elapsed(started)),
+                    };
+                    return Finished { output, ended: Ended::Normally };
+                }
+            };
+            let stdout = tokio::spawn(drain(child.stdout.take(), Stream::Stdout, sink.clone()));
+            let stderr = tokio::spawn(drain(child.stderr.take(), Stream::Stderr, sink));
+            let window = async {
+                match spec.stop_after {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let bound = async {
+                match spec.timeout {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (end, ended) = tokio::select! {
+                status = child.wait() => (status.map_or(ProcessEnd::StillRunning, |s| self.exit_of(s)), Ended::Normally),
+                () = window => {
+                    self.end_tree(&mut child, false).await;
+                    (ProcessEnd::StillRunning, Ended::Normally)
+                }
+                () = bound => {
+                    self.end_tree(&mut child, true).await;
+                    (ProcessEnd::StillRunning, Ended::TimedOut(spec.timeout.unwrap_or_default()))
+                }
+                () = stop.cancelled() => {
+                    self.end_tree(&mut child, true).await;
+                    (ProcessEnd::StillRunning, Ended::Cancelled)
+                }
+            };
+            // A descendant may still hold the pipes: read on for a moment,
+            // then end whatever is left and stop reading.
+            let readers = async { (stdout.await, stderr.await) };
+            tokio::pin!(readers);
+            let (stdout, stderr) = match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut readers).await
+            {
+                Ok(done) => done,
+                Err(_) => {
+                    if let Some(pid) = child.id() {
+                        kill_group(pid as i32);
+                    }
+                    match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut readers).await {
+                        Ok(done) => done,
+                        Err(_) => (Ok(Vec::new()), Ok(Vec::new())),
+                    }
+                }
+            };
+            let output = RawOutput {
+                stdout: stdout.unwrap_or_default(),
+                stderr: stderr.unwrap_or_default(),
+                end,
+                duration_ms: Some(elapsed(started)),
+            };
+            Finished { output, ended }
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.containment {
+            Containment::PidNamespace { bwrap } => {
+                format!("local, each process tree in its own PID namespace ({})", bwrap.display())
+            }
+            Containment::ProcessGroup => "local, process groups only (bubblewrap not found: \
+                 descendants that leave their group can outlive a timeout)"
+                .into(),
+        }
+    }
+}
+
+fn namespace_args() -> [&'static str; 8] {
+    [
+        "--dev-bind",
+        "/",
+        "/",
+        "--unshare-pid",
+        "--die-with-parent",
+        "--proc",
+        "/proc",
+        "--new-session",
+    ]
+}
+
+/// Finds the program as `execvp` would, so a missing one is a typed spawn
+/// error (its errno) even when a wrapper starts it.
+fn resolve(program: &str, cwd: Option<&Path>) -> Result<PathBuf, i32> {
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        let path = Path::new(program);
+        vec![match (path.is_absolute(), cwd) {
+            (false, Some(cwd)) => cwd.join(path),
+            _ => path.to_path_buf(),
+        }]
+    } else {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).map(|p| p.join(program)).collect())
+            .unwrap_or_default()
+    };
+    let mut errno = libc::ENOENT;
+    for candidate in candidates {
+        match std::fs::metadata(&candidate) {
+            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+                return Ok(candidate);
+            }
+            Ok(_) => errno = libc::EACCES,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => errno = libc::EACCES,
+            Err(_) => {}
+        }
+    }
+    Err(errno)
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Every process below `root`, from `/proc`'s parent links. Inside a PID
+/// namespace orphans are adopted by the namespace's init, so they stay below.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        for &child in children.get(&pid).map(Vec::as_slice).unwrap_or_default() {
+            found.push(child);
+            stack.push(child);
+        }
+    }
+    found
+}
+
+fn signal_all(pids: &[i32], signal: libc::c_int) {
+    for &pid in pids {
+        // SAFETY: kill(2) sends a signal; it touches no memory of ours.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+fn kill_group(pid: i32) {
+    // SAFETY: kill(2) with a negative pid signals the process group we
+    // created for the child; it touches no memory of ours.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+}
+
+/// Reads a pipe to its end in large reads, passing every chunk to the sink
+/// and keeping the last `KEPT_TAIL` bytes.
+async fn drain(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    stream: Stream,
+    sink: Option<Arc<dyn LogSink>>,
+) -> Vec<u8> {
+    let Some(mut pipe) = pipe else { return Vec::new() };
+    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some(sink) = &sink {
+                    sink.chunk(stream, &buf[..n]);
+                }
+                tail.extend(&buf[..n]);
+                if tail.len() > KEPT_TAIL {
+                    tail.drain(..tail.len() - KEPT_TAIL);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    tail.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<(Stream, Vec<u8>)>>);
+
+    impl LogSink for Collect {
+        fn chunk(&self, stream: Stream, bytes: &[u8]) {
+            self.0.lock().unwrap().push((stream, bytes.to_vec()));
+        }
+    }
+
+    fn sh(script: &str) -> ProcessSpec {
+        ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            ..ProcessSpec::default()
+        }
+    }
+
+    fn executor() -> LocalExecutor {
+        LocalExecutor::detect(Duration::from_secs(2))
+    }
+
+    fn run(spec: ProcessSpec, sink: Option<Arc<dyn LogSink>>) -> Finished {
+        block_on(executor().run(spec, sink, CancellationToken::new()))
+    }
+
+    /// Whether any process's command line holds `marker`.
+    fn alive(marker: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+    }
+
+    #[test]
+    fn streams_both_outputs_and_keeps_them() {
+        let sink = Arc::new(Collect::default());
+        let out = run(sh("echo out; echo err >&2; exit 3"), Some(sink.clone()));
+        assert_eq!(out.output.end, ProcessEnd::Exited(3));
+        assert_eq!(out.output.stdout, b"out\n");
+        assert_eq!(out.output.stderr, b"err\n");
+        let chunks = sink.0.lock().unwrap();
+        assert!(chunks.contains(&(Stream::Stdout, b"out\n".to_vec())));
+        assert!(chunks.contains(&(Stream::Stderr, b"err\n".to_vec())));
+    }
+
+    #[test]
+    fn a_signal_is_reported_as_a_signal() {
+        let out = run(sh("kill -ABRT $$"), None);
+        assert_eq!(out.output.end, ProcessEnd::Signaled(libc::SIGABRT));
+    }
+
+    #[test]
+    fn stop_after_ends_the_tree() {
+        let started = Instant::now();
+        let mut spec = sh("sleep 31.5 & echo up; wait");
+        spec.stop_after = Some(Duration::from_millis(300));
+        let out = run(spec, None);
+        assert_eq!(out.output.end, ProcessEnd::StillRunning);
+        assert_eq!(out.ended, Ended::Normally);
+        assert_eq!(out.output.stdout, b"up\n");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(!alive("sleep 31.5"));
+    }
+
+    #[test]
+    fn a_timeout_ends_descendants_that_left_the_group() {
+        let executor = executor();
+        if !executor.contains_trees() {
+            panic!("bubblewrap is needed (./x installs it): {}", executor.describe());
+        }
+        let started = Instant::now();
+        let mut spec = sh("setsid sleep 32.5 & echo up; wait");
+        spec.timeout = Some(Duration::from_millis(500));
+        let out = block_on(executor.run(spec, None, CancellationToken::new()));
+        assert_eq!(out.ended, Ended::TimedOut(Duration::from_millis(500)));
+        assert_eq!(out.output.stdout, b"up\n");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(!alive("sleep 32.5"));
+    }
+
+    #[test]
+    fn a_descendant_holding_the_pipe_does_not_hold_the_reader() {
+        // The main process exits at once; its detached child keeps stdout.
+        let started = Instant::now();
+        let out = run(sh("setsid sleep 33.5 & echo done"), None);
+        assert_eq!(out.output.end, ProcessEnd::Exited(0));
+        assert_eq!(out.output.stdout, b"done\n");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn cancellation_ends_the_tree_with_sigterm_first() {
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.cancel();
+        });
+        // The trap proves SIGTERM came first: it prints before exiting.
+        let script = "trap 'echo terminated; exit 0' TERM; echo up; sleep 34.5 & wait";
+        let out = block_on(executor().run(sh(script), None, stop));
+        assert_eq!(out.ended, Ended::Cancelled);
+        assert_eq!(String::from_utf8_lossy(&out.output.stdout), "up\nterminated\n");
+        assert!(!alive("sleep 34.5"));
+    }
+
+    #[test]
+    fn spawn_errors_carry_errno() {
+        let spec = ProcessSpec { program: "/nonexistent/tool".into(), ..ProcessSpec::default() };
+        assert_eq!(run(spec, None).output.end, ProcessEnd::SpawnError(libc::ENOENT));
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("not-a-program");
+        std::fs::write(&plain, "data").unwrap();
+        let spec = ProcessSpec { program: plain.display().to_string(), ..ProcessSpec::default() };
+        assert_eq!(run(spec, None).output.end, ProcessEnd::SpawnError(libc::EACCES));
+        let spec = ProcessSpec { program: "no-such-tool-here".into(), ..ProcessSpec::default() };
+        assert_eq!(run(spec, None).output.end, ProcessEnd::SpawnError(libc::ENOENT));
+    }
+
+    #[test]
+    fn keeps_only_the_tail() {
+        let script = format!("head -c {} /dev/zero; printf END", KEPT_TAIL + 1000);
+        let out = run(sh(&script), None);
+        assert_eq!(out.output.stdout.len(), KEPT_TAIL);
+        assert!(out.output.stdout.ends_with(b"END"));
+    }
+}

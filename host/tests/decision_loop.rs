@@ -1,0 +1,499 @@
+//! The decision loop end to end, through the real `sando serve`: tiers in parallel, bounded and cancellable processes, retries by failure class, and nothing stranded by `kill -9`.
+//!
+//! Every test uses a real git project of a tiny Rust crate, real cargo, a
+//! real SQLite file, HTTP and a real WebSocket client. Leftover processes
+//! are found by a marker in their command line (an unusual `sleep` length).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use util::daemon::{Daemon, Events, Project, TOKEN, gate, gate_done, tier};
+
+/// A config with `staging` (the given gates, one node) and `prod` (the
+/// given gates, one node). `extra` goes at the top (e.g. `[defaults]`).
+fn write_config(root: &Path, repo: &Path, extra: &str, staging: &str, prod: &str) -> PathBuf {
+    let nodes = root.join("nodes");
+    for node in ["staging-1", "prod-1"] {
+        std::fs::create_dir_all(nodes.join(node)).unwrap();
+    }
+    let backup = root.join("backup.sqlite");
+    std::fs::write(&backup, b"backup").unwrap();
+    let config = format!(
+        r#"
+listen = "127.0.0.1:0"
+data_dir = "data"
+token_env = "SANDO_TEST_TOKEN"
+backup_source = "{backup}"
+{extra}
+
+[project]
+repo = "{repo}"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/tiny"
+
+[[tiers]]
+name = "staging"
+[[tiers.nodes]]
+name = "staging-1"
+deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
+{staging}
+
+[[tiers]]
+name = "prod"
+[[tiers.nodes]]
+name = "prod-1"
+deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
+{prod}
+"#,
+        backup = backup.display(),
+        repo = repo.display(),
+        nodes = nodes.display(),
+    );
+    let path = root.join("sando.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+const CARGO_TEST: &str = "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline\"";
+const CONFIRM: &str = "[[tiers.gates]]\nkind = \"manual_confirm\"";
+
+/// Every process whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(marker)
+                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// Waits until no process holds `marker`, or fails naming them.
+fn assert_none_left(marker: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = processes_with(marker);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A test body that starts `setsid sleep <seconds>` and waits for it: a
+/// descendant that leaves the process group and keeps the pipes.
+fn hangs_on(seconds: u32) -> String {
+    format!(
+        "let mut c = std::process::Command::new(\"setsid\").args([\"sleep\", \"{seconds}\"]).spawn().unwrap(); c.wait().unwrap();"
+    )
+}
+
+fn rebuild(daemon: &Daemon, sha: &str) {
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202, "{body}");
+}
+
+async fn wait_promoted(events: &Events, tier_name: &'static str, version: &'static str) -> Value {
+    events
+        .wait(&format!("{version} promoted to {tier_name}"), Duration::from_secs(180), move |e| {
+            e["kind"] == "promoted" && e["tier"] == tier_name && e["version"] == version
+        })
+        .await
+}
+
+/// Polls `/api/state` until `pred` holds.
+fn poll_state(
+    daemon: &Daemon,
+    what: &str,
+    within: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let state = daemon.state();
+        if pred(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prod_confirmation_deploys_while_staging_runs_for_minutes() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let first = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let config = write_config(root.path(), &project.dir, "", CARGO_TEST, CONFIRM);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &first);
+    wait_promoted(&events, "staging", "0.1.0").await;
+    let waiting = events
+        .wait(
+            "confirmation awaited",
+            Duration::from_secs(60),
+            gate_done("manual_confirm", "blocked"),
+        )
+        .await;
+
+    // 0.2.0's tests run for minutes in staging.
+    let slow = project.commit("0.2.0", &hangs_on(901));
+    rebuild(&daemon, &slow);
+    events
+        .wait("staging's long test started", Duration::from_secs(120), |e| {
+            e["kind"] == "gate_start" && e["tier"] == "staging" && e["version"] == "0.2.0"
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_with("sleep 901").is_empty() {
+        assert!(Instant::now() < deadline, "the long test never started its sleep");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let state = daemon.state();
+    let workers = &state["scheduler"]["workers"];
+    assert_eq!(state["scheduler"]["alive"], true, "{state}");
+    let staging_worker = workers.as_array().unwrap().iter().find(|w| w["name"] == "tier:staging");
+    assert!(
+        staging_worker
+            .is_some_and(|w| w["doing"].as_str().unwrap_or("").contains("cargo_test for 0.2.0")),
+        "{workers}"
+    );
+
+    // Meanwhile an operator confirms prod: it deploys at once.
+    let run = waiting["event"]["run_id"].as_i64().unwrap();
+    let confirmed_at = Instant::now();
+    let (status, body) =
+        daemon.post(&format!("/api/gate-runs/{run}/confirm"), Some(TOKEN), r#"{"by":"ops"}"#);
+    assert_eq!(status, 200, "{body}");
+    wait_promoted(&events, "prod", "0.1.0").await;
+    let latency = confirmed_at.elapsed();
+    assert!(latency < Duration::from_secs(2), "confirmation to deploy took {latency:?}");
+    assert!(root.path().join("nodes/prod-1/tiny").is_file());
+    // The confirmation passed the same run that waited for it.
+    let done = events
+        .wait("confirm passed", Duration::from_secs(5), gate_done("manual_confirm", "passed"))
+        .await;
+    assert_eq!(done["event"]["run_id"], run);
+    assert!(!processes_with("sleep 901").is_empty(), "staging's test still runs");
+    daemon.kill();
+    assert_none_left("sleep 901", Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_test_times_out_with_its_whole_tree() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", &hangs_on(902));
+    let staging = format!("{CARGO_TEST}\ntimeout = \"20s\"");
+    let extra = "[defaults]\nkill_grace = \"2s\"";
+    let config = write_config(root.path(), &project.dir, extra, &staging, CONFIRM);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &sha);
+    events
+        .wait("cargo_test started", Duration::from_secs(120), |e| {
+            e["kind"] == "gate_start" && e["gate"] == "cargo_test"
+        })
+        .await;
+    let started = Instant::now();
+    let done = events
+        .wait("cargo_test timed out", Duration::from_secs(60), gate_done("cargo_test", "failed"))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(
+        done["event"]["outcome"]["status"]["failure"],
+        json!({ "kind": "timeout", "gate": "cargo_test", "after_s": 20 })
+    );
+    assert_none_left("sleep 902", Duration::from_secs(5));
+    // A timeout is not an infrastructure failure by default: no retry.
+    std::thread::sleep(Duration::from_secs(2));
+    let state = daemon.state();
+    assert_eq!(gate(tier(&state, "staging"), "cargo_test")["run_id"], done["event"]["run_id"]);
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_ends_the_run_and_its_processes() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", &hangs_on(903));
+    let config = write_config(root.path(), &project.dir, "", CARGO_TEST, CONFIRM);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &sha);
+    let started = events
+        .wait("cargo_test started", Duration::from_secs(120), |e| {
+            e["kind"] == "gate_start" && e["gate"] == "cargo_test"
+        })
+        .await;
+    let run = started["event"]["run_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_with("sleep 903").is_empty() {
+        assert!(Instant::now() < deadline, "the test never started its sleep");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let path = format!("/api/gate-runs/{run}/cancel");
+    assert_eq!(daemon.post(&path, None, "{}").0, 401);
+    let (status, body) = daemon.post("/api/gate-runs/999999/cancel", Some(TOKEN), "{}");
+    assert_eq!((status, body["error"].as_str()), (404, Some("no gate run 999999")));
+    let (status, body) = daemon.post(&path, Some(TOKEN), r#"{"by":"carol"}"#);
+    assert_eq!(status, 202, "{body}");
+    let done = events
+        .wait("cargo_test cancelled", Duration::from_secs(30), gate_done("cargo_test", "failed"))
+        .await;
+    assert_eq!(done["event"]["run_id"], run);
+    assert_eq!(
+        done["event"]["outcome"]["status"]["failure"],
+        json!({ "kind": "cancelled", "by": "carol" })
+    );
+    assert_none_left("sleep 903", Duration::from_secs(5));
+    // A finished run cannot be cancelled; a cancelled one is not retried.
+    let (status, body) = daemon.post(&path, Some(TOKEN), "{}");
+    assert_eq!(status, 409, "{body}");
+    std::thread::sleep(Duration::from_secs(2));
+    let state = daemon.state();
+    assert_eq!(gate(tier(&state, "staging"), "cargo_test")["run_id"], run);
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_no_process_and_the_interrupted_run_passes_on_attempt_2() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    // Hangs the first time only: the marker is left in the version's work tree.
+    let body = format!(
+        "let marker = std::path::Path::new(env!(\"CARGO_MANIFEST_DIR\")).join(\"attempted\"); if !marker.exists() {{ std::fs::write(&marker, b\"1\").unwrap(); {} }}",
+        hangs_on(904)
+    );
+    let sha = project.commit("0.1.0", &body);
+    let config = write_config(root.path(), &project.dir, "", CARGO_TEST, CONFIRM);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &sha);
+    let started = events
+        .wait("cargo_test started", Duration::from_secs(120), |e| {
+            e["kind"] == "gate_start" && e["gate"] == "cargo_test"
+        })
+        .await;
+    let first_run = started["event"]["run_id"].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_with("sleep 904").is_empty() {
+        assert!(Instant::now() < deadline, "the test never started its sleep");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.kill();
+    assert_none_left("sleep 904", Duration::from_secs(5));
+
+    let daemon = Daemon::start(&config);
+    let state = poll_state(&daemon, "attempt 2 to pass", Duration::from_secs(120), |state| {
+        let run = gate(tier(state, "staging"), "cargo_test");
+        run["run_id"] != first_run && run["status"] == "passed"
+    });
+    let run = gate(tier(&state, "staging"), "cargo_test");
+    assert_eq!(
+        (run["attempt"].as_i64(), run["max_attempts"].as_i64()),
+        (Some(2), Some(3)),
+        "{run}"
+    );
+    let (_, first) = daemon.get(&format!("/api/gate-runs/{first_run}"));
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["outcome"]["failure"]["kind"], "interrupted");
+    assert_eq!(first["attempt"], 1);
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_failure_is_never_retried() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", "assert_eq!(super::answer(), 41);");
+    let extra = "[defaults]\nretry = { attempts = 3, backoff = \"1s\" }";
+    let config = write_config(root.path(), &project.dir, extra, CARGO_TEST, CONFIRM);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &sha);
+    let failed = events
+        .wait("cargo_test failed", Duration::from_secs(120), gate_done("cargo_test", "failed"))
+        .await;
+    assert_eq!(failed["event"]["outcome"]["status"]["failure"]["kind"], "cargo_test");
+    // Well past the backoff: still the one run, attempt 1 of 3.
+    std::thread::sleep(Duration::from_secs(4));
+    let state = daemon.state();
+    let run = gate(tier(&state, "staging"), "cargo_test");
+    assert_eq!(run["run_id"], failed["event"]["run_id"]);
+    assert_eq!((run["attempt"].as_i64(), run["max_attempts"].as_i64()), (Some(1), Some(3)));
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_deploy_then_restart_deploys_and_promotes() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let config = write_config(root.path(), &project.dir, "", "", CONFIRM);
+    // staging's deploy sleeps the first time, so the kill lands mid-deploy.
+    // Deploy commands are idempotent: running it again is safe.
+    let script = root.path().join("deploy.sh");
+    let marker = root.path().join("deploy-tried");
+    std::fs::write(
+        &script,
+        format!(
+            "if [ ! -e {m} ]; then touch {m}; sleep 905; fi\ncp \"$1\" \"$2\"\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "deploy = \"cp {artifact}",
+        &format!("deploy = \"sh {} {{artifact}}", script.display()),
+        1,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &sha);
+    events
+        .wait("deploy started", Duration::from_secs(120), |e| {
+            e["kind"] == "deploy_start" && e["tier"] == "staging"
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_with("sleep 905").is_empty() {
+        assert!(Instant::now() < deadline, "the deploy never started its sleep: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.kill();
+    assert_none_left("sleep 905", Duration::from_secs(5));
+    assert!(!root.path().join("nodes/staging-1/tiny").exists());
+
+    let daemon = Daemon::start(&config);
+    poll_state(&daemon, "0.1.0 promoted to staging", Duration::from_secs(60), |state| {
+        tier(state, "staging")["current_version"] == "0.1.0"
+    });
+    assert!(root.path().join("nodes/staging-1/tiny").is_file(), "deployed after the restart");
+    let state = daemon.state();
+    let deploys: Vec<&Value> = state["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["tier"] == "staging" && d["version"] == "0.1.0")
+        .collect();
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    assert_eq!(deploys[0]["outcome"], json!({ "kind": "ok" }));
+    assert_eq!(
+        deploys[1]["outcome"],
+        json!({ "kind": "failed", "failure": { "kind": "interrupted" } })
+    );
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_before_a_requested_build_starts_then_restart_builds_it() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let first = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let second = project.commit("0.2.0", "assert_eq!(super::answer(), 42);");
+    let config = write_config(root.path(), &project.dir, "", "", CONFIRM);
+    // The first build takes long enough for the second request to queue behind it.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "build = \"cargo build --offline --quiet\"",
+        "build = \"sh -c 'sleep 906 & wait; true'\"",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &first);
+    events
+        .wait("first build started", Duration::from_secs(30), |e| e["kind"] == "build_started")
+        .await;
+    rebuild(&daemon, &second);
+    events
+        .wait("second requested", Duration::from_secs(10), |e| {
+            e["kind"] == "rebuild_requested" && e["sha"] == second
+        })
+        .await;
+    daemon.kill();
+    assert_none_left("sleep 906", Duration::from_secs(5));
+
+    // Builds are quick now; both requests survive the kill.
+    let text = text.replace(
+        "build = \"sh -c 'sleep 906 & wait; true'\"",
+        "build = \"cargo build --offline --quiet\"",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let daemon = Daemon::start(&config);
+    let state =
+        poll_state(&daemon, "both versions registered", Duration::from_secs(120), |state| {
+            let versions: Vec<&str> = state["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v["version"].as_str())
+                .collect();
+            versions.contains(&"0.1.0") && versions.contains(&"0.2.0")
+        });
+    // Newest ready first: 0.2.0 is staging's candidate or already current.
+    let staging = tier(&state, "staging");
+    assert!(
+        staging["candidate_version"] == "0.2.0" || staging["current_version"] == "0.2.0",
+        "{staging}"
+    );
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_burn_in_keeps_one_run_across_ten_triggers() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let prod = "[[tiers.gates]]\nkind = \"burn_in\"\nduration = \"168h\"";
+    let config = write_config(root.path(), &project.dir, "", "", prod);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &sha);
+    let blocked = events
+        .wait("burn_in blocked", Duration::from_secs(120), gate_done("burn_in", "blocked"))
+        .await;
+    let run = blocked["event"]["run_id"].clone();
+    for _ in 0..10 {
+        // Each fetch is a trigger and a changed input: evaluated again in place.
+        let (status, body) = daemon.post("/api/backup/fetch", Some(TOKEN), "{}");
+        assert_eq!(status, 200, "{body}");
+        events
+            .wait("burn_in evaluated again", Duration::from_secs(10), {
+                let id = body["id"].clone();
+                move |e| e["kind"] == "backup_fetched" && e["backup_id"] == id
+            })
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let updates = events.count(|e| e["kind"] == "gate_updated" && e["run_id"] == run);
+        if updates >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no in-place update of the blocked run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let starts = events.count(|e| e["kind"] == "gate_start" && e["gate"] == "burn_in");
+    assert_eq!(starts, 1, "one burn_in run");
+    let state = daemon.state();
+    let burn_in = gate(tier(&state, "prod"), "burn_in");
+    assert_eq!((&burn_in["run_id"], &burn_in["status"]), (&run, &json!("blocked")));
+    let logs = root.path().join("data/logs/0.1.0/burn_in");
+    let files = std::fs::read_dir(&logs).unwrap().count();
+    assert_eq!(files, 1, "one log file in {}", logs.display());
+    daemon.kill();
+}
