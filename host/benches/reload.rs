@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sando::config::Config;
-use sando::daemon::components::submit;
+use sando::daemon::reload::submit;
 use sando::daemon::{Daemon, Started};
 use sando::domain::{Decision, Event, GateKind, GateStatus, TierId, VersionRow};
 use sando::fixtures::Case;
@@ -212,6 +212,7 @@ async fn record_history(root: &Path, runs: usize) -> Vec<sando::domain::RawOutpu
                 GateKind::CargoTest,
                 "bench",
                 "0.1.0",
+                sando::store::Attempt { number: 1, of: 1 },
                 Utc::now(),
                 |id| format!("0.1.0/cargo_test/{id}.log").parse().unwrap(),
             )

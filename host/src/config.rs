@@ -111,8 +111,9 @@ impl Retry {
 
 /// What happens to an older version's running gate when a newer version
 /// becomes the tier's candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnSupersede {
+    #[default]
     Cancel,
     Finish,
 }

@@ -52,6 +52,11 @@ pub enum Command {
         run_id: GateRunId,
         by: String,
     },
+    /// Stop a running gate.
+    Cancel {
+        run_id: GateRunId,
+        by: String,
+    },
     FetchBackup,
     /// Fetch one run's summary (provenance of a run not in the state).
     FetchRun(GateRunId),
@@ -127,6 +132,9 @@ pub enum Dialog {
         run: GateRunSummary,
     },
     Rerun {
+        run: GateRunSummary,
+    },
+    Cancel {
         run: GateRunSummary,
     },
     FetchBackup,
@@ -521,6 +529,12 @@ impl App {
                     return self.ask_rerun(run);
                 }
             }
+            KeyCode::Char('x') => {
+                if let Some((_, run)) = self.selected_row() {
+                    let run = run.clone();
+                    return self.ask_cancel(run);
+                }
+            }
             _ => {}
         }
         Vec::new()
@@ -555,13 +569,13 @@ impl App {
                 commands.push(Command::FetchLog(detail.run_id));
             }
             KeyCode::Char('t') => detail.log = LogSource::Live,
-            KeyCode::Char('c') | KeyCode::Char('r') => {
+            KeyCode::Char('c') | KeyCode::Char('r') | KeyCode::Char('x') => {
                 if let Some(run) = self.run(detail.run_id).cloned() {
                     self.screen = Screen::Detail(detail);
-                    return if key.code == KeyCode::Char('c') {
-                        self.ask_confirm(run)
-                    } else {
-                        self.ask_rerun(run)
+                    return match key.code {
+                        KeyCode::Char('c') => self.ask_confirm(run),
+                        KeyCode::Char('r') => self.ask_rerun(run),
+                        _ => self.ask_cancel(run),
                     };
                 }
             }
@@ -624,6 +638,10 @@ impl App {
                     Dialog::Rerun { run } => (
                         Command::Rerun { run_id: run.run_id, by },
                         format!("asking to run {} again at {}…", run.gate, run.tier),
+                    ),
+                    Dialog::Cancel { run } => (
+                        Command::Cancel { run_id: run.run_id, by },
+                        format!("cancelling {} for {} at {}…", run.gate, run.version, run.tier),
                     ),
                     Dialog::FetchBackup => (Command::FetchBackup, "fetching a backup…".into()),
                     Dialog::Help | Dialog::Component { .. } => unreachable!("handled above"),
@@ -693,6 +711,20 @@ impl App {
             return Vec::new();
         }
         self.ask(Dialog::Rerun { run })
+    }
+
+    fn ask_cancel(&mut self, run: GateRunSummary) -> Vec<Command> {
+        if run.status != RunState::Running {
+            self.status = Some(StatusLine {
+                ok: false,
+                text: format!(
+                    "{} is {}: only a running gate can be cancelled",
+                    run.gate, run.status
+                ),
+            });
+            return Vec::new();
+        }
+        self.ask(Dialog::Cancel { run })
     }
 
     fn move_selection(&mut self, by: isize) {

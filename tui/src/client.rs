@@ -6,9 +6,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use sando_wire::{
-    BackupRow, ComponentRecord, ComponentVerdict, ConfirmRequest, Confirmation, ErrorBody,
-    EventEnvelope, GateKind, GateRunId, GateRunSummary, GatesResponse, ReclassifyRequest,
-    ReclassifyResponse, RerunRequest, RerunResponse, StateResponse,
+    BackupRow, CancelRequest, ComponentRecord, ComponentVerdict, ConfirmRequest, Confirmation,
+    ErrorBody, EventEnvelope, GateKind, GateRunId, GateRunSummary, GatesResponse,
+    ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse, StateResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -83,6 +83,11 @@ impl Client {
     pub fn rerun(&self, id: GateRunId, by: &str) -> Result<RerunResponse, ClientError> {
         let body = RerunRequest { by: Some(by.to_owned()) };
         self.post_json(&format!("/api/gate-runs/{id}/rerun"), &body)
+    }
+
+    pub fn cancel(&self, id: GateRunId, by: &str) -> Result<serde_json::Value, ClientError> {
+        let body = CancelRequest { by: Some(by.to_owned()) };
+        self.post_json(&format!("/api/gate-runs/{id}/cancel"), &body)
     }
 
     pub fn fetch_backup(&self) -> Result<BackupRow, ClientError> {
@@ -255,6 +260,10 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                     ok: true,
                     text: format!("run {} will run again (asked by {})", r.run_id, r.requested_by),
                 },
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::Cancel { run_id, by } => match client.cancel(run_id, &by) {
+                Ok(_) => Msg::Done { ok: true, text: format!("run {run_id} is being cancelled") },
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
             Command::FetchBackup => match client.fetch_backup() {

@@ -76,6 +76,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(" │ "),
         Span::styled(format!("{dot} {label}"), Style::new().fg(color)),
     ];
+    if app.state.as_ref().and_then(|s| s.scheduler.as_ref()).is_some_and(|s| !s.alive) {
+        spans.push(Span::styled(
+            " │ decision loop stopped".to_owned(),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
     if app.undecodable > 0 {
         spans.push(Span::styled(
             format!(" │ {} frames not understood", app.undecodable),
@@ -282,6 +288,16 @@ fn gate_line(
 
 /// The one-line summary: the typed outcome's `Display`, or how long it has run.
 fn summary(app: &App, run: &GateRunSummary, now: DateTime<Utc>) -> String {
+    let text = outcome_text(app, run, now);
+    // A retry says so; a first attempt is the normal case and says nothing.
+    if run.attempt > 1 {
+        format!("{text} · attempt {} of {}", run.attempt, run.max_attempts)
+    } else {
+        text
+    }
+}
+
+fn outcome_text(app: &App, run: &GateRunSummary, now: DateTime<Utc>) -> String {
     match &run.outcome {
         Some(outcome) => {
             let mut text = outcome.to_string();
@@ -588,6 +604,13 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
                 ),
             ],
         ),
+        Dialog::Cancel { run } => (
+            "Cancel",
+            vec![
+                format!("Cancel {} for {} at {}?", run.gate, run.version, run.tier),
+                "Its processes end; it fails as cancelled, not retried.".to_owned(),
+            ],
+        ),
         Dialog::FetchBackup => (
             "Fetch backup",
             vec![
@@ -703,6 +726,7 @@ const HELP: &[(&str, &str)] = &[
     ("/", "filter gates by tier, gate, state or summary"),
     ("c", "confirm a waiting manual_confirm gate"),
     ("r", "run a failed gate again"),
+    ("x", "cancel a running gate"),
     ("b", "fetch a fresh backup"),
     ("p", "review an updated gate component: accept or reject it"),
     ("f", "follow the log's end on/off"),

@@ -442,3 +442,44 @@ fn a_long_verdict_diff_scrolls_and_keeps_its_keys_in_view() {
     assert!(last.contains("run 30 (staging 0.2.0)") && !last.contains("run 1 (staging"), "{last}");
     assert!(last.contains("[a] accept") && !last.contains("more below"), "{last}");
 }
+
+#[test]
+fn the_cancel_dialog_stops_a_running_gate_after_a_yes() {
+    let mut app = app();
+    // Only a running gate can be cancelled: the first row has failed.
+    assert_eq!(key(&mut app, KeyCode::Char('x')), vec![]);
+    let status = app.status.clone().unwrap();
+    assert!(!status.ok && status.text.contains("only a running gate"), "{status:?}");
+    // staging's boot_smoke is the third row, and running.
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('j'));
+    assert_eq!(key(&mut app, KeyCode::Char('x')), vec![]);
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    assert_eq!(fg_of(terminal.backend().buffer(), "[n]"), Color::Red);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('y')),
+        vec![Command::Cancel {
+            run_id: sando_wire::GateRunId::try_from(13).unwrap(),
+            by: "alice".into()
+        }]
+    );
+}
+
+#[test]
+fn a_retried_run_shows_its_attempt_and_a_stopped_loop_shows_in_red() {
+    let mut body = serde_json::to_value(state()).unwrap();
+    let failed = &mut body["tiers"][0]["gates"][0];
+    failed["attempt"] = json!(2);
+    failed["max_attempts"] = json!(3);
+    body["scheduler"] = json!({ "alive": false, "planned_at": null, "workers": [] });
+    let mut app = App::new("http://127.0.0.1:7878", "alice", true);
+    app.on_msg(Msg::Connected);
+    app.on_msg(Msg::State(serde_json::from_value(body).unwrap()));
+    let terminal = draw(&app, 120, 40);
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("attempt 2 of 3"), "{screen}");
+    assert!(!screen.contains("attempt 1 of"), "a first attempt says nothing: {screen}");
+    assert!(screen.contains("decision loop stopped"), "{screen}");
+    assert_eq!(fg_of(terminal.backend().buffer(), "decision loop stopped"), Color::Red);
+}

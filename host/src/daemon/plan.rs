@@ -31,12 +31,6 @@ pub struct Snapshot {
     pub on_supersede: OnSupersede,
 }
 
-impl Default for OnSupersede {
-    fn default() -> Self {
-        OnSupersede::Cancel
-    }
-}
-
 impl Default for Retry {
     fn default() -> Self {
         Retry { attempts: 1, backoff: Duration::ZERO, on: Vec::new() }
