@@ -426,6 +426,11 @@ async fn kill_9_before_a_requested_build_starts_then_restart_builds_it() {
     daemon.kill();
     assert_none_left("sleep 906", Duration::from_secs(5));
 
+    // A work tree a kill left half-made (here: the second's, planted) is made again.
+    let partial = root.path().join(format!("data/worktrees/{second}.partial"));
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("Cargo.toml"), "not a manifest").unwrap();
+
     // Builds are quick now; both requests survive the kill.
     let text = text.replace(
         "build = \"sh -c 'sleep 906 & wait; true'\"",
@@ -443,6 +448,8 @@ async fn kill_9_before_a_requested_build_starts_then_restart_builds_it() {
                 .collect();
             versions.contains(&"0.1.0") && versions.contains(&"0.2.0")
         });
+    assert!(!partial.exists(), "the half-made tree is gone");
+    assert!(root.path().join(format!("data/worktrees/{second}/Cargo.toml")).is_file());
     // Newest ready first: 0.2.0 is staging's candidate or already current.
     let staging = tier(&state, "staging");
     assert!(

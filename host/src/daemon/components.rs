@@ -64,9 +64,9 @@ impl Components {
                 let bytes = match std::fs::read(&path) {
                     Ok(bytes) => bytes,
                     Err(e) => {
-                        eprintln!(
-                            "sando: {kind} component {}: {e}; using the shipped one",
-                            path.display()
+                        tracing::warn!(
+                            %kind, path = %path.display(), error = %e,
+                            "a kept component cannot be read; using the shipped one"
                         );
                         return None;
                     }
@@ -74,9 +74,9 @@ impl Components {
                 match sandbox.load(&bytes) {
                     Ok(component) if component.kind() == kind => Some(component),
                     _ => {
-                        eprintln!(
-                            "sando: {kind} component {} no longer loads; using the shipped one",
-                            record.digest
+                        tracing::warn!(
+                            %kind, digest = record.digest,
+                            "a kept component no longer loads; using the shipped one"
                         );
                         None
                     }
@@ -154,6 +154,6 @@ pub(super) fn save(dir: &Path, digest: &str, bytes: &[u8]) {
         && let Err(e) = std::fs::write(&path, bytes)
     {
         // Only rollback to this component is lost.
-        eprintln!("sando: keeping component {}: {e}", path.display());
+        tracing::warn!(path = %path.display(), error = %e, "keeping a component for rollbacks");
     }
 }

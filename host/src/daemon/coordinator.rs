@@ -235,8 +235,8 @@ async fn dispatch(
     Ok(Next::Wait)
 }
 
-/// A worker ended: free its slot; if it panicked, give what it was doing a
-/// typed outcome.
+/// A worker ended: free its slot, and give whatever it left unfinished (it
+/// panicked, or its store write failed) a typed `host_fault`.
 async fn settle(
     daemon: &Daemon,
     workers: &mut Workers,
@@ -251,32 +251,32 @@ async fn settle(
         return;
     };
     let running = workers.slots.remove(&slot).expect("found above");
-    let Some(message) = panic else { return };
-    tracing::error!(
-        worker = slot.name(),
-        doing = running.doing,
-        panic = message,
-        "worker panicked"
-    );
+    let message = match &panic {
+        Some(panic) => {
+            tracing::error!(worker = slot.name(), doing = running.doing, panic, "worker panicked");
+            format!("worker panicked: {panic}")
+        }
+        None => "the worker ended without recording an outcome".to_owned(),
+    };
     let progress = std::mem::take(&mut *running.progress.lock().unwrap_or_else(|p| p.into_inner()));
-    if let Err(e) = record_panic(daemon, progress, &message).await {
-        tracing::error!(error = %e, "recording a worker's panic");
+    if let Err(e) = settle_leftovers(daemon, progress, &message).await {
+        tracing::error!(error = %e, "settling what a worker left unfinished");
     }
 }
 
-async fn record_panic(
+async fn settle_leftovers(
     daemon: &Daemon,
     progress: Progress,
     message: &str,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    let message = format!("worker panicked: {message}");
     if let Some(run) = progress.run {
         daemon.work.untrack_run(run);
-        let status = GateStatus::failed(GateFailure::HostFault { message: message.clone() });
         if let Some(summary) = daemon.store.gate_run(run).await?
             && summary.outcome.is_none()
         {
+            let status =
+                GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
             daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now).await?;
             daemon.bus.send(Event::GateDone {
                 run_id: run,
@@ -289,13 +289,14 @@ async fn record_panic(
     }
     for deploy in progress.deploys {
         let outcome = DeployOutcome::Failed {
-            failure: DeployFailure::HostFault { message: message.clone() },
+            failure: DeployFailure::HostFault { message: message.to_owned() },
         };
         daemon.store.finish_deploy_if_in_progress(deploy, &outcome, now).await?;
     }
     if let Some(build) = progress.build {
-        let outcome =
-            BuildOutcome::Failed { failure: BuildFailure::HostFault { message: message.clone() } };
+        let outcome = BuildOutcome::Failed {
+            failure: BuildFailure::HostFault { message: message.to_owned() },
+        };
         daemon.store.finish_build_if_running(build, &outcome, now).await?;
     }
     Ok(())

@@ -277,7 +277,7 @@ fn fixture_cases(daemon: &Daemon, kind: GateKind) -> Vec<Case> {
         .filter_map(|dir| match Case::load(dir) {
             Ok(case) => Some(case),
             Err(e) => {
-                eprintln!("sando: shadow test: {e}");
+                tracing::warn!(error = %e, "shadow test: a fixture case cannot be read");
                 None
             }
         })

@@ -18,14 +18,14 @@ use crate::domain::GateKind;
 
 pub(crate) async fn run(daemon: Arc<Daemon>, dir: PathBuf) {
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("sando: gates dir {}: {e}; not watching it", dir.display());
+        tracing::error!(dir = %dir.display(), error = %e, "gates dir: not watching it");
         return;
     }
     // Watching starts before the first scan, so nothing written in between is missed.
     let fd = match watch_dir(&dir) {
         Ok(fd) => fd,
         Err(e) => {
-            eprintln!("sando: gates dir {}: {e}; not watching it", dir.display());
+            tracing::error!(dir = %dir.display(), error = %e, "gates dir: not watching it");
             return;
         }
     };
@@ -35,7 +35,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>, dir: PathBuf) {
         .name("sando-gates-dir".into())
         .spawn(move || read_events(fd, &watched, &sender));
     if let Err(e) = reading {
-        eprintln!("sando: gates dir {}: {e}; not watching it", dir.display());
+        tracing::error!(dir = %dir.display(), error = %e, "gates dir: not watching it");
         return;
     }
     for path in existing(&dir) {
@@ -84,25 +84,25 @@ async fn take(daemon: &Arc<Daemon>, path: &Path, seen: Seen) {
     let Some(kind) = kind_of(path) else { return };
     let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
-        Err(e) => return eprintln!("sando: gates dir: {}: {e}", path.display()),
+        Err(e) => return tracing::warn!(path = %path.display(), error = %e, "gates dir"),
     };
     if seen == Seen::Skip {
         let digest = crate::sandbox::Digest::of(&bytes).to_string();
         match daemon.store.component_known(kind, &digest).await {
             Ok(false) => {}
             Ok(true) => return,
-            Err(e) => return eprintln!("sando: gates dir: {}: {e}", path.display()),
+            Err(e) => return tracing::warn!(path = %path.display(), error = %e, "gates dir"),
         }
     }
     let source = format!("watched {}", path.display());
     match submit(daemon, kind, bytes, source, false).await {
-        Ok(verdict) => eprintln!(
-            "sando: gates dir: {}: {:?}{}",
-            path.display(),
-            verdict.decision,
-            verdict.reason.map(|r| format!(": {r}")).unwrap_or_default()
+        Ok(verdict) => tracing::info!(
+            path = %path.display(),
+            decision = ?verdict.decision,
+            reason = verdict.reason.unwrap_or_default(),
+            "gates dir: component submitted"
         ),
-        Err(e) => eprintln!("sando: gates dir: {}: {e}", path.display()),
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "gates dir"),
     }
 }
 
@@ -139,7 +139,7 @@ fn read_events(fd: i32, dir: &Path, changed: &mpsc::UnboundedSender<Change>) {
             if read < 0 && error.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            eprintln!("sando: gates dir {}: stopped watching: {error}", dir.display());
+            tracing::error!(dir = %dir.display(), %error, "gates dir: stopped watching");
             break;
         }
         // SAFETY: `read` bytes were written into the buffer just now.
