@@ -127,7 +127,9 @@ async fn confirmation_latency() {
     let (busy_p50, busy_p99) = (percentile(&mut busy, 0.5), percentile(&mut busy, 0.99));
     let (idle_p50, idle_p99) = (percentile(&mut idle, 0.5), percentile(&mut idle, 0.99));
     println!("confirmation -> prod deploy and promotion, {SAMPLES} samples each:");
-    println!("  while staging's test runs: p50 {busy_p50:.1} ms, p99 {busy_p99:.1} ms (target p99 < 2000 ms)");
+    println!(
+        "  while staging's test runs: p50 {busy_p50:.1} ms, p99 {busy_p99:.1} ms (target p99 < 2000 ms)"
+    );
     println!("  staging idle (baseline):   p50 {idle_p50:.1} ms, p99 {idle_p99:.1} ms");
     println!("  ratio busy/idle p50: {:.2}", busy_p50 / idle_p50);
     drop(daemon);
@@ -163,14 +165,8 @@ async fn durable_intent_cost() {
     }
     let (n50, f50) = (percentile(&mut normal, 0.5), percentile(&mut full, 0.5));
     println!("deploy intent insert, {rounds} each, alternating:");
-    println!(
-        "  synchronous = FULL: p50 {f50:.3} ms, p99 {:.3} ms",
-        percentile(&mut full, 0.99)
-    );
-    println!(
-        "  NORMAL (baseline):  p50 {n50:.3} ms, p99 {:.3} ms",
-        percentile(&mut normal, 0.99)
-    );
+    println!("  synchronous = FULL: p50 {f50:.3} ms, p99 {:.3} ms", percentile(&mut full, 0.99));
+    println!("  NORMAL (baseline):  p50 {n50:.3} ms, p99 {:.3} ms", percentile(&mut normal, 0.99));
     println!("  ratio FULL/NORMAL p50: {:.2}", f50 / n50);
 }
 

@@ -275,8 +275,7 @@ async fn settle_leftovers(
         if let Some(summary) = daemon.store.gate_run(run).await?
             && summary.outcome.is_none()
         {
-            let status =
-                GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
+            let status = GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
             daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now).await?;
             daemon.bus.send(Event::GateDone {
                 run_id: run,
