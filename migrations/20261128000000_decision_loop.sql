@@ -24,3 +24,6 @@ ALTER TABLE gate_runs ADD COLUMN evaluated_at TEXT;
 
 CREATE INDEX deploys_by_node ON deploys (tier, version, node, id);
 CREATE INDEX gate_runs_by_version ON gate_runs (version, gate_kind, id);
+
+-- The artifact's sha256 (hex) when it was kept; a deploy checks it.
+ALTER TABLE versions ADD COLUMN artifact_sha256 TEXT;

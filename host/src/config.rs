@@ -44,6 +44,18 @@ pub struct Config {
     pub shadow_runs: u32,
     /// Bounds and policies every tier and gate starts from (`[defaults]`).
     pub defaults: Defaults,
+    /// Whether code under test (builds, gate processes) runs sandboxed.
+    pub isolation: IsolationMode,
+}
+
+/// `isolation`: `"sandbox"` (the default: bubblewrap, and the daemon refuses
+/// to start without it) or `"none"` (explicitly running code under test
+/// with the daemon's authority; shown as a warning everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationMode {
+    #[default]
+    Sandbox,
+    None,
 }
 
 /// `[defaults]`: the timeouts every process gets, how a tree is ended, and
@@ -138,6 +150,8 @@ pub struct Project {
     pub artifact: PathBuf,
     /// Extra environment for the build and every gate process.
     pub env: BTreeMap<String, String>,
+    /// Whether the build may reach the network (else only a private loopback).
+    pub network: bool,
 }
 
 impl Project {
@@ -214,6 +228,9 @@ pub struct GateSpec {
     /// Every process the gate starts is ended after this long (`timeout`).
     pub timeout: Duration,
     pub retry: Retry,
+    /// Whether the gate's processes may reach the network (`network = true`,
+    /// e.g. a PostgreSQL scratch database); else only a private loopback.
+    pub network: bool,
 }
 
 impl GateSpec {
@@ -313,6 +330,7 @@ struct RawConfig {
     shadow_runs: Option<u32>,
     #[serde(default)]
     defaults: RawDefaults,
+    isolation: Option<Spanned<String>>,
     project: RawProject,
     tiers: Vec<RawTier>,
 }
@@ -347,6 +365,8 @@ struct RawProject {
     artifact: Spanned<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    network: bool,
 }
 
 #[derive(Deserialize)]
@@ -384,6 +404,8 @@ struct RawGate {
     duration: Option<Spanned<String>>,
     on_tier: Option<Spanned<String>>,
     retry: Option<Spanned<RawRetry>>,
+    #[serde(default)]
+    network: bool,
 }
 
 // ---- validation ----------------------------------------------------------
@@ -536,6 +558,7 @@ impl Config {
             build: source.command(&raw.project.build, "project.build")?,
             artifact: PathBuf::from(raw.project.artifact.get_ref()),
             env: raw.project.env,
+            network: raw.project.network,
         };
         if project.artifact.is_absolute() || raw.project.artifact.get_ref().contains("..") {
             return Err(source.error(
@@ -638,6 +661,20 @@ impl Config {
             fixtures_dir: raw.fixtures_dir.as_ref().map(|d| resolve(d.get_ref())),
             shadow_runs: raw.shadow_runs.unwrap_or(DEFAULT_SHADOW_RUNS),
             defaults,
+            isolation: match &raw.isolation {
+                None => IsolationMode::Sandbox,
+                Some(mode) => match mode.get_ref().as_str() {
+                    "sandbox" => IsolationMode::Sandbox,
+                    "none" => IsolationMode::None,
+                    other => {
+                        return Err(source.error(
+                            mode.span(),
+                            "isolation",
+                            format!("unknown isolation {other:?} (use sandbox or none)"),
+                        ));
+                    }
+                },
+            },
         })
     }
 
@@ -799,7 +836,7 @@ fn gate(
         }
         GateKind::ManualConfirm => Gate::ManualConfirm,
     };
-    Ok(GateSpec { gate, timeout, retry })
+    Ok(GateSpec { gate, timeout, retry, network: raw.network })
 }
 
 #[cfg(test)]

@@ -223,7 +223,11 @@ fn config_text(dir: &Path, listen: SocketAddr) -> Result<String, DemoError> {
         let path = nodes.join(node);
         std::fs::create_dir_all(&path).map_err(io(&path))?;
     }
-    let scratch = dir.join("scratch.sqlite");
+    // In a directory of its own: the migration gate's sandbox may write
+    // there (SQLite's journals sit beside the database) and nowhere else.
+    let scratch_dir = dir.join("scratch");
+    std::fs::create_dir_all(&scratch_dir).map_err(io(&scratch_dir))?;
+    let scratch = scratch_dir.join("scratch.sqlite");
     let node = |name: &str| {
         let target = nodes.join(name).join("demo-service");
         format!(

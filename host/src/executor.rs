@@ -55,6 +55,68 @@ pub struct ProcessSpec {
     /// A bound: after this long the tree is ended and [`Ended::TimedOut`]
     /// says so.
     pub timeout: Option<Duration>,
+    /// What the process may see of the machine: for the code under test.
+    /// `None` for the daemon's own tools (git, deploy and health commands).
+    pub isolation: Option<Isolation>,
+}
+
+/// A sandbox for code under test: the root read-only, a private `/tmp`, no
+/// network, the daemon's files invisible, and only what the version needs
+/// writable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Isolation {
+    /// Invisible inside: a directory is empty, a file reads as empty.
+    pub hidden: Vec<PathBuf>,
+    /// Writable inside, even within a hidden directory (the work tree).
+    pub writable: Vec<PathBuf>,
+    /// Readable inside, even within a hidden directory (the artifact or the
+    /// backup a gate is given).
+    pub readable: Vec<PathBuf>,
+    /// Keep the host's network (else only a private loopback).
+    pub network: bool,
+}
+
+impl Isolation {
+    /// bubblewrap's arguments for this sandbox, before `--`.
+    fn bwrap_args(&self, cwd: Option<&Path>) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut push =
+            |words: &[&std::ffi::OsStr]| args.extend(words.iter().map(|w| w.to_os_string()));
+        let os = |s: &'static str| std::ffi::OsStr::new(s);
+        push(&[os("--ro-bind"), os("/"), os("/"), os("--dev"), os("/dev")]);
+        push(&[os("--proc"), os("/proc"), os("--tmpfs"), os("/tmp")]);
+        let binds = |push: &mut dyn FnMut(&[&std::ffi::OsStr])| {
+            for path in self.writable.iter().filter(|p| p.exists()) {
+                push(&[os("--bind"), path.as_os_str(), path.as_os_str()]);
+            }
+            for path in self.readable.iter().filter(|p| p.exists()) {
+                push(&[os("--ro-bind"), path.as_os_str(), path.as_os_str()]);
+            }
+        };
+        binds(&mut push);
+        for path in &self.hidden {
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => push(&[os("--tmpfs"), path.as_os_str()]),
+                Ok(_) => push(&[os("--ro-bind"), os("/dev/null"), path.as_os_str()]),
+                Err(_) => {}
+            }
+        }
+        // Again, over the hidden paths that hold them (bubblewrap mounts in
+        // order), then the hidden directories made read-only around them.
+        binds(&mut push);
+        for path in self.hidden.iter().filter(|p| p.is_dir()) {
+            push(&[os("--remount-ro"), path.as_os_str()]);
+        }
+        push(&[os("--unshare-pid"), os("--unshare-ipc"), os("--unshare-uts")]);
+        push(&[os("--unshare-cgroup-try"), os("--die-with-parent"), os("--new-session")]);
+        if !self.network {
+            push(&[os("--unshare-net")]);
+        }
+        if let Some(cwd) = cwd {
+            push(&[os("--chdir"), cwd.as_os_str()]);
+        }
+        args
+    }
 }
 
 /// Why a process stopped, beyond its own exit.
@@ -131,6 +193,9 @@ pub struct LocalExecutor {
     containment: Containment,
     /// Between SIGTERM and SIGKILL when a tree is ended.
     grace: Duration,
+    /// Whether a spec's `isolation` is applied (off only by an operator's
+    /// explicit `isolation = "none"`).
+    isolate: bool,
 }
 
 impl LocalExecutor {
@@ -153,7 +218,20 @@ impl LocalExecutor {
             Some(bwrap) => Containment::PidNamespace { bwrap },
             None => Containment::ProcessGroup,
         };
-        LocalExecutor { containment, grace }
+        LocalExecutor { containment, grace, isolate: true }
+    }
+
+    /// Runs code under test without a filesystem or network sandbox (an
+    /// operator's `isolation = "none"`). Trees still get a PID namespace.
+    pub fn without_isolation(mut self) -> LocalExecutor {
+        self.isolate = false;
+        self
+    }
+
+    /// Whether code under test runs sandboxed: bubblewrap is here and
+    /// isolation is not turned off.
+    pub fn isolates(&self) -> bool {
+        self.isolate && self.contains_trees()
     }
 
     /// Whether ending a process also ends descendants that left its group.
@@ -166,7 +244,15 @@ impl LocalExecutor {
         let mut command = match &self.containment {
             Containment::PidNamespace { bwrap } => {
                 let mut command = Command::new(bwrap);
-                command.args(namespace_args()).arg("--").arg(&program);
+                match spec.isolation.as_ref().filter(|_| self.isolate) {
+                    Some(isolation) => {
+                        command.args(isolation.bwrap_args(spec.cwd.as_deref()));
+                    }
+                    None => {
+                        command.args(namespace_args());
+                    }
+                }
+                command.arg("--").arg(&program);
                 command
             }
             Containment::ProcessGroup => Command::new(&program),
@@ -338,9 +424,15 @@ impl Executor for LocalExecutor {
 
     fn describe(&self) -> String {
         match &self.containment {
-            Containment::PidNamespace { bwrap } => {
-                format!("local, each process tree in its own PID namespace ({})", bwrap.display())
-            }
+            Containment::PidNamespace { bwrap } if self.isolate => format!(
+                "local, each process tree in its own PID namespace, code under test sandboxed ({})",
+                bwrap.display()
+            ),
+            Containment::PidNamespace { bwrap } => format!(
+                "local, each process tree in its own PID namespace, code under test NOT sandboxed \
+                 (isolation = \"none\") ({})",
+                bwrap.display()
+            ),
             Containment::ProcessGroup => "local, process groups only (bubblewrap not found: \
                  descendants that leave their group can outlive a timeout)"
                 .into(),
@@ -593,6 +685,62 @@ mod tests {
         assert_eq!(run(spec, None).output.end, ProcessEnd::SpawnError(libc::EACCES));
         let spec = ProcessSpec { program: "no-such-tool-here".into(), ..ProcessSpec::default() };
         assert_eq!(run(spec, None).output.end, ProcessEnd::SpawnError(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_sandbox_hides_the_daemons_files_and_the_network() {
+        let executor = executor();
+        assert!(executor.isolates(), "bubblewrap is needed (./x installs it)");
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let tree = data.join("worktrees/abc");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(data.join("sando.sqlite"), "secret-db").unwrap();
+        let token = root.path().join("token");
+        std::fs::write(&token, "secret-token").unwrap();
+        // Listening on the host's loopback: unreachable from the sandbox.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let artifact = data.join("artifacts/app");
+        std::fs::create_dir_all(artifact.parent().unwrap()).unwrap();
+        std::fs::write(&artifact, "the-artifact").unwrap();
+        let script = format!(
+            "cat {db} 2>/dev/null; cat {token}; cat {artifact}; echo; \
+             echo tree > {tree}/written && echo wrote-tree; \
+             touch {data}/planted 2>/dev/null || echo no-write-data; \
+             touch /etc/planted 2>/dev/null || echo no-write-root; \
+             echo private > /tmp/mine && echo wrote-tmp; \
+             (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo net-open || echo net-closed",
+            db = data.join("sando.sqlite").display(),
+            token = token.display(),
+            artifact = artifact.display(),
+            tree = tree.display(),
+            data = data.display(),
+            port = listener.local_addr().unwrap().port(),
+        );
+        let spec = ProcessSpec {
+            program: "/bin/bash".into(),
+            args: vec!["-c".into(), script],
+            cwd: Some(tree.clone()),
+            isolation: Some(Isolation {
+                hidden: vec![data.clone(), token.clone()],
+                writable: vec![tree.clone()],
+                readable: vec![artifact.clone()],
+                network: false,
+            }),
+            ..ProcessSpec::default()
+        };
+        let out = block_on(executor.run(spec, None, CancellationToken::new()));
+        let stdout = String::from_utf8_lossy(&out.output.stdout).into_owned();
+        assert!(!stdout.contains("secret"), "{stdout}");
+        assert!(stdout.starts_with("the-artifact\n"), "the artifact is readable: {stdout}");
+        for expected in ["wrote-tree", "no-write-data", "no-write-root", "wrote-tmp", "net-closed"]
+        {
+            assert!(stdout.contains(expected), "{expected} in {stdout}");
+        }
+        assert_eq!(std::fs::read_to_string(tree.join("written")).unwrap(), "tree\n");
+        assert!(!data.join("planted").exists() && !Path::new("/etc/planted").exists());
+        assert!(!Path::new("/tmp/mine").exists(), "/tmp is private");
+        assert_eq!(std::fs::read_to_string(&token).unwrap(), "secret-token");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use sando::config::Config;
 use sando::daemon;
 use sando::domain::{GateKind, ProcessEnd, RawOutput};
+use sando::executor::Executor as _;
 use sando::fixtures::{self, Case};
 use sando::sandbox::{ComponentCache, GateComponent, Limits, Sandbox, shipped_component};
 
@@ -267,7 +268,15 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let gates: usize = config.tiers.iter().map(|t| t.gates.len()).sum();
     let nodes: usize = config.tiers.iter().map(|t| t.nodes.len()).sum();
     let order: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
+    // A config the daemon would refuse to serve is not ok.
+    let executor = daemon::executor_for(&config)?;
     println!("{}: ok ({}; {gates} gates, {nodes} nodes)", path.display(), order.join(" -> "));
+    if !executor.isolates() {
+        println!(
+            "warning: isolation = \"none\": builds and gates run with the daemon's authority ({})",
+            executor.describe()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

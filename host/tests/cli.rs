@@ -333,4 +333,35 @@ fn check_validates_a_config_and_names_the_problem() {
     );
     let output = sando.run(&["check", "--config", "missing.toml"]);
     assert_one_line_error(&output, "missing.toml:1:1: (file): no such file");
+
+    // Without bubblewrap, code under test cannot be sandboxed: not ok,
+    // unless the operator says isolation = "none", which is then a warning.
+    let no_bwrap = sando.path("empty-path");
+    std::fs::create_dir_all(&no_bwrap).unwrap();
+    let output = sando
+        .command()
+        .args(["check", "--config", "sando.toml"])
+        .env("PATH", &no_bwrap)
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &output,
+        "isolation: bubblewrap (bwrap) is not available here, so code under test cannot be sandboxed",
+    );
+    sando.write("none.toml", format!("isolation = \"none\"\n{good}"));
+    let output = sando
+        .command()
+        .args(["check", "--config", "none.toml"])
+        .env("PATH", &no_bwrap)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(printed.starts_with("none.toml: ok (staging -> prod; 1 gates, 0 nodes)\nwarning: isolation = \"none\": builds and gates run with the daemon's authority"), "{printed}");
+    sando.write("typo.toml", format!("isolation = \"off\"\n{good}"));
+    let output = sando.run(&["check", "--config", "typo.toml"]);
+    assert_one_line_error(
+        &output,
+        "typo.toml:1:13: isolation: unknown isolation \"off\" (use sandbox or none)",
+    );
 }

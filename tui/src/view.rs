@@ -82,6 +82,14 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
+    if let Some(warning) = app.state.as_ref().and_then(|s| s.warnings.first()) {
+        // The warning's headline: what comes before its explanation.
+        let headline = warning.split(':').next().unwrap_or(warning);
+        spans.push(Span::styled(
+            format!(" │ ⚠ {headline}"),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
     if app.undecodable > 0 {
         spans.push(Span::styled(
             format!(" │ {} frames not understood", app.undecodable),

@@ -467,12 +467,15 @@ fn the_cancel_dialog_stops_a_running_gate_after_a_yes() {
 }
 
 #[test]
-fn a_retried_run_shows_its_attempt_and_a_stopped_loop_shows_in_red() {
+fn a_retried_run_shows_its_attempt_and_a_stopped_loop_and_warnings_show_in_the_header() {
     let mut body = serde_json::to_value(state()).unwrap();
     let failed = &mut body["tiers"][0]["gates"][0];
     failed["attempt"] = json!(2);
     failed["max_attempts"] = json!(3);
     body["scheduler"] = json!({ "alive": false, "planned_at": null, "workers": [] });
+    body["warnings"] = json!([
+        "not sandboxed (isolation = \"none\"): builds and gates run with the daemon's authority"
+    ]);
     let mut app = App::new("http://127.0.0.1:7878", "alice", true);
     app.on_msg(Msg::Connected);
     app.on_msg(Msg::State(serde_json::from_value(body).unwrap()));
@@ -482,4 +485,6 @@ fn a_retried_run_shows_its_attempt_and_a_stopped_loop_shows_in_red() {
     assert!(!screen.contains("attempt 1 of"), "a first attempt says nothing: {screen}");
     assert!(screen.contains("decision loop stopped"), "{screen}");
     assert_eq!(fg_of(terminal.backend().buffer(), "decision loop stopped"), Color::Red);
+    assert!(screen.contains("⚠ not sandboxed (isolation = \"none\")"), "{screen}");
+    assert_eq!(fg_of(terminal.backend().buffer(), "⚠ not sandboxed"), Color::Yellow);
 }

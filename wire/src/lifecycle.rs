@@ -92,6 +92,9 @@ pub enum DeployFailure {
     Timeout { after_s: u64 },
     /// The host failed while deploying (a worker panicked).
     HostFault { message: String },
+    /// The kept artifact is not the one the build recorded (sha256, hex):
+    /// it was changed after its gates ran. Never deployed, never retried.
+    ArtifactChanged { expected: String, found: String },
 }
 
 impl DeployFailure {
@@ -104,12 +107,20 @@ impl DeployFailure {
             DeployFailure::Interrupted => "interrupted",
             DeployFailure::Timeout { .. } => "timeout",
             DeployFailure::HostFault { .. } => "host_fault",
+            DeployFailure::ArtifactChanged { .. } => "artifact_changed",
         }
     }
 
     /// Every class, for checking the names a config gives.
-    pub const CLASSES: &'static [&'static str] =
-        &["spawn", "transport", "health_check", "interrupted", "timeout", "host_fault"];
+    pub const CLASSES: &'static [&'static str] = &[
+        "spawn",
+        "transport",
+        "health_check",
+        "interrupted",
+        "timeout",
+        "host_fault",
+        "artifact_changed",
+    ];
 }
 
 impl fmt::Display for DeployOutcome {
@@ -134,6 +145,14 @@ impl fmt::Display for DeployOutcome {
             }
             DeployOutcome::Failed { failure: DeployFailure::HostFault { message } } => {
                 write!(f, "host fault while deploying: {message}")
+            }
+            DeployOutcome::Failed {
+                failure: DeployFailure::ArtifactChanged { expected, found },
+            } => {
+                write!(
+                    f,
+                    "artifact changed since its build (sha256 {found}, built {expected}): not deployed"
+                )
             }
         }
     }

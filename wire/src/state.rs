@@ -29,6 +29,10 @@ pub struct StateResponse {
     /// The decision loop's health (absent from daemons before it).
     #[serde(default)]
     pub scheduler: Option<SchedulerState>,
+    /// What an operator must know about how the daemon runs (e.g. code
+    /// under test not sandboxed).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -168,6 +168,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         deploys: daemon.store.recent_deploys(20).await?,
         pending_components: daemon.store.pending_components().await?,
         scheduler: Some(daemon.work.status()),
+        warnings: daemon.warnings.clone(),
     }))
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::Config;
+use crate::config::{Config, IsolationMode};
 use crate::executor::{Executor, LocalExecutor};
 use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{Store, StoreError};
@@ -41,6 +41,23 @@ pub enum StartError {
     Sandbox(String),
     #[error("listen on {addr}: {message}")]
     Listen { addr: String, message: String },
+    #[error("{0}")]
+    Isolation(String),
+}
+
+/// The executor the config asks for. Code under test is sandboxed unless
+/// the operator turned it off in so many words; without bubblewrap the
+/// daemon refuses to start rather than run it unsandboxed.
+pub fn executor_for(config: &Config) -> Result<LocalExecutor, StartError> {
+    let executor = LocalExecutor::detect(config.defaults.kill_grace);
+    match config.isolation {
+        IsolationMode::None => Ok(executor.without_isolation()),
+        IsolationMode::Sandbox if executor.isolates() => Ok(executor),
+        IsolationMode::Sandbox => Err(StartError::Isolation(format!(
+            "isolation: bubblewrap (bwrap) is not available here, so code under test cannot be sandboxed ({}); install it (Debian: apt-get install bubblewrap) or set isolation = \"none\" to run builds and gates with the daemon's authority",
+            executor.describe()
+        ))),
+    }
 }
 
 /// Serves until the process ends.
@@ -130,9 +147,16 @@ async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
     })?;
-    let executor = LocalExecutor::detect(config.defaults.kill_grace);
-    if !executor.contains_trees() {
-        tracing::warn!(executor = executor.describe(), "process trees are not fully contained");
+    let executor = executor_for(&config)?;
+    let mut warnings = Vec::new();
+    if !executor.isolates() {
+        warnings.push(format!(
+            "not sandboxed (isolation = \"none\"): builds and gates run with the daemon's authority; {}",
+            executor.describe()
+        ));
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
     }
     let daemon = Arc::new(Daemon {
         logs: LogsDir::new(data_dir.join("logs")),
@@ -147,6 +171,7 @@ async fn start(
         executor: Arc::new(executor) as Arc<dyn Executor>,
         wake: tokio::sync::Notify::new(),
         work: shared::Work::default(),
+        warnings,
     });
     Ok((listener, daemon))
 }

@@ -37,6 +37,9 @@ pub struct Daemon {
     /// Wakes the coordinator. Many notifications before it looks are one.
     pub(crate) wake: Notify,
     pub(crate) work: Work,
+    /// What an operator must know about how this daemon runs (shown in
+    /// `/api/state` and the TUI's header).
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Daemon {

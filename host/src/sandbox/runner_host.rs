@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::bindings::{host as wit, types as wit_types};
 use super::{State, to_guest};
 use crate::domain::{GateKind, RawOutput, TierId, Version};
-use crate::executor::{self, CancellationToken, Ended, Executor, LogSink, ProcessSpec};
+use crate::executor::{self, CancellationToken, Ended, Executor, Isolation, LogSink, ProcessSpec};
 
 /// The trap a denied capability raises; turned into `capability_denied`.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub struct RunnerEnv {
     pub deadline: Option<Instant>,
     /// Set when a process was ended by the deadline or a cancel.
     pub ended: Ended,
+    /// The sandbox every process of the run starts in.
+    pub isolation: Option<Isolation>,
 }
 
 impl RunnerEnv {
@@ -100,6 +102,7 @@ impl RunnerEnv {
             stop: CancellationToken::new(),
             deadline: None,
             ended: Ended::Normally,
+            isolation: None,
         }
     }
 }
@@ -165,6 +168,7 @@ impl wit::Host for State {
             cwd: env.cwd.clone(),
             stop_after: request.stop_after_ms.map(Duration::from_millis),
             timeout,
+            isolation: env.isolation.clone(),
         };
         let (executor, sink, stop) = (env.executor.clone(), env.log.clone(), env.stop.clone());
         let finished = executor::block_on(executor.run(spec, sink, stop));

@@ -661,7 +661,7 @@ impl Store {
         build_id: i64,
         request_id: i64,
         outcome: &BuildOutcome,
-        registered: Option<(&VersionRow, &TierId)>,
+        registered: Option<(&VersionRow, Option<&str>, &TierId)>,
         settle: bool,
         now: DateTime<Utc>,
     ) -> Result<Option<Version>> {
@@ -675,14 +675,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let mut replaced = None;
-        if let Some((row, first_tier)) = registered {
+        if let Some((row, artifact_sha256, first_tier)) = registered {
             sqlx::query!(
-                "INSERT OR IGNORE INTO versions (version, git_sha, registered_at, artifact)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO versions (version, git_sha, registered_at, artifact, artifact_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
                 row.version,
                 row.git_sha,
                 row.registered_at,
-                row.artifact
+                row.artifact,
+                artifact_sha256
             )
             .execute(&mut *tx)
             .await?;
@@ -804,6 +805,17 @@ impl Store {
         };
         tx.commit().await?;
         Ok(replaced)
+    }
+
+    /// The sha256 (hex) recorded for a version's artifact when it was kept.
+    pub async fn artifact_sha256(&self, version: &Version) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT artifact_sha256 AS "sha: String" FROM versions WHERE version = ?1"#,
+            version
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
     }
 
     /// Clears `tier`'s candidate if it is still `version`.

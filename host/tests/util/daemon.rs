@@ -162,6 +162,11 @@ impl Events {
         Events { seen }
     }
 
+    /// Every frame so far.
+    pub fn all(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().clone()
+    }
+
     /// How many events so far match `pred`.
     pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
         self.seen.lock().unwrap().iter().filter(|e| pred(&e["event"])).count()

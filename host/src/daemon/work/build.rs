@@ -73,12 +73,12 @@ async fn run_inner(
         (_, built) => built,
     };
     let outcome = match &built {
-        Ok(row) => BuildOutcome::Ok { version: row.version.clone() },
+        Ok((row, _)) => BuildOutcome::Ok { version: row.version.clone() },
         Err(failure) => BuildOutcome::Failed { failure: failure.clone() },
     };
     let first_tier = daemon.config.tiers.first().map(|t| t.name.clone());
     let registered = match (&built, &first_tier) {
-        (Ok(row), Some(tier)) => Some((row, tier)),
+        (Ok((row, sha256)), Some(tier)) => Some((row, sha256.as_deref(), tier)),
         _ => None,
     };
     let replaced = daemon
@@ -93,7 +93,7 @@ async fn run_inner(
         )
         .await?;
     tracing::info!(outcome = ?outcome, "build finished");
-    if let Ok(row) = &built {
+    if let Ok((row, _)) = &built {
         daemon.bus.send(Event::VersionRegistered {
             version: row.version.clone(),
             sha: row.git_sha.clone(),
@@ -111,12 +111,16 @@ async fn build(
     sha: &GitSha,
     log: Arc<RunLog>,
     stop: &Stop,
-) -> Result<VersionRow, BuildFailure> {
+) -> Result<(VersionRow, Option<String>), BuildFailure> {
     let config = &daemon.config;
     let defaults = &config.defaults;
     let repo = config.project.repo.display().to_string();
     let sink: Arc<dyn LogSink> = log.clone();
+    // git is the daemon's; the build command runs the version's code
+    // (build scripts, proc macros), so it runs in the version's sandbox.
     let run = |program: &str, args: Vec<String>, cwd: Option<PathBuf>, timeout: Duration| {
+        let isolation =
+            cwd.as_deref().map(|tree| super::sandbox_for(daemon, tree, config.project.network));
         let spec = ProcessSpec {
             program: program.to_owned(),
             args,
@@ -124,6 +128,7 @@ async fn build(
             cwd,
             stop_after: None,
             timeout: Some(timeout),
+            isolation,
         };
         daemon.executor.run(spec, Some(sink.clone()), stop.token.clone())
     };
@@ -200,7 +205,7 @@ async fn build(
                 git_sha: existing.git_sha.to_string(),
             });
         }
-        return Ok(existing);
+        return Ok((existing, None));
     }
     let source = tree.join(&config.project.artifact);
     let dir = daemon.data_dir().join("artifacts").join(version.to_string());
@@ -213,12 +218,38 @@ async fn build(
     copied.await.map_err(|_| BuildFailure::ArtifactMissing {
         path: config.project.artifact.display().to_string(),
     })?;
-    Ok(VersionRow {
+    let sha256 = sha256_file(artifact.clone()).await.map_err(|e| BuildFailure::HostFault {
+        message: format!("hashing the artifact: {}", crate::fixtures::io_message(&e)),
+    })?;
+    log.note(&format!("kept the artifact, sha256 {sha256}"));
+    let row = VersionRow {
         version,
         git_sha: full,
         registered_at: Utc::now(),
         artifact: artifact.display().to_string(),
+    };
+    Ok((row, Some(sha256)))
+}
+
+/// The sha256 of a file, hex, read off the runtime's threads.
+pub(crate) async fn sha256_file(path: PathBuf) -> std::io::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest as _;
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
     })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// A step ended by its timeout or a cancel ends the build.

@@ -119,8 +119,29 @@ async fn deploy(
         cwd: Some(daemon.data_dir().to_path_buf()),
         stop_after: None,
         timeout: Some(timeout),
+        // The operator's own commands, not the version's code.
+        isolation: None,
     };
     let log: Arc<dyn LogSink> = Arc::new(log);
+    // The artifact deployed is the one whose gates ran: its hash was
+    // recorded when it was kept.
+    match daemon.store.artifact_sha256(&version.version).await {
+        Ok(Some(expected)) => {
+            let found = super::build::sha256_file(version.artifact.clone().into())
+                .await
+                .unwrap_or_else(|e| format!("unreadable ({})", crate::fixtures::io_message(&e)));
+            if found != expected {
+                note_line(
+                    &log,
+                    &format!("artifact sha256 {found}, built {expected}: not deploying"),
+                );
+                return failed(DeployFailure::ArtifactChanged { expected, found });
+            }
+            note_line(&log, &format!("artifact sha256 {found} as built"));
+        }
+        Ok(None) => note_line(&log, "no artifact hash recorded (a version from before hashes)"),
+        Err(e) => return failed(DeployFailure::HostFault { message: e.to_string() }),
+    }
     let install = substitute(&node.deploy, defaults.deploy_timeout);
     note_line(&log, &format!("deploying: {} {}", install.program, install.args.join(" ")));
     // A deploy is never cut short by a cancel: a half-installed node is worse

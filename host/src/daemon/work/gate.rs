@@ -210,6 +210,7 @@ async fn runner_env(
     env.log = Some(log as Arc<dyn LogSink>);
     env.stop = stop.token.clone();
     env.deadline = Instant::now().checked_add(spec.timeout);
+    let mut isolation = super::sandbox_for(daemon, &tree, spec.network);
     let mut param = |key: &str, value: String| env.params.push((key.to_owned(), value));
     match &spec.gate {
         Gate::CargoTest { args } => {
@@ -235,12 +236,20 @@ async fn runner_env(
                 path: b.path,
                 fetched_at: b.fetched_at,
             });
+            // The copy of production the gate is given, read-only; a SQLite
+            // scratch database's directory, writable.
+            isolation.readable.extend(env.latest_backup.as_ref().map(|b| b.path.clone().into()));
+            if let Some(dir) = scratch_dir(scratch_db_url.as_deref()) {
+                let _ = std::fs::create_dir_all(&dir);
+                isolation.writable.push(dir);
+            }
         }
         Gate::BootSmoke { args, stay_up } => {
             param("binary", version.artifact.clone());
             param("args", args.join(" "));
             param("seconds", stay_up.as_secs().max(1).to_string());
             env.allowed_programs.push(version.artifact.clone());
+            isolation.readable.push(version.artifact.clone().into());
         }
         Gate::BurnIn { duration, .. } => {
             param("duration_s", duration.as_secs().to_string());
@@ -256,7 +265,17 @@ async fn runner_env(
                 .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at });
         }
     }
+    env.isolation = Some(isolation);
     Ok(env)
+}
+
+/// The directory of a SQLite scratch database (`sqlite:///path/db.sqlite`),
+/// which its migrate tool must be able to write (journals sit beside it).
+fn scratch_dir(url: Option<&str>) -> Option<std::path::PathBuf> {
+    let path = url?.strip_prefix("sqlite://").or_else(|| url?.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    let path = std::path::Path::new(path);
+    path.is_absolute().then(|| path.parent().map(std::path::Path::to_path_buf)).flatten()
 }
 
 /// When the version's burn-in clock started: its arrival on the tier the

@@ -7,9 +7,25 @@ pub(crate) mod build;
 pub(crate) mod deploy;
 pub(crate) mod gate;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::config::TokenSource;
+use crate::daemon::shared::Daemon;
 use crate::domain::{DeployId, GateRunId};
+use crate::executor::Isolation;
+
+/// The sandbox a version's code runs in: its work tree writable; the data
+/// directory (other versions' trees, artifacts, backups, logs, the
+/// database), the token file and the backup source invisible.
+pub(crate) fn sandbox_for(daemon: &Daemon, tree: &Path, network: bool) -> Isolation {
+    let mut hidden = vec![daemon.data_dir().to_path_buf()];
+    if let TokenSource::File(path) = &daemon.config.token {
+        hidden.push(path.clone());
+    }
+    hidden.extend(daemon.config.backup_source.clone());
+    Isolation { hidden, writable: vec![tree.to_path_buf()], readable: Vec::new(), network }
+}
 
 /// What a worker has started, for the coordinator to settle if it panics.
 #[derive(Debug, Default)]

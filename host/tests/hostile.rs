@@ -1,0 +1,172 @@
+//! A hostile commit, through the real `sando serve`: its tests try to read the token, the daemon's environment, the database and the backups, to write into the data directory, replace the artifact, reach the network and leave a sleeper behind. Each attempt fails, no secret reaches a log, an event or an API response, and the daemon goes on.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use util::daemon::{Daemon, Events, Project, TOKEN, gate_done, tier};
+
+const BACKUP_SECRET: &str = "PROD-SECRET-ROW-7f3a";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_commit_reaches_nothing_and_leaks_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let data = root.path().join("data");
+    let token_file = root.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let backup_source = root.path().join("prod-db.sqlite");
+    std::fs::write(&backup_source, BACKUP_SECRET).unwrap();
+    let node = root.path().join("nodes/staging-1");
+    std::fs::create_dir_all(&node).unwrap();
+    let config = root.path().join("sando.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "data"
+token_file = "{token}"
+backup_source = "{backup}"
+[project]
+repo = "{repo}"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/tiny"
+[[tiers]]
+name = "staging"
+[[tiers.nodes]]
+name = "staging-1"
+deploy = "cp {{artifact}} {node}/tiny"
+[[tiers.gates]]
+kind = "cargo_test"
+args = "test --offline -- --nocapture"
+[[tiers]]
+name = "prod"
+[[tiers.gates]]
+kind = "manual_confirm"
+"#,
+            token = token_file.display(),
+            backup = backup_source.display(),
+            repo = project.dir.display(),
+            node = node.display(),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    let (status, body) = daemon.post("/api/backup/fetch", Some(TOKEN), "{}");
+    assert_eq!(status, 200, "{body}");
+
+    // The test knows where everything is, as an attacker who read the docs would.
+    let address = daemon.url.trim_start_matches("http://").to_owned();
+    let hostile = format!(
+        r##"
+        fn attempt(what: &str, result: std::io::Result<String>) {{
+            match result {{
+                Ok(found) => println!("REACHED {{what}}: {{found}}"),
+                Err(e) => println!("denied {{what}}: {{e}}"),
+            }}
+        }}
+        let read = |p: &str| std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned());
+        attempt("token file", read({token:?}));
+        attempt("database", read({db:?}));
+        attempt("backup source", read({backup:?}));
+        attempt("backups", std::fs::read_dir({backups:?}).map(|d| {{
+            d.flatten().map(|e| read(&e.path().display().to_string()).unwrap_or_default()).collect::<Vec<_>>().join(",")
+        }}));
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {{
+            if let Ok(environ) = std::fs::read(entry.path().join("environ")) {{
+                let environ = String::from_utf8_lossy(&environ).into_owned();
+                if environ.contains("SANDO_TEST_TOKEN") {{
+                    println!("REACHED environ of {{}}: {{environ}}", entry.path().display());
+                }}
+            }}
+        }}
+        attempt("write into the data directory", std::fs::write({planted:?}, "x").map(|_| "written".into()));
+        attempt("replace the artifact", std::fs::write({artifact:?}, "evil").map(|_| "replaced".into()));
+        attempt("network", std::net::TcpStream::connect({address:?}).map(|_| "connected".into()));
+        let _ = std::process::Command::new("setsid").args(["sleep", "911"]).spawn();
+        "##,
+        token = token_file.display().to_string(),
+        db = data.join("sando.sqlite").display().to_string(),
+        backup = backup_source.display().to_string(),
+        backups = data.join("backups").display().to_string(),
+        planted = data.join("planted").display().to_string(),
+        artifact = data.join("artifacts/0.1.0/tiny").display().to_string(),
+    );
+    let sha = project.commit_lib(
+        "0.1.0",
+        &format!("pub fn answer() -> u32 {{ 42 }}\n\n#[cfg(test)]\nmod tests {{\n    #[test]\n    fn hostile() {{ {hostile} }}\n}}\n"),
+    );
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202, "{body}");
+    let done = events
+        .wait("the hostile test ran", Duration::from_secs(180), gate_done("cargo_test", "passed"))
+        .await;
+    events
+        .wait("staging promoted", Duration::from_secs(60), |e| {
+            e["kind"] == "promoted" && e["tier"] == "staging"
+        })
+        .await;
+
+    // Every attempt was made, and every one was denied.
+    let run = done["event"]["run_id"].as_i64().unwrap();
+    let (status, log) = daemon.get(&format!("/api/gate-runs/{run}/log"));
+    assert_eq!(status, 200);
+    for what in [
+        "token file",
+        "database",
+        "backup source",
+        "backups",
+        "write into the data directory",
+        "replace the artifact",
+        "network",
+    ] {
+        assert!(log.contains(&format!("denied {what}:")), "{what} was not denied:\n{log}");
+    }
+    assert!(!log.contains("REACHED"), "{log}");
+
+    // Nothing was changed, and what was deployed is what was built.
+    assert!(!data.join("planted").exists());
+    let deployed = std::fs::read(node.join("tiny")).unwrap();
+    assert_eq!(deployed, std::fs::read(data.join("artifacts/0.1.0/tiny")).unwrap());
+    assert_ne!(deployed, b"evil");
+
+    // No secret anywhere an outsider can read.
+    let state = daemon.state().to_string();
+    let (_, logs) = daemon.get("/logs/0.1.0/cargo_test");
+    let (_, run_json) = daemon.get(&format!("/api/gate-runs/{run}"));
+    let frames = events.all();
+    assert!(frames.iter().any(|f| f["event"]["kind"] == "gate_log_chunk"), "the log went out live");
+    let frames = serde_json::to_string(&frames).unwrap();
+    for (name, text) in
+        [("state", &state), ("logs", &logs), ("run", &run_json), ("events", &frames)]
+    {
+        assert!(!text.contains(TOKEN), "the token leaked into {name}");
+        assert!(!text.contains(BACKUP_SECRET), "the backup leaked into {name}");
+    }
+
+    // No sleeper outlived the run, and the daemon goes on.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains("sleep 911"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let state = daemon.state();
+    assert_eq!(tier(&state, "staging")["current_version"], "0.1.0");
+    assert_eq!(state["scheduler"]["alive"], true);
+    assert_eq!(state["warnings"], json!([]));
+    daemon.kill();
+}
