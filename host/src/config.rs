@@ -46,6 +46,13 @@ pub struct Config {
     pub defaults: Defaults,
     /// Whether code under test (builds, gate processes) runs sandboxed.
     pub isolation: IsolationMode,
+    /// Whether the read routes answer without the token (`public_read`).
+    pub public_read: bool,
+    /// Origins (`https://ops.example.com`) besides the daemon's own whose
+    /// pages may open the event stream.
+    pub allowed_origins: Vec<String>,
+    /// Event stream clients at once.
+    pub max_event_clients: usize,
 }
 
 /// `isolation`: `"sandbox"` (the default: bubblewrap, and the daemon refuses
@@ -331,6 +338,10 @@ struct RawConfig {
     #[serde(default)]
     defaults: RawDefaults,
     isolation: Option<Spanned<String>>,
+    public_read: Option<bool>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    max_event_clients: Option<Spanned<u32>>,
     project: RawProject,
     tiers: Vec<RawTier>,
 }
@@ -661,6 +672,19 @@ impl Config {
             fixtures_dir: raw.fixtures_dir.as_ref().map(|d| resolve(d.get_ref())),
             shadow_runs: raw.shadow_runs.unwrap_or(DEFAULT_SHADOW_RUNS),
             defaults,
+            public_read: raw.public_read.unwrap_or(true),
+            allowed_origins: raw.allowed_origins,
+            max_event_clients: match &raw.max_event_clients {
+                None => 64,
+                Some(n) if (1..=10_000).contains(n.get_ref()) => *n.get_ref() as usize,
+                Some(n) => {
+                    return Err(source.error(
+                        n.span(),
+                        "max_event_clients",
+                        format!("{} is out of range (1 to 10000)", n.get_ref()),
+                    ));
+                }
+            },
             isolation: match &raw.isolation {
                 None => IsolationMode::Sandbox,
                 Some(mode) => match mode.get_ref().as_str() {

@@ -440,6 +440,33 @@ impl Executor for LocalExecutor {
     }
 }
 
+/// `text` with the password of every `scheme://user:password@host` replaced
+/// by `***`, for command lines echoed into logs.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first '/', whitespace or quote.
+        let end = after
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@').and_then(|a| authority[..a].find(':').map(|c| (c, a))) {
+            Some((colon, at)) => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn namespace_args() -> [&'static str; 8] {
     [
         "--dev-bind",
@@ -741,6 +768,20 @@ mod tests {
         assert!(!data.join("planted").exists() && !Path::new("/etc/planted").exists());
         assert!(!Path::new("/tmp/mine").exists(), "/tmp is private");
         assert_eq!(std::fs::read_to_string(&token).unwrap(), "secret-token");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact("sqlx migrate run --database-url postgres://sando:S3cr3t@db:5432/scratch"),
+            "sqlx migrate run --database-url postgres://sando:***@db:5432/scratch"
+        );
+        assert_eq!(
+            redact("'sqlite:///srv/x.db' https://u:p@h a://b@c"),
+            "'sqlite:///srv/x.db' https://u:***@h a://b@c"
+        );
+        assert_eq!(redact("no urls here: just://words"), "no urls here: just://words");
+        assert_eq!(redact("x://u:p:q@h"), "x://u:***@h");
     }
 
     #[test]

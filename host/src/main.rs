@@ -154,8 +154,9 @@ enum GateCommand {
 enum MigrateCommand {
     /// Apply every pending migration.
     Run {
-        /// `sqlite://PATH`
-        #[arg(long)]
+        /// `sqlite://PATH`; or the environment's `DATABASE_URL`, which keeps a
+        /// password off the command line.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
         /// The migrations directory.
         #[arg(long, default_value = "migrations")]

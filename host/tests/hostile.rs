@@ -170,3 +170,70 @@ kind = "manual_confirm"
     assert_eq!(state["warnings"], json!([]));
     daemon.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scratch_database_password_never_leaks() {
+    const PASSWORD: &str = "S3cr3tPa55word";
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    std::fs::create_dir_all(project.dir.join("migrations")).unwrap();
+    std::fs::write(project.dir.join("migrations/0001_init.sql"), "CREATE TABLE t (id INTEGER);")
+        .unwrap();
+    let sha = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let backup_source = root.path().join("prod-db.sqlite");
+    std::fs::write(&backup_source, b"").unwrap();
+    let config = root.path().join("sando.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "data"
+token_env = "SANDO_TEST_TOKEN"
+backup_source = "{backup}"
+[project]
+repo = "{repo}"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/tiny"
+[[tiers]]
+name = "staging"
+[[tiers.gates]]
+kind = "migration_dry_run"
+scratch_db_url = "postgres://sando:{PASSWORD}@127.0.0.1:9/scratch"
+migrate = "{sando}"
+restore = "true"
+"#,
+            backup = backup_source.display(),
+            repo = project.dir.display(),
+            sando = env!("CARGO_BIN_EXE_sando"),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    assert_eq!(daemon.post("/api/backup/fetch", Some(TOKEN), "{}").0, 200);
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202, "{body}");
+    let done = events
+        .wait("the migration gate ran", Duration::from_secs(180), |e| {
+            e["kind"] == "gate_done" && e["gate"] == "migration_dry_run"
+        })
+        .await;
+    let run = done["event"]["run_id"].as_i64().unwrap();
+    let (_, log) = daemon.get(&format!("/api/gate-runs/{run}/log"));
+    assert!(log.contains("sando: running"), "the spawn was echoed: {log}");
+    let (_, run_json) = daemon.get(&format!("/api/gate-runs/{run}"));
+    let state = daemon.state().to_string();
+    let frames = serde_json::to_string(&events.all()).unwrap();
+    let stderr = daemon.stderr.lock().unwrap().clone();
+    for (name, text) in [
+        ("log", &log),
+        ("run", &run_json),
+        ("state", &state),
+        ("events", &frames),
+        ("daemon log", &stderr),
+    ] {
+        assert!(!text.contains(PASSWORD), "the password leaked into the {name}:\n{text}");
+    }
+    daemon.kill();
+}

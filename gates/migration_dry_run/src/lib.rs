@@ -49,14 +49,19 @@ fn run() -> GateStatus {
     }
     let mut args: Vec<String> =
         param("migrate_args").unwrap_or("").split_whitespace().map(str::to_owned).collect();
-    args.extend(["migrate", "run", "--database-url", url].map(str::to_owned));
+    args.extend(["migrate", "run"].map(str::to_owned));
     if let Some(source) = param("migrations") {
         args.extend(["--source".to_owned(), source.to_owned()]);
     }
+    // The URL may hold a password: in the environment (sqlx-cli's and
+    // `sando migrate`'s `DATABASE_URL`), never on the command line.
     let output = host::spawn(&SpawnRequest {
         program: param("migrate_program").unwrap_or("sqlx").to_owned(),
         args,
-        env: Vec::new(),
+        env: vec![sando_gate_sdk::host::Param {
+            key: "DATABASE_URL".to_owned(),
+            value: url.to_owned(),
+        }],
         stop_after_ms: None,
     });
     match classify(&output) {

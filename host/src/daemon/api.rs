@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::components::ComponentError;
@@ -30,19 +32,19 @@ use crate::store::StoreError;
 /// leaves room for debug builds without letting a request fill memory.
 const MAX_COMPONENT_BYTES: usize = 32 << 20;
 
+/// Bodies of the JSON routes are small; a larger one is refused unread.
+const MAX_JSON_BYTES: usize = 64 << 10;
+
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    Router::new()
-        .route("/api/state", get(state))
-        .route("/api/events", get(events))
+    // Every route that changes anything: the token is checked by one layer,
+    // before any body is read, so no handler can forget it.
+    let mutating = Router::new()
         .route("/api/rebuild", post(rebuild))
-        .route("/api/gate-runs/{run_id}", get(gate_run))
+        .route("/api/builds/{sha}/cancel", post(cancel_build))
         .route("/api/gate-runs/{run_id}/confirm", post(confirm))
         .route("/api/gate-runs/{run_id}/rerun", post(rerun))
         .route("/api/gate-runs/{run_id}/cancel", post(cancel_run))
-        .route("/api/builds/{sha}/cancel", post(cancel_build))
-        .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
         .route("/api/backup/fetch", post(fetch_backup))
-        .route("/api/gates", get(gates))
         .route(
             "/api/gates/{kind}",
             post(push_component).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
@@ -51,10 +53,43 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gates/{kind}/reject", post(reject_component))
         .route("/api/gates/{kind}/rollback", post(rollback_component))
         .route("/api/reclassify", post(reclassify))
+        .route_layer(middleware::from_fn_with_state(daemon.clone(), require_token));
+    let reading = Router::new()
+        .route("/api/state", get(state))
+        .route("/api/events", get(events))
+        .route("/api/gate-runs/{run_id}", get(gate_run))
+        .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
+        .route("/api/gates", get(gates))
         .route("/logs/{version}/{gate}", get(logs))
+        .route_layer(middleware::from_fn_with_state(daemon.clone(), require_read_access));
+    Router::new()
+        .merge(mutating)
+        .merge(reading)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(daemon)
+}
+
+async fn require_token(
+    State(daemon): State<Arc<Daemon>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, request.headers())?;
+    Ok(next.run(request).await)
+}
+
+/// With `public_read = false`, reading needs the token too.
+async fn require_read_access(
+    State(daemon): State<Arc<Daemon>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if !daemon.config.public_read {
+        authorize(&daemon, request.headers())?;
+    }
+    Ok(next.run(request).await)
 }
 
 /// Every error the API answers with: a status and one sentence saying what
@@ -69,6 +104,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal,
 }
@@ -101,6 +142,9 @@ impl From<QueryRejection> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::TooLarge(format!("request body: {}", rejection.body_text()));
+        }
         ApiError::BadRequest(format!("request body: {}", rejection.body_text()))
     }
 }
@@ -112,6 +156,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
@@ -130,12 +177,9 @@ fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    // Compare without an early exit, so timing does not reveal a prefix.
-    let expected = daemon.token.as_bytes();
-    let given = given.trim().as_bytes();
-    let differs = expected.len() != given.len()
-        || expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0;
-    if differs { Err(ApiError::Unauthorized) } else { Ok(()) }
+    // Compared in constant time, so timing does not reveal a prefix.
+    let same: bool = daemon.token.as_bytes().ct_eq(given.trim().as_bytes()).into();
+    if same { Ok(()) } else { Err(ApiError::Unauthorized) }
 }
 
 async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>, ApiError> {
@@ -172,13 +216,43 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
     }))
 }
 
-async fn events(State(daemon): State<Arc<Daemon>>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| stream_events(daemon, socket))
+/// The event stream. A browser page of another origin cannot open it (a
+/// present `Origin` must be this daemon's own, or one `allowed_origins`
+/// names), and the number of clients at once is bounded.
+async fn events(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let own = [format!("http://{host}"), format!("https://{host}")];
+        let allowed = own.iter().any(|o| o == origin)
+            || daemon.config.allowed_origins.iter().any(|o| o == origin);
+        if !allowed {
+            return Err(ApiError::Forbidden(format!(
+                "origin {origin} may not open the event stream (allowed_origins in the config)"
+            )));
+        }
+    }
+    let Ok(permit) = daemon.event_clients.clone().try_acquire_owned() else {
+        return Err(ApiError::Unavailable(format!(
+            "too many event stream clients ({} connected); try again later",
+            daemon.config.max_event_clients
+        )));
+    };
+    Ok(upgrade.on_upgrade(move |socket| stream_events(daemon, socket, permit)))
 }
 
 /// Forwards the bus to one client. A client too slow to keep up is skipped
 /// ahead and told how much it missed; it never slows the gates or others.
-async fn stream_events(daemon: Arc<Daemon>, mut socket: WebSocket) {
+/// The permit is its place among the clients, given back when it leaves.
+async fn stream_events(
+    daemon: Arc<Daemon>,
+    mut socket: WebSocket,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let mut events = daemon.bus.subscribe();
     loop {
         tokio::select! {
@@ -207,10 +281,8 @@ async fn stream_events(daemon: Arc<Daemon>, mut socket: WebSocket) {
 
 async fn rebuild(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     body: Result<Json<RebuildRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&daemon, &headers)?;
     let Json(request) = body?;
     daemon.rebuild(request.sha.clone()).await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "sha": request.sha }))))
@@ -220,11 +292,9 @@ async fn rebuild(
 /// `failed{cancelled, by}`, which is never retried on its own.
 async fn cancel_run(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(run_id): Path<String>,
     body: Option<Json<CancelRequest>>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&daemon, &headers)?;
     let run = find_run(&daemon, &run_id).await?;
     let by = operator(body.and_then(|Json(b)| b.by));
     if !daemon.work.cancel_run(run.run_id, &by) {
@@ -244,11 +314,9 @@ async fn cancel_run(
 /// Stops a build in flight, or a requested build not yet started.
 async fn cancel_build(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(sha): Path<String>,
     body: Option<Json<CancelRequest>>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&daemon, &headers)?;
     let sha: GitSha =
         sha.parse().map_err(|e: crate::domain::ParseError| ApiError::BadRequest(e.to_string()))?;
     let by = operator(body.and_then(|Json(b)| b.by));
@@ -292,11 +360,9 @@ async fn gate_run(
 
 async fn confirm(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(run_id): Path<String>,
     body: Option<Json<ConfirmRequest>>,
 ) -> Result<Json<Confirmation>, ApiError> {
-    authorize(&daemon, &headers)?;
     let run = find_run(&daemon, &run_id).await?;
     let run_id = run.run_id;
     if run.gate != GateKind::ManualConfirm {
@@ -329,11 +395,9 @@ async fn confirm(
 /// past, and running it again would change nothing.
 async fn rerun(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(run_id): Path<String>,
     body: Option<Json<RerunRequest>>,
 ) -> Result<(StatusCode, Json<RerunResponse>), ApiError> {
-    authorize(&daemon, &headers)?;
     let run = find_run(&daemon, &run_id).await?;
     let run_id = run.run_id;
     if run.status != RunState::Failed {
@@ -372,11 +436,7 @@ async fn rerun(
     Ok((StatusCode::ACCEPTED, Json(RerunResponse { run_id, requested_by: by, requested_at: now })))
 }
 
-async fn fetch_backup(
-    State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
-) -> Result<Json<BackupRow>, ApiError> {
-    authorize(&daemon, &headers)?;
+async fn fetch_backup(State(daemon): State<Arc<Daemon>>) -> Result<Json<BackupRow>, ApiError> {
     match daemon.fetch_backup().await {
         Ok(backup) => Ok(Json(backup)),
         Err(FetchError::Store(e)) => Err(e.into()),
@@ -474,12 +534,10 @@ async fn gates(State(daemon): State<Arc<Daemon>>) -> Result<Json<GatesResponse>,
 /// A new component for `kind`: the body is the `.wasm` file.
 async fn push_component(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(kind): Path<String>,
     query: Result<Query<ChangesQuery>, QueryRejection>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
     if body.is_empty() {
@@ -499,30 +557,26 @@ struct SettleQuery {
 
 async fn accept_component(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(kind): Path<String>,
     query: Result<Query<SettleQuery>, QueryRejection>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
-    settle(daemon, headers, kind, query, true).await
+    settle(daemon, kind, query, true).await
 }
 
 async fn reject_component(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(kind): Path<String>,
     query: Result<Query<SettleQuery>, QueryRejection>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
-    settle(daemon, headers, kind, query, false).await
+    settle(daemon, kind, query, false).await
 }
 
 async fn settle(
     daemon: Arc<Daemon>,
-    headers: HeaderMap,
     kind: String,
     query: Result<Query<SettleQuery>, QueryRejection>,
     accept: bool,
 ) -> Result<Json<ComponentRecord>, ApiError> {
-    authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
     Ok(Json(reload::settle(&daemon, kind, accept, query.digest.as_deref()).await?))
@@ -530,11 +584,9 @@ async fn settle(
 
 async fn rollback_component(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     Path(kind): Path<String>,
     query: Result<Query<ChangesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&daemon, &headers)?;
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
     Ok(verdict_response(reload::rollback(&daemon, kind, query.accept_changes).await?))
@@ -544,10 +596,8 @@ async fn rollback_component(
 /// records the new outcomes next to the old ones.
 async fn reclassify(
     State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
     body: Result<Json<ReclassifyRequest>, JsonRejection>,
 ) -> Result<Json<ReclassifyResponse>, ApiError> {
-    authorize(&daemon, &headers)?;
     let Json(request) = body?;
     Ok(Json(reload::reclassify(&daemon, request).await?))
 }

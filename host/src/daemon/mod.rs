@@ -148,6 +148,7 @@ async fn start(
         StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
     })?;
     let executor = executor_for(&config)?;
+    let max_event_clients = config.max_event_clients;
     let mut warnings = Vec::new();
     if !executor.isolates() {
         warnings.push(format!(
@@ -172,6 +173,7 @@ async fn start(
         wake: tokio::sync::Notify::new(),
         work: shared::Work::default(),
         warnings,
+        event_clients: Arc::new(tokio::sync::Semaphore::new(max_event_clients)),
     });
     Ok((listener, daemon))
 }

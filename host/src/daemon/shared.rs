@@ -40,6 +40,8 @@ pub struct Daemon {
     /// What an operator must know about how this daemon runs (shown in
     /// `/api/state` and the TUI's header).
     pub(crate) warnings: Vec<String>,
+    /// Places for `/api/events` clients (`max_event_clients`).
+    pub(crate) event_clients: Arc<tokio::sync::Semaphore>,
 }
 
 impl Daemon {

@@ -157,6 +157,7 @@ impl wit::Host for State {
         };
         if let Some(log) = &env.log {
             let line = format!("sando: running {} {}\n", request.program, request.args.join(" "));
+            let line = executor::redact(&line);
             log.chunk(executor::Stream::Stderr, line.as_bytes());
         }
         let mut extra_env = env.env.clone();

@@ -181,7 +181,7 @@ async fn build(
     }
 
     let build = &config.project.build;
-    log.note(&format!("running {build}"));
+    log.note(&crate::executor::redact(&format!("running {build}")));
     let out =
         run(&build.program, build.args.clone(), Some(tree.clone()), defaults.build_timeout).await;
     stopped(out.ended)?;

@@ -178,5 +178,6 @@ fn failed(failure: DeployFailure) -> DeployOutcome {
 }
 
 fn note_line(log: &Arc<dyn LogSink>, text: &str) {
-    log.chunk(crate::executor::Stream::Stderr, format!("sando: {text}\n").as_bytes());
+    let line = crate::executor::redact(&format!("sando: {text}\n"));
+    log.chunk(crate::executor::Stream::Stderr, line.as_bytes());
 }
