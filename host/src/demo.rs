@@ -73,7 +73,7 @@ pub async fn run(dir: &Path, listen: SocketAddr, token: Option<String>) -> Resul
 
     let token = token.unwrap_or_else(generate_token);
     let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{token}\n")).map_err(io(&token_file))?;
+    write_private(&token_file, &format!("{token}\n")).map_err(io(&token_file))?;
     let config_path = dir.join("sando.toml");
     std::fs::write(&config_path, config_text(&dir, listen)?).map_err(io(&config_path))?;
     let config = Config::load(&config_path)?;
@@ -295,4 +295,19 @@ fn generate_token() -> String {
 
 fn first_tier_name(daemon: &crate::daemon::Daemon) -> Option<crate::domain::TierId> {
     daemon.config.tiers.first().map(|t| t.name.clone())
+}
+
+/// Writes a secret readable by its owner only (mode 0600), from its creation on.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through open(2): set it again.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }

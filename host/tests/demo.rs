@@ -14,6 +14,9 @@ fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
     let url = demo.url.clone();
     assert!(demo.printed.contains("token:  demo-test-token"), "{}", demo.printed);
     assert!(demo.printed.contains("sando tui --url"), "{}", demo.printed);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(demo.dir.join("token")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is its owner's alone");
 
     let agent: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).build().into();

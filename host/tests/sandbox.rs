@@ -326,3 +326,45 @@ fn migration_runner_reports_missing_preconditions_as_blocked() {
     );
     assert_eq!(env.spawned.len(), 1);
 }
+
+#[test]
+fn a_classifier_may_not_sleep() {
+    let sandbox = sandbox();
+    let sleeper = load(&sandbox, "test_component_misbehave");
+    let healthy = load(&sandbox, "gate_cargo_test");
+    let started = std::time::Instant::now();
+    let status = sleeper.classify(&sandbox, GateKind::CargoTest, &ask_to("sleep")).status;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    match fault_of(&status) {
+        ComponentFault::CapabilityDenied { capability } => {
+            assert!(capability.contains("may not sleep"), "{capability}");
+        }
+        other => panic!("expected capability_denied, got {other:?}"),
+    }
+    assert_still_healthy(&sandbox, &healthy);
+}
+
+#[test]
+fn a_classifier_sees_fixed_clocks_and_randomness() {
+    let sandbox = sandbox();
+    let reader = load(&sandbox, "test_component_misbehave");
+    let read = || match reader.classify(&sandbox, GateKind::CargoTest, &ask_to("clock")).status {
+        GateStatus::Failed { failure: GateFailure::CargoTest { first_failed: Some(seen), .. } } => {
+            seen
+        }
+        other => panic!("expected the readings, got {other:?}"),
+    };
+    let first = read();
+    // 2026-01-01T00:00:00Z, a clock that never moves, a fixed seed.
+    assert!(first.starts_with("wall=1767225600000000000 elapsed=0 random="), "{first}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(read(), first, "the same readings on every call");
+    let other = Sandbox::new(Limits::default(), None).unwrap();
+    let again = load(&other, "test_component_misbehave");
+    match again.classify(&other, GateKind::CargoTest, &ask_to("clock")).status {
+        GateStatus::Failed { failure: GateFailure::CargoTest { first_failed: Some(seen), .. } } => {
+            assert_eq!(seen, first, "and in another sandbox");
+        }
+        other => panic!("{other:?}"),
+    }
+}

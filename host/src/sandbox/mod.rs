@@ -187,6 +187,7 @@ impl Sandbox {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        deny_sleeping(&mut linker)?;
         bindings::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         Ok(Self { engine, linker, limits, cache })
     }
@@ -225,7 +226,16 @@ impl Sandbox {
     fn store(&self, runner: Option<RunnerEnv>) -> Store<State> {
         let stderr = MemoryOutputPipe::new(GUEST_STDERR_CAP);
         let state = State {
-            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            // The same clocks and randomness on every call, so a verdict a
+            // shadow test saw is the verdict the component gives forever.
+            wasi: WasiCtx::builder()
+                .stderr(stderr.clone())
+                .wall_clock(FixedWallClock)
+                .monotonic_clock(FixedMonotonicClock)
+                .secure_random(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0))
+                .insecure_random(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0))
+                .insecure_random_seed(0)
+                .build(),
             stderr,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
@@ -240,6 +250,61 @@ impl Sandbox {
         store.set_fuel(self.limits.fuel).expect("fuel is enabled in the engine config");
         store
     }
+}
+
+/// The wall clock a component sees: always 2026-01-01T00:00:00Z. Time a
+/// gate needs (burn-in) comes from the host's own imports.
+struct FixedWallClock;
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1_767_225_600)
+    }
+}
+
+/// The monotonic clock a component sees: it never advances.
+struct FixedMonotonicClock;
+
+impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A component may not sleep: a sleep spends no fuel, so nothing else would
+/// bound it. Asking for a clock pollable traps with `capability_denied`.
+fn deny_sleeping(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    let denied = |what: &str| {
+        wasmtime::Error::new(runner_host::Denied(format!(
+            "wasi:clocks/monotonic-clock.{what} (a gate component may not sleep)"
+        )))
+    };
+    clock.func_wrap(
+        "subscribe-duration",
+        move |_store, (_duration,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(denied("subscribe-duration"))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        move |_store, (_when,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(denied("subscribe-instant"))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
