@@ -23,4 +23,43 @@ fn main() {
         connection.execute_batch(&sql).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
     println!("cargo:rustc-env=DATABASE_URL=sqlite://{}", db.display());
+    shipped_fixtures(&out);
+}
+
+/// `$OUT_DIR/shipped_fixtures.rs`: every case under `fixtures/<kind>/`,
+/// its files compiled into the binary, so the shadow test always has them.
+fn shipped_fixtures(out: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut cases = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        if dir.join("case.toml").is_file() {
+            cases.push(dir);
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).expect("read fixtures/") {
+            let path = entry.expect("fixtures/ entry").path();
+            // `capture/` holds the projects fixtures are captured from.
+            if path.is_dir() && !path.ends_with("fixtures/capture") {
+                stack.push(path);
+            }
+        }
+    }
+    cases.sort();
+    let mut code = String::from("&[\n");
+    for case in cases {
+        println!("cargo:rerun-if-changed={}", case.display());
+        let name = case.strip_prefix(&root).expect("below fixtures/").display().to_string();
+        let file = |f: &str| format!("{:?}", case.join(f).display().to_string());
+        code.push_str(&format!(
+            "    ShippedCase {{ dir: {name:?}, case_toml: include_str!({}), stdout: include_bytes!({}), stderr: include_bytes!({}), expected: include_str!({}) }},\n",
+            file("case.toml"),
+            file("stdout"),
+            file("stderr"),
+            file("expected.json"),
+        ));
+    }
+    code.push(']');
+    std::fs::write(out.join("shipped_fixtures.rs"), code).expect("write shipped_fixtures.rs");
 }

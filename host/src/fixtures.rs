@@ -88,13 +88,65 @@ pub fn kind_of(case_dir: &Path) -> Result<GateKind, FixtureError> {
     })
 }
 
+/// A case compiled into the binary (`host/build.rs` writes the list).
+pub struct ShippedCase {
+    /// `<gate_kind>/<case>`, below `fixtures/`.
+    pub dir: &'static str,
+    pub case_toml: &'static str,
+    pub stdout: &'static [u8],
+    pub stderr: &'static [u8],
+    pub expected: &'static str,
+}
+
+/// Every shipped fixture case, in the repository's `fixtures/` order.
+pub static SHIPPED: &[ShippedCase] = include!(concat!(env!("OUT_DIR"), "/shipped_fixtures.rs"));
+
+/// The shipped cases of `kind`, parsed: the floor every updated component
+/// of that kind is shadow-tested against, whatever else is configured.
+pub fn shipped(kind: GateKind) -> Vec<Case> {
+    SHIPPED
+        .iter()
+        .filter(|c| Path::new(c.dir).parent().is_some_and(|p| p == Path::new(kind.as_str())))
+        .filter_map(|c| {
+            let dir = Path::new("fixtures").join(c.dir);
+            let files = CaseFiles {
+                case_toml: c.case_toml.to_owned(),
+                stdout: c.stdout.to_vec(),
+                stderr: c.stderr.to_vec(),
+                expected: c.expected.to_owned(),
+            };
+            // Every shipped case parses: `shipped_fixtures` tests say so.
+            Case::parse(&dir, files).ok()
+        })
+        .collect()
+}
+
+/// A case's four files, read.
+struct CaseFiles {
+    case_toml: String,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    expected: String,
+}
+
 impl Case {
     pub fn load(dir: &Path) -> Result<Case, FixtureError> {
+        let files = CaseFiles {
+            case_toml: read_text(&dir.join("case.toml"))?,
+            expected: read_text(&dir.join("expected.json"))?,
+            stdout: read_bytes(&dir.join("stdout"))?,
+            stderr: read_bytes(&dir.join("stderr"))?,
+        };
+        Case::parse(dir, files)
+    }
+
+    /// A case from its files' contents; `dir` names it and its errors.
+    fn parse(dir: &Path, files: CaseFiles) -> Result<Case, FixtureError> {
         let kind = kind_of(dir)?;
         let name =
             format!("{kind}/{}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
         let toml_path = dir.join("case.toml");
-        let text = read_text(&toml_path)?;
+        let text = files.case_toml;
         let case: CaseToml = toml::from_str(&text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
             FixtureError::At {
@@ -106,17 +158,16 @@ impl Case {
         })?;
         let end = process_end(&case).map_err(|m| FixtureError::file(&toml_path, m))?;
         let expected_path = dir.join("expected.json");
-        let expected_text = read_text(&expected_path)?;
         let expected: GateStatus =
-            serde_json::from_str(&expected_text).map_err(|e| FixtureError::At {
+            serde_json::from_str(&files.expected).map_err(|e| FixtureError::At {
                 path: expected_path.clone(),
                 line: e.line(),
                 column: e.column(),
                 message: e.to_string(),
             })?;
         let output = RawOutput {
-            stdout: read_bytes(&dir.join("stdout"))?,
-            stderr: read_bytes(&dir.join("stderr"))?,
+            stdout: files.stdout,
+            stderr: files.stderr,
             end,
             duration_ms: case.duration_ms,
         };

@@ -52,5 +52,20 @@ fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
     );
     assert_eq!(prod_yellow["outcome"]["blocker"]["kind"], "burn_in_remaining");
     assert!(dir.path().join("demo/nodes/staging-1/demo-service").is_file());
+
+    // The demo sets no fixtures_dir, yet an update is shadow-tested against
+    // the shipped fixtures: a classifier that regresses one is rejected.
+    let mut response = agent
+        .post(format!("{url}/api/gates/cargo_test"))
+        .header("Authorization", "Bearer demo-test-token")
+        .content_type("application/wasm")
+        .send(&util::component_bytes("candidate_regressed")[..])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let verdict: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(verdict["decision"], "rejected", "{verdict}");
+    let reason = verdict["reason"].as_str().unwrap();
+    assert!(reason.contains("would now fail; first: fixture cargo_test/"), "{reason}");
     drop(demo);
 }

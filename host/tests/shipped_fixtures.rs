@@ -25,3 +25,23 @@ fn every_shipped_fixture_passes_its_gate_component() {
     }
     assert!(total >= 40, "contract: at least 40 fixture cases, found {total}");
 }
+
+#[test]
+fn every_shipped_case_is_compiled_in_and_parses() {
+    for kind in GateKind::ALL {
+        let on_disk = sando::fixtures::discover(&util::fixtures_dir().join(kind.as_str())).unwrap();
+        let listed = sando::fixtures::SHIPPED
+            .iter()
+            .filter(|c| c.dir.starts_with(&format!("{kind}/")))
+            .count();
+        let parsed = sando::fixtures::shipped(kind);
+        assert_eq!(listed, on_disk.len(), "{kind}: every case on disk is in the binary");
+        assert_eq!(parsed.len(), listed, "{kind}: every compiled-in case parses");
+        for case in &parsed {
+            let from_disk =
+                sando::fixtures::Case::load(&util::fixtures_dir().join(&case.name)).unwrap();
+            assert_eq!(case.output, from_disk.output, "{}", case.name);
+            assert_eq!(case.expected, from_disk.expected, "{}", case.name);
+        }
+    }
+}

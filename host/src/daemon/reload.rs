@@ -268,12 +268,16 @@ pub async fn rollback(
     Ok(submit_locked(daemon, kind, bytes, "rollback".into(), accept_changes).await?)
 }
 
-/// The configured fixture cases of `kind`; a case that does not load is
+/// The fixture cases of `kind`: the shipped ones compiled into the binary,
+/// then those of `fixtures_dir`; a configured case that does not load is
 /// reported and skipped (it is `sando gate test`'s to complain about).
 fn fixture_cases(daemon: &Daemon, kind: GateKind) -> Vec<Case> {
-    let Some(root) = &daemon.config.fixtures_dir else { return Vec::new() };
+    // The shipped cases are the floor: `fixtures_dir` adds to them.
+    let mut cases = crate::fixtures::shipped(kind);
+    let Some(root) = &daemon.config.fixtures_dir else { return cases };
     let dirs = crate::fixtures::discover(&root.join(kind.as_str())).unwrap_or_default();
-    dirs.iter()
+    let added: Vec<Case> = dirs
+        .iter()
         .filter_map(|dir| match Case::load(dir) {
             Ok(case) => Some(case),
             Err(e) => {
@@ -281,7 +285,18 @@ fn fixture_cases(daemon: &Daemon, kind: GateKind) -> Vec<Case> {
                 None
             }
         })
-        .collect()
+        .collect();
+    // A copy of a shipped case (fixtures_dir pointing at the repository's
+    // fixtures/) is replayed once.
+    for case in added {
+        let copy = |c: &Case| {
+            c.name == case.name && c.output == case.output && c.expected == case.expected
+        };
+        if !cases.iter().any(copy) {
+            cases.push(case);
+        }
+    }
+    cases
 }
 
 /// Is it a component, of a compatible contract, for this kind, with both
