@@ -358,6 +358,14 @@ fn check_validates_a_config_and_names_the_problem() {
     assert!(output.status.success(), "{}", stderr(&output));
     let printed = stdout(&output);
     assert!(printed.starts_with("none.toml: ok (staging -> prod; 1 gates, 0 nodes)\nwarning: isolation = \"none\": builds and gates run with the daemon's authority"), "{printed}");
+    // Regression: a burn-in of 100000000d passed `check`, then panicked the
+    // scheduler at its first evaluation (a date addition that overflowed).
+    sando.write("huge.toml", good.replace("\"90s\"", "\"100000000d\""));
+    let output = sando.run(&["check", "--config", "huge.toml"]);
+    assert_one_line_error(
+        &output,
+        "huge.toml:12:12: tiers[0].gates[0].duration: \"100000000d\" is longer than the maximum of 10 years",
+    );
     sando.write("typo.toml", format!("isolation = \"off\"\n{good}"));
     let output = sando.run(&["check", "--config", "typo.toml"]);
     assert_one_line_error(
