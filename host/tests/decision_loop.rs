@@ -76,6 +76,15 @@ fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until some process holds `marker` (a test or deploy got that far).
+fn wait_for_process(marker: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while processes_with(marker).is_empty() {
+        assert!(Instant::now() < deadline, "no process with {marker:?} started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until no process holds `marker`, or fails naming them.
 fn assert_none_left(marker: &str, within: Duration) {
     let deadline = Instant::now() + within;
@@ -155,11 +164,7 @@ async fn a_prod_confirmation_deploys_while_staging_runs_for_minutes() {
             e["kind"] == "gate_start" && e["tier"] == "staging" && e["version"] == "0.2.0"
         })
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while processes_with("sleep 901").is_empty() {
-        assert!(Instant::now() < deadline, "the long test never started its sleep");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_process("sleep 901", Duration::from_secs(60));
     let state = daemon.state();
     let workers = &state["scheduler"]["workers"];
     assert_eq!(state["scheduler"]["alive"], true, "{state}");
@@ -238,11 +243,7 @@ async fn a_cancel_ends_the_run_and_its_processes() {
         })
         .await;
     let run = started["event"]["run_id"].as_i64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while processes_with("sleep 903").is_empty() {
-        assert!(Instant::now() < deadline, "the test never started its sleep");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_process("sleep 903", Duration::from_secs(60));
     let path = format!("/api/gate-runs/{run}/cancel");
     assert_eq!(daemon.post(&path, None, "{}").0, 401);
     let (status, body) = daemon.post("/api/gate-runs/999999/cancel", Some(TOKEN), "{}");
@@ -287,11 +288,7 @@ async fn kill_9_leaves_no_process_and_the_interrupted_run_passes_on_attempt_2() 
         })
         .await;
     let first_run = started["event"]["run_id"].clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while processes_with("sleep 904").is_empty() {
-        assert!(Instant::now() < deadline, "the test never started its sleep");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_process("sleep 904", Duration::from_secs(60));
     daemon.kill();
     assert_none_left("sleep 904", Duration::from_secs(5));
 
@@ -368,11 +365,7 @@ async fn kill_9_during_a_deploy_then_restart_deploys_and_promotes() {
             e["kind"] == "deploy_start" && e["tier"] == "staging"
         })
         .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while processes_with("sleep 905").is_empty() {
-        assert!(Instant::now() < deadline, "the deploy never started its sleep: {text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_process("sleep 905", Duration::from_secs(30));
     daemon.kill();
     assert_none_left("sleep 905", Duration::from_secs(5));
     assert!(!root.path().join("nodes/staging-1/tiny").exists());

@@ -163,40 +163,6 @@ impl Store {
         Ok(runs)
     }
 
-    pub async fn insert_build(
-        &self,
-        sha: &GitSha,
-        log_ref: &LogRef,
-        now: DateTime<Utc>,
-    ) -> Result<i64> {
-        Ok(sqlx::query!(
-            "INSERT INTO builds (git_sha, started_at, log_ref) VALUES (?1, ?2, ?3)",
-            sha,
-            now,
-            log_ref
-        )
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid())
-    }
-
-    pub async fn finish_build(
-        &self,
-        id: i64,
-        outcome: &BuildOutcome,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query!(
-            "UPDATE builds SET outcome_json = ?1, finished_at = ?2 WHERE id = ?3",
-            outcome,
-            now,
-            id
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     pub async fn version(&self, version: &Version) -> Result<Option<VersionRow>> {
         Ok(sqlx::query_as!(
             VersionRow,
@@ -256,43 +222,6 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?)
-    }
-
-    pub async fn set_candidate(&self, tier: &TierId, version: Option<&Version>) -> Result<()> {
-        sqlx::query!("UPDATE tiers SET candidate_version = ?1 WHERE name = ?2", version, tier)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The version is now running on the tier: it becomes current, stops
-    /// being the candidate, and its arrival starts the next tier's burn-in clock.
-    pub async fn promote(
-        &self,
-        tier: &TierId,
-        version: &Version,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query!(
-            "UPDATE tiers SET current_version = ?1,
-                 candidate_version = CASE WHEN candidate_version = ?1 THEN NULL ELSE candidate_version END
-             WHERE name = ?2",
-            version,
-            tier
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "INSERT OR IGNORE INTO tier_arrivals (tier, version, at) VALUES (?1, ?2, ?3)",
-            tier,
-            version,
-            now
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     pub async fn arrival(&self, tier: &TierId, version: &Version) -> Result<Option<DateTime<Utc>>> {
@@ -544,16 +473,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn rerun_requested(&self, run: GateRunId) -> Result<bool> {
-        Ok(sqlx::query_scalar!(
-            r#"SELECT COUNT(*) AS "n!: i64" FROM rerun_requests WHERE gate_run_id = ?1"#,
-            run
-        )
-        .fetch_one(&self.pool)
-        .await?
-            > 0)
-    }
-
     /// The first confirmation given for `version` at `tier`, if any.
     pub async fn confirmation(
         &self,
@@ -759,17 +678,6 @@ impl Store {
         Ok(confirmed.max(backup))
     }
 
-    /// Records a blocked run's new evaluation in place: same row, same log.
-    pub async fn reevaluate_gate_run(
-        &self,
-        id: GateRunId,
-        status: &GateStatus,
-        cost: RunCost,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.finish_gate_run(id, status, cost, now).await
-    }
-
     /// Every node of `tier` runs `version`: it becomes current there, its
     /// arrival starts the next tier's burn-in clock, and it is offered to the
     /// next tier, all in one transaction. Returns the next tier's candidate
@@ -898,13 +806,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// How many gate runs exist (for benchmarks and checks).
-    pub async fn count_gate_runs(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM gate_runs"#)
-            .fetch_one(&self.pool)
-            .await?)
     }
 }
 
