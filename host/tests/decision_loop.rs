@@ -497,3 +497,45 @@ async fn a_blocked_burn_in_keeps_one_run_across_ten_triggers() {
     assert_eq!(files, 1, "one log file in {}", logs.display());
     daemon.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_is_cancelled_with_its_processes_and_not_resumed() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let config = write_config(root.path(), &project.dir, "", "", CONFIRM);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "build = \"cargo build --offline --quiet\"",
+        "build = \"sh -c 'setsid sleep 912; true'\"",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &sha);
+    events.wait("build started", Duration::from_secs(30), |e| e["kind"] == "build_started").await;
+    wait_for_process("sleep 912", Duration::from_secs(30));
+    let path = format!("/api/builds/{}/cancel", &sha[..7]);
+    assert_eq!(daemon.post(&path, None, "{}").0, 401);
+    let (status, body) = daemon.post(&path, Some(TOKEN), r#"{"by":"dave"}"#);
+    assert_eq!(status, 202, "{body}");
+    let done = events
+        .wait("build cancelled", Duration::from_secs(30), |e| e["kind"] == "build_done")
+        .await;
+    assert_eq!(
+        done["event"]["outcome"],
+        json!({ "kind": "failed", "failure": { "kind": "cancelled", "by": "dave" } })
+    );
+    assert_none_left("sleep 912", Duration::from_secs(5));
+    let (status, body) = daemon.post(&path, Some(TOKEN), "{}");
+    assert_eq!((status, body["error"].as_str().is_some()), (404, true), "{body}");
+    // A cancelled build's request is settled: a restart does not build it
+    // again (each build writes its own log).
+    daemon.kill();
+    let build_logs = || std::fs::read_dir(root.path().join("data/logs/builds")).unwrap().count();
+    assert_eq!(build_logs(), 1);
+    let daemon = Daemon::start(&config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(build_logs(), 1, "the cancelled build was not resumed");
+    assert!(processes_with("sleep 912").is_empty());
+    daemon.kill();
+}

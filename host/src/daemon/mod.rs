@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::{Config, IsolationMode};
+use crate::config::{Config, IsolationMode, TokenSource};
 use crate::executor::{Executor, LocalExecutor};
 use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{Store, StoreError};
 use events::EventBus;
 use logs::LogsDir;
 pub(crate) use shared::Trigger;
-pub use shared::{Daemon, FetchError, read_token};
+pub use shared::{Daemon, FetchError};
 
 /// Why the daemon could not start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,32 @@ pub enum StartError {
     Listen { addr: String, message: String },
     #[error("{0}")]
     Isolation(String),
+}
+
+/// Reads the API token once, from the environment or a file.
+pub fn read_token(source: &TokenSource) -> Result<String, StartError> {
+    let token = match source {
+        TokenSource::Env(var) => {
+            std::env::var(var).map_err(|_| StartError::TokenEnvMissing(var.clone()))?
+        }
+        TokenSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| StartError::TokenFile {
+                path: path.display().to_string(),
+                message: crate::fixtures::io_message(&e),
+            })?
+        }
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return match source {
+            TokenSource::Env(var) => Err(StartError::TokenEnvMissing(var.clone())),
+            TokenSource::File(path) => Err(StartError::TokenFile {
+                path: path.display().to_string(),
+                message: "is empty".into(),
+            }),
+        };
+    }
+    Ok(token)
 }
 
 /// The executor the config asks for. Code under test is sandboxed unless

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use super::components::Components;
 use super::events::{Event, EventBus};
 use super::logs::LogsDir;
-use crate::config::{Config, TokenSource};
+use crate::config::Config;
 use crate::domain::{BackupRow, GateRunId, GitSha, SchedulerState, WorkerState};
 use crate::executor::{CancellationToken, Executor};
 use crate::sandbox::Sandbox;
@@ -97,32 +97,6 @@ pub enum FetchError {
     Source { path: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-pub fn read_token(source: &TokenSource) -> Result<String, super::StartError> {
-    use super::StartError;
-    let token = match source {
-        TokenSource::Env(var) => {
-            std::env::var(var).map_err(|_| StartError::TokenEnvMissing(var.clone()))?
-        }
-        TokenSource::File(path) => {
-            std::fs::read_to_string(path).map_err(|e| StartError::TokenFile {
-                path: path.display().to_string(),
-                message: crate::fixtures::io_message(&e),
-            })?
-        }
-    };
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        return match source {
-            TokenSource::Env(var) => Err(StartError::TokenEnvMissing(var.clone())),
-            TokenSource::File(path) => Err(StartError::TokenFile {
-                path: path.display().to_string(),
-                message: "is empty".into(),
-            }),
-        };
-    }
-    Ok(token)
 }
 
 /// A way to stop one piece of work, and who asked.
