@@ -5,7 +5,8 @@ use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::types::OperatorConfirmed;
 use sando_gate_sdk::{GateBlocker, GateKind, GateStatus, PassNote, RawOutput};
 
-fn run() -> GateStatus {
+/// The runner, public so an updated component can reuse it.
+pub fn run() -> GateStatus {
     match host::confirmation() {
         Some(confirmation) => GateStatus::Passed(PassNote::OperatorConfirmed(OperatorConfirmed {
             at: confirmation.at,

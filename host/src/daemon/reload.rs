@@ -60,8 +60,11 @@ async fn submit_locked(
     // Errors carry the contract the component declares, once it is known.
     let checked = tokio::task::spawn_blocking(move || {
         let candidate = validate(&shared.sandbox, kind, &bytes)?;
-        let shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)
+        let mut shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)
             .map_err(|reason| (reason, candidate.contract().to_owned()))?;
+        let runner = review_runner(&shared, kind, &serving, &candidate);
+        shadow.cases += runner.cases;
+        shadow.diff.extend(runner.diff);
         Ok::<_, (String, String)>((candidate, shadow, bytes))
     })
     .await
@@ -85,7 +88,11 @@ async fn submit_locked(
         return reject(daemon, kind, digest, &source, rejection).await;
     }
     save(&daemon.components.dir, &digest, &bytes);
-    let needs_operator = !shadow.diff.iter().all(VerdictChange::only_classifies_the_unclassified);
+    // A gate decided by its runner alone (a confirmation, a clock) changes
+    // nothing on its own: any change in its verdicts waits for an operator.
+    let decided_by_runner = matches!(kind, GateKind::ManualConfirm | GateKind::BurnIn);
+    let needs_operator = !shadow.diff.iter().all(VerdictChange::only_classifies_the_unclassified)
+        || (decided_by_runner && !shadow.diff.is_empty());
     if needs_operator && !accept_changes {
         let id = daemon
             .store
@@ -153,6 +160,84 @@ async fn submit_locked(
         cases: shadow.cases,
         diff: shadow.diff,
     })
+}
+
+/// What the runner review found: how many situations were replayed, and
+/// where the candidate's runner decides otherwise than the serving one's.
+struct RunnerReview {
+    cases: u32,
+    diff: Vec<VerdictChange>,
+}
+
+/// Runs the serving and the candidate runner of a gate that decides in its
+/// runner (`manual_confirm`, `burn_in`) through the situations that gate
+/// meets, with a host that answers for each: no confirmation and one; a
+/// clock not started, running and elapsed. Any verdict that differs goes
+/// into the diff, labelled as the runner's. A runner that tries to start a
+/// process is refused (nothing is allowed) and shows as a fault.
+fn review_runner(
+    daemon: &Daemon,
+    kind: GateKind,
+    serving: &GateComponent,
+    candidate: &GateComponent,
+) -> RunnerReview {
+    use crate::sandbox::{BurnInClock, Confirmation, RunnerEnv};
+    let at = |seconds: i64| chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default();
+    let env = |configure: &dyn Fn(&mut RunnerEnv)| {
+        let mut env = RunnerEnv::new(
+            "review".parse().expect("a valid tier name"),
+            "0.0.0".parse().expect("a valid version"),
+            kind,
+            daemon.executor.clone(),
+        );
+        configure(&mut env);
+        env
+    };
+    let situations: Vec<(&str, RunnerEnv)> = match kind {
+        GateKind::ManualConfirm => vec![
+            ("no confirmation yet", env(&|_| {})),
+            (
+                "confirmed by an operator",
+                env(&|e| {
+                    e.confirmation = Some(Confirmation { by: "ops".into(), at: at(1_800_000_000) })
+                }),
+            ),
+        ],
+        GateKind::BurnIn => {
+            let clock = |elapsed: i64| {
+                move |e: &mut RunnerEnv| {
+                    e.params.push(("duration_s".into(), "3600".into()));
+                    e.burn_in_clock = Some(BurnInClock {
+                        started_at: at(1_800_000_000),
+                        now: at(1_800_000_000 + elapsed),
+                    });
+                }
+            };
+            vec![
+                (
+                    "burn-in clock not started",
+                    env(&|e| e.params.push(("duration_s".into(), "3600".into()))),
+                ),
+                ("burn-in half way", env(&clock(1800))),
+                ("burn-in elapsed", env(&clock(7200))),
+            ]
+        }
+        _ => Vec::new(),
+    };
+    let mut review = RunnerReview { cases: 0, diff: Vec::new() };
+    for (situation, env) in situations {
+        review.cases += 1;
+        let old = serving.run(&daemon.sandbox, env.clone()).0.status;
+        let new = candidate.run(&daemon.sandbox, env).0.status;
+        if old != new {
+            review.diff.push(VerdictChange {
+                case: format!("runner: {kind}, {situation}"),
+                old,
+                new,
+            });
+        }
+    }
+    review
 }
 
 /// Why a candidate was refused, and what was known of it by then.
