@@ -67,8 +67,60 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(reading)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(middleware::map_response(json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(daemon)
+}
+
+/// A JSON body that may be left out (then `T::default()`); anything sent
+/// must parse, and a refusal is an `ApiError` like every other.
+struct OptionalJson<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S>
+    for OptionalJson<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|e| {
+            let message = format!("request body: {}", e.body_text());
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(message)
+            } else {
+                ApiError::BadRequest(message)
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
+            .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+    }
+}
+
+/// Whatever an extractor refuses (a path that does not decode, a method
+/// the route lacks, a body over its limit) is answered in the API's one
+/// error form, `{"error": "..."}` on one line.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("request refused");
+    let body = serde_json::to_vec(&ErrorBody { error: line.to_owned() }).unwrap_or_default();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn require_token(
@@ -293,10 +345,10 @@ async fn rebuild(
 async fn cancel_run(
     State(daemon): State<Arc<Daemon>>,
     Path(run_id): Path<String>,
-    body: Option<Json<CancelRequest>>,
+    OptionalJson(body): OptionalJson<CancelRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let run = find_run(&daemon, &run_id).await?;
-    let by = operator(body.and_then(|Json(b)| b.by));
+    let by = operator(body.by);
     if !daemon.work.cancel_run(run.run_id, &by) {
         return Err(ApiError::Conflict(format!(
             "gate run {} is {}, not running; nothing to cancel",
@@ -315,11 +367,11 @@ async fn cancel_run(
 async fn cancel_build(
     State(daemon): State<Arc<Daemon>>,
     Path(sha): Path<String>,
-    body: Option<Json<CancelRequest>>,
+    OptionalJson(body): OptionalJson<CancelRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let sha: GitSha =
         sha.parse().map_err(|e: crate::domain::ParseError| ApiError::BadRequest(e.to_string()))?;
-    let by = operator(body.and_then(|Json(b)| b.by));
+    let by = operator(body.by);
     let cancelled = match daemon.work.cancel_build(&sha, &by) {
         Some(_request) => true,
         None => match daemon.store.open_rebuild_for(&sha).await? {
@@ -361,7 +413,7 @@ async fn gate_run(
 async fn confirm(
     State(daemon): State<Arc<Daemon>>,
     Path(run_id): Path<String>,
-    body: Option<Json<ConfirmRequest>>,
+    OptionalJson(body): OptionalJson<ConfirmRequest>,
 ) -> Result<Json<Confirmation>, ApiError> {
     let run = find_run(&daemon, &run_id).await?;
     let run_id = run.run_id;
@@ -377,7 +429,7 @@ async fn confirm(
             run.status
         )));
     }
-    let by = operator(body.and_then(|Json(b)| b.by));
+    let by = operator(body.by);
     let now = Utc::now();
     daemon.store.insert_confirmation(&run, &by, now).await?;
     daemon.bus.send(Event::Confirmed {
@@ -396,7 +448,7 @@ async fn confirm(
 async fn rerun(
     State(daemon): State<Arc<Daemon>>,
     Path(run_id): Path<String>,
-    body: Option<Json<RerunRequest>>,
+    OptionalJson(body): OptionalJson<RerunRequest>,
 ) -> Result<(StatusCode, Json<RerunResponse>), ApiError> {
     let run = find_run(&daemon, &run_id).await?;
     let run_id = run.run_id;
@@ -422,7 +474,7 @@ async fn rerun(
             run.gate, run.tier, newer.run_id
         )));
     }
-    let by = operator(body.and_then(|Json(b)| b.by));
+    let by = operator(body.by);
     let now = Utc::now();
     daemon.store.request_rerun(run_id, &by, now).await?;
     daemon.bus.send(Event::RerunRequested {
