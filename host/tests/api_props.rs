@@ -119,8 +119,13 @@ fn body() -> impl Strategy<Value = String> {
     prop_oneof![json.prop_map(|v| v.to_string()), "[ -~]{0,60}", Just(String::new())]
 }
 
+/// Cases per property: `default` in CI, more with `SANDO_PROPTEST_CASES`.
+fn cases(default: u32) -> u32 {
+    std::env::var("SANDO_PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn any_path_and_body_is_answered_below_500(

@@ -128,8 +128,13 @@ fn plan_at_the_extremes(config: &Config) {
     }
 }
 
+/// Cases per property: `default` in CI, more with `SANDO_PROPTEST_CASES`.
+fn cases(default: u32) -> u32 {
+    std::env::var("SANDO_PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(3000), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn the_config_parser_never_panics_and_bounds_what_it_accepts(
