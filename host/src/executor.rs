@@ -196,6 +196,9 @@ pub struct LocalExecutor {
     /// Whether a spec's `isolation` is applied (off only by an operator's
     /// explicit `isolation = "none"`).
     isolate: bool,
+    /// Marks every sandbox this executor starts (`--setenv SANDO_OWNER
+    /// <owner>`), so a daemon started after a crash finds those left behind.
+    owner: Option<String>,
 }
 
 impl LocalExecutor {
@@ -218,7 +221,49 @@ impl LocalExecutor {
             Some(bwrap) => Containment::PidNamespace { bwrap },
             None => Containment::ProcessGroup,
         };
-        LocalExecutor { containment, grace, isolate: true }
+        LocalExecutor { containment, grace, isolate: true, owner: None }
+    }
+
+    /// Marks the sandboxes this executor starts as `owner`'s (the daemon's
+    /// data directory).
+    pub fn owned_by(mut self, owner: &Path) -> LocalExecutor {
+        self.owner = Some(owner.display().to_string());
+        self
+    }
+
+    /// Ends the sandboxes a previous daemon of the same owner left behind:
+    /// orphans (adopted by init) whose command line carries the owner's mark.
+    /// A child's parent-death signal normally ends them with the daemon; this
+    /// catches one forked at the very moment the daemon was killed. Returns
+    /// how many were ended.
+    pub fn end_orphans(&self) -> usize {
+        let Some(owner) = &self.owner else { return 0 };
+        let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+        let mut ended = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let marked = words
+                .windows(3)
+                .any(|w| w[0] == b"--setenv" && w[1] == b"SANDO_OWNER" && w[2] == owner.as_bytes());
+            let orphaned = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .is_some_and(|ppid| ppid == "1")
+            });
+            if marked && orphaned {
+                // Its whole tree: a bubblewrap whose parent-death signal never
+                // came may not take its namespace down with it.
+                let tree = descendants(pid);
+                signal_all(&[pid], libc::SIGKILL);
+                signal_all(&tree, libc::SIGKILL);
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Runs code under test without a filesystem or network sandbox (an
@@ -252,6 +297,9 @@ impl LocalExecutor {
                         command.args(namespace_args());
                     }
                 }
+                if let Some(owner) = &self.owner {
+                    command.args(["--setenv", "SANDO_OWNER", owner]);
+                }
                 command.arg("--").arg(&program);
                 command
             }
@@ -275,12 +323,20 @@ impl LocalExecutor {
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
-        // SAFETY: prctl(2) only changes this (forked, not yet exec'd) process's
-        // own parent-death signal; it allocates nothing and touches no locks.
+        // The daemon's pid: if it is no longer the child's parent once the
+        // parent-death signal is set, the daemon died in between (a kill
+        // right after the fork), and the child must not run on.
+        let daemon = std::process::id() as libc::pid_t;
+        // SAFETY: prctl(2) and getppid(2) only read or change this (forked,
+        // not yet exec'd) process's own state; they allocate nothing and
+        // touch no locks.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != daemon {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });

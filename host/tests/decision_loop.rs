@@ -539,3 +539,42 @@ async fn a_build_is_cancelled_with_its_processes_and_not_resumed() {
     assert!(processes_with("sleep 912").is_empty());
     daemon.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_orphaned_by_a_previous_daemon_are_ended_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
+    let config = write_config(root.path(), &project.dir, "", "", CONFIRM);
+    // As a daemon killed the instant it forked would leave them: orphans
+    // (adopted by init), marked as this data directory's, or another's.
+    let plant = |owner: &Path, seconds: u32| {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "bwrap --dev-bind / / --unshare-pid --setenv SANDO_OWNER '{}' -- sleep {seconds} >/dev/null 2>&1 &",
+                owner.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_for_process(&format!("sleep {seconds}"), Duration::from_secs(10));
+    };
+    plant(&root.path().join("data"), 913);
+    plant(&root.path().join("elsewhere"), 914);
+    let daemon = Daemon::start(&config);
+    assert_none_left("sleep 913", Duration::from_secs(5));
+    let stderr = daemon.stderr.lock().unwrap().clone();
+    assert!(stderr.contains("sandboxes left by the previous daemon were ended"), "{stderr}");
+    assert!(!processes_with("sleep 914").is_empty(), "another owner's sandbox is left alone");
+    daemon.kill();
+    for line in processes_with("sleep 914") {
+        let pid: i32 = line.split(':').next().unwrap().parse().unwrap();
+        kill_now(pid);
+    }
+}
+
+/// SIGKILL through the `kill` command (the tests link no libc).
+fn kill_now(pid: i32) {
+    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+}

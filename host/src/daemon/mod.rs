@@ -173,7 +173,11 @@ async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
     })?;
-    let executor = executor_for(&config)?;
+    let executor = executor_for(&config)?.owned_by(&data_dir);
+    let orphans = executor.end_orphans();
+    if orphans > 0 {
+        tracing::warn!("{orphans} sandboxes left by the previous daemon were ended");
+    }
     let max_event_clients = config.max_event_clients;
     let mut warnings = Vec::new();
     if !executor.isolates() {
