@@ -294,18 +294,20 @@ async fn events(
             daemon.config.max_event_clients
         )));
     };
-    Ok(upgrade.on_upgrade(move |socket| stream_events(daemon, socket, permit)))
+    // Subscribed before the handshake is answered: every event from the
+    // moment the client sees the upgrade reaches it.
+    let events = daemon.bus.subscribe();
+    Ok(upgrade.on_upgrade(move |socket| stream_events(socket, events, permit)))
 }
 
 /// Forwards the bus to one client. A client too slow to keep up is skipped
 /// ahead and told how much it missed; it never slows the gates or others.
 /// The permit is its place among the clients, given back when it leaves.
 async fn stream_events(
-    daemon: Arc<Daemon>,
     mut socket: WebSocket,
+    mut events: tokio::sync::broadcast::Receiver<Arc<EventEnvelope>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let mut events = daemon.bus.subscribe();
     loop {
         tokio::select! {
             received = events.recv() => {
