@@ -369,21 +369,8 @@ impl Store {
         log_ref: &LogRef,
         now: DateTime<Utc>,
     ) -> Result<DeployId> {
-        let outcome = DeployOutcome::InProgress;
-        let id = sqlx::query!(
-            "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            version,
-            tier,
-            node,
-            now,
-            outcome,
-            log_ref
-        )
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
-        Ok(DeployId::try_from(id).expect("AUTOINCREMENT ids are positive"))
+        let mut conn = self.pool.acquire().await?;
+        insert_deploy_on(&mut conn, tier, version, node, log_ref, now).await
     }
 
     pub async fn finish_deploy(
@@ -751,23 +738,10 @@ impl Store {
     ) -> Result<DeployId> {
         let mut conn = self.pool.acquire().await?;
         sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
-        let outcome = DeployOutcome::InProgress;
-        let inserted = sqlx::query!(
-            "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            version,
-            tier,
-            node,
-            now,
-            outcome,
-            log_ref
-        )
-        .execute(&mut *conn)
-        .await;
+        let inserted = insert_deploy_on(&mut conn, tier, version, node, log_ref, now).await;
         // Back to the pool's setting whatever happened above.
         sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-        let id = inserted?.last_insert_rowid();
-        Ok(DeployId::try_from(id).expect("AUTOINCREMENT ids are positive"))
+        inserted
     }
 
     /// Gives a deploy a worker left unfinished its outcome.
@@ -834,4 +808,31 @@ async fn offer_candidate(
         .execute(&mut **tx)
         .await?;
     Ok(row.candidate)
+}
+
+/// A deploy's row, `in_progress`, on `conn` (so a caller can set how durably
+/// it is committed).
+async fn insert_deploy_on(
+    conn: &mut sqlx::SqliteConnection,
+    tier: &TierId,
+    version: &Version,
+    node: &NodeId,
+    log_ref: &LogRef,
+    now: DateTime<Utc>,
+) -> Result<DeployId> {
+    let outcome = DeployOutcome::InProgress;
+    let id = sqlx::query!(
+        "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        version,
+        tier,
+        node,
+        now,
+        outcome,
+        log_ref
+    )
+    .execute(&mut *conn)
+    .await?
+    .last_insert_rowid();
+    Ok(DeployId::try_from(id).expect("AUTOINCREMENT ids are positive"))
 }
