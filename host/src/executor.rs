@@ -5,9 +5,11 @@
 //! (both reported in [`Ended`]). Ending a process ends its whole tree,
 //! including descendants that left its process group: under bubblewrap the
 //! tree lives in its own PID namespace, which the kernel empties when the
-//! namespace's first process dies. Children die with the daemon (a
-//! parent-death signal on the direct child, and bubblewrap's
-//! `--die-with-parent` for the namespace).
+//! namespace's first process dies. Children die with the daemon: each
+//! program runs under a small supervisor (the forked child that never
+//! execs) which ends it when its lifeline, a pipe only the daemon writes,
+//! closes; parent-death signals and bubblewrap's `--die-with-parent` back
+//! that up.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -239,6 +241,9 @@ impl LocalExecutor {
     pub fn end_orphans(&self) -> usize {
         let Some(owner) = &self.owner else { return 0 };
         let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+        let parent_of = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| parent_in(&s))
+        };
         let mut ended = 0;
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
@@ -249,16 +254,17 @@ impl LocalExecutor {
             let marked = words
                 .windows(3)
                 .any(|w| w[0] == b"--setenv" && w[1] == b"SANDO_OWNER" && w[2] == owner.as_bytes());
-            let orphaned = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                    .is_some_and(|ppid| ppid == "1")
-            });
-            if marked && orphaned {
+            if !marked {
+                continue;
+            }
+            // Adopted by init, or under a supervisor that was.
+            let parent = parent_of(pid);
+            let supervisor = parent.filter(|&p| p != 1 && parent_of(p) == Some(1));
+            if parent == Some(1) || supervisor.is_some() {
                 // Its whole tree: a bubblewrap whose parent-death signal never
                 // came may not take its namespace down with it.
                 let tree = descendants(pid);
-                signal_all(&[pid], libc::SIGKILL);
+                signal_all(&[supervisor.unwrap_or(pid), pid], libc::SIGKILL);
                 signal_all(&tree, libc::SIGKILL);
                 ended += 1;
             }
@@ -284,7 +290,7 @@ impl LocalExecutor {
         matches!(self.containment, Containment::PidNamespace { .. })
     }
 
-    async fn start(&self, spec: &ProcessSpec) -> Result<Child, i32> {
+    async fn start(&self, spec: &ProcessSpec) -> Result<Started, i32> {
         let program = resolve(&spec.program, spec.cwd.as_deref())?;
         let mut command = match &self.containment {
             Containment::PidNamespace { bwrap } => {
@@ -308,7 +314,6 @@ impl LocalExecutor {
         command
             .args(&spec.args)
             .env_clear()
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so a SIGKILL reaches what it started in it.
@@ -323,25 +328,21 @@ impl LocalExecutor {
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
-        // The daemon's pid: if it is no longer the child's parent once the
-        // parent-death signal is set, the daemon died in between (a kill
-        // right after the fork), and the child must not run on.
+        // The lifeline: the daemon holds the only write end (close-on-exec,
+        // so no other child keeps it), the supervisor reads it as stdin. The
+        // kernel closes it however the daemon dies, so the supervisor always
+        // learns of it, whatever became of parent-death signals.
+        let (lifeline_in, lifeline) = std::io::pipe().map_err(|e| e.raw_os_error().unwrap_or(0))?;
+        command.stdin(Stdio::from(lifeline_in));
         let daemon = std::process::id() as libc::pid_t;
-        // SAFETY: prctl(2) and getppid(2) only read or change this (forked,
-        // not yet exec'd) process's own state; they allocate nothing and
-        // touch no locks.
+        // SAFETY: the closure runs in the forked child of a multi-threaded
+        // process, so it calls only async-signal-safe system calls and
+        // allocates nothing (see `supervise_or_become_child`).
         unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != daemon {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
+            command.pre_exec(move || supervise_or_become_child(daemon));
         }
-        command.spawn().map_err(|e| e.raw_os_error().unwrap_or(0))
+        let child = command.spawn().map_err(|e| e.raw_os_error().unwrap_or(0))?;
+        Ok(Started { child, _lifeline: lifeline })
     }
 
     /// SIGTERM to the tree, then SIGKILL after the grace period if the main
@@ -353,10 +354,17 @@ impl LocalExecutor {
     ) -> Option<std::process::ExitStatus> {
         let Some(pid) = child.id().map(|p| p as i32) else { return child.wait().await.ok() };
         if graceful {
-            let mut targets = descendants(pid);
-            if matches!(self.containment, Containment::ProcessGroup) {
-                targets.push(pid);
-            }
+            // Not the supervisor, and not bubblewrap itself: ended first, it
+            // would take its namespace down with SIGKILL and no grace.
+            let below = match self.containment {
+                Containment::PidNamespace { .. } => 2,
+                Containment::ProcessGroup => 1,
+            };
+            let targets: Vec<i32> = tree(pid)
+                .into_iter()
+                .filter(|&(_, depth)| depth >= below)
+                .map(|(p, _)| p)
+                .collect();
             signal_all(&targets, libc::SIGTERM);
             if let Ok(status) = tokio::time::timeout(self.grace, child.wait()).await {
                 // The main process is gone; whatever it left in its group goes too.
@@ -410,8 +418,8 @@ impl Executor for LocalExecutor {
                 };
                 return Finished { output, ended: Ended::Cancelled };
             }
-            let mut child = match self.start(&spec).await {
-                Ok(child) => child,
+            let Started { mut child, _lifeline: lifeline } = match self.start(&spec).await {
+                Ok(started) => started,
                 Err(errno) => {
                     let output = RawOutput {
                         stdout: Vec::new(),
@@ -474,6 +482,8 @@ impl Executor for LocalExecutor {
                 end,
                 duration_ms: Some(elapsed(started)),
             };
+            // Only now: while it is held, the supervisor keeps the tree.
+            drop(lifeline);
             Finished { output, ended }
         })
     }
@@ -571,6 +581,11 @@ fn is_executable(path: &Path) -> bool {
 /// Every process below `root`, from `/proc`'s parent links. Inside a PID
 /// namespace orphans are adopted by the namespace's init, so they stay below.
 fn descendants(root: i32) -> Vec<i32> {
+    tree(root).into_iter().map(|(pid, _)| pid).collect()
+}
+
+/// Every process below `root` with its depth (1: a child of `root`).
+fn tree(root: i32) -> Vec<(i32, usize)> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     for entry in entries.flatten() {
@@ -578,25 +593,143 @@ fn descendants(root: i32) -> Vec<i32> {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
+        let Some(ppid) = parent_in(&stat) else { continue };
         children.entry(ppid).or_default().push(pid);
     }
     let mut found = Vec::new();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
+    let mut stack = vec![(root, 0)];
+    while let Some((pid, depth)) = stack.pop() {
         for &child in children.get(&pid).map(Vec::as_slice).unwrap_or_default() {
-            found.push(child);
-            stack.push(child);
+            found.push((child, depth + 1));
+            stack.push((child, depth + 1));
         }
     }
     found
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line: `pid (comm) state ppid ...`,
+/// where comm may hold spaces and parentheses.
+fn parent_in(stat: &str) -> Option<i32> {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse::<i32>().ok())
+}
+
+/// A started process and the daemon's end of its lifeline.
+struct Started {
+    /// The supervisor (see [`supervise_or_become_child`]).
+    child: Child,
+    /// Dropped when the daemon no longer waits for the process (or dies):
+    /// the supervisor then ends the tree.
+    _lifeline: std::io::PipeWriter,
+}
+
+/// Runs in the forked child, before `exec`. It forks once more: the new
+/// child returns and becomes the program (bubblewrap or the command), with
+/// `/dev/null` as stdin and a parent-death signal; this process stays as its
+/// supervisor and never returns. The supervisor closes every other
+/// descriptor, then waits for either the program's end (and exits the same
+/// way) or the end of its lifeline, stdin, whose write end only the daemon
+/// holds: the daemon is gone or has let go, so it kills the program and its
+/// process group. Parent-death signals alone were seen not to end a sandbox
+/// whose daemon was killed; a closed pipe is what the kernel guarantees.
+///
+/// # Safety
+/// Call only between `fork` and `exec` (a `pre_exec` closure): it uses only
+/// async-signal-safe system calls and allocates nothing.
+unsafe fn supervise_or_become_child(daemon: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY (whole body): raw system calls on this process's own state and
+    // its own child; no memory is shared with the parent.
+    unsafe {
+        if libc::getppid() != daemon {
+            // The daemon died right after the fork: start nothing.
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let supervisor = libc::getpid();
+        let child = libc::fork();
+        if child < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if child == 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != supervisor {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if null < 0 || libc::dup2(null, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(null);
+            return Ok(());
+        }
+        supervise(child)
+    }
+}
+
+/// The supervisor's loop (see [`supervise_or_become_child`]).
+///
+/// # Safety
+/// Only in a forked, not exec'd, child; `child` is its own child.
+unsafe fn supervise(child: libc::pid_t) -> ! {
+    // SAFETY (whole body): as for `supervise_or_become_child`.
+    unsafe {
+        // Keep only the lifeline: the output pipes belong to the program,
+        // and copies of the daemon's descriptors (other lifelines among them)
+        // must not be held open here.
+        if libc::syscall(libc::SYS_close_range, 1u32, u32::MAX, 0u32) != 0 {
+            for fd in 1..4096 {
+                libc::close(fd);
+            }
+        }
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, child, 0u32) as libc::c_int;
+        loop {
+            let mut fds = [
+                libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 },
+            ];
+            // Without a pidfd (kernels before 5.3), look at the child 10
+            // times a second.
+            let (count, timeout) = if pidfd >= 0 { (2, -1) } else { (1, 100) };
+            let ready = libc::poll(fds.as_mut_ptr(), count, timeout);
+            let mut status = 0;
+            if libc::waitpid(child, &mut status, libc::WNOHANG) == child {
+                exit_as(status);
+            }
+            if ready > 0 && fds[0].revents != 0 {
+                let mut byte = 0u8;
+                let read = libc::read(0, (&raw mut byte).cast(), 1);
+                let interrupted =
+                    read < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+                if read <= 0 && !interrupted {
+                    libc::kill(child, libc::SIGKILL);
+                    libc::kill(0, libc::SIGKILL);
+                    libc::_exit(128 + libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// Ends the supervisor the way its child ended: the same exit code, or the
+/// same signal (without a core file of its own).
+///
+/// # Safety
+/// As for [`supervise`].
+unsafe fn exit_as(status: libc::c_int) -> ! {
+    // SAFETY (whole body): as for `supervise_or_become_child`.
+    unsafe {
+        if libc::WIFSIGNALED(status) {
+            let signal = libc::WTERMSIG(status);
+            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            libc::signal(signal, libc::SIG_DFL);
+            libc::kill(libc::getpid(), signal);
+            libc::_exit(128 + signal);
+        }
+        libc::_exit(libc::WEXITSTATUS(status))
+    }
 }
 
 fn signal_all(pids: &[i32], signal: libc::c_int) {
@@ -682,6 +815,55 @@ mod tests {
             std::fs::read(e.path().join("cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
         })
+    }
+
+    /// Waits up to `within` for `check` to hold.
+    fn eventually(within: Duration, check: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if check() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        check()
+    }
+
+    #[test]
+    fn letting_go_of_the_lifeline_ends_the_tree_without_parent_death_signals() {
+        use std::os::unix::process::ExitStatusExt;
+        // A grandchild has no parent-death signal of its own, so only the
+        // supervisor's answer to the closed lifeline can end it here.
+        let grouped = LocalExecutor { containment: Containment::ProcessGroup, ..executor() };
+        for (executor, marker) in [(executor(), "sleep 917"), (grouped, "sleep 918")] {
+            block_on(async {
+                let spec = sh(&format!("{marker} & wait"));
+                let Started { mut child, _lifeline: lifeline } =
+                    executor.start(&spec).await.expect("starts");
+                assert!(eventually(Duration::from_secs(10), || alive(marker)), "{marker} started");
+                drop(lifeline);
+                let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .expect("the supervisor ends")
+                    .unwrap();
+                assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+            });
+            assert!(eventually(Duration::from_secs(5), || !alive(marker)), "{marker} is left");
+        }
+    }
+
+    #[test]
+    fn the_supervisor_exits_as_its_program_did() {
+        use std::os::unix::process::ExitStatusExt;
+        let grouped = LocalExecutor { containment: Containment::ProcessGroup, ..executor() };
+        block_on(async {
+            let Started { mut child, _lifeline } =
+                grouped.start(&sh("kill -TERM $$")).await.expect("starts");
+            assert_eq!(child.wait().await.unwrap().signal(), Some(libc::SIGTERM));
+            let Started { mut child, _lifeline } =
+                grouped.start(&sh("exit 7")).await.expect("starts");
+            assert_eq!(child.wait().await.unwrap().code(), Some(7));
+        });
     }
 
     #[test]

@@ -416,7 +416,10 @@ async fn kill_9_before_a_requested_build_starts_then_restart_builds_it() {
             e["kind"] == "rebuild_requested" && e["sha"] == second
         })
         .await;
+    wait_for_process("sleep 906", Duration::from_secs(30));
     daemon.kill();
+    // The running build's sandbox ended with the daemon, not at the restart.
+    assert_none_left("sleep 906", Duration::from_secs(5));
 
     // A work tree a kill left half-made (here: the second's, planted) is made again.
     let partial = root.path().join(format!("data/worktrees/{second}.partial"));
@@ -441,9 +444,6 @@ async fn kill_9_before_a_requested_build_starts_then_restart_builds_it() {
             versions.contains(&"0.1.0") && versions.contains(&"0.2.0")
         });
     assert!(!partial.exists(), "the half-made tree is gone");
-    // Whatever of the killed build outlived the daemon (see the closing note
-    // of the decision-loop session) was ended by the restart.
-    assert_none_left("sleep 906", Duration::from_secs(5));
     assert!(root.path().join(format!("data/worktrees/{second}/Cargo.toml")).is_file());
     // Newest ready first: 0.2.0 is staging's candidate or already current.
     let staging = tier(&state, "staging");
