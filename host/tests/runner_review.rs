@@ -102,3 +102,90 @@ kind = "manual_confirm"
     assert_eq!(gate(tier(&state, "prod"), "manual_confirm")["status"], "blocked");
     daemon.kill();
 }
+
+/// A `cargo_test` runner that runs the tests and then passes whatever they
+/// printed: held with no recorded run to replay (the probes show it), then
+/// held against a recorded failing run, with that run named as the
+/// runner's change. The serving component never changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_cargo_test_runner_is_held_with_and_without_recorded_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", "assert_eq!(super::answer(), 41);");
+    let config = root.path().join("sando.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "data"
+token_env = "SANDO_TEST_TOKEN"
+[project]
+repo = "{repo}"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/tiny"
+[[tiers]]
+name = "staging"
+[[tiers.gates]]
+kind = "cargo_test"
+args = "test --offline"
+"#,
+            repo = project.dir.display(),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    let serving = || {
+        let gates: Value = serde_json::from_str(&daemon.get("/api/gates").1).unwrap();
+        gates["cargo_test"]["serving"]["digest"].clone()
+    };
+    let shipped = serving();
+
+    // Nothing recorded yet: the probes see it pass what its classifier fails.
+    let (status, verdict) = push(&daemon, "cargo_test", util::component_bytes("candidate_forged"));
+    assert_eq!(status, 202, "{verdict}");
+    assert_eq!(verdict["decision"], "pending");
+    let reason = verdict["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no recorded cargo_test run exists"), "{verdict}");
+    let probed = verdict["diff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"].as_str().unwrap().starts_with("runner: cargo_test, probe with fixture"))
+        .unwrap_or_else(|| panic!("{verdict}"));
+    assert_eq!(probed["old"]["kind"], "failed", "{probed}");
+    assert_eq!(probed["new"]["kind"], "passed", "{probed}");
+    let (status, _) = daemon.post("/api/gates/cargo_test/reject", Some(TOKEN), "");
+    assert_eq!(status, 200);
+    assert_eq!(serving(), shipped);
+
+    // One failing run recorded.
+    let events = Events::connect(&daemon.url).await;
+    let (status, _) = daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202);
+    let failed = events
+        .wait("the tests fail", Duration::from_secs(180), gate_done("cargo_test", "failed"))
+        .await;
+    let run = failed["event"]["run_id"].as_i64().unwrap();
+
+    let (status, verdict) = push(&daemon, "cargo_test", util::component_bytes("candidate_forged"));
+    assert_eq!(status, 202, "{verdict}");
+    assert_eq!(verdict["reason"], Value::Null, "{verdict}");
+    let replayed = verdict["diff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"] == format!("runner: cargo_test, run {run} (staging 0.1.0)"))
+        .unwrap_or_else(|| panic!("{verdict}"));
+    assert_eq!(replayed["old"]["failure"]["kind"], "cargo_test", "{replayed}");
+    assert_eq!(replayed["new"]["kind"], "passed", "{replayed}");
+    assert_eq!(serving(), shipped);
+    let (status, _) = daemon.post("/api/gates/cargo_test/reject", Some(TOKEN), "");
+    assert_eq!(status, 200);
+
+    // The shipped runner, rebuilt: it asks the same and decides the same.
+    let (status, verdict) = push(&daemon, "cargo_test", util::component_bytes("candidate_same"));
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(verdict["decision"], "loaded", "{verdict}");
+    assert_eq!(verdict["diff"], json!([]), "{verdict}");
+    daemon.kill();
+}

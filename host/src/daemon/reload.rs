@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::fixtures::Case;
 use crate::sandbox::{Digest, GateComponent, Sandbox};
-use crate::store::{RawRun, StoreError};
+use crate::store::{RawRun, RecordedTranscript, StoreError};
 
 /// What replaying the cases found.
 struct Shadow {
@@ -56,22 +56,31 @@ async fn submit_locked(
     }
     let fixtures = fixture_cases(daemon, kind);
     let runs = daemon.store.recent_raw_runs(kind, daemon.config.shadow_runs).await?;
+    let transcripts = daemon.store.recent_transcripts(kind, daemon.config.shadow_runs).await?;
     let shared = daemon.clone();
     // Errors carry the contract the component declares, once it is known.
     let checked = tokio::task::spawn_blocking(move || {
         let candidate = validate(&shared.sandbox, kind, &bytes)?;
         let mut shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)
             .map_err(|reason| (reason, candidate.contract().to_owned()))?;
-        let runner = review_runner(&shared, kind, &serving, &candidate);
+        let runner = review_runner(&shared, kind, &serving, &candidate, &fixtures, &transcripts);
         shadow.cases += runner.cases;
         shadow.diff.extend(runner.diff);
-        Ok::<_, (String, String)>((candidate, shadow, bytes))
+        // Behaving otherwise with nothing recorded to show what it would
+        // have decided: only an operator can judge it.
+        let unreviewed = (runner.changed && runner.replayed == 0).then(|| {
+            format!(
+                "its runner behaves otherwise than the serving one's and no recorded {kind} run \
+                 exists to replay it against"
+            )
+        });
+        Ok::<_, (String, String)>((candidate, shadow, bytes, unreviewed))
     })
     .await
     .unwrap_or_else(|e| Err((format!("the check itself failed: {e}"), String::new())));
 
     let now = Utc::now();
-    let (candidate, shadow, bytes) = match checked {
+    let (candidate, shadow, bytes, unreviewed) = match checked {
         Ok(checked) => checked,
         Err((reason, contract)) => {
             let rejection = Rejection { reason, contract, cases: 0, diff: Vec::new() };
@@ -92,7 +101,8 @@ async fn submit_locked(
     // nothing on its own: any change in its verdicts waits for an operator.
     let decided_by_runner = matches!(kind, GateKind::ManualConfirm | GateKind::BurnIn);
     let needs_operator = !shadow.diff.iter().all(VerdictChange::only_classifies_the_unclassified)
-        || (decided_by_runner && !shadow.diff.is_empty());
+        || (decided_by_runner && !shadow.diff.is_empty())
+        || unreviewed.is_some();
     if needs_operator && !accept_changes {
         let id = daemon
             .store
@@ -102,7 +112,7 @@ async fn submit_locked(
                 &contract,
                 &source,
                 ComponentState::Pending,
-                None,
+                unreviewed.as_deref(),
                 &shadow.diff,
                 now,
             )
@@ -122,7 +132,7 @@ async fn submit_locked(
             kind,
             digest,
             decision: Decision::Pending,
-            reason: None,
+            reason: unreviewed,
             cases: shadow.cases,
             diff: shadow.diff,
         });
@@ -162,26 +172,43 @@ async fn submit_locked(
     })
 }
 
-/// What the runner review found: how many situations were replayed, and
-/// where the candidate's runner decides otherwise than the serving one's.
+/// What the runner review found: how many situations were replayed, where
+/// the candidate's runner decides or asks otherwise than the serving one's,
+/// and whether it behaves differently at all.
 struct RunnerReview {
     cases: u32,
     diff: Vec<VerdictChange>,
+    /// Its runner makes other host calls, or decides otherwise, somewhere.
+    changed: bool,
+    /// Recorded runs it was replayed against.
+    replayed: usize,
 }
 
-/// Runs the serving and the candidate runner of a gate that decides in its
-/// runner (`manual_confirm`, `burn_in`) through the situations that gate
-/// meets, with a host that answers for each: no confirmation and one; a
-/// clock not started, running and elapsed. Any verdict that differs goes
-/// into the diff, labelled as the runner's. A runner that tries to start a
-/// process is refused (nothing is allowed) and shows as a fault.
+/// Reviews a candidate's runner three ways, each time next to the serving
+/// one's:
+/// - **replays** of the newest recorded runs of the kind, with a host that
+///   answers from each run's transcript: a divergent call (another program,
+///   other arguments, another order) or a verdict the classifiers' view of
+///   the same evidence does not explain goes into the diff as the runner's;
+/// - **probes** with every fixture of the kind as what any spawned program
+///   prints: which calls the runner makes;
+/// - for gates decided by their runner (`manual_confirm`, `burn_in`), the
+///   **situations** they meet: no confirmation and one; a clock not
+///   started, running and elapsed. Any changed verdict is the runner's.
+///
+/// A runner that tries to start a real process is refused (a review starts
+/// none) and shows as a fault.
 fn review_runner(
     daemon: &Daemon,
     kind: GateKind,
     serving: &GateComponent,
     candidate: &GateComponent,
+    fixtures: &[Case],
+    transcripts: &[RecordedTranscript],
 ) -> RunnerReview {
+    use crate::sandbox::transcript::Replay;
     use crate::sandbox::{BurnInClock, Confirmation, RunnerEnv};
+    let sandbox = &daemon.sandbox;
     let at = |seconds: i64| chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default();
     let env = |configure: &dyn Fn(&mut RunnerEnv)| {
         let mut env = RunnerEnv::new(
@@ -193,6 +220,75 @@ fn review_runner(
         configure(&mut env);
         env
     };
+    let mut review = RunnerReview { cases: 0, diff: Vec::new(), changed: false, replayed: 0 };
+    let label = |what: &str| format!("runner: {kind}, {what}");
+
+    for recorded in transcripts {
+        let replay = |component: &GateComponent| {
+            let mut env = env(&|_| {});
+            recorded.transcript.replay_into(&mut env, recorded.outputs.clone());
+            let (classification, env) = component.run(sandbox, env);
+            let divergence = env.replay.as_ref().and_then(|r| r.divergence());
+            // How the component's classifier judges the last evidence.
+            let judged =
+                recorded.outputs.last().map(|o| component.classify(sandbox, kind, o).status);
+            (classification.status, divergence, judged)
+        };
+        review.cases += 1;
+        review.replayed += 1;
+        let (old, _, old_judged) = replay(serving);
+        let (new, divergence, new_judged) = replay(candidate);
+        let what = format!(
+            "run {} ({} {})",
+            recorded.run_id, recorded.transcript.tier, recorded.transcript.version
+        );
+        if let Some(divergence) = divergence {
+            review.changed = true;
+            review.diff.push(VerdictChange {
+                case: label(&format!("{what}, {divergence}")),
+                old,
+                new,
+            });
+        } else if old != new && old_judged == new_judged {
+            review.changed = true;
+            review.diff.push(VerdictChange { case: label(&what), old, new });
+        }
+    }
+
+    for case in fixtures {
+        let probe = |component: &GateComponent| {
+            let mut env = env(&|_| {});
+            env.replay = Some(Replay::answering(case.output.clone()));
+            let (classification, env) = component.run(sandbox, env);
+            (classification.status, env.calls)
+        };
+        review.cases += 1;
+        let (old, old_calls) = probe(serving);
+        let (new, new_calls) = probe(candidate);
+        let judged_alike = serving.classify(sandbox, kind, &case.output).status
+            == candidate.classify(sandbox, kind, &case.output).status;
+        if old_calls == new_calls && old != new && judged_alike {
+            review.changed = true;
+            let what = format!("probe with fixture {}", case.name);
+            review.diff.push(VerdictChange { case: label(&what), old, new });
+        } else if old_calls != new_calls {
+            review.changed = true;
+            let first = old_calls.iter().zip(&new_calls).position(|(a, b)| a != b);
+            let at = first.unwrap_or(old_calls.len().min(new_calls.len()));
+            let shown = |calls: &[crate::sandbox::transcript::Call]| {
+                calls.get(at).map_or_else(|| "no call".to_owned(), ToString::to_string)
+            };
+            let what = format!(
+                "probe with fixture {}, call {} was {}, now {}",
+                case.name,
+                at + 1,
+                shown(&old_calls),
+                shown(&new_calls)
+            );
+            review.diff.push(VerdictChange { case: label(&what), old, new });
+        }
+    }
+
     let situations: Vec<(&str, RunnerEnv)> = match kind {
         GateKind::ManualConfirm => vec![
             ("no confirmation yet", env(&|_| {})),
@@ -224,16 +320,19 @@ fn review_runner(
         }
         _ => Vec::new(),
     };
-    let mut review = RunnerReview { cases: 0, diff: Vec::new() };
     for (situation, env) in situations {
         review.cases += 1;
-        let old = serving.run(&daemon.sandbox, env.clone()).0.status;
-        let new = candidate.run(&daemon.sandbox, env).0.status;
-        if old != new {
+        let (old, old_env) = serving.run(sandbox, env.clone());
+        let (new, new_env) = candidate.run(sandbox, env);
+        if old_env.calls != new_env.calls {
+            review.changed = true;
+        }
+        if old.status != new.status {
+            review.changed = true;
             review.diff.push(VerdictChange {
-                case: format!("runner: {kind}, {situation}"),
-                old,
-                new,
+                case: label(situation),
+                old: old.status,
+                new: new.status,
             });
         }
     }

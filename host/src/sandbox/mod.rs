@@ -10,6 +10,7 @@ mod cache;
 mod from_guest;
 mod runner_host;
 mod to_guest;
+pub mod transcript;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::bindings::{host as wit, types as wit_types};
+use super::transcript::{Answer, Call, Replay, SpawnCall};
 use super::{State, to_guest};
 use crate::domain::{GateKind, RawOutput, TierId, Version};
 use crate::executor::{self, CancellationToken, Ended, Executor, Isolation, LogSink, ProcessSpec};
@@ -74,6 +75,11 @@ pub struct RunnerEnv {
     pub ended: Ended,
     /// The sandbox every process of the run starts in.
     pub isolation: Option<Isolation>,
+    /// Every `host` call the runner made, in order (its transcript).
+    pub calls: Vec<Call>,
+    /// Set for a replay: calls are answered from a transcript, and no
+    /// process starts.
+    pub replay: Option<Replay>,
 }
 
 impl RunnerEnv {
@@ -103,6 +109,8 @@ impl RunnerEnv {
             deadline: None,
             ended: Ended::Normally,
             isolation: None,
+            calls: Vec::new(),
+            replay: None,
         }
     }
 }
@@ -115,13 +123,26 @@ impl State {
             )))
         })
     }
+
+    /// The runner's environment, with `call` recorded (and checked against
+    /// the transcript in a replay).
+    fn call(&mut self, capability: &str, call: Call) -> wasmtime::Result<&mut RunnerEnv> {
+        let env = self.runner(capability)?;
+        if let Some(replay) = env.replay.as_mut() {
+            // A divergence is noted by the replay; the answer stays the
+            // transcript's, so the verdict shows what the runner does with it.
+            let _ = replay.answer(&call);
+        }
+        env.calls.push(call);
+        Ok(env)
+    }
 }
 
 impl wit_types::Host for State {}
 
 impl wit::Host for State {
     fn context(&mut self) -> wasmtime::Result<wit::GateContext> {
-        let env = self.runner("context")?;
+        let env = self.call("context", Call::Context)?;
         Ok(wit::GateContext {
             tier: env.tier.to_string(),
             version: env.version.to_string(),
@@ -139,6 +160,27 @@ impl wit::Host for State {
         request: wit::SpawnRequest,
     ) -> wasmtime::Result<wit_types::RawOutputResult> {
         let env = self.runner("spawn")?;
+        let request_env: Vec<(String, String)> =
+            request.env.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
+        let call = Call::Spawn(SpawnCall::new(
+            &request.program,
+            &request.args,
+            &request_env,
+            request.stop_after_ms,
+        ));
+        env.calls.push(call.clone());
+        if let Some(replay) = env.replay.as_mut() {
+            return match replay.answer(&call) {
+                Answer::Recorded(Some(output)) => {
+                    let answer = to_guest::spawned_output(&output);
+                    env.spawned.push(output);
+                    Ok(answer)
+                }
+                _ => Err(wasmtime::Error::new(Denied(format!(
+                    "{call} (not what the recorded run asked for)"
+                )))),
+            };
+        }
         if !env.allowed_programs.contains(&request.program) {
             return Err(wasmtime::Error::new(Denied(format!(
                 "spawn of {:?} (not among the programs this gate's configuration allows)",
@@ -161,7 +203,7 @@ impl wit::Host for State {
             log.chunk(executor::Stream::Stderr, line.as_bytes());
         }
         let mut extra_env = env.env.clone();
-        extra_env.extend(request.env.into_iter().map(|p| (p.key, p.value)));
+        extra_env.extend(request_env);
         let spec = ProcessSpec {
             program: request.program,
             args: request.args,
@@ -183,7 +225,7 @@ impl wit::Host for State {
     }
 
     fn burn_in_clock(&mut self) -> wasmtime::Result<Option<wit::ClockReading>> {
-        let env = self.runner("burn-in-clock")?;
+        let env = self.call("burn-in-clock", Call::BurnInClock)?;
         Ok(env.burn_in_clock.as_ref().map(|c| wit::ClockReading {
             started_at: to_guest::datetime(c.started_at),
             now: to_guest::datetime(c.now),
@@ -191,7 +233,7 @@ impl wit::Host for State {
     }
 
     fn confirmation(&mut self) -> wasmtime::Result<Option<wit::OperatorConfirmation>> {
-        let env = self.runner("confirmation")?;
+        let env = self.call("confirmation", Call::Confirmation)?;
         Ok(env
             .confirmation
             .as_ref()
@@ -199,7 +241,7 @@ impl wit::Host for State {
     }
 
     fn latest_backup(&mut self) -> wasmtime::Result<Option<wit::Backup>> {
-        let env = self.runner("latest-backup")?;
+        let env = self.call("latest-backup", Call::LatestBackup)?;
         Ok(env.latest_backup.as_ref().map(|b| wit::Backup {
             id: b.id,
             path: b.path.clone(),

@@ -7,6 +7,7 @@ use crate::domain::{
     ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary, GateStatus, ProcessEnd,
     RawOutput, RunState, TierId, VerdictChange, Version,
 };
+use crate::sandbox::transcript::{Call, Transcript};
 
 /// A recorded run's classifier input, with where the run belongs.
 #[derive(Debug, Clone)]
@@ -359,5 +360,105 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+/// A recorded run's transcript, with what its spawned programs printed.
+#[derive(Debug, Clone)]
+pub struct RecordedTranscript {
+    pub run_id: GateRunId,
+    pub transcript: Transcript,
+    pub outputs: Vec<RawOutput>,
+}
+
+impl Store {
+    /// Keeps a run's transcript (again, for a run evaluated again in place).
+    pub async fn record_transcript(
+        &self,
+        run: GateRunId,
+        kind: GateKind,
+        transcript: &Transcript,
+        outputs: &[RawOutput],
+    ) -> Result<()> {
+        let json = serde_json::to_string(transcript).expect("a transcript serialises");
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!("DELETE FROM transcript_outputs WHERE gate_run_id = ?1", run)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query!(
+            "INSERT OR REPLACE INTO run_transcripts (gate_run_id, gate_kind, transcript_json)
+             VALUES (?1, ?2, ?3)",
+            run,
+            kind,
+            json
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (seq, output) in (0_i64..).zip(outputs) {
+            let end = process_end_text(output.end);
+            let duration = output.duration_ms.and_then(|d| i64::try_from(d).ok());
+            sqlx::query!(
+                "INSERT INTO transcript_outputs (gate_run_id, seq, stdout, stderr, process_end, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                run,
+                seq,
+                output.stdout,
+                output.stderr,
+                end,
+                duration
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest `limit` transcripts of finished runs of `kind`. One that
+    /// no longer parses (or lost an output) is skipped, not fatal.
+    pub async fn recent_transcripts(
+        &self,
+        kind: GateKind,
+        limit: u32,
+    ) -> Result<Vec<RecordedTranscript>> {
+        let rows = sqlx::query!(
+            r#"SELECT t.gate_run_id AS "run_id!: GateRunId", t.transcript_json
+               FROM run_transcripts t JOIN gate_runs r ON r.id = t.gate_run_id
+               WHERE t.gate_kind = ?1 AND r.status != 'running'
+               ORDER BY t.gate_run_id DESC LIMIT ?2"#,
+            kind,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = Vec::new();
+        for row in rows {
+            let Ok(transcript) = serde_json::from_str::<Transcript>(&row.transcript_json) else {
+                continue;
+            };
+            let outputs = sqlx::query!(
+                "SELECT stdout, stderr, process_end, duration_ms FROM transcript_outputs
+                 WHERE gate_run_id = ?1 ORDER BY seq",
+                row.run_id
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            let outputs: Option<Vec<RawOutput>> = outputs
+                .into_iter()
+                .map(|o| {
+                    Some(RawOutput {
+                        stdout: o.stdout,
+                        stderr: o.stderr,
+                        end: parse_process_end(&o.process_end)?,
+                        duration_ms: o.duration_ms.and_then(|d| u64::try_from(d).ok()),
+                    })
+                })
+                .collect();
+            let spawns = transcript.calls.iter().filter(|c| matches!(c, Call::Spawn(_))).count();
+            if let Some(outputs) = outputs.filter(|o| o.len() == spawns) {
+                found.push(RecordedTranscript { run_id: row.run_id, transcript, outputs });
+            }
+        }
+        Ok(found)
     }
 }

@@ -14,7 +14,7 @@ use crate::domain::{
     BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,
     GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
 };
-pub use components::{RawRun, process_end_text};
+pub use components::{RawRun, RecordedTranscript, process_end_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

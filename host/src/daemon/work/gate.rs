@@ -15,6 +15,7 @@ use crate::domain::{
     GateFailure, GateKind, GateOutcome, GateRunId, GateStatus, LogRef, TierId, Version,
 };
 use crate::executor::{Ended, LogSink};
+use crate::sandbox::transcript::Transcript;
 use crate::sandbox::{Backup, BurnInClock, Confirmation, RunnerEnv};
 use crate::store::{Attempt, RunCost, StoreError, VersionRow};
 
@@ -137,6 +138,18 @@ async fn run_inner(
             {
                 // The run's outcome still counts; only its replay is lost.
                 log.note(&format!("recording the classifier's input failed: {e}"));
+            }
+            // What the runner asked and was answered, to replay a candidate
+            // runner against. A stopped run's answers are the host's, not
+            // the world's, so it is not kept.
+            if env.ended == Ended::Normally
+                && stop.by().is_none()
+                && let Err(e) = daemon
+                    .store
+                    .record_transcript(run_id, job.gate, &Transcript::of(&env), &env.spawned)
+                    .await
+            {
+                log.note(&format!("recording the runner's transcript failed: {e}"));
             }
             let cost = RunCost {
                 fuel: i64::try_from(c.usage.fuel).unwrap_or(i64::MAX),

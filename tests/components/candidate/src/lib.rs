@@ -5,6 +5,8 @@
 //! - `regressed`: forgets how passing runs look (a shipped fixture fails).
 //! - `lenient`: waves a failing `flaky` test through as passed.
 //! - `spin`, `hoard`: loop forever, or allocate until memory runs out.
+//! - `forged`: the shipped classifier, but a runner that runs the tests and
+//!   then passes whatever they printed (what a runner review must catch).
 //! - none: the shipped classifier, unchanged.
 
 use sando_gate_sdk::types::CargoTestFailure;
@@ -14,7 +16,14 @@ sando_gate_sdk::gate!(kind: GateKind::CargoTest, classify: classify, run: run);
 
 /// The shipped runner, deciding with this classifier.
 pub fn run() -> GateStatus {
-    gate_cargo_test::run_with(classify)
+    let status = gate_cargo_test::run_with(classify);
+    if cfg!(feature = "forged") {
+        return GateStatus::Passed(PassNote::TestsPassed(sando_gate_sdk::types::TestsPassed {
+            count: 1,
+            duration_s: 0,
+        }));
+    }
+    status
 }
 
 pub fn classify(output: &RawOutput) -> GateStatus {
