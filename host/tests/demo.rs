@@ -54,18 +54,24 @@ fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
     assert!(dir.path().join("demo/nodes/staging-1/demo-service").is_file());
 
     // The demo sets no fixtures_dir, yet an update is shadow-tested against
-    // the shipped fixtures: a classifier that regresses one is rejected.
-    let mut response = agent
-        .post(format!("{url}/api/gates/cargo_test"))
-        .header("Authorization", "Bearer demo-test-token")
-        .content_type("application/wasm")
-        .send(&util::component_bytes("candidate_regressed")[..])
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 422);
-    let verdict: Value =
-        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(verdict["decision"], "rejected", "{verdict}");
-    let reason = verdict["reason"].as_str().unwrap();
-    assert!(reason.contains("would now fail; first: fixture cargo_test/"), "{reason}");
+    // the shipped fixtures: a classifier that regresses one is rejected, and
+    // so is one that waves a failure through, each naming its fixture.
+    for (candidate, fixture) in [
+        ("candidate_regressed", "fixture cargo_test/"),
+        ("candidate_lenient", "fixture cargo_test/libtest_flaky_named_failure: expected"),
+    ] {
+        let mut response = agent
+            .post(format!("{url}/api/gates/cargo_test"))
+            .header("Authorization", "Bearer demo-test-token")
+            .content_type("application/wasm")
+            .send(&util::component_bytes(candidate)[..])
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 422, "{candidate}");
+        let verdict: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(verdict["decision"], "rejected", "{candidate}: {verdict}");
+        let reason = verdict["reason"].as_str().unwrap();
+        assert!(reason.contains(&format!("would now fail; first: {fixture}")), "{reason}");
+    }
     drop(demo);
 }

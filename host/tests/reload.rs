@@ -176,9 +176,22 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
     assert_eq!(daemon.get("/api/state").0, 200, "the daemon keeps serving");
     assert_eq!(serving_digest(&daemon), shipped);
 
-    // One that turns a failure into a pass is held for an operator.
-    let lenient = util::component("candidate_lenient");
-    let out = sando(root.path(), &daemon, &["gate", "push", lenient.to_str().unwrap()]);
+    // One that turns a shipped failure case into a pass is rejected, whatever
+    // the history holds, naming the case.
+    let (status, verdict) =
+        push_bytes(&daemon, "cargo_test", util::component_bytes("candidate_lenient"));
+    assert_eq!(status, 422, "{verdict}");
+    let reason = verdict["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("first: fixture cargo_test/libtest_flaky_named_failure: expected"),
+        "{reason}"
+    );
+    assert_eq!(serving_digest(&daemon), shipped);
+
+    // One that turns a failure of this history (and of no fixture) into a
+    // pass is held for an operator.
+    let forgiving = util::component("candidate_forgiving");
+    let out = sando(root.path(), &daemon, &["gate", "push", forgiving.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -193,7 +206,7 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
         "{printed}"
     );
     let state: Value = serde_json::from_str(&daemon.get("/api/state").1).unwrap();
-    assert_eq!(state["pending_components"][0]["digest"], digest_of("candidate_lenient"));
+    assert_eq!(state["pending_components"][0]["digest"], digest_of("candidate_forgiving"));
     assert_eq!(serving_digest(&daemon), shipped);
     // Accepting asks for the candidate the operator reviewed, not whatever waits.
     let stale =

@@ -3,7 +3,10 @@
 //! - `improved`: also recognises a test binary that exits non-zero before
 //!   libtest's summary (the shipped classifier calls that `unclassified`).
 //! - `regressed`: forgets how passing runs look (a shipped fixture fails).
-//! - `lenient`: waves a failing `flaky` test through as passed.
+//! - `lenient`: waves any failing test named `flaky…` through as passed (a
+//!   shipped fixture fails it).
+//! - `forgiving`: waves exactly `tests::flaky` through (no fixture has it;
+//!   only a history can show the change).
 //! - `spin`, `hoard`: loop forever, or allocate until memory runs out.
 //! - `forged`: the shipped classifier, but a runner that runs the tests and
 //!   then passes whatever they printed (what a runner review must catch).
@@ -46,9 +49,12 @@ pub fn classify(output: &RawOutput) -> GateStatus {
     if cfg!(feature = "regressed") && matches!(shipped, GateStatus::Passed(_)) {
         return GateStatus::Failed(GateFailure::Unclassified);
     }
-    if cfg!(feature = "lenient")
-        && let GateStatus::Failed(GateFailure::CargoTest(failure)) = &shipped
-        && failure.first_failed.as_deref().is_some_and(|name| name.contains("flaky"))
+    let waved_through = |name: &str| {
+        (cfg!(feature = "lenient") && name.contains("flaky"))
+            || (cfg!(feature = "forgiving") && name == "tests::flaky")
+    };
+    if let GateStatus::Failed(GateFailure::CargoTest(failure)) = &shipped
+        && failure.first_failed.as_deref().is_some_and(waved_through)
     {
         return GateStatus::Passed(PassNote::TestsPassed(sando_gate_sdk::types::TestsPassed {
             count: 0,
