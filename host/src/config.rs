@@ -542,7 +542,7 @@ impl Config {
         let source = Source { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let key = e.message().split('`').nth(1).unwrap_or("(syntax)").to_owned();
-            source.error(e.span().unwrap_or(0..0), key, e.message().replace('\n', " "))
+            source.error(e.span().unwrap_or(0..0), key, crate::text::one_line(e.message()))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve =

@@ -153,18 +153,24 @@ impl Case {
                 path: toml_path.clone(),
                 line,
                 column,
-                message: e.message().replace('\n', " "),
+                message: crate::text::one_line(e.message()),
             }
         })?;
         let end = process_end(&case).map_err(|m| FixtureError::file(&toml_path, m))?;
         let expected_path = dir.join("expected.json");
-        let expected: GateStatus =
-            serde_json::from_str(&files.expected).map_err(|e| FixtureError::At {
-                path: expected_path.clone(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let expected: GateStatus = serde_json::from_str(&files.expected).map_err(|e| {
+            // serde_json says line 0 when the error has no place in the text.
+            let message = crate::text::one_line(&e.to_string());
+            match e.line() {
+                0 => FixtureError::file(&expected_path, message),
+                line => FixtureError::At {
+                    path: expected_path.clone(),
+                    line,
+                    column: e.column(),
+                    message,
+                },
+            }
+        })?;
         let output = RawOutput {
             stdout: files.stdout,
             stderr: files.stderr,

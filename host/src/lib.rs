@@ -11,3 +11,4 @@ pub mod fixtures;
 pub mod migrate;
 pub mod sandbox;
 pub mod store;
+pub mod text;

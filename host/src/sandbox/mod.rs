@@ -547,7 +547,8 @@ fn root_cause(error: &wasmtime::Error) -> String {
             message = format!("{message}: {source}");
         }
     }
-    message
+    // The parser quotes what it read: names with NULs, several lines.
+    crate::text::one_line(&message)
 }
 
 /// Where the gate components shipped with Sando are found: `$SANDO_GATES_DIR`
