@@ -157,6 +157,9 @@ pub struct Project {
     pub artifact: PathBuf,
     /// Extra environment for the build and every gate process.
     pub env: BTreeMap<String, String>,
+    /// Names of variables in the daemon's environment passed to the build,
+    /// gate processes and deploys, and masked in everything they print.
+    pub secret_env: Vec<String>,
     /// Whether the build may reach the network (else only a private loopback).
     pub network: bool,
 }
@@ -377,6 +380,8 @@ struct RawProject {
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
+    secret_env: Vec<Spanned<String>>,
+    #[serde(default)]
     network: bool,
 }
 
@@ -448,6 +453,33 @@ impl Source<'_> {
         T::Err: fmt::Display,
     {
         value.get_ref().parse().map_err(|e: T::Err| self.error(value.span(), key, e.to_string()))
+    }
+
+    /// Variable names: as a shell writes them, each once, and none the
+    /// sandbox sets itself.
+    fn secret_env(&self, names: &[Spanned<String>]) -> Result<Vec<String>, ConfigError> {
+        let mut seen = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let key = format!("project.secret_env[{i}]");
+            let text = name.get_ref();
+            let mut chars = text.chars();
+            let well_formed = chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+                && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
+            let problem = if !well_formed {
+                Some(format!("{text:?} is not an environment variable name"))
+            } else if ["PATH", "HOME", "SANDO_OWNER"].contains(&text.as_str()) {
+                Some(format!("{text:?} is set by Sando itself and cannot be a secret"))
+            } else if seen.contains(text) {
+                Some(format!("{text:?} is listed twice"))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(self.error(name.span(), key, problem));
+            }
+            seen.push(text.clone());
+        }
+        Ok(seen)
     }
 
     fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
@@ -569,6 +601,7 @@ impl Config {
             build: source.command(&raw.project.build, "project.build")?,
             artifact: PathBuf::from(raw.project.artifact.get_ref()),
             env: raw.project.env,
+            secret_env: source.secret_env(&raw.project.secret_env)?,
             network: raw.project.network,
         };
         if project.artifact.is_absolute() || raw.project.artifact.get_ref().contains("..") {
@@ -1013,6 +1046,29 @@ kind = "manual_confirm"
         let zero = text.replace("timeout = \"20s\"", "timeout = \"0s\"");
         let error = parse(&zero).unwrap_err();
         assert!(error.contains("tiers[0].gates[0].timeout: must be longer than zero"), "{error}");
+    }
+
+    #[test]
+    fn secret_env_names_are_checked_where_they_are_written() {
+        let with = |list: &str| {
+            GOOD.replace(
+                "artifact = \"target/release/app\"",
+                &format!("artifact = \"target/release/app\"\nsecret_env = {list}"),
+            )
+        };
+        let config = parse(&with(r#"["DEPLOY_KEY", "_PG2"]"#)).unwrap();
+        assert_eq!(config.project.secret_env, ["DEPLOY_KEY", "_PG2"]);
+        let error = parse(&with(r#"["DEPLOY_KEY", "bad name"]"#)).unwrap_err();
+        assert!(
+            error.contains(
+                "sando.toml:10:29: project.secret_env[1]: \"bad name\" is not an environment variable name"
+            ),
+            "{error}"
+        );
+        let error = parse(&with(r#"["PATH"]"#)).unwrap_err();
+        assert!(error.contains("is set by Sando itself"), "{error}");
+        let error = parse(&with(r#"["A_KEY", "A_KEY"]"#)).unwrap_err();
+        assert!(error.contains("project.secret_env[1]: \"A_KEY\" is listed twice"), "{error}");
     }
 
     #[test]

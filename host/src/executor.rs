@@ -60,6 +60,78 @@ pub struct ProcessSpec {
     /// What the process may see of the machine: for the code under test.
     /// `None` for the daemon's own tools (git, deploy and health commands).
     pub isolation: Option<Isolation>,
+    /// Added to its environment, and masked in everything it prints.
+    pub secrets: Arc<Secrets>,
+}
+
+/// The operator's `secret_env`: variables taken from the daemon's
+/// environment and given to the processes that need them. Their values
+/// never leave the executor in what a process printed: each occurrence is
+/// overwritten with `*` (the same length, so byte offsets hold), even when
+/// it arrives split across two reads.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pairs: Vec<(String, String)>,
+}
+
+/// Shorter values would mask ordinary output and cannot be kept out of it.
+pub const SHORTEST_SECRET: usize = 8;
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.pairs.iter().map(|(k, _)| k.as_str()).collect();
+        write!(f, "Secrets({})", names.join(", "))
+    }
+}
+
+impl Secrets {
+    /// Reads `names` from this process's environment; the error names the
+    /// first that is missing, not Unicode, or too short to mask.
+    pub fn from_env(names: &[String]) -> Result<Secrets, String> {
+        let mut pairs = Vec::new();
+        for name in names {
+            let value = match std::env::var(name) {
+                Ok(value) => value,
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(format!("{name} is not set in sando's environment"));
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(format!("{name} is not valid UTF-8"));
+                }
+            };
+            if value.len() < SHORTEST_SECRET {
+                return Err(format!(
+                    "{name} is shorter than {SHORTEST_SECRET} bytes, too short to mask in logs"
+                ));
+            }
+            pairs.push((name.clone(), value));
+        }
+        Ok(Secrets { pairs })
+    }
+
+    /// The variables, for a process's environment.
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Overwrites every occurrence of a value in `bytes` with `*`.
+    pub fn mask(&self, bytes: &mut [u8]) {
+        for (_, value) in &self.pairs {
+            let finder = memchr::memmem::Finder::new(value.as_bytes());
+            let mut from = 0;
+            while let Some(at) = finder.find(&bytes[from..]) {
+                let start = from + at;
+                bytes[start..start + value.len()].fill(b'*');
+                from = start + value.len();
+            }
+        }
+    }
+
+    /// How many bytes at the end of a stream may begin a value not yet
+    /// complete, and must wait for the next read.
+    fn held_back(&self) -> usize {
+        self.pairs.iter().map(|(_, v)| v.len().saturating_sub(1)).max().unwrap_or(0)
+    }
 }
 
 /// A sandbox for code under test: the root read-only, a private `/tmp`, no
@@ -325,6 +397,7 @@ impl LocalExecutor {
             }
         }
         command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+        command.envs(spec.secrets.env());
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
@@ -430,8 +503,18 @@ impl Executor for LocalExecutor {
                     return Finished { output, ended: Ended::Normally };
                 }
             };
-            let stdout = tokio::spawn(drain(child.stdout.take(), Stream::Stdout, sink.clone()));
-            let stderr = tokio::spawn(drain(child.stderr.take(), Stream::Stderr, sink));
+            let stdout = tokio::spawn(drain(
+                child.stdout.take(),
+                Stream::Stdout,
+                sink.clone(),
+                spec.secrets.clone(),
+            ));
+            let stderr = tokio::spawn(drain(
+                child.stderr.take(),
+                Stream::Stderr,
+                sink,
+                spec.secrets.clone(),
+            ));
             let window = async {
                 match spec.stop_after {
                     Some(limit) => tokio::time::sleep(limit).await,
@@ -755,25 +838,43 @@ async fn drain(
     pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     stream: Stream,
     sink: Option<Arc<dyn LogSink>>,
+    secrets: Arc<Secrets>,
 ) -> Vec<u8> {
     let Some(mut pipe) = pipe else { return Vec::new() };
     let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut buf = vec![0u8; 64 << 10];
+    // Read but not yet passed on: the end of a read that may be the start of
+    // a secret the next read completes (empty without secrets).
+    let mut pending: Vec<u8> = Vec::new();
+    let held_back = secrets.held_back();
+    let pass_on = |bytes: &[u8], tail: &mut std::collections::VecDeque<u8>| {
+        if let Some(sink) = &sink {
+            sink.chunk(stream, bytes);
+        }
+        tail.extend(bytes);
+        if tail.len() > KEPT_TAIL {
+            tail.drain(..tail.len() - KEPT_TAIL);
+        }
+    };
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) => break,
+            Ok(n) if held_back == 0 => pass_on(&buf[..n], &mut tail),
             Ok(n) => {
-                if let Some(sink) = &sink {
-                    sink.chunk(stream, &buf[..n]);
-                }
-                tail.extend(&buf[..n]);
-                if tail.len() > KEPT_TAIL {
-                    tail.drain(..tail.len() - KEPT_TAIL);
+                pending.extend_from_slice(&buf[..n]);
+                secrets.mask(&mut pending);
+                let ready = pending.len().saturating_sub(held_back);
+                if ready > 0 {
+                    pass_on(&pending[..ready], &mut tail);
+                    pending.drain(..ready);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
+    }
+    if !pending.is_empty() {
+        pass_on(&pending, &mut tail);
     }
     tail.into()
 }
@@ -864,6 +965,29 @@ mod tests {
                 grouped.start(&sh("exit 7")).await.expect("starts");
             assert_eq!(child.wait().await.unwrap().code(), Some(7));
         });
+    }
+
+    #[test]
+    fn secrets_are_given_and_masked_even_split_across_reads() {
+        let secrets = Arc::new(Secrets {
+            pairs: vec![("SANDO_TEST_SECRET".into(), "hunter2-long-value".into())],
+        });
+        let script = r#"printf '%s\n' "$SANDO_TEST_SECRET"; printf 'x hunter2-lo'; sleep 0.3; printf 'ng-value y\n'"#;
+        let spec = ProcessSpec { secrets, ..sh(script) };
+        let sink = Arc::new(Collect::default());
+        let out = run(spec, Some(sink.clone()));
+        let masked = b"******************\nx ****************** y\n".to_vec();
+        assert_eq!(String::from_utf8_lossy(&out.output.stdout), String::from_utf8_lossy(&masked));
+        let streamed: Vec<u8> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(stream, _)| *stream == Stream::Stdout)
+            .flat_map(|(_, bytes)| bytes.clone())
+            .collect();
+        assert_eq!(streamed, masked);
+        assert!(!format!("{:?}", Secrets::default()).contains("hunter2"));
     }
 
     #[test]

@@ -237,3 +237,112 @@ restore = "true"
     }
     daemon.kill();
 }
+
+/// `secret_env`: the value reaches the build, the tests and the deploy,
+/// each of which prints it, and it appears in no log, event, API response
+/// or daemon output: only stars of its length do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_env_reaches_its_processes_and_nothing_they_print() {
+    const SECRET: &str = "tok-7f3a9c21e5b8d04a6";
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit(
+        "0.1.0",
+        r#"let v = std::env::var("SANDO_DEPLOY_SECRET").unwrap(); println!("the tests see {v}"); assert_eq!(v.len(), 21);"#,
+    );
+    let node = root.path().join("nodes/staging-1");
+    std::fs::create_dir_all(&node).unwrap();
+    let config = root.path().join("sando.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "data"
+token_env = "SANDO_TEST_TOKEN"
+[project]
+repo = "{repo}"
+build = "sh -c 'echo the build sees $SANDO_DEPLOY_SECRET && cargo build --offline --quiet'"
+artifact = "target/debug/tiny"
+secret_env = ["SANDO_DEPLOY_SECRET"]
+[[tiers]]
+name = "staging"
+[[tiers.nodes]]
+name = "staging-1"
+deploy = "sh -c 'printf %s \"$SANDO_DEPLOY_SECRET\" > {node}/secret; echo deployed with $SANDO_DEPLOY_SECRET'"
+[[tiers.gates]]
+kind = "cargo_test"
+args = "test --offline -- --nocapture"
+"#,
+            repo = project.dir.display(),
+            node = node.display(),
+        ),
+    )
+    .unwrap();
+
+    // Without the variable the daemon does not start, and says why.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_sando"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("SANDO_TEST_TOKEN", TOKEN)
+        .env_remove("SANDO_DEPLOY_SECRET")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(
+        stderr.lines().last(),
+        Some("sando: project.secret_env: SANDO_DEPLOY_SECRET is not set in sando's environment"),
+        "{stderr}"
+    );
+
+    let daemon = Daemon::start_with_env(&config, &[("SANDO_DEPLOY_SECRET", SECRET)]);
+    let events = Events::connect(&daemon.url).await;
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202, "{body}");
+    let passed = events
+        .wait("the tests saw it", Duration::from_secs(180), gate_done("cargo_test", "passed"))
+        .await;
+    events
+        .wait("deployed", Duration::from_secs(60), |e| {
+            e["kind"] == "promoted" && e["tier"] == "staging"
+        })
+        .await;
+    assert_eq!(std::fs::read_to_string(node.join("secret")).unwrap(), SECRET);
+
+    let run = passed["event"]["run_id"].as_i64().unwrap();
+    let (_, log) = daemon.get(&format!("/api/gate-runs/{run}/log"));
+    let stars = "*".repeat(SECRET.len());
+    assert!(log.contains(&format!("the tests see {stars}")), "masked, not dropped: {log}");
+    let mut logs = String::new();
+    for entry in walk(&root.path().join("data/logs")) {
+        logs.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
+    }
+    assert!(logs.contains(&format!("the build sees {stars}")), "{logs}");
+    assert!(logs.contains(&format!("deployed with {stars}")), "{logs}");
+    let state = daemon.state().to_string();
+    let frames = serde_json::to_string(&events.all()).unwrap();
+    let stderr = daemon.stderr.lock().unwrap().clone();
+    for (name, text) in
+        [("log files", &logs), ("state", &state), ("events", &frames), ("daemon log", &stderr)]
+    {
+        assert!(!text.contains(SECRET), "the secret leaked into the {name}:\n{text}");
+    }
+    daemon.kill();
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}

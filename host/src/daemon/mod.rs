@@ -16,7 +16,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::config::{Config, IsolationMode, TokenSource};
-use crate::executor::{Executor, LocalExecutor};
+use crate::executor::{Executor, LocalExecutor, Secrets};
 use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{Store, StoreError};
 use events::EventBus;
@@ -43,6 +43,8 @@ pub enum StartError {
     Listen { addr: String, message: String },
     #[error("{0}")]
     Isolation(String),
+    #[error("project.secret_env: {0}")]
+    Secret(String),
 }
 
 /// Reads the API token once, from the environment or a file.
@@ -133,6 +135,9 @@ async fn start(
     config: Config,
     token: String,
 ) -> Result<(tokio::net::TcpListener, Arc<Daemon>), StartError> {
+    // First: a missing secret is the operator's to fix before anything runs.
+    let secrets =
+        Arc::new(Secrets::from_env(&config.project.secret_env).map_err(StartError::Secret)?);
     let data_dir = config.data_dir.clone();
     let data_err = |e: std::io::Error| StartError::DataDir {
         path: data_dir.display().to_string(),
@@ -204,6 +209,7 @@ async fn start(
         work: shared::Work::default(),
         warnings,
         event_clients: Arc::new(tokio::sync::Semaphore::new(max_event_clients)),
+        secrets,
     });
     Ok((listener, daemon))
 }

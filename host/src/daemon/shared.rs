@@ -42,6 +42,9 @@ pub struct Daemon {
     pub(crate) warnings: Vec<String>,
     /// Places for `/api/events` clients (`max_event_clients`).
     pub(crate) event_clients: Arc<tokio::sync::Semaphore>,
+    /// `project.secret_env`, read at start: given to the build, gate
+    /// processes and deploys, masked in what they print.
+    pub(crate) secrets: Arc<crate::executor::Secrets>,
 }
 
 impl Daemon {

@@ -61,6 +61,9 @@ pub struct RunnerEnv {
     pub cwd: Option<std::path::PathBuf>,
     /// Environment added for spawned programs (the project's `env`).
     pub env: Vec<(String, String)>,
+    /// The operator's secrets: in spawned programs' environment, masked in
+    /// what they print (and so in the transcript and the classifier's input).
+    pub secrets: std::sync::Arc<crate::executor::Secrets>,
     /// Where spawned programs' output streams (the run's log).
     pub log: Option<std::sync::Arc<dyn LogSink>>,
     /// What the runner spawned, in order (each stream's kept tail).
@@ -111,6 +114,7 @@ impl RunnerEnv {
             isolation: None,
             calls: Vec::new(),
             replay: None,
+            secrets: Default::default(),
         }
     }
 }
@@ -212,6 +216,7 @@ impl wit::Host for State {
             stop_after: request.stop_after_ms.map(Duration::from_millis),
             timeout,
             isolation: env.isolation.clone(),
+            secrets: env.secrets.clone(),
         };
         let (executor, sink, stop) = (env.executor.clone(), env.log.clone(), env.stop.clone());
         let finished = executor::block_on(executor.run(spec, sink, stop));

@@ -73,8 +73,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// Started with `env` added to its environment.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
             .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .env("SANDO_TEST_TOKEN", TOKEN)
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::null())

@@ -129,6 +129,7 @@ async fn build(
             stop_after: None,
             timeout: Some(timeout),
             isolation,
+            secrets: if program == "git" { Default::default() } else { daemon.secrets.clone() },
         };
         daemon.executor.run(spec, Some(sink.clone()), stop.token.clone())
     };

@@ -121,6 +121,7 @@ async fn deploy(
         timeout: Some(timeout),
         // The operator's own commands, not the version's code.
         isolation: None,
+        secrets: daemon.secrets.clone(),
     };
     let log: Arc<dyn LogSink> = Arc::new(log);
     // The artifact deployed is the one whose gates ran: its hash was

@@ -220,6 +220,7 @@ async fn runner_env(
     );
     env.cwd = Some(tree.clone());
     env.env = daemon.config.project.env_pairs();
+    env.secrets = daemon.secrets.clone();
     env.log = Some(log as Arc<dyn LogSink>);
     env.stop = stop.token.clone();
     env.deadline = Instant::now().checked_add(spec.timeout);
