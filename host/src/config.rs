@@ -53,6 +53,19 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Event stream clients at once.
     pub max_event_clients: usize,
+    /// What old versions' files and old backups the daemon removes.
+    pub retention: Retention,
+}
+
+/// `[retention]`: a version's work tree, artifact, logs and recorded outputs
+/// are kept while it is among the newest `keep_versions`, younger than
+/// `keep_for`, or needed by a tier; the newest `keep_backups` backups are
+/// kept. Unset bounds keep everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_versions: Option<u32>,
+    pub keep_for: Option<Duration>,
+    pub keep_backups: Option<u32>,
 }
 
 /// `isolation`: `"sandbox"` (the default: bubblewrap, and the daemon refuses
@@ -345,6 +358,7 @@ struct RawConfig {
     #[serde(default)]
     allowed_origins: Vec<String>,
     max_event_clients: Option<Spanned<u32>>,
+    retention: Option<RawRetention>,
     project: RawProject,
     tiers: Vec<RawTier>,
 }
@@ -361,6 +375,14 @@ struct RawDefaults {
     retry: Option<Spanned<RawRetry>>,
     deploy_retry: Option<Spanned<RawRetry>>,
     on_supersede: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_versions: Option<Spanned<u32>>,
+    keep_for: Option<Spanned<String>>,
+    keep_backups: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -453,6 +475,28 @@ impl Source<'_> {
         T::Err: fmt::Display,
     {
         value.get_ref().parse().map_err(|e: T::Err| self.error(value.span(), key, e.to_string()))
+    }
+
+    fn retention(&self, raw: Option<&RawRetention>) -> Result<Retention, ConfigError> {
+        let Some(raw) = raw else { return Ok(Retention::default()) };
+        let count = |value: &Option<Spanned<u32>>, key: &str| match value {
+            None => Ok(None),
+            Some(n) if (1..=1_000_000).contains(n.get_ref()) => Ok(Some(*n.get_ref())),
+            Some(n) => Err(self.error(
+                n.span(),
+                format!("retention.{key}"),
+                format!("{} is out of range (1 to 1000000)", n.get_ref()),
+            )),
+        };
+        Ok(Retention {
+            keep_versions: count(&raw.keep_versions, "keep_versions")?,
+            keep_for: raw
+                .keep_for
+                .as_ref()
+                .map(|d| self.duration(d, "retention.keep_for"))
+                .transpose()?,
+            keep_backups: count(&raw.keep_backups, "keep_backups")?,
+        })
     }
 
     /// Variable names: as a shell writes them, each once, and none the
@@ -707,6 +751,7 @@ impl Config {
             defaults,
             public_read: raw.public_read.unwrap_or(true),
             allowed_origins: raw.allowed_origins,
+            retention: source.retention(raw.retention.as_ref())?,
             max_event_clients: match &raw.max_event_clients {
                 None => 64,
                 Some(n) if (1..=10_000).contains(n.get_ref()) => *n.get_ref() as usize,
@@ -1069,6 +1114,28 @@ kind = "manual_confirm"
         assert!(error.contains("is set by Sando itself"), "{error}");
         let error = parse(&with(r#"["A_KEY", "A_KEY"]"#)).unwrap_err();
         assert!(error.contains("project.secret_env[1]: \"A_KEY\" is listed twice"), "{error}");
+    }
+
+    #[test]
+    fn retention_is_bounded_where_it_is_written() {
+        let with = |table: &str| format!("{GOOD}\n[retention]\n{table}\n");
+        assert_eq!(parse(GOOD).unwrap().retention, Retention::default());
+        let config =
+            parse(&with("keep_versions = 20\nkeep_for = \"30d\"\nkeep_backups = 3")).unwrap();
+        assert_eq!(
+            config.retention,
+            Retention {
+                keep_versions: Some(20),
+                keep_for: Some(Duration::from_secs(30 * 86_400)),
+                keep_backups: Some(3),
+            }
+        );
+        let error = parse(&with("keep_versions = 0")).unwrap_err();
+        assert!(error.contains("retention.keep_versions: 0 is out of range"), "{error}");
+        let error = parse(&with("keep_for = \"100000000d\"")).unwrap_err();
+        assert!(error.contains("retention.keep_for"), "{error}");
+        let error = parse(&with("keep_all = true")).unwrap_err();
+        assert!(error.contains("keep_all"), "{error}");
     }
 
     #[test]

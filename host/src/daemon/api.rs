@@ -53,6 +53,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gates/{kind}/reject", post(reject_component))
         .route("/api/gates/{kind}/rollback", post(rollback_component))
         .route("/api/reclassify", post(reclassify))
+        .route("/api/retention/sweep", post(sweep))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), require_token));
     let reading = Router::new()
         .route("/api/state", get(state))
@@ -557,6 +558,29 @@ struct ChangesQuery {
     /// Swap in even if verdicts change (other than unclassified becoming typed).
     #[serde(default)]
     accept_changes: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SweepQuery {
+    /// Only say what would go.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Applies `[retention]` now (it also runs on its own): what went, or with
+/// `dry_run` what would go.
+async fn sweep(
+    State(daemon): State<Arc<Daemon>>,
+    query: Result<Query<SweepQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query?;
+    let sweep = super::retention::sweep(&daemon, query.dry_run).await?;
+    Ok(Json(serde_json::json!({
+        "dry_run": query.dry_run,
+        "versions": sweep.versions,
+        "backups": sweep.backups,
+    })))
 }
 
 /// 200 loaded or unchanged, 202 held for an operator, 422 rejected: the

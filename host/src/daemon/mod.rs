@@ -7,6 +7,7 @@ pub mod events;
 pub mod logs;
 pub mod plan;
 pub mod reload;
+pub mod retention;
 mod shared;
 mod watch;
 mod work;
@@ -121,6 +122,7 @@ impl Started {
         eprintln!("sando: listening on {url}");
         tracing::info!(url, executor = self.daemon.executor.describe(), "listening");
         tokio::spawn(coordinator::supervise(self.daemon.clone()));
+        tokio::spawn(retention::run(self.daemon.clone()));
         if let Some(dir) = self.daemon.config.gates_dir.clone() {
             tokio::spawn(watch::run(self.daemon.clone(), dir));
         }

@@ -55,15 +55,26 @@ async fn submit_locked(
         });
     }
     let fixtures = fixture_cases(daemon, kind);
-    let runs = daemon.store.recent_raw_runs(kind, daemon.config.shadow_runs).await?;
-    let transcripts = daemon.store.recent_transcripts(kind, daemon.config.shadow_runs).await?;
+    // Ids only: each output is read when it is replayed and dropped after,
+    // so a review's memory does not grow with `shadow_runs`.
+    let runs = daemon.store.recent_raw_run_ids(kind, daemon.config.shadow_runs).await?;
+    let transcripts = daemon.store.recent_transcript_ids(kind, daemon.config.shadow_runs).await?;
     let shared = daemon.clone();
+    let handle = tokio::runtime::Handle::current();
     // Errors carry the contract the component declares, once it is known.
     let checked = tokio::task::spawn_blocking(move || {
         let candidate = validate(&shared.sandbox, kind, &bytes)?;
-        let mut shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, &runs)
+        // A run whose output cannot be read now is left out, as one
+        // recorded without an output is.
+        let runs = runs
+            .into_iter()
+            .filter_map(|id| handle.block_on(shared.store.raw_run(id)).ok().flatten());
+        let mut shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, runs)
             .map_err(|reason| (reason, candidate.contract().to_owned()))?;
-        let runner = review_runner(&shared, kind, &serving, &candidate, &fixtures, &transcripts);
+        let transcripts = transcripts
+            .into_iter()
+            .filter_map(|id| handle.block_on(shared.store.transcript(id)).ok().flatten());
+        let runner = review_runner(&shared, kind, &serving, &candidate, &fixtures, transcripts);
         shadow.cases += runner.cases;
         shadow.diff.extend(runner.diff);
         // Behaving otherwise with nothing recorded to show what it would
@@ -204,7 +215,7 @@ fn review_runner(
     serving: &GateComponent,
     candidate: &GateComponent,
     fixtures: &[Case],
-    transcripts: &[RecordedTranscript],
+    transcripts: impl Iterator<Item = RecordedTranscript>,
 ) -> RunnerReview {
     use crate::sandbox::transcript::Replay;
     use crate::sandbox::{BurnInClock, Confirmation, RunnerEnv};
@@ -224,6 +235,7 @@ fn review_runner(
     let label = |what: &str| format!("runner: {kind}, {what}");
 
     for recorded in transcripts {
+        let recorded = &recorded;
         let replay = |component: &GateComponent| {
             let mut env = env(&|_| {});
             recorded.transcript.replay_into(&mut env, recorded.outputs.clone());
@@ -524,7 +536,7 @@ fn shadow(
     serving: &GateComponent,
     candidate: &GateComponent,
     fixtures: &[Case],
-    runs: &[RawRun],
+    runs: impl Iterator<Item = RawRun>,
 ) -> Result<Shadow, String> {
     let empty = RawOutput {
         stdout: Vec::new(),

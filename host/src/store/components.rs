@@ -124,13 +124,11 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `limit` finished runs of `kind` with a recorded output.
-    pub async fn recent_raw_runs(&self, kind: GateKind, limit: u32) -> Result<Vec<RawRun>> {
-        let rows = sqlx::query_as!(
-            RawRow,
-            r#"SELECT r.id AS "run_id!: GateRunId", r.tier AS "tier!: TierId", r.version AS "version!: Version",
-                      r.outcome_json AS "outcome: GateStatus", o.stdout AS "stdout!", o.stderr AS "stderr!",
-                      o.process_end AS "process_end!", o.duration_ms
+    /// The newest `limit` finished runs of `kind` with a recorded output,
+    /// newest first: ids only, so a shadow test holds one output at a time.
+    pub async fn recent_raw_run_ids(&self, kind: GateKind, limit: u32) -> Result<Vec<GateRunId>> {
+        let rows = sqlx::query!(
+            r#"SELECT o.gate_run_id AS "run_id!: GateRunId"
                FROM raw_outputs o JOIN gate_runs r ON r.id = o.gate_run_id
                WHERE o.gate_kind = ?1 AND r.status != 'running'
                ORDER BY o.gate_run_id DESC LIMIT ?2"#,
@@ -139,7 +137,23 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().filter_map(RawRow::into_run).collect())
+        Ok(rows.into_iter().map(|r| r.run_id).collect())
+    }
+
+    /// One run's recorded output, with where the run belongs.
+    pub async fn raw_run(&self, run: GateRunId) -> Result<Option<RawRun>> {
+        let row = sqlx::query_as!(
+            RawRow,
+            r#"SELECT r.id AS "run_id!: GateRunId", r.tier AS "tier!: TierId", r.version AS "version!: Version",
+                      r.outcome_json AS "outcome: GateStatus", o.stdout AS "stdout!", o.stderr AS "stderr!",
+                      o.process_end AS "process_end!", o.duration_ms
+               FROM raw_outputs o JOIN gate_runs r ON r.id = o.gate_run_id
+               WHERE o.gate_run_id = ?1"#,
+            run
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(RawRow::into_run))
     }
 
     /// Finished runs of `kind` started at or after `since`, oldest first,
@@ -414,15 +428,15 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `limit` transcripts of finished runs of `kind`. One that
-    /// no longer parses (or lost an output) is skipped, not fatal.
-    pub async fn recent_transcripts(
+    /// The newest `limit` transcripts of finished runs of `kind`, newest
+    /// first: ids only, so a review holds one transcript at a time.
+    pub async fn recent_transcript_ids(
         &self,
         kind: GateKind,
         limit: u32,
-    ) -> Result<Vec<RecordedTranscript>> {
+    ) -> Result<Vec<GateRunId>> {
         let rows = sqlx::query!(
-            r#"SELECT t.gate_run_id AS "run_id!: GateRunId", t.transcript_json
+            r#"SELECT t.gate_run_id AS "run_id!: GateRunId"
                FROM run_transcripts t JOIN gate_runs r ON r.id = t.gate_run_id
                WHERE t.gate_kind = ?1 AND r.status != 'running'
                ORDER BY t.gate_run_id DESC LIMIT ?2"#,
@@ -431,34 +445,45 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut found = Vec::new();
-        for row in rows {
-            let Ok(transcript) = serde_json::from_str::<Transcript>(&row.transcript_json) else {
-                continue;
-            };
-            let outputs = sqlx::query!(
-                "SELECT stdout, stderr, process_end, duration_ms FROM transcript_outputs
-                 WHERE gate_run_id = ?1 ORDER BY seq",
-                row.run_id
-            )
-            .fetch_all(&self.pool)
-            .await?;
-            let outputs: Option<Vec<RawOutput>> = outputs
-                .into_iter()
-                .map(|o| {
-                    Some(RawOutput {
-                        stdout: o.stdout,
-                        stderr: o.stderr,
-                        end: parse_process_end(&o.process_end)?,
-                        duration_ms: o.duration_ms.and_then(|d| u64::try_from(d).ok()),
-                    })
+        Ok(rows.into_iter().map(|r| r.run_id).collect())
+    }
+
+    /// One run's transcript with its outputs. `None` when there is none, or
+    /// it no longer parses or lost an output (skipped, not fatal).
+    pub async fn transcript(&self, run: GateRunId) -> Result<Option<RecordedTranscript>> {
+        let Some(row) =
+            sqlx::query!("SELECT transcript_json FROM run_transcripts WHERE gate_run_id = ?1", run)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let Ok(transcript) = serde_json::from_str::<Transcript>(&row.transcript_json) else {
+            return Ok(None);
+        };
+        let outputs = sqlx::query!(
+            "SELECT stdout, stderr, process_end, duration_ms FROM transcript_outputs
+             WHERE gate_run_id = ?1 ORDER BY seq",
+            run
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let outputs: Option<Vec<RawOutput>> = outputs
+            .into_iter()
+            .map(|o| {
+                Some(RawOutput {
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                    end: parse_process_end(&o.process_end)?,
+                    duration_ms: o.duration_ms.and_then(|d| u64::try_from(d).ok()),
                 })
-                .collect();
-            let spawns = transcript.calls.iter().filter(|c| matches!(c, Call::Spawn(_))).count();
-            if let Some(outputs) = outputs.filter(|o| o.len() == spawns) {
-                found.push(RecordedTranscript { run_id: row.run_id, transcript, outputs });
-            }
-        }
-        Ok(found)
+            })
+            .collect();
+        let spawns = transcript.calls.iter().filter(|c| matches!(c, Call::Spawn(_))).count();
+        Ok(outputs.filter(|o| o.len() == spawns).map(|outputs| RecordedTranscript {
+            run_id: run,
+            transcript,
+            outputs,
+        }))
     }
 }

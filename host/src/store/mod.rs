@@ -8,6 +8,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 mod components;
+mod retention;
 
 pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
 use crate::domain::{
@@ -15,6 +16,7 @@ use crate::domain::{
     GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
 };
 pub use components::{RawRun, RecordedTranscript, process_end_text};
+pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
