@@ -26,9 +26,25 @@ fn daemon() -> &'static Daemon {
             )
             .unwrap();
             let daemon = Daemon::start(&config);
+            // A static is never dropped: end the daemon and its directory
+            // when the test process exits, or they outlive the run.
+            let _ = LEFT_AT_EXIT.set((daemon.pid(), root.path().to_owned()));
+            // SAFETY: registers a function that only signals a pid and
+            // removes a directory.
+            unsafe { libc::atexit(end_daemon) };
             (root, daemon)
         })
         .1
+}
+
+static LEFT_AT_EXIT: OnceLock<(u32, std::path::PathBuf)> = OnceLock::new();
+
+extern "C" fn end_daemon() {
+    if let Some((pid, root)) = LEFT_AT_EXIT.get() {
+        // SAFETY: kill(2) on the daemon this process started.
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        let _ = std::fs::remove_dir_all(root);
+    }
 }
 
 /// Sends a request and checks the answer's shape.
