@@ -215,7 +215,7 @@ async fn throughput(root: &Path, repo: &Path, sha: &str) {
             let event = &envelope["event"];
             let mut counts = counting.lock().unwrap();
             match event["kind"].as_str() {
-                Some("gate_log_chunk") => counts.0 += event["data"].as_str().unwrap().len() as u64,
+                Some("gate_log_chunk") => counts.0 += chunk_bytes(event).len() as u64,
                 Some("lagged") => counts.1 += event["missed"].as_u64().unwrap(),
                 _ => {}
             }
@@ -284,7 +284,7 @@ async fn latency(root: &Path, repo: &Path, sha: &str) {
         if event["kind"] != "gate_log_chunk" || event["stream"] != "stdout" {
             continue;
         }
-        carry.push_str(event["data"].as_str().unwrap());
+        carry.push_str(&String::from_utf8_lossy(&chunk_bytes(event)));
         let complete = carry.rfind('\n').map_or(0, |i| i + 1);
         for line in carry[..complete].lines() {
             if let Some(stamp) = line
@@ -385,4 +385,11 @@ fn main() {
         latency(root.path(), &repo, &sha).await;
         state_with_history(root.path()).await;
     });
+}
+
+/// A `gate_log_chunk`'s bytes, whichever encoding carries them.
+fn chunk_bytes(event: &Value) -> Vec<u8> {
+    let encoding: sando::domain::ChunkEncoding =
+        serde_json::from_value(event["encoding"].clone()).unwrap_or_default();
+    encoding.decode(event["data"].as_str().unwrap_or_default()).unwrap_or_default()
 }

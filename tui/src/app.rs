@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sando_wire::{
-    ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary,
-    GateStatus, RunState, StateResponse, TierId, TierState,
+    ChunkEncoding, ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId,
+    GateRunSummary, GateStatus, RunState, StateResponse, TierId, TierState,
 };
 
 use crate::describe::{Tone, describe};
@@ -330,8 +330,15 @@ impl App {
     fn apply_event(&mut self, envelope: EventEnvelope) -> Vec<Command> {
         let mut commands = Vec::new();
         match &envelope.event {
-            Event::GateLogChunk { run_id, data, .. } => {
-                self.tail_mut(*run_id).push(data);
+            Event::GateLogChunk { run_id, encoding, data, .. } => {
+                // Shown as text; bytes that are not UTF-8 as U+FFFD.
+                match encoding {
+                    ChunkEncoding::Utf8 => self.tail_mut(*run_id).push(data),
+                    ChunkEncoding::Base64 => {
+                        let bytes = encoding.decode(data).unwrap_or_default();
+                        self.tail_mut(*run_id).push(&String::from_utf8_lossy(&bytes));
+                    }
+                }
                 return commands;
             }
             Event::GateStart { run_id, tier, version, gate } => {

@@ -197,25 +197,34 @@ fn run_detail_with_a_live_tail() {
     let commands = key(&mut app, KeyCode::Enter);
     assert!(commands.is_empty(), "a running run shows its live tail: {commands:?}");
     let mut seq = 3;
+    let mut offset = 0;
     for i in 0..40 {
+        let data = format!("[{i:02}] GET /health 200 in {}ms\n", i % 7);
         app.on_msg(event(
             seq,
             "2026-11-27T12:22:01Z",
             json!({"kind": "gate_log_chunk", "run_id": 13, "seq": i, "stream": "stdout",
-                   "data": format!("[{i:02}] GET /health 200 in {}ms\n", i % 7)}),
+                   "offset": offset, "data": data}),
         ));
         seq += 1;
+        offset += data.len();
     }
-    // A line still being written shows too.
+    // A line still being written shows too; and bytes that are not UTF-8
+    // (base64 on the wire) show as replacement characters.
     app.on_msg(event(
         seq,
         "2026-11-27T12:22:02Z",
-        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 40, "stream": "stderr", "data": "warming cach"}),
+        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 40, "stream": "stderr",
+               "offset": offset, "encoding": "base64", "data": "d2FybWluZyD/IGNhY2g="}),
     ));
+    offset += 14;
     let terminal = draw(&app, 80, 24);
     insta::assert_snapshot!(terminal.backend());
     let screen = lines(terminal.backend().buffer()).join("\n");
-    assert!(screen.contains("[39] GET /health") && screen.contains("warming cach"), "{screen}");
+    assert!(
+        screen.contains("[39] GET /health") && screen.contains("warming \u{fffd} cach"),
+        "{screen}"
+    );
     assert!(!screen.contains("[20] GET"), "following shows the end: {screen}");
 
     // Scrolling up leaves follow mode and stays put while lines arrive.
@@ -224,7 +233,8 @@ fn run_detail_with_a_live_tail() {
     app.on_msg(event(
         99,
         "2026-11-27T12:22:03Z",
-        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 41, "stream": "stdout", "data": "e\nready\n"}),
+        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 41, "stream": "stdout",
+               "offset": offset, "data": "e\nready\n"}),
     ));
     let after = lines(draw(&app, 80, 24).backend().buffer());
     assert_eq!(before[10..20], after[10..20], "the view does not move under the reader");

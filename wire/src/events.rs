@@ -50,12 +50,18 @@ pub enum Event {
         version: Version,
         gate: GateKind,
     },
-    /// Part of a running gate's log, as the process wrote it. `data` is text;
-    /// chunks are cut on UTF-8 boundaries, invalid bytes become U+FFFD.
+    /// Part of a running gate's log: exactly the bytes the process wrote,
+    /// which sit at `offset` in the run's log (`GET
+    /// /api/gate-runs/{run_id}/log?from=` resumes there). `data` is those
+    /// bytes as text when they are valid UTF-8 (`encoding` `utf8`), else
+    /// their base64 (`encoding` `base64`).
     GateLogChunk {
         run_id: GateRunId,
         seq: u64,
         stream: Stream,
+        offset: u64,
+        #[serde(default)]
+        encoding: ChunkEncoding,
         data: String,
     },
     GateDone {
@@ -148,4 +154,37 @@ pub enum Event {
     Lagged {
         missed: u64,
     },
+}
+
+/// How a `gate_log_chunk`'s `data` holds its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkEncoding {
+    /// The bytes are valid UTF-8 and `data` is them.
+    #[default]
+    Utf8,
+    /// `data` is the standard base64 of the bytes.
+    Base64,
+}
+
+impl ChunkEncoding {
+    /// `bytes` as a chunk's `encoding` and `data`.
+    pub fn encode(bytes: &[u8]) -> (ChunkEncoding, String) {
+        use base64::Engine as _;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => (ChunkEncoding::Utf8, text.to_owned()),
+            Err(_) => {
+                (ChunkEncoding::Base64, base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+        }
+    }
+
+    /// The bytes a chunk's `data` holds; `None` for base64 that is not.
+    pub fn decode(self, data: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        match self {
+            ChunkEncoding::Utf8 => Some(data.as_bytes().to_vec()),
+            ChunkEncoding::Base64 => base64::engine::general_purpose::STANDARD.decode(data).ok(),
+        }
+    }
 }

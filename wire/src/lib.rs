@@ -15,7 +15,7 @@ mod sql;
 mod state;
 mod version;
 
-pub use events::{Event, EventEnvelope, Stream};
+pub use events::{ChunkEncoding, Event, EventEnvelope, Stream};
 pub use gate_kind::GateKind;
 pub use git_sha::GitSha;
 pub use ids::{DeployId, GateRunId, NodeId, TierId};

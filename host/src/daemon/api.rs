@@ -163,6 +163,8 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
     #[error("internal error")]
     Internal,
 }
@@ -212,6 +214,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
@@ -306,23 +309,27 @@ async fn events(
 /// The permit is its place among the clients, given back when it leaves.
 async fn stream_events(
     mut socket: WebSocket,
-    mut events: tokio::sync::broadcast::Receiver<Arc<EventEnvelope>>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     loop {
         tokio::select! {
             received = events.recv() => {
                 let text = match received {
-                    Ok(envelope) => serde_json::to_string(&*envelope),
-                    Err(RecvError::Lagged(missed)) => serde_json::to_string(&EventEnvelope {
-                        seq: 0,
-                        at: Utc::now(),
-                        event: Event::Lagged { missed },
-                    }),
+                    // Serialised once, when sent: a clone here is a refcount.
+                    Ok(published) => published.json.clone(),
+                    Err(RecvError::Lagged(missed)) => {
+                        let lagged = EventEnvelope {
+                            seq: 0,
+                            at: Utc::now(),
+                            event: Event::Lagged { missed },
+                        };
+                        let Ok(text) = serde_json::to_string(&lagged) else { continue };
+                        text.into()
+                    }
                     Err(RecvError::Closed) => return,
                 };
-                let Ok(text) = text else { continue };
-                if socket.send(Message::Text(text.into())).await.is_err() {
+                if socket.send(Message::Text(text)).await.is_err() {
                     return;
                 }
             }
@@ -528,24 +535,84 @@ async fn logs(
         .latest_run_of(&version, gate)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no {gate} run for version {version}")))?;
-    log_of(&daemon, run).await
+    log_of(&daemon, run, None, false).await
 }
 
 /// The full log of one run, as persisted so far (a running run's log grows).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    /// The byte offset to start at (a live chunk's `offset`).
+    from: Option<u64>,
+}
+
+/// The run's log, exactly as written: whole, from `?from=N`, or from an
+/// HTTP `Range: bytes=N-` (206, with `Content-Range`).
 async fn gate_run_log(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    log_of(&daemon, find_run(&daemon, &id).await?).await
+    let Query(query) = query?;
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("bytes="))
+                .and_then(|v| v.strip_suffix('-'))
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest("Range: only `bytes=N-` (from byte N on) is served".into())
+                })?,
+        ),
+    };
+    if range.is_some() && query.from.is_some() {
+        return Err(ApiError::BadRequest("give either ?from= or a Range header, not both".into()));
+    }
+    let run = find_run(&daemon, &id).await?;
+    log_of(&daemon, run, query.from.or(range), range.is_some()).await
 }
 
-async fn log_of(daemon: &Daemon, run: GateRunSummary) -> Result<Response, ApiError> {
+async fn log_of(
+    daemon: &Daemon,
+    run: GateRunSummary,
+    from: Option<u64>,
+    ranged: bool,
+) -> Result<Response, ApiError> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
     let log_ref =
         run.log_ref.ok_or_else(|| ApiError::NotFound(format!("run {} has no log", run.run_id)))?;
-    let bytes = tokio::fs::read(daemon.logs.path(&log_ref))
-        .await
-        .map_err(|_| ApiError::NotFound(format!("the log of run {} is gone", run.run_id)))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+    let gone = |_| ApiError::NotFound(format!("the log of run {} is gone", run.run_id));
+    let mut file = tokio::fs::File::open(daemon.logs.path(&log_ref)).await.map_err(gone)?;
+    let length = file.metadata().await.map_err(gone)?.len();
+    let from = from.unwrap_or(0);
+    if from > length {
+        let mut response = ApiError::RangeNotSatisfiable(format!(
+            "the log of run {} has {length} bytes; {from} is past its end",
+            run.run_id
+        ))
+        .into_response();
+        if let Ok(value) = format!("bytes */{length}").parse() {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        return Ok(response);
+    }
+    file.seek(std::io::SeekFrom::Start(from)).await.map_err(gone)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(length - from).unwrap_or(0));
+    file.take(length - from).read_to_end(&mut bytes).await.map_err(gone)?;
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response();
+    if ranged {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let last = length.saturating_sub(1).max(from);
+        if let Ok(value) = format!("bytes {from}-{last}/{length}").parse() {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    Ok(response)
 }
 
 fn gate_kind(text: &str) -> Result<GateKind, ApiError> {

@@ -11,9 +11,24 @@ use tokio::sync::broadcast;
 
 pub use crate::domain::{Event, EventEnvelope};
 
+/// An event as it was sent: the envelope, and its JSON, serialised once
+/// however many clients receive it.
+#[derive(Debug)]
+pub struct Published {
+    pub envelope: EventEnvelope,
+    pub json: axum::extract::ws::Utf8Bytes,
+}
+
+impl std::ops::Deref for Published {
+    type Target = EventEnvelope;
+    fn deref(&self) -> &EventEnvelope {
+        &self.envelope
+    }
+}
+
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<Arc<EventEnvelope>>,
+    sender: broadcast::Sender<Arc<Published>>,
     seq: Arc<AtomicU64>,
 }
 
@@ -28,10 +43,14 @@ impl EventBus {
         let envelope =
             EventEnvelope { seq: self.seq.fetch_add(1, Ordering::Relaxed), at: Utc::now(), event };
         // No subscribers is fine: events are also reflected in /api/state.
-        let _ = self.sender.send(Arc::new(envelope));
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        let json = serde_json::to_string(&envelope).expect("events serialise").into();
+        let _ = self.sender.send(Arc::new(Published { envelope, json }));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
     }
 }

@@ -49,7 +49,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Every event from now on, as `/api/events` sends them.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::domain::EventEnvelope>> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<super::events::Published>> {
         self.bus.subscribe()
     }
 
