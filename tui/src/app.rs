@@ -4,17 +4,17 @@
 //! the client come out. That keeps every screen reproducible in tests.
 
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sando_wire::{
-    ChunkEncoding, ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId,
-    GateRunSummary, GateStatus, RunState, StateResponse, TierId, TierState,
+    ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary,
+    GateStatus, RunState, StateResponse, TierId, TierState,
 };
 
 use crate::describe::{Tone, describe};
-use crate::tail::LogTail;
+use crate::tail::{Continuity, LogTail};
 
 /// Bounds of one run's live tail: enough to read a failure in context,
 /// small enough that a dozen noisy runs stay well under 100 MiB.
@@ -62,6 +62,12 @@ pub enum Command {
     FetchRun(GateRunId),
     /// Fetch one run's persisted log.
     FetchLog(GateRunId),
+    /// Fetch a run's persisted log from byte `from` on, to fill a live
+    /// tail's gap (connected mid-run, or fell behind).
+    FetchLogFrom {
+        run_id: GateRunId,
+        from: u64,
+    },
     /// Accept or reject the updated component waiting for `kind`.
     SettleComponent {
         kind: GateKind,
@@ -83,6 +89,12 @@ pub enum Msg {
     Log {
         run_id: GateRunId,
         text: String,
+    },
+    /// A run's persisted log from byte `from` on, or why it could not be read.
+    LogFrom {
+        run_id: GateRunId,
+        from: u64,
+        bytes: Result<Vec<u8>, String>,
     },
     /// An action or fetch finished: what to tell the operator.
     Done {
@@ -178,6 +190,8 @@ pub struct App {
     tail_order: VecDeque<GateRunId>,
     /// Persisted logs fetched on request.
     pub full_logs: HashMap<GateRunId, LogTail>,
+    /// Live tails with a fetch of their gap under way (one at a time each).
+    filling: HashSet<GateRunId>,
     /// Runs fetched one by one (a detail screen on a run no longer latest).
     pub runs: HashMap<GateRunId, GateRunSummary>,
     /// Advanced by the clock; drives the spinner.
@@ -205,6 +219,7 @@ impl App {
             tails: HashMap::new(),
             tail_order: VecDeque::new(),
             full_logs: HashMap::new(),
+            filling: HashSet::new(),
             runs: HashMap::new(),
             tick: 0,
             log_height: Cell::new(10),
@@ -289,6 +304,18 @@ impl App {
                 self.runs.insert(run.run_id, run);
                 Vec::new()
             }
+            Msg::LogFrom { run_id, from, bytes } => {
+                self.filling.remove(&run_id);
+                match bytes {
+                    Ok(bytes) => {
+                        let tail = self.tail_mut(run_id);
+                        tail.skip_to(from);
+                        let _ = tail.push_at(from, &bytes);
+                    }
+                    Err(text) => self.status = Some(StatusLine { ok: false, text }),
+                }
+                Vec::new()
+            }
             Msg::Log { run_id, text } => {
                 // One full log at a time: each may be tens of MiB.
                 self.full_logs.clear();
@@ -330,14 +357,15 @@ impl App {
     fn apply_event(&mut self, envelope: EventEnvelope) -> Vec<Command> {
         let mut commands = Vec::new();
         match &envelope.event {
-            Event::GateLogChunk { run_id, encoding, data, .. } => {
-                // Shown as text; bytes that are not UTF-8 as U+FFFD.
-                match encoding {
-                    ChunkEncoding::Utf8 => self.tail_mut(*run_id).push(data),
-                    ChunkEncoding::Base64 => {
-                        let bytes = encoding.decode(data).unwrap_or_default();
-                        self.tail_mut(*run_id).push(&String::from_utf8_lossy(&bytes));
-                    }
+            Event::GateLogChunk { run_id, offset, encoding, data, .. } => {
+                let Some(bytes) = encoding.decode(data) else {
+                    self.undecodable += 1;
+                    return commands;
+                };
+                // Bytes past what the tail holds (this TUI connected mid-run,
+                // or fell behind): fetch what is missing, then go on live.
+                if let Continuity::Gap { from } = self.tail_mut(*run_id).push_at(*offset, &bytes) {
+                    commands.extend(self.fill(*run_id, from, *offset));
                 }
                 return commands;
             }
@@ -385,6 +413,16 @@ impl App {
                     text: format!("fell behind the daemon ({missed} events missed); resynced"),
                 });
                 commands.push(Command::Resync);
+                // Every running run's tail resumes where it stopped.
+                let running: Vec<(GateRunId, u64)> = self
+                    .tails
+                    .iter()
+                    .filter(|(id, _)| self.run(**id).is_some_and(|r| r.status == RunState::Running))
+                    .map(|(id, tail)| (*id, tail.next()))
+                    .collect();
+                for (run_id, from) in running {
+                    commands.extend(self.fill(run_id, from, from));
+                }
             }
             // Anything else moves versions between tiers or records an
             // action: the state has the result.
@@ -395,6 +433,17 @@ impl App {
             self.events.truncate(MAX_EVENT_LINES);
         }
         commands
+    }
+
+    /// The fetch that fills a tail's gap from `from`, unless one is under
+    /// way. Only the end is fetched (`TAIL_BYTES` before `upto`, the
+    /// offset live bytes arrive at): the tail shows no more.
+    fn fill(&mut self, run_id: GateRunId, from: u64, upto: u64) -> Option<Command> {
+        if !self.filling.insert(run_id) {
+            return None;
+        }
+        let from = from.max(upto.saturating_sub(TAIL_BYTES as u64));
+        Some(Command::FetchLogFrom { run_id, from })
     }
 
     fn tail_mut(&mut self, run_id: GateRunId) -> &mut LogTail {

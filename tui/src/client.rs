@@ -75,6 +75,19 @@ impl Client {
         Ok(text)
     }
 
+    /// One run's persisted log from byte `from` on, exactly as written.
+    pub fn log_from(&self, id: GateRunId, from: u64) -> Result<Vec<u8>, ClientError> {
+        let path = format!("/api/gate-runs/{id}/log?from={from}");
+        let mut response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
+        let status = response.status().as_u16();
+        let bytes =
+            response.body_mut().with_config().limit(MAX_LOG_DOWNLOAD).read_to_vec().map_err(
+                |e| ClientError::Unexpected { path: path.clone(), reason: e.to_string() },
+            )?;
+        refused(status, &String::from_utf8_lossy(&bytes))?;
+        Ok(bytes)
+    }
+
     pub fn confirm(&self, id: GateRunId, by: &str) -> Result<Confirmation, ClientError> {
         let body = ConfirmRequest { by: Some(by.to_owned()) };
         self.post_json(&format!("/api/gate-runs/{id}/confirm"), &body)
@@ -291,6 +304,13 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                     Err(e) => Msg::Done { ok: false, text: e.to_string() },
                 }
             }
+            Command::FetchLogFrom { run_id, from } => Msg::LogFrom {
+                run_id,
+                from,
+                bytes: client
+                    .log_from(run_id, from)
+                    .map_err(|e| format!("log of run {run_id}: {e}")),
+            },
             Command::FetchLog(run_id) => match client.log(run_id) {
                 Ok(text) => Msg::Log { run_id, text },
                 Err(e) => Msg::Done { ok: false, text: format!("log of run {run_id}: {e}") },

@@ -1,4 +1,4 @@
-//! `LogTail`: a run's log as lines in a ring buffer bounded in bytes and lines, fed by `gate_log_chunk` text as it arrives.
+//! `LogTail`: a run's log as lines in a ring buffer bounded in bytes and lines, fed by `gate_log_chunk` bytes at their offsets as they arrive.
 //!
 //! A gate can write faster than anyone reads, so the tail keeps only the end;
 //! the full log stays on the daemon (`/api/gate-runs/{id}/log`). Lines are
@@ -21,6 +21,20 @@ pub struct LogTail {
     max_lines: usize,
     /// Lines dropped from the front so far: the number of `lines[0]`.
     dropped: u64,
+    /// The log's offset of the next byte this tail expects: everything
+    /// before it has been taken (fetched or live), nothing after it.
+    next: u64,
+    /// The start of a UTF-8 character whose end has not arrived yet.
+    carry: Vec<u8>,
+}
+
+/// What became of bytes offered at an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Continuity {
+    /// They continued the log (or were held already).
+    Taken,
+    /// They start past what the tail holds: the log from `from` is missing.
+    Gap { from: u64 },
 }
 
 impl LogTail {
@@ -32,7 +46,55 @@ impl LogTail {
             max_bytes: max_bytes.max(MAX_LINE),
             max_lines: max_lines.max(1),
             dropped: 0,
+            next: 0,
+            carry: Vec::new(),
         }
+    }
+
+    /// Offers the log's bytes at `offset` (a live chunk, or a fetched
+    /// stretch): only what continues the tail is taken, what it holds
+    /// already is skipped, and bytes past a gap are refused so the gap can
+    /// be fetched first.
+    pub fn push_at(&mut self, offset: u64, bytes: &[u8]) -> Continuity {
+        let end = offset.saturating_add(bytes.len() as u64);
+        if offset > self.next {
+            return Continuity::Gap { from: self.next };
+        }
+        if end > self.next {
+            let skip = usize::try_from(self.next - offset).unwrap_or(usize::MAX);
+            self.push_bytes(&bytes[skip.min(bytes.len())..]);
+            self.next = end;
+        }
+        Continuity::Taken
+    }
+
+    /// The offset of the next byte expected.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Gives up on the bytes before `offset` (older than the tail would
+    /// keep): the tail goes on from there, after a line that says so.
+    pub fn skip_to(&mut self, offset: u64) {
+        if offset > self.next {
+            self.carry.clear();
+            if !self.partial.is_empty() {
+                self.end_line();
+            }
+            self.push(&format!(
+                "… ({} earlier bytes: press l for the full log)\n",
+                offset - self.next
+            ));
+            self.next = offset;
+        }
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.carry.extend_from_slice(bytes);
+        let cut = self.carry.len() - incomplete_suffix(&self.carry);
+        let text = String::from_utf8_lossy(&self.carry[..cut]).into_owned();
+        self.carry.drain(..cut);
+        self.push(&text);
     }
 
     /// The tail of a log given whole (the persisted log), within the same bounds.
@@ -129,9 +191,63 @@ impl LogTail {
     }
 }
 
+/// Length of a UTF-8 sequence begun but not finished at the end of `bytes`.
+fn incomplete_suffix(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let b = bytes[bytes.len() - back];
+        if b & 0b1100_0000 == 0b1000_0000 {
+            continue; // a continuation byte: look further back for the lead
+        }
+        let needed = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => return 0,
+        };
+        return if needed > back { back } else { 0 };
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_are_taken_once_in_order_and_a_gap_is_named() {
+        let mut tail = LogTail::new(1 << 20, 100);
+        // The log is "one\ntwo\nthree\n". Live bytes from the middle of
+        // a run: the start is missing.
+        assert_eq!(tail.push_at(8, b"three\n"), Continuity::Gap { from: 0 });
+        // Fetched from 0 (as far as the log had got), then the live chunk
+        // again, overlapping: one continuous log, nothing twice.
+        assert_eq!(tail.push_at(0, b"one\ntwo\nth"), Continuity::Taken);
+        assert_eq!(tail.push_at(8, b"three\n"), Continuity::Taken);
+        assert_eq!(tail.push_at(0, b"one\n"), Continuity::Taken, "held already");
+        assert_eq!(all(&tail), ["one", "two", "three"]);
+        assert_eq!(tail.next(), 14);
+    }
+
+    #[test]
+    fn a_character_split_across_chunks_is_whole() {
+        let mut tail = LogTail::new(1 << 20, 100);
+        let text = "prix: 5 €\n".as_bytes();
+        let split = text.len() - 2; // inside the euro sign
+        tail.push_at(0, &text[..split]);
+        tail.push_at(split as u64, &text[split..]);
+        assert_eq!(all(&tail), ["prix: 5 €"]);
+        tail.push_at(text.len() as u64, b"\xff!\n");
+        assert_eq!(all(&tail), ["prix: 5 €", "\u{fffd}!"]);
+    }
+
+    #[test]
+    fn finds_unfinished_characters() {
+        assert_eq!(incomplete_suffix(b"abc"), 0);
+        assert_eq!(incomplete_suffix("é".as_bytes()), 0);
+        assert_eq!(incomplete_suffix(&"é".as_bytes()[..1]), 1);
+        assert_eq!(incomplete_suffix(&"€".as_bytes()[..2]), 2);
+        assert_eq!(incomplete_suffix(&"😀".as_bytes()[..3]), 3);
+    }
 
     fn all(tail: &LogTail) -> Vec<&str> {
         (tail.first_line()..tail.end_line_no()).filter_map(|n| tail.line(n)).collect()

@@ -10,7 +10,7 @@ use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use sando_tui::app::{App, Command, Msg};
-use sando_wire::{EventEnvelope, StateResponse};
+use sando_wire::{EventEnvelope, GateRunId, StateResponse};
 use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
@@ -350,10 +350,12 @@ fn a_lost_connection_is_shown_and_the_place_is_kept() {
     assert_eq!(app.on_msg(Msg::Connected), vec![Command::Resync]);
     app.on_msg(Msg::State(state()));
     assert_eq!(app.selected, selected);
-    // A lag notice asks for a resync too.
+    // A lag notice asks for a resync too, and for the running run's log
+    // from where its tail stopped.
     let commands =
         app.on_msg(event(0, "2026-11-27T12:29:00Z", json!({"kind": "lagged", "missed": 1200})));
-    assert_eq!(commands, vec![Command::Resync]);
+    let run = GateRunId::try_from(13).unwrap();
+    assert_eq!(commands, vec![Command::Resync, Command::FetchLogFrom { run_id: run, from: 0 }]);
 }
 
 #[test]
@@ -497,4 +499,45 @@ fn a_retried_run_shows_its_attempt_and_a_stopped_loop_and_warnings_show_in_the_h
     assert_eq!(fg_of(terminal.backend().buffer(), "decision loop stopped"), Color::Red);
     assert!(screen.contains("⚠ not sandboxed (isolation = \"none\")"), "{screen}");
     assert_eq!(fg_of(terminal.backend().buffer(), "⚠ not sandboxed"), Color::Yellow);
+}
+
+/// A running run's log is one continuous text: what the daemon persisted
+/// before this TUI connected, then the live chunks (by their offsets, so
+/// nothing shows twice), and after a lag the same again from where it
+/// stopped.
+#[test]
+fn a_running_log_joins_its_persisted_start_and_resumes_after_a_lag() {
+    let mut app = app();
+    let run = GateRunId::try_from(13).unwrap();
+    let chunk = |seq: u64, offset: u64, data: &str| {
+        event(
+            100 + seq,
+            "2026-11-27T12:22:05Z",
+            json!({"kind": "gate_log_chunk", "run_id": 13, "seq": seq, "stream": "stdout",
+                   "offset": offset, "data": data}),
+        )
+    };
+    let tail = |app: &App| {
+        let tail = &app.tails[&run];
+        (tail.first_line()..tail.end_line_no())
+            .filter_map(|n| tail.line(n).map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    // The log is "one\ntwo\nthree\nfour\nfive\n"; this TUI sees the run
+    // from "three" on, and asks for what came before.
+    let commands = app.on_msg(chunk(0, 8, "three\n"));
+    assert_eq!(commands, [Command::FetchLogFrom { run_id: run, from: 0 }]);
+    assert!(app.on_msg(chunk(1, 14, "fo")).is_empty(), "one fetch at a time");
+    app.on_msg(Msg::LogFrom { run_id: run, from: 0, bytes: Ok(b"one\ntwo\nth".to_vec()) });
+    app.on_msg(chunk(2, 8, "three\nfour\n"));
+    assert_eq!(tail(&app), ["one", "two", "three", "four"]);
+
+    // Fell behind: resynced, and the running run's log resumes at its end.
+    let commands =
+        app.on_msg(event(200, "2026-11-27T12:22:06Z", json!({"kind": "lagged", "missed": 9})));
+    assert!(commands.contains(&Command::Resync), "{commands:?}");
+    assert!(commands.contains(&Command::FetchLogFrom { run_id: run, from: 19 }), "{commands:?}");
+    app.on_msg(Msg::LogFrom { run_id: run, from: 19, bytes: Ok(b"fi".to_vec()) });
+    app.on_msg(chunk(3, 19, "five\n"));
+    assert_eq!(tail(&app), ["one", "two", "three", "four", "five"]);
 }
