@@ -202,8 +202,9 @@ async fn start(
         store,
         sandbox,
         components,
-        // Log chunks are at most 16 KiB, so a subscriber that stops reading
-        // holds at most 16 MiB of them before it is told it lagged.
+        // Log chunks are reads of at most 64 KiB, so the ring holds up to
+        // 64 MiB of them (and their JSON) before a slow subscriber is told it
+        // lagged; it then resumes each log by offset.
         bus: EventBus::new(1024),
         token,
         executor: Arc::new(executor) as Arc<dyn Executor>,
