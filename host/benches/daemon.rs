@@ -385,6 +385,36 @@ fn main() {
         latency(root.path(), &repo, &sha).await;
         state_with_history(root.path()).await;
     });
+    // The daemons go with their runtime; every process they started (the
+    // generators stay up for ten minutes) must go with them.
+    drop(runtime);
+    let marker = root.path().display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let left = processes_with(&marker);
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("processes left behind: {}", left.len());
+    assert!(left.is_empty(), "the benchmark left processes behind: {left:?}");
+}
+
+/// Every process whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let own = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy() != own)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(marker).then_some(cmdline)
+        })
+        .collect()
 }
 
 /// A `gate_log_chunk`'s bytes, whichever encoding carries them.
