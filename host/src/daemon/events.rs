@@ -12,7 +12,9 @@ use tokio::sync::broadcast;
 pub use crate::domain::{Event, EventEnvelope};
 
 /// An event as it was sent: the envelope, and its JSON, serialised once
-/// however many clients receive it.
+/// however many clients receive it. A log chunk's bytes are kept only in
+/// the JSON (the envelope's `data` is emptied): the ring holds its last
+/// values whoever has read them, and chunks are most of its memory.
 #[derive(Debug)]
 pub struct Published {
     pub envelope: EventEnvelope,
@@ -47,6 +49,10 @@ impl EventBus {
             return;
         }
         let json = serde_json::to_string(&envelope).expect("events serialise").into();
+        let mut envelope = envelope;
+        if let Event::GateLogChunk { data, .. } = &mut envelope.event {
+            *data = String::new();
+        }
         let _ = self.sender.send(Arc::new(Published { envelope, json }));
     }
 
