@@ -786,11 +786,77 @@ unsafe fn supervise(child: libc::pid_t) -> ! {
                 let interrupted =
                     read < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
                 if read <= 0 && !interrupted {
+                    // Under bubblewrap the program's child is the namespace's
+                    // init: killed, the kernel ends the whole namespace, with
+                    // no parent-death signal to rely on.
+                    kill_children_of(child);
                     libc::kill(child, libc::SIGKILL);
                     libc::kill(0, libc::SIGKILL);
                     libc::_exit(128 + libc::SIGKILL);
                 }
             }
+        }
+    }
+}
+
+/// SIGKILLs the children of `pid`, read from
+/// `/proc/<pid>/task/<pid>/children` into a buffer on the stack.
+///
+/// # Safety
+/// As for [`supervise`]: no allocation, system calls only.
+unsafe fn kill_children_of(pid: libc::pid_t) {
+    // "/proc/" + pid + "/task/" + pid + "/children\0"
+    let mut path = [0u8; 64];
+    let mut len = 0;
+    let mut put = |bytes: &[u8], len: &mut usize| {
+        for &b in bytes {
+            if *len < path.len() - 1 {
+                path[*len] = b;
+                *len += 1;
+            }
+        }
+    };
+    let mut digits = [0u8; 12];
+    let mut n = 0;
+    let mut value = pid.unsigned_abs();
+    loop {
+        digits[digits.len() - 1 - n] = b'0' + (value % 10) as u8;
+        n += 1;
+        value /= 10;
+        if value == 0 || n == digits.len() {
+            break;
+        }
+    }
+    let number = &digits[digits.len() - n..];
+    put(b"/proc/", &mut len);
+    put(number, &mut len);
+    put(b"/task/", &mut len);
+    put(number, &mut len);
+    put(b"/children", &mut len);
+    // SAFETY (whole body): open/read/close/kill on a path we built; the
+    // buffer outlives every call that uses it.
+    unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return;
+        }
+        let mut buf = [0u8; 512];
+        let read = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        let Ok(read) = usize::try_from(read) else { return };
+        let mut current: libc::pid_t = 0;
+        for &b in &buf[..read] {
+            if b.is_ascii_digit() {
+                current = current.saturating_mul(10).saturating_add(libc::pid_t::from(b - b'0'));
+            } else {
+                if current > 0 {
+                    libc::kill(current, libc::SIGKILL);
+                }
+                current = 0;
+            }
+        }
+        if current > 0 {
+            libc::kill(current, libc::SIGKILL);
         }
     }
 }
