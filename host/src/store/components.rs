@@ -30,6 +30,27 @@ pub fn process_end_text(end: ProcessEnd) -> String {
     }
 }
 
+/// A recorded output from its columns (`raw_outputs`, `transcript_outputs`);
+/// `None` when `process_end` no longer parses.
+fn output_from(
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    process_end: &str,
+    duration_ms: Option<i64>,
+) -> Option<RawOutput> {
+    Some(RawOutput {
+        stdout,
+        stderr,
+        end: parse_process_end(process_end)?,
+        duration_ms: duration_ms.and_then(|d| u64::try_from(d).ok()),
+    })
+}
+
+/// An output's `process_end` and `duration_ms` columns.
+fn end_columns(output: &RawOutput) -> (String, Option<i64>) {
+    (process_end_text(output.end), output.duration_ms.and_then(|d| i64::try_from(d).ok()))
+}
+
 fn parse_process_end(text: &str) -> Option<ProcessEnd> {
     let (what, number) = text.split_once(' ').unwrap_or((text, ""));
     let number = number.parse::<i32>();
@@ -90,12 +111,7 @@ impl RawRow {
             tier: self.tier,
             version: self.version,
             outcome: self.outcome,
-            output: RawOutput {
-                stdout: self.stdout,
-                stderr: self.stderr,
-                end: parse_process_end(&self.process_end)?,
-                duration_ms: self.duration_ms.and_then(|d| u64::try_from(d).ok()),
-            },
+            output: output_from(self.stdout, self.stderr, &self.process_end, self.duration_ms)?,
         })
     }
 }
@@ -107,8 +123,7 @@ impl Store {
         kind: GateKind,
         output: &RawOutput,
     ) -> Result<()> {
-        let end = process_end_text(output.end);
-        let duration = output.duration_ms.and_then(|d| i64::try_from(d).ok());
+        let (end, duration) = end_columns(output);
         sqlx::query!(
             "INSERT OR REPLACE INTO raw_outputs (gate_run_id, gate_kind, stdout, stderr, process_end, duration_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -409,8 +424,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (seq, output) in (0_i64..).zip(outputs) {
-            let end = process_end_text(output.end);
-            let duration = output.duration_ms.and_then(|d| i64::try_from(d).ok());
+            let (end, duration) = end_columns(output);
             sqlx::query!(
                 "INSERT INTO transcript_outputs (gate_run_id, seq, stdout, stderr, process_end, duration_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -470,14 +484,7 @@ impl Store {
         .await?;
         let outputs: Option<Vec<RawOutput>> = outputs
             .into_iter()
-            .map(|o| {
-                Some(RawOutput {
-                    stdout: o.stdout,
-                    stderr: o.stderr,
-                    end: parse_process_end(&o.process_end)?,
-                    duration_ms: o.duration_ms.and_then(|d| u64::try_from(d).ok()),
-                })
-            })
+            .map(|o| output_from(o.stdout, o.stderr, &o.process_end, o.duration_ms))
             .collect();
         let spawns = transcript.calls.iter().filter(|c| matches!(c, Call::Spawn(_))).count();
         Ok(outputs.filter(|o| o.len() == spawns).map(|outputs| RecordedTranscript {
