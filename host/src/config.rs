@@ -13,6 +13,7 @@ use toml::Spanned;
 
 pub use crate::domain::Canary;
 use crate::domain::{GateFailure, GateKind, NodeId, TierId};
+use crate::run_as::RunAs;
 
 /// A config problem, located: `sando.toml:12:5: tiers[1].gates[0].duration: …`.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,9 @@ pub struct Config {
     pub defaults: Defaults,
     /// Whether code under test (builds, gate processes) runs sandboxed.
     pub isolation: IsolationMode,
+    /// The unprivileged user code under test runs as inside the sandbox
+    /// (`run_as`); unset, it runs as root without capabilities.
+    pub run_as: Option<RunAs>,
     /// Whether the read routes answer without the token (`public_read`).
     pub public_read: bool,
     /// Origins (`https://ops.example.com`) besides the daemon's own whose
@@ -354,6 +358,7 @@ struct RawConfig {
     #[serde(default)]
     defaults: RawDefaults,
     isolation: Option<Spanned<String>>,
+    run_as: Option<Spanned<String>>,
     public_read: Option<bool>,
     #[serde(default)]
     allowed_origins: Vec<String>,
@@ -738,6 +743,35 @@ impl Config {
             )?;
             tiers.push(Tier { name, canary, nodes, gates, deploy_retry });
         }
+        let isolation = match &raw.isolation {
+            None => IsolationMode::Sandbox,
+            Some(mode) => match mode.get_ref().as_str() {
+                "sandbox" => IsolationMode::Sandbox,
+                "none" => IsolationMode::None,
+                other => {
+                    return Err(source.error(
+                        mode.span(),
+                        "isolation",
+                        format!("unknown isolation {other:?} (use sandbox or none)"),
+                    ));
+                }
+            },
+        };
+        let run_as = match &raw.run_as {
+            None => None,
+            Some(_) if isolation == IsolationMode::None => {
+                let span = raw.isolation.as_ref().map_or(0..0, |i| i.span());
+                return Err(source.error(
+                    span,
+                    "isolation",
+                    "run_as needs isolation = \"sandbox\": without the sandbox the toolchain and work tree cannot be opened to the user",
+                ));
+            }
+            Some(user) => Some(
+                RunAs::lookup(user.get_ref())
+                    .map_err(|message| source.error(user.span(), "run_as", message))?,
+            ),
+        };
         Ok(Config {
             listen,
             data_dir: resolve(raw.data_dir.get_ref()),
@@ -763,20 +797,8 @@ impl Config {
                     ));
                 }
             },
-            isolation: match &raw.isolation {
-                None => IsolationMode::Sandbox,
-                Some(mode) => match mode.get_ref().as_str() {
-                    "sandbox" => IsolationMode::Sandbox,
-                    "none" => IsolationMode::None,
-                    other => {
-                        return Err(source.error(
-                            mode.span(),
-                            "isolation",
-                            format!("unknown isolation {other:?} (use sandbox or none)"),
-                        ));
-                    }
-                },
-            },
+            isolation,
+            run_as,
         })
     }
 
@@ -979,6 +1001,26 @@ kind = "manual_confirm"
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(Path::new("/etc/sando/sando.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn run_as_names_an_unprivileged_user_and_needs_the_sandbox() {
+        assert_eq!(parse(GOOD).unwrap().run_as, None);
+        let nobody = format!("run_as = \"nobody\"\n{GOOD}");
+        let config = parse(&nobody).unwrap();
+        assert_eq!(config.run_as.as_ref().map(|u| u.name()), Some("nobody"));
+        assert_eq!(
+            parse(&format!("run_as = \"root\"\n{GOOD}")).unwrap_err(),
+            "/etc/sando/sando.toml:1:10: run_as: \"root\" is root; name an unprivileged user (code under test already runs as root without capabilities when run_as is unset)"
+        );
+        assert_eq!(
+            parse(&format!("run_as = \"no-such-sando-user\"\n{GOOD}")).unwrap_err(),
+            "/etc/sando/sando.toml:1:10: run_as: no user \"no-such-sando-user\" on this machine"
+        );
+        assert_eq!(
+            parse(&format!("isolation = \"none\"\n{nobody}")).unwrap_err(),
+            "/etc/sando/sando.toml:1:13: isolation: run_as needs isolation = \"sandbox\": without the sandbox the toolchain and work tree cannot be opened to the user"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio::process::{Child, Command};
 pub use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ProcessEnd, RawOutput};
+pub use crate::run_as::RunAs;
 
 /// How much of each stream is kept for the classifier: the end of a tool's
 /// output is where its verdict is (libtest's and nextest's summaries, cargo's
@@ -148,6 +149,9 @@ pub struct Isolation {
     pub readable: Vec<PathBuf>,
     /// Keep the host's network (else only a private loopback).
     pub network: bool,
+    /// The unprivileged user the process runs as, else root without
+    /// capabilities.
+    pub run_as: Option<RunAs>,
 }
 
 impl Isolation {
@@ -158,13 +162,25 @@ impl Isolation {
             |words: &[&std::ffi::OsStr]| args.extend(words.iter().map(|w| w.to_os_string()));
         let os = |s: &'static str| std::ffi::OsStr::new(s);
         push(&[os("--ro-bind"), os("/"), os("/"), os("--dev"), os("/dev")]);
-        push(&[os("--proc"), os("/proc"), os("--tmpfs"), os("/tmp")]);
+        push(&[os("--proc"), os("/proc"), os("--perms"), os("1777"), os("--tmpfs"), os("/tmp")]);
+        if let Some(user) = &self.run_as {
+            let needed: Vec<&Path> =
+                self.writable.iter().chain(&self.readable).map(PathBuf::as_path).collect();
+            args.extend(user.open_ways(&needed));
+        }
+        let mut push =
+            |words: &[&std::ffi::OsStr]| args.extend(words.iter().map(|w| w.to_os_string()));
+        // Each mount point's parents first, as directories anyone may enter:
+        // bubblewrap makes missing parents private to root, which would shut
+        // out a `run_as` user. Parents that exist are left as they are.
         let binds = |push: &mut dyn FnMut(&[&std::ffi::OsStr])| {
-            for path in self.writable.iter().filter(|p| p.exists()) {
-                push(&[os("--bind"), path.as_os_str(), path.as_os_str()]);
-            }
-            for path in self.readable.iter().filter(|p| p.exists()) {
-                push(&[os("--ro-bind"), path.as_os_str(), path.as_os_str()]);
+            let writable = self.writable.iter().map(|p| (os("--bind"), p));
+            let readable = self.readable.iter().map(|p| (os("--ro-bind"), p));
+            for (how, path) in writable.chain(readable).filter(|(_, p)| p.exists()) {
+                if let Some(parent) = path.parent() {
+                    push(&[os("--dir"), parent.as_os_str()]);
+                }
+                push(&[how, path.as_os_str(), path.as_os_str()]);
             }
         };
         binds(&mut push);
@@ -183,6 +199,12 @@ impl Isolation {
         }
         push(&[os("--unshare-pid"), os("--unshare-ipc"), os("--unshare-uts")]);
         push(&[os("--unshare-cgroup-try"), os("--die-with-parent"), os("--new-session")]);
+        // Root inside without a capability: it cannot remount, unmount what
+        // hides the daemon's files, or trace. `setpriv` alone may change user.
+        push(&[os("--cap-drop"), os("ALL")]);
+        if self.run_as.is_some() {
+            push(&[os("--cap-add"), os("CAP_SETUID"), os("--cap-add"), os("CAP_SETGID")]);
+        }
         if !self.network {
             push(&[os("--unshare-net")]);
         }
@@ -357,6 +379,12 @@ impl LocalExecutor {
         self.isolate && self.contains_trees()
     }
 
+    /// Whether a sandboxed process can change to its `run_as` user: `setpriv`
+    /// is on `PATH`.
+    pub fn can_change_user(&self) -> bool {
+        resolve("setpriv", None).is_ok()
+    }
+
     /// Whether ending a process also ends descendants that left its group.
     pub fn contains_trees(&self) -> bool {
         matches!(self.containment, Containment::PidNamespace { .. })
@@ -367,9 +395,11 @@ impl LocalExecutor {
         let mut command = match &self.containment {
             Containment::PidNamespace { bwrap } => {
                 let mut command = Command::new(bwrap);
+                let mut run_as = None;
                 match spec.isolation.as_ref().filter(|_| self.isolate) {
                     Some(isolation) => {
                         command.args(isolation.bwrap_args(spec.cwd.as_deref()));
+                        run_as = isolation.run_as.as_ref();
                     }
                     None => {
                         command.args(namespace_args());
@@ -378,7 +408,11 @@ impl LocalExecutor {
                 if let Some(owner) = &self.owner {
                     command.args(["--setenv", "SANDO_OWNER", owner]);
                 }
-                command.arg("--").arg(&program);
+                command.arg("--");
+                if let Some(user) = run_as {
+                    command.args(user.setpriv(&resolve("setpriv", None)?));
+                }
+                command.arg(&program);
                 command
             }
             Containment::ProcessGroup => Command::new(&program),
@@ -1144,6 +1178,33 @@ mod tests {
 
     #[test]
     fn a_sandbox_hides_the_daemons_files_and_the_network() {
+        sandboxed_attempts(None);
+    }
+
+    #[test]
+    fn a_run_as_sandbox_runs_as_that_user_with_the_toolchain_in_reach() {
+        let nobody = RunAs::lookup("nobody").unwrap();
+        let stdout = sandboxed_attempts(Some(nobody.clone()));
+        assert!(stdout.contains(&format!("uid {}\n", nobody.uid())), "{stdout}");
+        assert!(stdout.contains("toolchain cargo "), "cargo runs as {}: {stdout}", nobody.name());
+        // A home the user may not enter shows only the toolchain mounted back.
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap();
+        if std::fs::metadata(&home).unwrap().permissions().mode() & 0o005 != 0o005 {
+            let line = stdout.lines().find(|l| l.starts_with("home:")).unwrap();
+            let toolchain: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+                .chain([home.join(".cargo"), home.join(".rustup")])
+                .collect();
+            for entry in line.split_whitespace().skip(1) {
+                let shown = home.join(entry);
+                assert!(toolchain.iter().any(|t| t.starts_with(&shown)), "{entry} shows in {line}");
+            }
+        }
+    }
+
+    /// Runs a script that tries to reach the daemon's files, undo the
+    /// sandbox and reach the network; asserts every attempt failed and
+    /// returns what it printed.
+    fn sandboxed_attempts(run_as: Option<RunAs>) -> String {
         let executor = executor();
         assert!(executor.isolates(), "bubblewrap is needed (./x installs it)");
         let root = tempfile::tempdir().unwrap();
@@ -1158,18 +1219,28 @@ mod tests {
         let artifact = data.join("artifacts/app");
         std::fs::create_dir_all(artifact.parent().unwrap()).unwrap();
         std::fs::write(&artifact, "the-artifact").unwrap();
+        if let Some(user) = &run_as {
+            user.own(&tree).unwrap();
+            user.let_read(&artifact).unwrap();
+        }
         let script = format!(
             "cat {db} 2>/dev/null; cat {token}; cat {artifact}; echo; \
              echo tree > {tree}/written && echo wrote-tree; \
              touch {data}/planted 2>/dev/null || echo no-write-data; \
              touch /etc/planted 2>/dev/null || echo no-write-root; \
              echo private > /tmp/mine && echo wrote-tmp; \
+             umount {token} 2>/dev/null && cat {token} || echo no-unmount; \
+             umount {data} 2>/dev/null && cat {db} || echo no-unmount-data; \
+             mount -o remount,rw / 2>/dev/null && touch {root}/planted && echo remounted || echo no-remount; \
+             echo uid $(id -u); echo toolchain $(cargo --version 2>&1); \
+             echo home: $(ls -A \"$HOME\" 2>&1); \
              (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo net-open || echo net-closed",
             db = data.join("sando.sqlite").display(),
             token = token.display(),
             artifact = artifact.display(),
             tree = tree.display(),
             data = data.display(),
+            root = root.path().display(),
             port = listener.local_addr().unwrap().port(),
         );
         let spec = ProcessSpec {
@@ -1181,6 +1252,7 @@ mod tests {
                 writable: vec![tree.clone()],
                 readable: vec![artifact.clone()],
                 network: false,
+                run_as,
             }),
             ..ProcessSpec::default()
         };
@@ -1188,14 +1260,24 @@ mod tests {
         let stdout = String::from_utf8_lossy(&out.output.stdout).into_owned();
         assert!(!stdout.contains("secret"), "{stdout}");
         assert!(stdout.starts_with("the-artifact\n"), "the artifact is readable: {stdout}");
-        for expected in ["wrote-tree", "no-write-data", "no-write-root", "wrote-tmp", "net-closed"]
-        {
+        for expected in [
+            "wrote-tree",
+            "no-write-data",
+            "no-write-root",
+            "wrote-tmp",
+            "no-unmount\n",
+            "no-unmount-data",
+            "no-remount",
+            "net-closed",
+        ] {
             assert!(stdout.contains(expected), "{expected} in {stdout}");
         }
         assert_eq!(std::fs::read_to_string(tree.join("written")).unwrap(), "tree\n");
         assert!(!data.join("planted").exists() && !Path::new("/etc/planted").exists());
+        assert!(!root.path().join("planted").exists());
         assert!(!Path::new("/tmp/mine").exists(), "/tmp is private");
         assert_eq!(std::fs::read_to_string(&token).unwrap(), "secret-token");
+        stdout
     }
 
     #[test]

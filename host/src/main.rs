@@ -278,6 +278,9 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             executor.describe()
         );
     }
+    if let Some(user) = &config.run_as {
+        println!("code under test runs as {} (uid {})", user.name(), user.uid());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,17 @@ const BACKUP_SECRET: &str = "PROD-SECRET-ROW-7f3a";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_commit_reaches_nothing_and_leaks_nothing() {
+    hostile_commit(None).await;
+}
+
+/// The same, with `run_as`: the code under test runs as `nobody`, owns its
+/// work tree, and still builds and tests with the daemon's toolchain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_commit_run_as_an_unprivileged_user_reaches_nothing() {
+    hostile_commit(Some("nobody")).await;
+}
+
+async fn hostile_commit(run_as: Option<&str>) {
     let root = tempfile::tempdir().unwrap();
     let project = Project::new(root.path());
     let data = root.path().join("data");
@@ -26,6 +37,7 @@ async fn a_hostile_commit_reaches_nothing_and_leaks_nothing() {
         &config,
         format!(
             r#"listen = "127.0.0.1:0"
+{run_as}
 data_dir = "data"
 token_file = "{token}"
 backup_source = "{backup}"
@@ -46,6 +58,7 @@ name = "prod"
 [[tiers.gates]]
 kind = "manual_confirm"
 "#,
+            run_as = run_as.map(|user| format!("run_as = {user:?}")).unwrap_or_default(),
             token = token_file.display(),
             backup = backup_source.display(),
             repo = project.dir.display(),
@@ -69,6 +82,14 @@ kind = "manual_confirm"
             }}
         }}
         let read = |p: &str| std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned());
+        let sh = |script: &str| -> std::io::Result<String> {{
+            let out = std::process::Command::new("sh").args(["-c", script]).output()?;
+            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+            if out.status.success() {{ Ok(text(&out.stdout)) }} else {{ Err(std::io::Error::other(text(&out.stderr))) }}
+        }};
+        println!("running as uid {{}}", sh("id -u").unwrap_or_default());
+        attempt("unmount what hides the token", sh(&format!("umount {{0}} && cat {{0}}", {token:?})));
+        attempt("remount the root writable", sh(&format!("mount -o remount,rw / && touch {{}}", {outside:?})));
         attempt("token file", read({token:?}));
         attempt("database", read({db:?}));
         attempt("backup source", read({backup:?}));
@@ -93,6 +114,7 @@ kind = "manual_confirm"
         backup = backup_source.display().to_string(),
         backups = data.join("backups").display().to_string(),
         planted = data.join("planted").display().to_string(),
+        outside = root.path().join("planted").display().to_string(),
         artifact = data.join("artifacts/0.1.0/tiny").display().to_string(),
     );
     let sha = project.commit_lib(
@@ -123,13 +145,25 @@ kind = "manual_confirm"
         "write into the data directory",
         "replace the artifact",
         "network",
+        "unmount what hides the token",
+        "remount the root writable",
     ] {
         assert!(log.contains(&format!("denied {what}:")), "{what} was not denied:\n{log}");
     }
     assert!(!log.contains("REACHED"), "{log}");
 
+    // It ran as the user it was meant to, in a tree that user owns.
+    let uid = match run_as {
+        None => 0,
+        Some(user) => sando::run_as::RunAs::lookup(user).unwrap().uid(),
+    };
+    assert!(log.contains(&format!("running as uid {uid}\n")), "{log}");
+    let target = data.join("worktrees").join(&sha).join("target");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&target).unwrap()), uid);
+
     // Nothing was changed, and what was deployed is what was built.
     assert!(!data.join("planted").exists());
+    assert!(!root.path().join("planted").exists());
     let deployed = std::fs::read(node.join("tiny")).unwrap();
     assert_eq!(deployed, std::fs::read(data.join("artifacts/0.1.0/tiny")).unwrap());
     assert_ne!(deployed, b"evil");

@@ -79,6 +79,14 @@ pub fn read_token(source: &TokenSource) -> Result<String, StartError> {
 /// daemon refuses to start rather than run it unsandboxed.
 pub fn executor_for(config: &Config) -> Result<LocalExecutor, StartError> {
     let executor = LocalExecutor::detect(config.defaults.kill_grace);
+    if let Some(user) = &config.run_as
+        && !executor.can_change_user()
+    {
+        return Err(StartError::Isolation(format!(
+            "run_as = {:?}: setpriv (util-linux) is not on PATH, so code under test cannot change to that user; install util-linux or remove run_as",
+            user.name()
+        )));
+    }
     match config.isolation {
         IsolationMode::None => Ok(executor.without_isolation()),
         IsolationMode::Sandbox if executor.isolates() => Ok(executor),

@@ -181,6 +181,22 @@ async fn build(
         })?;
     }
 
+    // The user code under test runs as must own what it builds in. A tree
+    // made before `run_as` was set is handed over too.
+    if let Some(user) = config.run_as.clone() {
+        let owned = tree.clone();
+        tokio::task::spawn_blocking(move || user.own(&owned))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| BuildFailure::HostFault {
+                message: format!(
+                    "handing the work tree to the run_as user: {}",
+                    crate::fixtures::io_message(&e)
+                ),
+            })?;
+    }
+
     let build = &config.project.build;
     log.note(&crate::executor::redact(&format!("running {build}")));
     let out =
@@ -208,9 +224,19 @@ async fn build(
         }
         return Ok((existing, None));
     }
-    let source = tree.join(&config.project.artifact);
+    // The build's code could have made the artifact a link to anything the
+    // daemon can read; only a regular file inside the tree is kept. Nothing
+    // of the build runs any more, so what is checked is what is copied.
+    let source = inside_tree(&tree, &config.project.artifact).ok_or_else(|| {
+        BuildFailure::ArtifactMissing { path: config.project.artifact.display().to_string() }
+    })?;
     let dir = daemon.data_dir().join("artifacts").join(version.to_string());
-    let name = source.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("artifact"));
+    let name = config
+        .project
+        .artifact
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("artifact"));
     let artifact = dir.join(name);
     let copied = async {
         tokio::fs::create_dir_all(&dir).await?;
@@ -230,6 +256,15 @@ async fn build(
         artifact: artifact.display().to_string(),
     };
     Ok((row, Some(sha256)))
+}
+
+/// `relative` under `tree`, if it resolves (links followed) to a regular
+/// file that is still inside the tree.
+fn inside_tree(tree: &Path, relative: &Path) -> Option<PathBuf> {
+    let tree = tree.canonicalize().ok()?;
+    let resolved = tree.join(relative).canonicalize().ok()?;
+    let regular = std::fs::metadata(&resolved).is_ok_and(|m| m.is_file());
+    (regular && resolved.starts_with(&tree)).then_some(resolved)
 }
 
 /// The sha256 of a file, hex, read off the runtime's threads.
@@ -273,4 +308,28 @@ fn manifest_version(path: &Path) -> Result<Version, String> {
         .and_then(|v| v.as_str())
         .ok_or("no [package] version")?;
     version.parse().map_err(|e: crate::domain::ParseError| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_artifact_is_kept_only_as_a_regular_file_inside_its_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("target/debug/deps")).unwrap();
+        std::fs::write(tree.join("target/debug/deps/app-1f2e"), "built").unwrap();
+        std::fs::write(dir.path().join("token"), "secret").unwrap();
+        let link = |name: &str, to: &Path| std::os::unix::fs::symlink(to, tree.join(name)).unwrap();
+        link("target/debug/app", Path::new("deps/app-1f2e"));
+        link("target/debug/leak", &dir.path().join("token"));
+        link("target/escape", dir.path());
+
+        let kept = inside_tree(&tree, Path::new("target/debug/app")).unwrap();
+        assert_eq!(std::fs::read_to_string(kept).unwrap(), "built");
+        for outside in ["target/debug/leak", "target/escape/token", "target/debug", "../token"] {
+            assert_eq!(inside_tree(&tree, Path::new(outside)), None, "{outside}");
+        }
+    }
 }

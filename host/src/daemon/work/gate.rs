@@ -279,6 +279,19 @@ async fn runner_env(
                 .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at });
         }
     }
+    if let Some(user) = &isolation.run_as {
+        // What the gate is given must be open to the user it runs as.
+        for path in &isolation.readable {
+            if let Err(e) = user.let_read(path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open to the run_as user");
+            }
+        }
+        for dir in isolation.writable.iter().filter(|dir| **dir != tree) {
+            if let Err(e) = user.let_write(dir) {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot open to the run_as user");
+            }
+        }
+    }
     env.isolation = Some(isolation);
     Ok(env)
 }

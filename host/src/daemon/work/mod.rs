@@ -24,7 +24,13 @@ pub(crate) fn sandbox_for(daemon: &Daemon, tree: &Path, network: bool) -> Isolat
         hidden.push(path.clone());
     }
     hidden.extend(daemon.config.backup_source.clone());
-    Isolation { hidden, writable: vec![tree.to_path_buf()], readable: Vec::new(), network }
+    Isolation {
+        hidden,
+        writable: vec![tree.to_path_buf()],
+        readable: Vec::new(),
+        network,
+        run_as: daemon.config.run_as.clone(),
+    }
 }
 
 /// What a worker has started, for the coordinator to settle if it panics.
