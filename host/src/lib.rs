@@ -8,6 +8,7 @@ pub mod demo;
 pub mod domain;
 pub mod executor;
 pub mod fixtures;
+pub mod legacy;
 pub mod migrate;
 pub mod run_as;
 pub mod sandbox;

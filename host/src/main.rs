@@ -27,6 +27,25 @@ struct Cli {
 enum Command {
     /// Classify one captured process output and print its GateStatus as JSON.
     Classify(ClassifyArgs),
+    /// Import the old, stringly-typed daemon's history (its SQLite file)
+    /// into this daemon's database, typed. Never writes to the old file.
+    ImportLegacy {
+        /// The old daemon's database.
+        #[arg(long)]
+        from: PathBuf,
+        /// This daemon's config: its data directory receives the history.
+        #[arg(long)]
+        config: PathBuf,
+        /// The old daemon's log directory (`<version>/<gate>.log`).
+        #[arg(long)]
+        logs: Option<PathBuf>,
+        /// Check and map everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Work with gate components.
     Gate {
         #[command(subcommand)]
@@ -246,6 +265,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reclassify { gate, since, all, apply, remote } => {
             remote::reclassify(&gate, since.as_deref(), all, apply, &remote.url, &remote.token_file)
         }
+        Command::ImportLegacy { from, config, logs, dry_run, report } => {
+            import_legacy(&from, &config, logs.as_deref(), dry_run, report.as_deref())
+        }
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
         Command::Tui { url, token_file } => {
@@ -280,6 +302,40 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     }
     if let Some(user) = &config.run_as {
         println!("code under test runs as {} (uid {})", user.name(), user.uid());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_legacy(
+    from: &Path,
+    config: &Path,
+    logs: Option<&Path>,
+    dry_run: bool,
+    report_file: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let request = sando::legacy::ImportRequest { from, config: &config, logs, dry_run };
+    let outcome = tokio::runtime::Runtime::new()?.block_on(sando::legacy::import(&request))?;
+    let report = match &outcome {
+        sando::legacy::Outcome::Imported(report) => {
+            let verb = if dry_run { "would import" } else { "imported" };
+            println!("{verb} {}:\n{}", from.display(), report.summary());
+            report
+        }
+        sando::legacy::Outcome::AlreadyImported { imported_at, report } => {
+            println!(
+                "{} was already imported at {imported_at}; nothing changed:\n{}",
+                from.display(),
+                report.summary()
+            );
+            report
+        }
+    };
+    if let Some(file) = report_file {
+        let json = serde_json::to_string_pretty(report)?;
+        std::fs::write(file, json + "\n").map_err(|e| {
+            anyhow::anyhow!("{}: {}", file.display(), sando::fixtures::io_message(&e))
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -284,6 +284,7 @@ fn pass_note() -> impl Strategy<Value = PassNote> {
         (any::<u32>(), any::<u32>())
             .prop_map(|(count, duration_s)| PassNote::TestsPassed { count, duration_s }),
         at().prop_map(|at| PassNote::OperatorConfirmed { at }),
+        proptest::option::of(".*").prop_map(|text| PassNote::Legacy { text }),
     ]
 }
 
@@ -338,7 +339,8 @@ fn failure() -> impl Strategy<Value = GateFailure> {
         any::<i32>().prop_map(|os_error| GateFailure::SpawnFailed { os_error }),
         (gate_kind(), any::<u32>())
             .prop_map(|(gate, after_s)| GateFailure::Timeout { gate, after_s }),
-        Just(GateFailure::Unclassified),
+        proptest::option::of(".*")
+            .prop_map(|legacy_detail| GateFailure::Unclassified { legacy_detail }),
         Just(GateFailure::Interrupted),
         fault().prop_map(|fault| GateFailure::ComponentFault { fault }),
     ]

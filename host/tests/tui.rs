@@ -17,7 +17,10 @@ struct Tmux {
 
 impl Tmux {
     fn start(width: u16, height: u16, command: &str) -> Tmux {
-        let socket = format!("sando-test-{}", std::process::id());
+        // One server per test: tests in this binary run at once.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("sando-test-{}-{n}", std::process::id());
         let tmux = Tmux { socket };
         tmux.run(&[
             "new-session",
@@ -245,4 +248,27 @@ fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
     tmux.keys(&["q"]);
     tmux.wait("the TUI to exit", Duration::from_secs(10), |s| s.contains("TUI-EXITED=0"));
     assert_eq!(tmux.run(&["display-message", "-p", "-t", "sando", "#{alternate_on}"]).trim(), "0");
+}
+
+/// An old daemon's history, imported, in the real terminal: typed summaries
+/// in their colours, the old text beside them.
+#[test]
+fn an_imported_history_shows_with_typed_summaries() {
+    let (sando, legacy) = util::legacy::setup(7);
+    let out =
+        sando.run(&["import-legacy", "--from", legacy.to_str().unwrap(), "--config", "sando.toml"]);
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    let daemon = util::daemon::Daemon::start(&sando.path("sando.toml"));
+    let command = format!(
+        "env -u RUST_BACKTRACE {sando} tui --url {url}; echo TUI-EXITED=$?; sleep 600",
+        sando = env!("CARGO_BIN_EXE_sando"),
+        url = daemon.url,
+    );
+    let tmux = Tmux::start(120, 30, &command);
+    let screen = tmux.wait("prod's imported confirmation", Duration::from_secs(30), |s| {
+        s.contains("passed (legacy: confirmed by")
+    });
+    assert_eq!(screen.colour_of("passed (legacy: confirmed by"), Some(GREEN), "{}", screen.text());
+    assert!(screen.contains("prod"), "{}", screen.text());
+    daemon.kill();
 }

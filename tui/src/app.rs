@@ -815,7 +815,7 @@ fn scroll(detail: &mut Detail, first: u64, end: u64, height: u64, by: i64) {
 }
 
 pub fn is_unclassified(status: &GateStatus) -> bool {
-    matches!(status, GateStatus::Failed { failure: GateFailure::Unclassified })
+    matches!(status, GateStatus::Failed { failure: GateFailure::Unclassified { .. } })
 }
 
 /// What the filter matches against: tier, gate, state and summary.

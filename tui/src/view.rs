@@ -473,12 +473,24 @@ fn draw_facts(
     } else {
         run.component_digest.clone()
     };
-    let mut provenance = vec![
-        Span::styled("component ", dim),
-        Span::raw(if digest.is_empty() { "—".to_owned() } else { format!("sha256:{digest}") }),
-        Span::styled("  contract ", dim),
-        Span::raw(if run.contract.is_empty() { "—".to_owned() } else { run.contract.clone() }),
-    ];
+    let mut provenance = if run.contract == sando_wire::IMPORTED_RUN {
+        vec![Span::styled("imported from the old daemon: no component decided it", dim)]
+    } else {
+        vec![
+            Span::styled("component ", dim),
+            Span::raw(if digest.is_empty() {
+                "—".to_owned()
+            } else {
+                format!("sha256:{digest}")
+            }),
+            Span::styled("  contract ", dim),
+            Span::raw(if run.contract.is_empty() {
+                "—".to_owned()
+            } else {
+                run.contract.clone()
+            }),
+        ]
+    };
     if let Some(fuel) = run.fuel {
         provenance.push(Span::styled("  fuel ", dim));
         provenance.push(Span::raw(thousands(fuel)));

@@ -541,3 +541,59 @@ fn a_running_log_joins_its_persisted_start_and_resumes_after_a_lag() {
     app.on_msg(chunk(3, 19, "five\n"));
     assert_eq!(tail(&app), ["one", "two", "three", "four", "five"]);
 }
+
+/// Runs imported from the old daemon: typed where its prose was known, their
+/// old text kept, and an unclassified one opening on that text.
+#[test]
+fn imported_runs_read_as_typed_summaries_and_open_on_their_old_text() {
+    let mut app = app();
+    let mut state = state();
+    let imported =
+        |id: i64, gate: &str, status: &str, outcome: Value| -> sando_wire::GateRunSummary {
+            let mut run = run(id, "staging", "0.8.4", gate, status, outcome);
+            run["log_ref"] = Value::Null;
+            run["component_digest"] = json!(sando_wire::IMPORTED_RUN);
+            run["contract"] = json!(sando_wire::IMPORTED_RUN);
+            run["fuel"] = Value::Null;
+            run["peak_memory"] = Value::Null;
+            serde_json::from_value(run).unwrap()
+        };
+    let detail = "cargo test failed: exit status: 101\n==== stderr ====\nerror[E0308]: mismatched types\n  --> src/api/orders.rs:88:21\n";
+    state.tiers[0].gates = vec![
+        imported(
+            31,
+            "cargo_test",
+            "failed",
+            json!({"kind": "failed", "failure": {"kind": "unclassified", "legacy_detail": detail}}),
+        ),
+        imported(
+            32,
+            "migration_dry_run",
+            "blocked",
+            json!({"kind": "blocked", "blocker": {"kind": "no_backup_available"}}),
+        ),
+        imported(
+            33,
+            "boot_smoke",
+            "passed",
+            json!({"kind": "passed", "note": {"kind": "legacy", "text": "stayed up for 10s"}}),
+        ),
+    ];
+    app.on_msg(Msg::State(state));
+    let buffer = draw(&app, 100, 24).backend().buffer().clone();
+    assert_eq!(
+        fg_of(&buffer, "unclassified (legacy): cargo test failed: exit status: 101"),
+        Color::Red
+    );
+    assert_eq!(fg_of(&buffer, "passed (legacy: stayed up for 10s)"), Color::Green);
+    assert_eq!(fg_of(&buffer, "no backup fetched yet"), Color::Yellow);
+
+    let commands = key(&mut app, KeyCode::Enter);
+    let id = sando_wire::GateRunId::try_from(31).unwrap();
+    assert_eq!(commands, vec![Command::FetchLog(id)]);
+    app.on_msg(Msg::Log { run_id: id, text: detail.into() });
+    let terminal = draw(&app, 100, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("error[E0308]: mismatched types"), "{screen}");
+}

@@ -123,7 +123,7 @@ pub enum Event {
     },
     BackupFetched {
         backup_id: i64,
-        source: String,
+        source: crate::BackupSource,
     },
     /// An updated component now serves new runs of its kind.
     ComponentLoaded {

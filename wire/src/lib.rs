@@ -4,6 +4,7 @@
 //! it also maps its types to SQLite columns for the daemon's store; the TUI
 //! leaves it off.
 
+mod backup_source;
 mod events;
 mod gate_kind;
 mod git_sha;
@@ -15,6 +16,7 @@ mod sql;
 mod state;
 mod version;
 
+pub use backup_source::BackupSource;
 pub use events::{ChunkEncoding, Event, EventEnvelope, Stream};
 pub use gate_kind::GateKind;
 pub use git_sha::GitSha;
@@ -27,7 +29,7 @@ pub use outcome::{
 pub use state::{
     BackupRow, Canary, CancelRequest, ComponentRecord, ComponentState, ComponentVerdict,
     ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody, GateComponents,
-    GateRunSummary, GatesResponse, RebuildRequest, Reclassified, ReclassifyRequest,
+    GateRunSummary, GatesResponse, IMPORTED_RUN, RebuildRequest, Reclassified, ReclassifyRequest,
     ReclassifyResponse, RerunRequest, RerunResponse, RunState, SchedulerState, StateResponse,
     TierState, VerdictChange, VersionRow, WorkerState,
 };

@@ -95,6 +95,9 @@ pub enum DeployFailure {
     /// The kept artifact is not the one the build recorded (sha256, hex):
     /// it was changed after its gates ran. Never deployed, never retried.
     ArtifactChanged { expected: String, found: String },
+    /// Imported from the old daemon with an error no rule recognised; the
+    /// deploy's `legacy_error` keeps the text.
+    Unclassified,
 }
 
 impl DeployFailure {
@@ -108,6 +111,7 @@ impl DeployFailure {
             DeployFailure::Timeout { .. } => "timeout",
             DeployFailure::HostFault { .. } => "host_fault",
             DeployFailure::ArtifactChanged { .. } => "artifact_changed",
+            DeployFailure::Unclassified => "unclassified",
         }
     }
 
@@ -120,6 +124,7 @@ impl DeployFailure {
         "timeout",
         "host_fault",
         "artifact_changed",
+        "unclassified",
     ];
 }
 
@@ -153,6 +158,9 @@ impl fmt::Display for DeployOutcome {
                     f,
                     "artifact changed since its build (sha256 {found}, built {expected}): not deployed"
                 )
+            }
+            DeployOutcome::Failed { failure: DeployFailure::Unclassified } => {
+                f.write_str("deploy failed (legacy error, unclassified)")
             }
         }
     }

@@ -41,7 +41,7 @@ impl GateStatus {
     }
 
     pub fn unclassified() -> Self {
-        GateStatus::Failed { failure: GateFailure::Unclassified }
+        GateStatus::Failed { failure: GateFailure::Unclassified { legacy_detail: None } }
     }
 }
 
@@ -65,6 +65,11 @@ pub enum PassNote {
     },
     OperatorConfirmed {
         at: DateTime<Utc>,
+    },
+    /// Imported from the old, stringly-typed daemon, which said only that
+    /// the gate passed; `text` is its detail as it wrote it (often none).
+    Legacy {
+        text: Option<String>,
     },
 }
 
@@ -125,7 +130,11 @@ pub enum GateFailure {
         after_s: u32,
     },
     /// No classifier recognised the output; the outcome's `log_ref` says where to read it.
-    Unclassified,
+    /// A run imported from the old daemon keeps its prose in `legacy_detail`.
+    Unclassified {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        legacy_detail: Option<String>,
+    },
     /// The gate component itself misbehaved; produced by the host, never by a guest.
     ComponentFault {
         fault: ComponentFault,
@@ -159,7 +168,7 @@ impl GateFailure {
             GateFailure::BootKilled { .. } => "boot_killed",
             GateFailure::SpawnFailed { .. } => "spawn_failed",
             GateFailure::Timeout { .. } => "timeout",
-            GateFailure::Unclassified => "unclassified",
+            GateFailure::Unclassified { .. } => "unclassified",
             GateFailure::ComponentFault { .. } => "component_fault",
             GateFailure::Interrupted => "interrupted",
             GateFailure::Cancelled { .. } => "cancelled",
@@ -240,6 +249,10 @@ impl fmt::Display for PassNote {
             PassNote::OperatorConfirmed { at } => {
                 write!(f, "confirmed at {}", at.format("%Y-%m-%d %H:%M:%S UTC"))
             }
+            PassNote::Legacy { text: Some(text) } => {
+                write!(f, "passed (legacy: {})", first_line(text))
+            }
+            PassNote::Legacy { text: None } => f.write_str("passed (legacy, no detail)"),
         }
     }
 }
@@ -309,13 +322,23 @@ impl fmt::Display for GateFailure {
             GateFailure::Timeout { gate, after_s } => {
                 write!(f, "{gate} timed out after {after_s}s")
             }
-            GateFailure::Unclassified => f.write_str("unclassified failure: read the log"),
+            GateFailure::Unclassified { legacy_detail: Some(detail) } => {
+                write!(f, "unclassified (legacy): {}", first_line(detail))
+            }
+            GateFailure::Unclassified { legacy_detail: None } => {
+                f.write_str("unclassified failure: read the log")
+            }
             GateFailure::ComponentFault { fault } => write!(f, "gate component fault: {fault}"),
             GateFailure::Interrupted => f.write_str("interrupted by a daemon restart"),
             GateFailure::Cancelled { by } => write!(f, "cancelled by {by}"),
             GateFailure::HostFault { message } => write!(f, "host fault: {message}"),
         }
     }
+}
+
+/// A legacy text's first line, for a one-line summary.
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 impl fmt::Display for RestoreFailureKind {

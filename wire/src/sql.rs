@@ -7,8 +7,8 @@ use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type};
 
 use crate::{
-    BuildOutcome, ComponentState, DeployId, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha,
-    LogRef, NodeId, RunState, TierId, Version,
+    BackupSource, BuildOutcome, ComponentState, DeployId, DeployOutcome, GateKind, GateRunId,
+    GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
 };
 
 macro_rules! text_column {
@@ -37,7 +37,17 @@ macro_rules! text_column {
     )*};
 }
 
-text_column!(TierId, NodeId, Version, GitSha, GateKind, LogRef, RunState, ComponentState);
+text_column!(
+    TierId,
+    NodeId,
+    Version,
+    GitSha,
+    GateKind,
+    LogRef,
+    RunState,
+    ComponentState,
+    BackupSource
+);
 
 macro_rules! integer_column {
     ($($ty:ty),*) => {$(

@@ -152,6 +152,10 @@ pub struct GateRunSummary {
     pub max_attempts: i64,
 }
 
+/// The `component_digest` and `contract` of a run imported from the old
+/// daemon (`sando import-legacy`): no component decided it.
+pub const IMPORTED_RUN: &str = "legacy";
+
 fn one() -> i64 {
     1
 }
@@ -201,7 +205,7 @@ pub struct VersionRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRow {
     pub id: i64,
-    pub source: String,
+    pub source: crate::BackupSource,
     pub path: String,
     pub fetched_at: DateTime<Utc>,
 }
@@ -278,7 +282,7 @@ impl VerdictChange {
     /// anything into `passed` is an operator's call.
     pub fn only_classifies_the_unclassified(&self) -> bool {
         let unclassified = |s: &GateStatus| {
-            matches!(s, GateStatus::Failed { failure: crate::GateFailure::Unclassified })
+            matches!(s, GateStatus::Failed { failure: crate::GateFailure::Unclassified { .. } })
         };
         unclassified(&self.old)
             && !unclassified(&self.new)

@@ -583,8 +583,22 @@ async fn log_of(
     ranged: bool,
 ) -> Result<Response, ApiError> {
     use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-    let log_ref =
-        run.log_ref.ok_or_else(|| ApiError::NotFound(format!("run {} has no log", run.run_id)))?;
+    let Some(log_ref) = run.log_ref else {
+        // A run imported from the old daemon without a log file opens on
+        // the old daemon's text.
+        let text = legacy_text(run.outcome.as_ref())
+            .ok_or_else(|| ApiError::NotFound(format!("run {} has no log", run.run_id)))?;
+        let length = text.len() as u64;
+        let from = from.unwrap_or(0);
+        if from > length {
+            return Err(ApiError::RangeNotSatisfiable(format!(
+                "the log of run {} has {length} bytes; {from} is past its end",
+                run.run_id
+            )));
+        }
+        let bytes = text.as_bytes()[from as usize..].to_vec();
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response());
+    };
     let gone = |_| ApiError::NotFound(format!("the log of run {} is gone", run.run_id));
     let mut file = tokio::fs::File::open(daemon.logs.path(&log_ref)).await.map_err(gone)?;
     let length = file.metadata().await.map_err(gone)?.len();
@@ -613,6 +627,18 @@ async fn log_of(
         }
     }
     Ok(response)
+}
+
+/// The old daemon's text an imported run's outcome keeps.
+fn legacy_text(outcome: Option<&crate::domain::GateStatus>) -> Option<&str> {
+    use crate::domain::{GateFailure, GateStatus, PassNote};
+    match outcome? {
+        GateStatus::Passed { note: PassNote::Legacy { text } } => text.as_deref(),
+        GateStatus::Failed { failure: GateFailure::Unclassified { legacy_detail } } => {
+            legacy_detail.as_deref()
+        }
+        _ => None,
+    }
 }
 
 fn gate_kind(text: &str) -> Result<GateKind, ApiError> {

@@ -10,7 +10,7 @@ pub mod reload;
 pub mod retention;
 mod shared;
 mod watch;
-mod work;
+pub(crate) mod work;
 
 use std::sync::Arc;
 

@@ -586,7 +586,7 @@ pub async fn reclassify(
     let since = request.since.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
     let runs = daemon.store.runs_to_reclassify(kind, since).await?;
     let unclassified = |s: &Option<GateStatus>| {
-        matches!(s, Some(GateStatus::Failed { failure: GateFailure::Unclassified }))
+        matches!(s, Some(GateStatus::Failed { failure: GateFailure::Unclassified { .. } }))
     };
     let mut without_output = 0;
     let mut replay = Vec::new();

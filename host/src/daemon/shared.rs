@@ -11,7 +11,7 @@ use super::components::Components;
 use super::events::{Event, EventBus};
 use super::logs::LogsDir;
 use crate::config::Config;
-use crate::domain::{BackupRow, GateRunId, GitSha, SchedulerState, WorkerState};
+use crate::domain::{BackupRow, BackupSource, GateRunId, GitSha, SchedulerState, WorkerState};
 use crate::executor::{CancellationToken, Executor};
 use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreError};
@@ -84,7 +84,8 @@ impl Daemon {
             path: source.display().to_string(),
             message: crate::fixtures::io_message(&e),
         })?;
-        let (source, path) = (source.display().to_string(), target.display().to_string());
+        let source = BackupSource::Local { path: source.display().to_string() };
+        let path = target.display().to_string();
         let id = self.store.insert_backup(&source, &path, fetched_at).await?;
         self.bus.send(Event::BackupFetched { backup_id: id, source: source.clone() });
         self.trigger(Trigger::Evaluate);

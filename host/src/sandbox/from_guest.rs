@@ -97,7 +97,7 @@ fn gate_failure(failure: wit::GateFailure) -> GateFailure {
         wit::GateFailure::Timeout(t) => {
             GateFailure::Timeout { gate: gate_kind(t.gate), after_s: t.after_s }
         }
-        wit::GateFailure::Unclassified => GateFailure::Unclassified,
+        wit::GateFailure::Unclassified => GateFailure::Unclassified { legacy_detail: None },
     }
 }
 

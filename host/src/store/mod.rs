@@ -8,14 +8,19 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 mod components;
+mod legacy;
 mod retention;
 
 pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
 use crate::domain::{
-    BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure, GateKind,
-    GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
+    BackupSource, BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure,
+    GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
 };
 pub use components::{RawRun, RecordedTranscript, process_end_text};
+pub use legacy::{
+    Imported, LegacyBackup, LegacyDeploy, LegacyHistory, LegacyRun, LegacySource, LegacyTier,
+    LegacyVersion,
+};
 pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]
@@ -406,7 +411,12 @@ impl Store {
         .await?)
     }
 
-    pub async fn insert_backup(&self, source: &str, path: &str, now: DateTime<Utc>) -> Result<i64> {
+    pub async fn insert_backup(
+        &self,
+        source: &BackupSource,
+        path: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
         Ok(sqlx::query!(
             "INSERT INTO backups (source, path, fetched_at) VALUES (?1, ?2, ?3)",
             source,
@@ -421,8 +431,9 @@ impl Store {
     pub async fn latest_backup(&self) -> Result<Option<BackupRow>> {
         Ok(sqlx::query_as!(
             BackupRow,
-            r#"SELECT id AS "id!", source, path, fetched_at AS "fetched_at: DateTime<Utc>"
-               FROM backups ORDER BY id DESC LIMIT 1"#
+            r#"SELECT id AS "id!", source AS "source: BackupSource", path,
+                      fetched_at AS "fetched_at: DateTime<Utc>"
+               FROM backups WHERE removed_at IS NULL ORDER BY id DESC LIMIT 1"#
         )
         .fetch_optional(&self.pool)
         .await?)
@@ -585,8 +596,14 @@ impl Store {
         let mut replaced = None;
         if let Some((row, artifact_sha256, first_tier)) = registered {
             sqlx::query!(
-                "INSERT OR IGNORE INTO versions (version, git_sha, registered_at, artifact, artifact_sha256)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                // A version imported from the old daemon has no artifact
+                // until this build of its commit keeps one.
+                "INSERT INTO versions (version, git_sha, registered_at, artifact, artifact_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (version) DO UPDATE SET git_sha = excluded.git_sha,
+                     artifact = excluded.artifact, artifact_sha256 = excluded.artifact_sha256,
+                     swept_at = NULL
+                 WHERE versions.artifact = ''",
                 row.version,
                 row.git_sha,
                 row.registered_at,

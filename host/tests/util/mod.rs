@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod legacy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

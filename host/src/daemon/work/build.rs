@@ -215,7 +215,13 @@ async fn build(
     log.note(&format!("built version {version}"));
 
     let store_err = |e: StoreError| BuildFailure::HostFault { message: e.to_string() };
-    if let Some(existing) = daemon.store.version(&version).await.map_err(store_err)? {
+    let existing = daemon.store.version(&version).await.map_err(store_err)?;
+    // An imported version (no artifact yet) whose commit this is, its sha
+    // perhaps kept short, is built here like a new one.
+    let imported = existing
+        .as_ref()
+        .is_some_and(|e| e.artifact.is_empty() && full.as_str().starts_with(e.git_sha.as_str()));
+    if let Some(existing) = existing.filter(|_| !imported) {
         if existing.git_sha != full {
             return Err(BuildFailure::VersionTaken {
                 version,

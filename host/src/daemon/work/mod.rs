@@ -7,6 +7,9 @@ pub(crate) mod build;
 pub(crate) mod deploy;
 pub(crate) mod gate;
 
+pub(crate) use build::sha256_file;
+pub(crate) use gate::run_log_ref;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
