@@ -556,3 +556,72 @@ async fn an_imported_history_is_served() {
     old.close().await;
     daemon.kill();
 }
+
+/// A short sha the repository has is made full; pushing an imported version's
+/// commit again builds it here and keeps its artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_shas_resolve_from_the_repository_and_an_imported_version_builds_again() {
+    let (sando, _) = setup(1);
+    let project = util::daemon::Project::new(sando.dir.path());
+    let full = project.commit("0.8.0", "assert_eq!(answer(), 42);");
+    let short = &full[..7];
+    let legacy = variant(
+        &sando,
+        "resolvable.sqlite",
+        &format!(
+            "UPDATE versions SET git_sha = '{}' WHERE version = '0.8.0'",
+            short.to_uppercase()
+        ),
+    )
+    .await;
+    let node = sando.path("nodes/staging-1");
+    std::fs::create_dir_all(&node).unwrap();
+    let config = std::fs::read_to_string(sando.path("sando.toml"))
+        .unwrap()
+        .replace(
+            "repo = \"no-such-repo\"",
+            &format!("repo = {:?}", project.dir.display().to_string()),
+        )
+        .replace("build = \"true\"", "build = \"cargo build --offline --quiet\"")
+        .replace("artifact = \"app\"", "artifact = \"target/debug/tiny\"")
+        .replace(
+            "deploy = \"true\"",
+            &format!("deploy = \"cp {{artifact}} {}/tiny\"", node.display()),
+        );
+    std::fs::write(sando.path("sando.toml"), config).unwrap();
+
+    let out = import(&sando, &legacy, &["--report", "report.json"]);
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(sando.path("report.json")).unwrap()).unwrap();
+    assert_eq!(report["shas_resolved"], 1);
+    assert!(!report["short_shas_kept"].as_array().unwrap().contains(&json!("0.8.0")));
+    let db = sando.path("data/sando.sqlite");
+    let pool = open(&db).await;
+    let (sha, artifact): (String, String) =
+        sqlx::query_as("SELECT git_sha, artifact FROM versions WHERE version = '0.8.0'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((sha.as_str(), artifact.as_str()), (full.as_str(), ""));
+
+    // Pushed again, its commit is built here like a new version's.
+    let daemon = Daemon::start(&sando.path("sando.toml"));
+    let events = util::daemon::Events::connect(&daemon.url).await;
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(util::daemon::TOKEN), &json!({ "sha": full }).to_string());
+    assert_eq!(status, 202, "{body}");
+    let done = events
+        .wait("the build of 0.8.0", Duration::from_secs(180), |e| e["kind"] == "build_done")
+        .await;
+    assert_eq!(done["event"]["outcome"]["kind"], "ok", "{done}");
+    let (artifact, sha256): (String, Option<String>) =
+        sqlx::query_as("SELECT artifact, artifact_sha256 FROM versions WHERE version = '0.8.0'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(artifact.ends_with("artifacts/0.8.0/tiny"), "{artifact}");
+    assert_eq!(sha256.map(|s| s.len()), Some(64));
+    pool.close().await;
+    daemon.kill();
+}
