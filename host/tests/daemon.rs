@@ -188,9 +188,25 @@ async fn a_push_walks_through_the_tiers() {
         failed["event"]["outcome"]["status"],
         json!({ "kind": "failed", "failure": { "kind": "cargo_test", "failed_count": 1, "first_failed": "tests::answers" } })
     );
-    let staging = tier(&daemon.state(), "staging").clone();
+    let state = daemon.state();
+    let staging = tier(&state, "staging").clone();
     assert_eq!(staging["candidate_version"], "0.2.0");
     assert_eq!(gate(&staging, "cargo_test")["status"], "failed");
+
+    // Each build's and gate's time sits beside the version before's.
+    let builds = state["builds"].as_array().unwrap();
+    assert_eq!(builds[0]["outcome"]["version"], "0.2.0", "{builds:?}");
+    let (latest, before) = (&builds[0], &builds[1]);
+    assert!(latest["duration_ms"].as_i64().is_some(), "{latest}");
+    assert_eq!(latest["previous_duration_ms"], before["duration_ms"], "{builds:?}");
+    let previous = staging["previous_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["gate"] == "cargo_test")
+        .unwrap_or_else(|| panic!("no previous cargo_test: {staging}"));
+    assert_eq!(previous["version"], "0.1.0");
+    assert!(previous["duration_ms"].as_i64().unwrap() > 0, "{previous}");
     assert_eq!(gate(&staging, "cargo_test")["outcome"], failed["event"]["outcome"]["status"]);
     let (status, log) = daemon.get("/logs/0.2.0/cargo_test");
     assert_eq!(status, 200);

@@ -187,6 +187,9 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ));
     }
+    if let Some(build) = state.builds.first().filter(|_| app.filter.is_empty()) {
+        lines.push(build_line(build, now));
+    }
     let mut selected_line = None;
     for tier in &state.tiers {
         let tier_rows: Vec<&GateRunSummary> =
@@ -240,6 +243,35 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
     frame.render_widget(Paragraph::new(lines).scroll((offset as u16, 0)), inner);
 }
 
+/// The latest build: what it built, how it ended, and how long it took
+/// beside the build before it.
+fn build_line(build: &sando_wire::BuildSummary, now: DateTime<Utc>) -> Line<'static> {
+    let dim = Style::new().fg(Color::DarkGray);
+    let (text, color) = match &build.outcome {
+        None => (format!("building for {}", duration(now - build.started_at)), Color::Cyan),
+        Some(sando_wire::BuildOutcome::Ok { version }) => {
+            (format!("built {version}"), Color::Green)
+        }
+        Some(sando_wire::BuildOutcome::Failed { failure }) => {
+            (format!("failed: {failure}"), Color::Red)
+        }
+    };
+    let mut spans = vec![
+        Span::styled(format!("{:<10}", "build"), Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(" commit ", dim),
+        Span::raw(build.git_sha.short().to_owned()),
+        Span::raw("  "),
+        Span::styled(text, Style::new().fg(color)),
+    ];
+    if let Some(ms) = build.duration_ms {
+        spans.push(Span::styled(format!("  took {}", millis(ms)), dim));
+    }
+    if let Some(ms) = build.previous_duration_ms {
+        spans.push(Span::styled(format!(" (previous build {})", millis(ms)), dim));
+    }
+    Line::from(spans)
+}
+
 fn tier_line(tier: &TierState) -> Line<'static> {
     let version =
         |v: &Option<sando_wire::Version>| v.as_ref().map_or("—".to_owned(), ToString::to_string);
@@ -269,7 +301,9 @@ fn gate_line(
 ) -> Line<'static> {
     let style = state_style(run.status);
     let summary = summary(app, run, now);
-    let age = age(run, now);
+    // Its time beside the version before's only where the summary keeps
+    // its room.
+    let age = age(app, run, now, usize::from(width) >= 130);
     let width = usize::from(width);
     // "  ✓ passed  cargo_test         " is 32 columns.
     let room = width.saturating_sub(32);
@@ -321,11 +355,30 @@ fn outcome_text(app: &App, run: &GateRunSummary, now: DateTime<Utc>) -> String {
     }
 }
 
-fn age(run: &GateRunSummary, now: DateTime<Utc>) -> String {
+/// When it ended (or started), after how long it took beside the version
+/// before's time, so a push that got slow shows.
+fn age(app: &App, run: &GateRunSummary, now: DateTime<Utc>, timed: bool) -> String {
+    let previous = previous_run(app, run)
+        .filter(|_| timed)
+        .map(|p| format!(" ({} {})", p.version, millis(p.duration_ms)))
+        .unwrap_or_default();
     match run.finished_at {
+        Some(at) if timed => {
+            format!("took {}{previous} · {} ago", duration(at - run.started_at), duration(now - at))
+        }
         Some(at) => format!("{} ago", duration(now - at)),
-        None => format!("since {}", run.started_at.format("%H:%M:%S")),
+        None => format!("since {}{previous}", run.started_at.format("%H:%M:%S")),
     }
+}
+
+/// The gate's latest finished run at this tier for the version before.
+fn previous_run<'a>(app: &'a App, run: &GateRunSummary) -> Option<&'a sando_wire::PreviousRun> {
+    let tier = app.state.as_ref()?.tiers.iter().find(|t| t.name == run.tier)?;
+    tier.previous_runs.iter().find(|p| p.gate == run.gate && p.version != run.version)
+}
+
+fn millis(ms: i64) -> String {
+    duration(chrono::TimeDelta::milliseconds(ms))
 }
 
 fn duration(d: chrono::TimeDelta) -> String {
@@ -463,11 +516,18 @@ fn draw_facts(
         ),
         None => format!("  running for {}", duration(now - run.started_at)),
     };
-    lines.push(Line::from(vec![
+    let mut started = vec![
         Span::styled("started ", dim),
         Span::raw(run.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
         Span::raw(finished),
-    ]));
+    ];
+    if let Some(previous) = previous_run(app, run) {
+        started.push(Span::styled(
+            format!("  {} took {}", previous.version, millis(previous.duration_ms)),
+            dim,
+        ));
+    }
+    lines.push(Line::from(started));
     let digest = if run.component_digest.len() > 12 {
         format!("{}…", crate::describe::short(&run.component_digest))
     } else {

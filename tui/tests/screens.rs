@@ -597,3 +597,35 @@ fn imported_runs_read_as_typed_summaries_and_open_on_their_old_text() {
     let screen = lines(terminal.backend().buffer()).join("\n");
     assert!(screen.contains("error[E0308]: mismatched types"), "{screen}");
 }
+
+/// How long each gate and the latest build took, beside the version before's.
+#[test]
+fn durations_sit_beside_the_previous_versions() {
+    let mut app = app();
+    let mut state = state();
+    state.tiers[0].previous_runs = vec![
+        serde_json::from_value(json!({
+            "gate": "cargo_test", "version": "0.1.0", "run_id": 4, "duration_ms": 70_000,
+        }))
+        .unwrap(),
+    ];
+    state.builds = vec![
+        serde_json::from_value(json!({
+            "build_id": 2, "git_sha": "52345a6c0ffee0000000000000000000000000aa",
+            "outcome": {"kind": "ok", "version": "0.2.0"},
+            "started_at": "2026-11-27T12:18:00Z", "finished_at": "2026-11-27T12:19:00Z",
+            "duration_ms": 60_000, "previous_duration_ms": 42_000,
+        }))
+        .unwrap(),
+    ];
+    app.on_msg(Msg::State(state));
+    let screen = lines(draw(&app, 140, 30).backend().buffer()).join("\n");
+    assert!(
+        screen.contains("build      commit 52345a6  built 0.2.0  took 1m00s (previous build 42s)"),
+        "{screen}"
+    );
+    assert!(screen.contains("took 1m30s (0.1.0 1m10s) · 8m30s ago"), "{screen}");
+    key(&mut app, KeyCode::Enter);
+    let detail = lines(draw(&app, 120, 30).backend().buffer()).join("\n");
+    assert!(detail.contains("(1m30s)  0.1.0 took 1m10s"), "{detail}");
+}

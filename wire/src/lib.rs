@@ -27,11 +27,11 @@ pub use outcome::{
     RestoreFailureKind,
 };
 pub use state::{
-    BackupRow, Canary, CancelRequest, ComponentRecord, ComponentState, ComponentVerdict,
-    ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody, GateComponents,
-    GateRunSummary, GatesResponse, IMPORTED_RUN, RebuildRequest, Reclassified, ReclassifyRequest,
-    ReclassifyResponse, RerunRequest, RerunResponse, RunState, SchedulerState, StateResponse,
-    TierState, VerdictChange, VersionRow, WorkerState,
+    BackupRow, BuildSummary, Canary, CancelRequest, ComponentRecord, ComponentState,
+    ComponentVerdict, ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody,
+    GateComponents, GateRunSummary, GatesResponse, IMPORTED_RUN, PreviousRun, RebuildRequest,
+    Reclassified, ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse, RunState,
+    SchedulerState, StateResponse, TierState, VerdictChange, VersionRow, WorkerState,
 };
 pub use version::Version;
 

@@ -33,6 +33,9 @@ pub struct StateResponse {
     /// under test not sandboxed).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Recent builds, newest first (absent from daemons before it).
+    #[serde(default)]
+    pub builds: Vec<BuildSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +52,35 @@ pub struct TierState {
     pub gates: Vec<GateRunSummary>,
     /// Who confirmed that version here, if anyone has.
     pub confirmation: Option<Confirmation>,
+    /// For each gate in `gates`, its latest finished run here for another
+    /// version: how long that took, to set beside this one's (absent from
+    /// daemons before it).
+    #[serde(default)]
+    pub previous_runs: Vec<PreviousRun>,
+}
+
+/// A gate's latest finished run for the version before, for comparing durations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousRun {
+    pub gate: GateKind,
+    pub version: Version,
+    pub run_id: GateRunId,
+    pub duration_ms: i64,
+}
+
+/// A build in `/api/state`, newest first, with the previous build's
+/// duration beside its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSummary {
+    pub build_id: i64,
+    pub git_sha: GitSha,
+    /// `null` while building.
+    pub outcome: Option<crate::BuildOutcome>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    /// How long the finished build before it took.
+    pub previous_duration_ms: Option<i64>,
 }
 
 /// How a tier deploys to its nodes.

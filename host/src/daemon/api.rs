@@ -245,12 +245,13 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         let row = rows.iter().find(|r| r.name == tier.name);
         let current = row.and_then(|r| r.current_version.clone());
         let candidate = row.and_then(|r| r.candidate_version.clone());
-        let (gates, confirmation) = match candidate.as_ref().or(current.as_ref()) {
+        let (gates, confirmation, previous_runs) = match candidate.as_ref().or(current.as_ref()) {
             Some(version) => (
                 daemon.store.latest_runs(&tier.name, version).await?,
                 daemon.store.confirmation(&tier.name, version).await?,
+                daemon.store.previous_runs(&tier.name, version).await?,
             ),
-            None => (Vec::new(), None),
+            None => (Vec::new(), None, Vec::new()),
         };
         tiers.push(TierState {
             name: tier.name.clone(),
@@ -260,6 +261,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
             pipeline: tier.gates.iter().map(|g| g.kind()).collect(),
             gates,
             confirmation,
+            previous_runs,
         });
     }
     Ok(Json(StateResponse {
@@ -269,6 +271,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         pending_components: daemon.store.pending_components().await?,
         scheduler: Some(daemon.work.status()),
         warnings: daemon.warnings.clone(),
+        builds: daemon.store.recent_builds(10).await?,
     }))
 }
 

@@ -13,8 +13,9 @@ mod retention;
 
 pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
 use crate::domain::{
-    BackupSource, BuildFailure, BuildOutcome, DeployFailure, DeployId, DeployOutcome, GateFailure,
-    GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
+    BackupSource, BuildFailure, BuildOutcome, BuildSummary, DeployFailure, DeployId, DeployOutcome,
+    GateFailure, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RunState,
+    TierId, Version,
 };
 pub use components::{RawRun, RecordedTranscript, process_end_text};
 pub use legacy::{
@@ -344,6 +345,72 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// For each gate kind, its latest finished run at `tier` for a version
+    /// other than `version`: what the shown runs are compared with.
+    pub async fn previous_runs(
+        &self,
+        tier: &TierId,
+        version: &Version,
+    ) -> Result<Vec<PreviousRun>> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!: GateRunId", gate_kind AS "gate!: GateKind", version AS "version!: Version",
+                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at!: DateTime<Utc>"
+               FROM gate_runs
+               WHERE id IN (SELECT MAX(id) FROM gate_runs
+                            WHERE tier = ?1 AND version != ?2 AND status IN ('passed', 'failed')
+                              AND finished_at IS NOT NULL
+                            GROUP BY gate_kind)
+               ORDER BY id"#,
+            tier,
+            version
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PreviousRun {
+                gate: r.gate,
+                version: r.version,
+                run_id: r.id,
+                duration_ms: (r.finished_at - r.started_at).num_milliseconds(),
+            })
+            .collect())
+    }
+
+    /// The newest `limit` builds, each with the duration of the finished
+    /// build before it.
+    pub async fn recent_builds(&self, limit: i64) -> Result<Vec<BuildSummary>> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!", git_sha AS "git_sha!: GitSha", outcome_json AS "outcome: BuildOutcome",
+                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>"
+               FROM builds ORDER BY id DESC LIMIT ?1"#,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut builds: Vec<BuildSummary> = rows
+            .into_iter()
+            .map(|r| BuildSummary {
+                build_id: r.id,
+                git_sha: r.git_sha,
+                outcome: r.outcome,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                duration_ms: r.finished_at.map(|f| (f - r.started_at).num_milliseconds()),
+                previous_duration_ms: None,
+            })
+            .collect();
+        // Newest first: the build before each is further down the list.
+        let mut before = None;
+        for build in builds.iter_mut().rev() {
+            build.previous_duration_ms = before;
+            if build.duration_ms.is_some() {
+                before = build.duration_ms;
+            }
+        }
+        Ok(builds)
     }
 
     /// The latest run of a gate kind for a version, at any tier (for `/logs`).
