@@ -179,6 +179,9 @@ pub struct Project {
     pub secret_env: Vec<String>,
     /// Whether the build may reach the network (else only a private loopback).
     pub network: bool,
+    /// Whether versions share one cargo target directory and a Sando-owned
+    /// `CARGO_HOME` (`build_cache`), so a push builds incrementally.
+    pub build_cache: bool,
 }
 
 impl Project {
@@ -410,6 +413,8 @@ struct RawProject {
     secret_env: Vec<Spanned<String>>,
     #[serde(default)]
     network: bool,
+    #[serde(default)]
+    build_cache: bool,
 }
 
 #[derive(Deserialize)]
@@ -652,6 +657,7 @@ impl Config {
             env: raw.project.env,
             secret_env: source.secret_env(&raw.project.secret_env)?,
             network: raw.project.network,
+            build_cache: raw.project.build_cache,
         };
         if project.artifact.is_absolute() || raw.project.artifact.get_ref().contains("..") {
             return Err(source.error(

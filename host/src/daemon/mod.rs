@@ -221,6 +221,7 @@ async fn start(
         warnings,
         event_clients: Arc::new(tokio::sync::Semaphore::new(max_event_clients)),
         secrets,
+        cache_lock: tokio::sync::Mutex::new(()),
     });
     Ok((listener, daemon))
 }

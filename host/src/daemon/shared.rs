@@ -45,6 +45,9 @@ pub struct Daemon {
     /// `project.secret_env`, read at start: given to the build, gate
     /// processes and deploys, masked in what they print.
     pub(crate) secrets: Arc<crate::executor::Secrets>,
+    /// Held by whatever uses the shared build cache (a build, a cargo_test
+    /// gate), so two versions' code never touch it at once.
+    pub(crate) cache_lock: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {

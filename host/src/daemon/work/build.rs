@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::Instrument;
 
+use super::cache::BuildCache;
 use super::{SharedProgress, note};
 use crate::daemon::events::Event;
 use crate::daemon::logs::RunLog;
@@ -116,15 +117,23 @@ async fn build(
     let defaults = &config.defaults;
     let repo = config.project.repo.display().to_string();
     let sink: Arc<dyn LogSink> = log.clone();
+    let cache = BuildCache::of(daemon);
     // git is the daemon's; the build command runs the version's code
     // (build scripts, proc macros), so it runs in the version's sandbox.
-    let run = |program: &str, args: Vec<String>, cwd: Option<PathBuf>, timeout: Duration| {
-        let isolation =
-            cwd.as_deref().map(|tree| super::sandbox_for(daemon, tree, config.project.network));
+    // With the shared cache, the build is offline: `cargo fetch` got its
+    // dependencies first, in the same sandbox with the network.
+    let run_on = |program: &str,
+                  args: Vec<String>,
+                  cwd: Option<PathBuf>,
+                  timeout: Duration,
+                  network: bool| {
+        let isolation = cwd.as_deref().map(|tree| super::sandbox_for(daemon, tree, network));
+        let mut env = config.project.env_pairs();
+        env.extend(cache.iter().flat_map(|c| c.env(!network)));
         let spec = ProcessSpec {
             program: program.to_owned(),
             args,
-            env: if program == "git" { Vec::new() } else { config.project.env_pairs() },
+            env: if program == "git" { Vec::new() } else { env },
             cwd,
             stop_after: None,
             timeout: Some(timeout),
@@ -132,6 +141,9 @@ async fn build(
             secrets: if program == "git" { Default::default() } else { daemon.secrets.clone() },
         };
         daemon.executor.run(spec, Some(sink.clone()), stop.token.clone())
+    };
+    let run = |program: &str, args: Vec<String>, cwd: Option<PathBuf>, timeout: Duration| {
+        run_on(program, args, cwd, timeout, config.project.network)
     };
     let words = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
 
@@ -197,6 +209,31 @@ async fn build(
             })?;
     }
 
+    // From here to the artifact's copy, no other version's code may touch
+    // the shared cache.
+    let _cache_held = if cache.is_some() { Some(daemon.cache_lock.lock().await) } else { None };
+    if let Some(cache) = &cache {
+        cache.prepare(config.run_as.clone()).await.map_err(|e| BuildFailure::HostFault {
+            message: format!("preparing the build cache: {}", crate::fixtures::io_message(&e)),
+        })?;
+        log.note(&format!(
+            "fetching dependencies into the shared build cache {}",
+            cache.root().display()
+        ));
+        let out =
+            run_on("cargo", words(&["fetch"]), Some(tree.clone()), defaults.build_timeout, true)
+                .await;
+        stopped(out.ended)?;
+        match out.output.end {
+            ProcessEnd::Exited(0) => {}
+            ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
+            ProcessEnd::Exited(code) => {
+                return Err(BuildFailure::BuildCommand { exit_code: Some(code) });
+            }
+            _ => return Err(BuildFailure::BuildCommand { exit_code: None }),
+        }
+    }
+
     let build = &config.project.build;
     log.note(&crate::executor::redact(&format!("running {build}")));
     let out =
@@ -233,8 +270,12 @@ async fn build(
     // The build's code could have made the artifact a link to anything the
     // daemon can read; only a regular file inside the tree is kept. Nothing
     // of the build runs any more, so what is checked is what is copied.
-    let source = inside_tree(&tree, &config.project.artifact).ok_or_else(|| {
-        BuildFailure::ArtifactMissing { path: config.project.artifact.display().to_string() }
+    let (base, relative) = cache
+        .as_ref()
+        .and_then(|c| c.artifact(&config.project.artifact))
+        .unwrap_or_else(|| (tree.clone(), config.project.artifact.clone()));
+    let source = inside_tree(&base, &relative).ok_or_else(|| BuildFailure::ArtifactMissing {
+        path: config.project.artifact.display().to_string(),
     })?;
     let dir = daemon.data_dir().join("artifacts").join(version.to_string());
     let name = config

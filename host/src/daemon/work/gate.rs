@@ -126,6 +126,11 @@ async fn run_inner(
             return Err(e);
         }
     };
+    // Tests run the version's code where the shared build cache is
+    // writable: never beside another version's build or tests.
+    let uses_cache = matches!(spec.gate, Gate::CargoTest { .. })
+        && super::cache::BuildCache::of(daemon).is_some();
+    let _cache_held = if uses_cache { Some(daemon.cache_lock.lock().await) } else { None };
     let shared = daemon.clone();
     let classification =
         tokio::task::spawn_blocking(move || component.run(&shared.sandbox, env)).await;
@@ -220,6 +225,11 @@ async fn runner_env(
     );
     env.cwd = Some(tree.clone());
     env.env = daemon.config.project.env_pairs();
+    if let (Gate::CargoTest { .. }, Some(cache)) =
+        (&spec.gate, super::cache::BuildCache::of(daemon))
+    {
+        env.env.extend(cache.env(true));
+    }
     env.secrets = daemon.secrets.clone();
     env.log = Some(log as Arc<dyn LogSink>);
     env.stop = stop.token.clone();

@@ -4,6 +4,7 @@
 //! decide what comes next.
 
 pub(crate) mod build;
+pub(crate) mod cache;
 pub(crate) mod deploy;
 pub(crate) mod gate;
 
@@ -18,7 +19,8 @@ use crate::daemon::shared::Daemon;
 use crate::domain::{DeployId, GateRunId};
 use crate::executor::Isolation;
 
-/// The sandbox a version's code runs in: its work tree writable; the data
+/// The sandbox a version's code runs in: its work tree (and the shared build
+/// cache, when there is one) writable; the data
 /// directory (other versions' trees, artifacts, backups, logs, the
 /// database), the token file and the backup source invisible.
 pub(crate) fn sandbox_for(daemon: &Daemon, tree: &Path, network: bool) -> Isolation {
@@ -27,9 +29,11 @@ pub(crate) fn sandbox_for(daemon: &Daemon, tree: &Path, network: bool) -> Isolat
         hidden.push(path.clone());
     }
     hidden.extend(daemon.config.backup_source.clone());
+    let mut writable = vec![tree.to_path_buf()];
+    writable.extend(cache::BuildCache::of(daemon).map(|c| c.root().to_path_buf()));
     Isolation {
         hidden,
-        writable: vec![tree.to_path_buf()],
+        writable,
         readable: Vec::new(),
         network,
         run_as: daemon.config.run_as.clone(),
