@@ -70,6 +70,9 @@ pub struct Retention {
     pub keep_versions: Option<u32>,
     pub keep_for: Option<Duration>,
     pub keep_backups: Option<u32>,
+    /// The shared build cache's size cap, in bytes (`cache_max_mib`): above
+    /// it, its oldest compiled units go.
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// `isolation`: `"sandbox"` (the default: bubblewrap, and the daemon refuses
@@ -391,6 +394,7 @@ struct RawRetention {
     keep_versions: Option<Spanned<u32>>,
     keep_for: Option<Spanned<String>>,
     keep_backups: Option<Spanned<u32>>,
+    cache_max_mib: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +510,8 @@ impl Source<'_> {
                 .map(|d| self.duration(d, "retention.keep_for"))
                 .transpose()?,
             keep_backups: count(&raw.keep_backups, "keep_backups")?,
+            cache_max_bytes: count(&raw.cache_max_mib, "cache_max_mib")?
+                .map(|mib| u64::from(mib) << 20),
         })
     }
 
@@ -1168,14 +1174,17 @@ kind = "manual_confirm"
     fn retention_is_bounded_where_it_is_written() {
         let with = |table: &str| format!("{GOOD}\n[retention]\n{table}\n");
         assert_eq!(parse(GOOD).unwrap().retention, Retention::default());
-        let config =
-            parse(&with("keep_versions = 20\nkeep_for = \"30d\"\nkeep_backups = 3")).unwrap();
+        let config = parse(&with(
+            "keep_versions = 20\nkeep_for = \"30d\"\nkeep_backups = 3\ncache_max_mib = 512",
+        ))
+        .unwrap();
         assert_eq!(
             config.retention,
             Retention {
                 keep_versions: Some(20),
                 keep_for: Some(Duration::from_secs(30 * 86_400)),
                 keep_backups: Some(3),
+                cache_max_bytes: Some(512 << 20),
             }
         );
         let error = parse(&with("keep_versions = 0")).unwrap_err();

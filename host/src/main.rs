@@ -101,6 +101,16 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Apply the retention policy now, through the running daemon: old
+    /// versions' files, old backups, and the shared build cache's oldest
+    /// units over its cap. Never what a tier's current or candidate needs.
+    Gc {
+        /// Only say what would go.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Validate a topology config without starting anything.
     Check {
         /// The topology config (TOML).
@@ -268,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ImportLegacy { from, config, logs, dry_run, report } => {
             import_legacy(&from, &config, logs.as_deref(), dry_run, report.as_deref())
         }
+        Command::Gc { dry_run, remote } => remote::gc(dry_run, &remote.url, &remote.token_file),
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
         Command::Tui { url, token_file } => {

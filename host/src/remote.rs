@@ -1,4 +1,4 @@
-//! `sando gate push|rollback|accept|reject` and `sando reclassify`: the binary's commands that act on a running daemon through its API (the typed client of `sando-tui`).
+//! `sando gate push|rollback|accept|reject`, `sando reclassify` and `sando gc`: the binary's commands that act on a running daemon through its API (the typed client of `sando-tui`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -145,6 +145,24 @@ pub fn reclassify(
             "  run {} ({} {}): {}  ->  {}",
             run.run_id, run.tier, run.version, run.old, run.new
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gc(dry_run: bool, url: &str, token_file: &Path) -> anyhow::Result<ExitCode> {
+    let swept = client(url, token_file)?.sweep(dry_run)?;
+    let verb = if swept.dry_run { "would remove (dry run)" } else { "removed" };
+    let versions: Vec<String> = swept.versions.iter().map(ToString::to_string).collect();
+    println!(
+        "{verb}: files of {} versions [{}], {} backups, {} build cache units ({} MiB)",
+        versions.len(),
+        versions.join(", "),
+        swept.backups.len(),
+        swept.cache_units.len(),
+        swept.cache_bytes >> 20
+    );
+    for unit in &swept.cache_units {
+        println!("  cache {unit}");
     }
     Ok(ExitCode::SUCCESS)
 }

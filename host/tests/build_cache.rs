@@ -56,6 +56,9 @@ repo = "{repo}"
 build = "cargo build"
 artifact = "target/debug/tiny"
 build_cache = true
+[retention]
+keep_versions = 1
+cache_max_mib = 1
 [[tiers]]
 name = "staging"
 [[tiers.nodes]]
@@ -82,6 +85,11 @@ args = "test"
         .await;
     let run = tested["event"]["run_id"].as_i64().unwrap();
     let (_, test_log) = daemon.get(&format!("/api/gate-runs/{run}/log"));
+    events
+        .wait("0.1.0 on staging", Duration::from_secs(60), |e| {
+            e["kind"] == "promoted" && e["tier"] == "staging" && e["version"] == "0.1.0"
+        })
+        .await;
     let artifact = data.join("artifacts/0.1.0/tiny");
     let before = std::fs::read(&artifact).unwrap();
 
@@ -92,6 +100,12 @@ args = "test"
     events
         .wait("0.2.0 built", Duration::from_secs(300), |e| {
             e["kind"] == "build_done" && e["outcome"]["version"] == "0.2.0"
+        })
+        .await;
+
+    events
+        .wait("0.2.0 on staging", Duration::from_secs(300), |e| {
+            e["kind"] == "promoted" && e["tier"] == "staging" && e["version"] == "0.2.0"
         })
         .await;
 
@@ -118,5 +132,48 @@ args = "test"
     // Each version keeps its own artifact; the later build changed none.
     assert_eq!(std::fs::read(&artifact).unwrap(), before);
     assert_ne!(std::fs::read(data.join("artifacts/0.2.0/tiny")).unwrap(), before);
+
+    // `sando gc` brings the cache under its cap, oldest units first, and
+    // keeps everything the tier's current and candidate versions need.
+    let token_file = root.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let gc = |dry_run: bool| {
+        let mut args =
+            vec!["gc", "--url", &daemon.url, "--token-file", token_file.to_str().unwrap()];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_sando")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let units =
+        |dir: &str| std::fs::read_dir(data.join("cache/target/debug").join(dir)).unwrap().count();
+    let fingerprints = units(".fingerprint");
+    let dry = gc(true);
+    assert!(dry.starts_with("would remove (dry run): files of 1 versions [0.1.0]"), "{dry}");
+    assert!(dry.contains("cache debug/itoa-"), "the oldest unit goes first: {dry}");
+    assert_eq!(units(".fingerprint"), fingerprints, "a dry run removed something");
+    let done = gc(false);
+    assert!(done.starts_with("removed: files of 1 versions [0.1.0]"), "{done}");
+    assert!(units(".fingerprint") < fingerprints, "{done}");
+    // keep_versions = 1: 0.1.0's files went; 0.2.0, staging's current
+    // version, keeps all of its own.
+    assert!(data.join("artifacts/0.2.0/tiny").is_file());
+    assert!(data.join("worktrees").join(&second).is_dir());
+    assert!(!data.join("worktrees").join(&first).exists());
+
+    // The trimmed cache still builds: cargo rebuilds what went.
+    let third = commit(&project, "0.3.0", 44);
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": third }).to_string());
+    assert_eq!(status, 202, "{body}");
+    let built = events
+        .wait("0.3.0 built", Duration::from_secs(300), |e| {
+            e["kind"] == "build_done" && e["outcome"]["version"] == "0.3.0"
+        })
+        .await;
+    assert_eq!(built["event"]["outcome"]["kind"], "ok", "{built}");
     daemon.kill();
 }

@@ -9,6 +9,7 @@ use sando_wire::{
     BackupRow, CancelRequest, ComponentRecord, ComponentVerdict, ConfirmRequest, Confirmation,
     ErrorBody, EventEnvelope, GateKind, GateRunId, GateRunSummary, GatesResponse,
     ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse, StateResponse,
+    SweepResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -154,6 +155,13 @@ impl Client {
         request: &ReclassifyRequest,
     ) -> Result<ReclassifyResponse, ClientError> {
         self.post_json("/api/reclassify", request)
+    }
+
+    /// Applies the retention policy now (`sando gc`); with `dry_run`, only says.
+    pub fn sweep(&self, dry_run: bool) -> Result<SweepResponse, ClientError> {
+        let path =
+            if dry_run { "/api/retention/sweep?dry_run=true" } else { "/api/retention/sweep" };
+        self.post_json(path, &serde_json::json!({}))
     }
 
     fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {

@@ -31,7 +31,8 @@ pub use state::{
     ComponentVerdict, ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody,
     GateComponents, GateRunSummary, GatesResponse, IMPORTED_RUN, PreviousRun, RebuildRequest,
     Reclassified, ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse, RunState,
-    SchedulerState, StateResponse, TierState, VerdictChange, VersionRow, WorkerState,
+    SchedulerState, StateResponse, SweepResponse, TierState, VerdictChange, VersionRow,
+    WorkerState,
 };
 pub use version::Version;
 

@@ -59,6 +59,23 @@ pub struct TierState {
     pub previous_runs: Vec<PreviousRun>,
 }
 
+/// `POST /api/retention/sweep` (what `sando gc` prints): what went, or with
+/// `dry_run` what would go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepResponse {
+    pub dry_run: bool,
+    /// Versions whose work tree, artifact and logs went.
+    pub versions: Vec<Version>,
+    /// Backups whose file went.
+    pub backups: Vec<i64>,
+    /// Compiled units of the shared build cache, oldest first, removed to
+    /// bring it under `cache_max_mib` (absent from daemons before it).
+    #[serde(default)]
+    pub cache_units: Vec<String>,
+    #[serde(default)]
+    pub cache_bytes: u64,
+}
+
 /// A gate's latest finished run for the version before, for comparing durations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousRun {

@@ -672,10 +672,12 @@ async fn sweep(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
     let sweep = super::retention::sweep(&daemon, query.dry_run).await?;
-    Ok(Json(serde_json::json!({
-        "dry_run": query.dry_run,
-        "versions": sweep.versions,
-        "backups": sweep.backups,
+    Ok(Json(serde_json::json!(crate::domain::SweepResponse {
+        dry_run: query.dry_run,
+        versions: sweep.versions,
+        backups: sweep.backups,
+        cache_units: sweep.cache_units,
+        cache_bytes: sweep.cache_bytes,
     })))
 }
 

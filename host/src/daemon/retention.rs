@@ -20,6 +20,9 @@ use crate::store::{BackupAge, StoreError, VersionAge};
 pub struct Sweep {
     pub versions: Vec<Version>,
     pub backups: Vec<i64>,
+    /// Compiled units of the shared build cache, oldest first, and their bytes.
+    pub cache_units: Vec<String>,
+    pub cache_bytes: u64,
 }
 
 /// Decides what the policy lets go. `versions` and `backups` are those
@@ -73,7 +76,30 @@ pub async fn sweep(daemon: &Arc<Daemon>, dry_run: bool) -> Result<Sweep, StoreEr
     let versions = daemon.store.versions_with_files().await?;
     let backups = daemon.store.backups_on_disk().await?;
     let needed = daemon.store.versions_in_use().await?;
-    let sweep = plan(policy, &versions, &needed, &backups, Utc::now());
+    let mut sweep = plan(policy, &versions, &needed, &backups, Utc::now());
+    if let (Some(cap), Some(cache)) =
+        (policy.cache_max_bytes, super::work::cache::BuildCache::of(daemon))
+    {
+        // Nothing builds or tests while the cache is trimmed.
+        let _held = daemon.cache_lock.lock().await;
+        let target = cache.target();
+        let trimmed = tokio::task::spawn_blocking(move || {
+            let units = super::work::cache::units(&target);
+            let oldest = super::work::cache::over_cap(&units, cap);
+            let mut gone = (Vec::new(), 0u64);
+            for unit in oldest.into_iter().map(|i| &units[i]) {
+                if !dry_run {
+                    unit.remove();
+                }
+                gone.0.push(unit.name.clone());
+                gone.1 += unit.bytes;
+            }
+            gone
+        })
+        .await
+        .unwrap_or_default();
+        (sweep.cache_units, sweep.cache_bytes) = trimmed;
+    }
     if dry_run {
         return Ok(sweep);
     }
@@ -156,6 +182,7 @@ mod tests {
             keep_versions,
             keep_for: keep_days.map(|d| Duration::from_secs(d * 86_400)),
             keep_backups,
+            cache_max_bytes: None,
         }
     }
 
