@@ -179,14 +179,7 @@ async fn build(
         ] {
             let out = run("git", args, None, defaults.git_timeout).await;
             stopped(out.ended)?;
-            match out.output.end {
-                ProcessEnd::Exited(0) => {}
-                ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
-                ProcessEnd::Exited(code) => {
-                    return Err(BuildFailure::Checkout { exit_code: Some(code) });
-                }
-                _ => return Err(BuildFailure::Checkout { exit_code: None }),
-            }
+            succeeded(out.output.end, |exit_code| BuildFailure::Checkout { exit_code })?;
         }
         tokio::fs::rename(&partial, &tree).await.map_err(|e| BuildFailure::HostFault {
             message: format!("placing the work tree: {}", crate::fixtures::io_message(&e)),
@@ -224,14 +217,7 @@ async fn build(
             run_on("cargo", words(&["fetch"]), Some(tree.clone()), defaults.build_timeout, true)
                 .await;
         stopped(out.ended)?;
-        match out.output.end {
-            ProcessEnd::Exited(0) => {}
-            ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
-            ProcessEnd::Exited(code) => {
-                return Err(BuildFailure::BuildCommand { exit_code: Some(code) });
-            }
-            _ => return Err(BuildFailure::BuildCommand { exit_code: None }),
-        }
+        succeeded(out.output.end, |exit_code| BuildFailure::BuildCommand { exit_code })?;
     }
 
     let build = &config.project.build;
@@ -239,14 +225,7 @@ async fn build(
     let out =
         run(&build.program, build.args.clone(), Some(tree.clone()), defaults.build_timeout).await;
     stopped(out.ended)?;
-    match out.output.end {
-        ProcessEnd::Exited(0) => {}
-        ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
-        ProcessEnd::Exited(code) => {
-            return Err(BuildFailure::BuildCommand { exit_code: Some(code) });
-        }
-        _ => return Err(BuildFailure::BuildCommand { exit_code: None }),
-    }
+    succeeded(out.output.end, |exit_code| BuildFailure::BuildCommand { exit_code })?;
     let version = manifest_version(&tree.join("Cargo.toml"))
         .map_err(|message| BuildFailure::Manifest { message })?;
     log.note(&format!("built version {version}"));
@@ -333,6 +312,20 @@ pub(crate) async fn sha256_file(path: PathBuf) -> std::io::Result<String> {
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// A step that exited 0 goes on; one that could not start, or failed,
+/// ends the build as `failed` says (with its exit code, if it had one).
+fn succeeded(
+    end: ProcessEnd,
+    failed: impl FnOnce(Option<i32>) -> BuildFailure,
+) -> Result<(), BuildFailure> {
+    match end {
+        ProcessEnd::Exited(0) => Ok(()),
+        ProcessEnd::SpawnError(os_error) => Err(BuildFailure::Spawn { os_error }),
+        ProcessEnd::Exited(code) => Err(failed(Some(code))),
+        _ => Err(failed(None)),
+    }
 }
 
 /// A step ended by its timeout or a cancel ends the build.
