@@ -100,6 +100,17 @@ pub enum DeployFailure {
     Unclassified,
 }
 
+impl DeployOutcome {
+    /// Its `kind` tag: `in_progress`, `ok` or `failed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DeployOutcome::InProgress => "in_progress",
+            DeployOutcome::Ok => "ok",
+            DeployOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
 impl DeployFailure {
     /// The failure's class: its `kind` tag, which retry policies name.
     pub fn class(&self) -> &'static str {

@@ -153,6 +153,21 @@ pub enum GateFailure {
     },
 }
 
+impl GateBlocker {
+    /// The blocker's class: its `kind` tag.
+    pub fn class(&self) -> &'static str {
+        match self {
+            GateBlocker::BurnInClockNotStarted => "burn_in_clock_not_started",
+            GateBlocker::BurnInRemaining { .. } => "burn_in_remaining",
+            GateBlocker::AwaitingOperatorConfirmation => "awaiting_operator_confirmation",
+            GateBlocker::NoBackupAvailable => "no_backup_available",
+            GateBlocker::ScratchDbUrlUnset => "scratch_db_url_unset",
+            GateBlocker::ScratchDbUnreachable => "scratch_db_unreachable",
+            GateBlocker::ArtifactMissing { .. } => "artifact_missing",
+        }
+    }
+}
+
 impl GateFailure {
     /// The failure's class: its `kind` tag, which retry policies name.
     pub fn class(&self) -> &'static str {

@@ -133,7 +133,8 @@ pub async fn import(request: &ImportRequest<'_>) -> Result<Outcome, ImportError>
     }
     let report_json = serde_json::to_string(&report).expect("a report serialises");
     let source = LegacySource { path: &shown, sha256: &sha256, report_json: &report_json };
-    let store = if request.dry_run && !data_dir.join("sando.sqlite").exists() {
+    let db = data_dir.join("sando.sqlite");
+    if request.dry_run && !db.exists() {
         // A dry run leaves no database behind: it writes into a scratch one.
         let scratch = tempfile::tempdir().map_err(|e| ImportError::Open {
             path: "a scratch directory".into(),
@@ -141,10 +142,8 @@ pub async fn import(request: &ImportRequest<'_>) -> Result<Outcome, ImportError>
         })?;
         let store = Store::open(&scratch.path().join("sando.sqlite")).await?;
         return finish(&store, &history, &source, report, false).await;
-    } else {
-        Store::open(&data_dir.join("sando.sqlite")).await?
-    };
-    finish(&store, &history, &source, report, !request.dry_run).await
+    }
+    finish(&Store::open(&db).await?, &history, &source, report, !request.dry_run).await
 }
 
 async fn finish(
@@ -265,6 +264,10 @@ impl Cells<'_> {
         value.parse().map_err(|e: T::Err| self.bad(column, &value, reason(&e.to_string())))
     }
 
+    fn required_time(&self, column: &'static str) -> Result<DateTime<Utc>, ImportError> {
+        self.time(column)?.ok_or_else(|| self.bad(column, "NULL", "is missing"))
+    }
+
     fn time(&self, column: &'static str) -> Result<Option<DateTime<Utc>>, ImportError> {
         let Some(value) = self.opt(column) else { return Ok(None) };
         DateTime::parse_from_rfc3339(&value)
@@ -319,8 +322,7 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
                 sha
             }
         };
-        let registered_at =
-            cells.time("built_at")?.ok_or_else(|| cells.bad("built_at", "NULL", "is missing"))?;
+        let registered_at = cells.required_time("built_at")?;
         versions.insert(version.clone());
         history.versions.push(LegacyVersion { version, git_sha, registered_at });
     }
@@ -391,9 +393,7 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
         let cells = Cells { table: "gate_runs", id: text(row, "id").unwrap_or_default(), row };
         let id: i64 = cells.get("id")?;
         let gate: GateKind = cells.get("gate_kind")?;
-        let started_at = cells
-            .time("started_at")?
-            .ok_or_else(|| cells.bad("started_at", "NULL", "is missing"))?;
+        let started_at = cells.required_time("started_at")?;
         let passed = match cells.opt("passed") {
             None => None,
             Some(p) => {
@@ -424,16 +424,14 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
     for row in &rows {
         let cells = Cells { table: "deploys", id: text(row, "id").unwrap_or_default(), row };
         let id: i64 = cells.get("id")?;
-        let started_at = cells
-            .time("started_at")?
-            .ok_or_else(|| cells.bad("started_at", "NULL", "is missing"))?;
+        let started_at = cells.required_time("started_at")?;
         let error = cells.opt("error");
         let outcome = map::deploy_outcome(cells.opt("outcome").as_deref(), error.as_deref());
         let class = match &outcome {
             DeployOutcome::Failed { failure } => Some(failure.class()),
             _ => None,
         };
-        count(&mut report.deploys, outcome_label(&outcome), class);
+        count(&mut report.deploys, outcome.label(), class);
         history.deploys.push(LegacyDeploy {
             id,
             version: known(&cells, "version")?,
@@ -456,9 +454,7 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
             source: cells.get::<BackupSource>("source")?,
             file_missing: !Path::new(&path).is_file(),
             path,
-            fetched_at: cells
-                .time("fetched_at")?
-                .ok_or_else(|| cells.bad("fetched_at", "NULL", "is missing"))?,
+            fetched_at: cells.required_time("fetched_at")?,
         });
     }
     report.backups = history.backups.len();
@@ -479,28 +475,7 @@ fn class_of(status: &GateStatus) -> Option<&'static str> {
     match status {
         GateStatus::Passed { .. } => None,
         GateStatus::Failed { failure } => Some(failure.class()),
-        GateStatus::Blocked { blocker } => Some(blocker_class(blocker)),
-    }
-}
-
-fn blocker_class(blocker: &crate::domain::GateBlocker) -> &'static str {
-    use crate::domain::GateBlocker as B;
-    match blocker {
-        B::BurnInClockNotStarted => "burn_in_clock_not_started",
-        B::BurnInRemaining { .. } => "burn_in_remaining",
-        B::AwaitingOperatorConfirmation => "awaiting_operator_confirmation",
-        B::NoBackupAvailable => "no_backup_available",
-        B::ScratchDbUrlUnset => "scratch_db_url_unset",
-        B::ScratchDbUnreachable => "scratch_db_unreachable",
-        B::ArtifactMissing { .. } => "artifact_missing",
-    }
-}
-
-fn outcome_label(outcome: &DeployOutcome) -> &'static str {
-    match outcome {
-        DeployOutcome::InProgress => "in_progress",
-        DeployOutcome::Ok => "ok",
-        DeployOutcome::Failed { .. } => "failed",
+        GateStatus::Blocked { blocker } => Some(blocker.class()),
     }
 }
 
