@@ -210,8 +210,12 @@ async fn record_history(root: &Path, runs: usize) -> Vec<sando::domain::RawOutpu
                 &tier,
                 &version.version,
                 GateKind::CargoTest,
-                "bench",
-                "0.1.0",
+                sando::store::RunComponents {
+                    runner_digest: "bench",
+                    runner_contract: "0.2.0",
+                    classifier_digest: "bench",
+                    classifier_contract: "0.2.0",
+                },
                 sando::store::Attempt { number: 1, of: 1 },
                 Utc::now(),
                 |id| format!("0.1.0/cargo_test/{id}.log").parse().unwrap(),
@@ -254,7 +258,9 @@ async fn shadow_test() {
     sandbox.load(&improved).unwrap();
     let start = Instant::now();
     let verdict =
-        submit(&daemon, GateKind::CargoTest, improved, "bench".into(), false).await.unwrap();
+        submit(&daemon, GateKind::CargoTest, improved, "bench".into(), Default::default())
+            .await
+            .unwrap();
     let shadow = start.elapsed();
     assert_eq!(verdict.decision, Decision::Loaded, "{verdict:?}");
     assert_eq!(verdict.cases as usize, RUNS);

@@ -220,28 +220,53 @@ impl fmt::Display for Command {
     }
 }
 
-/// Whitespace-separated words; single or double quotes group words.
+/// The `key` of a `key = value` line holding byte `at` of `text`.
+fn key_on_line(text: &str, at: usize) -> Option<&str> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c)))
+        .then_some(key)
+}
+
+/// Words split as a POSIX shell would split them (quotes group, a
+/// backslash escapes).
 fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut quote: Option<char> = None;
-    for c in s.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                word.get_or_insert_with(String::new);
+    shlex::split(s).ok_or_else(|| "has an unclosed quote or a trailing backslash".to_owned())
+}
+
+/// An `args` value: a TOML array, each element one argument exactly as
+/// written, or a string split like a shell's words.
+enum RawWords {
+    List(Vec<String>),
+    Line(String),
+}
+
+impl<'de> Deserialize<'de> for RawWords {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawWords;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of strings, or a string of words")
             }
-            (None, c) if c.is_whitespace() => words.extend(word.take()),
-            (None, c) => word.get_or_insert_with(String::new).push(c),
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawWords, E> {
+                Ok(RawWords::Line(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawWords, A::Error> {
+                let mut words = Vec::new();
+                while let Some(word) = seq.next_element::<String>()? {
+                    words.push(word);
+                }
+                Ok(RawWords::List(words))
+            }
         }
+        deserializer.deserialize_any(Visitor)
     }
-    if quote.is_some() {
-        return Err("has an unclosed quote".into());
-    }
-    words.extend(word);
-    Ok(words)
 }
 
 #[derive(Debug, Clone)]
@@ -446,7 +471,7 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawGate {
     kind: Spanned<String>,
-    args: Option<Spanned<String>>,
+    args: Option<Spanned<RawWords>>,
     timeout: Option<Spanned<String>>,
     scratch_db_url: Option<Spanned<String>>,
     migrations: Option<Spanned<String>>,
@@ -633,8 +658,18 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let source = Source { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let key = e.message().split('`').nth(1).unwrap_or("(syntax)").to_owned();
-            source.error(e.span().unwrap_or(0..0), key, crate::text::one_line(e.message()))
+            let span = e.span().unwrap_or(0..0);
+            // A value of the wrong type is named by the key on its line; an
+            // unknown or missing key by the name the message quotes.
+            let key = e
+                .message()
+                .starts_with("invalid")
+                .then(|| key_on_line(text, span.start))
+                .flatten()
+                .or_else(|| e.message().split('`').nth(1))
+                .unwrap_or("(syntax)")
+                .to_owned();
+            source.error(span, key, crate::text::one_line(e.message()))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve =
@@ -891,30 +926,30 @@ fn gate(
         GateKind::BurnIn => &["duration", "on_tier"],
         GateKind::ManualConfirm => &[],
     };
+    let span = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
     let present = [
-        ("args", &raw.args),
-        ("scratch_db_url", &raw.scratch_db_url),
-        ("migrations", &raw.migrations),
-        ("migrate", &raw.migrate),
-        ("restore", &raw.restore),
-        ("stay_up", &raw.stay_up),
-        ("duration", &raw.duration),
-        ("on_tier", &raw.on_tier),
+        ("args", raw.args.as_ref().map(Spanned::span)),
+        ("scratch_db_url", span(&raw.scratch_db_url)),
+        ("migrations", span(&raw.migrations)),
+        ("migrate", span(&raw.migrate)),
+        ("restore", span(&raw.restore)),
+        ("stay_up", span(&raw.stay_up)),
+        ("duration", span(&raw.duration)),
+        ("on_tier", span(&raw.on_tier)),
     ];
     for (name, value) in present {
-        if let Some(value) = value
+        if let Some(at) = value
             && !allowed.contains(&name)
         {
-            return Err(source.error(
-                value.span(),
-                key(name),
-                format!("a {kind} gate takes no `{name}`"),
-            ));
+            return Err(source.error(at, key(name), format!("a {kind} gate takes no `{name}`")));
         }
     }
-    let words = |v: &Option<Spanned<String>>, k: &str| -> Result<Vec<String>, ConfigError> {
-        match v {
-            Some(v) => split_words(v.get_ref()).map_err(|e| source.error(v.span(), key(k), e)),
+    let words = |v: &Option<Spanned<RawWords>>, k: &str| -> Result<Vec<String>, ConfigError> {
+        match v.as_ref().map(|v| (v.get_ref(), v.span())) {
+            Some((RawWords::List(words), _)) => Ok(words.clone()),
+            Some((RawWords::Line(line), at)) => {
+                split_words(line).map_err(|e| source.error(at, key(k), e))
+            }
             None => Ok(Vec::new()),
         }
     };
@@ -1193,6 +1228,28 @@ kind = "manual_confirm"
         assert!(error.contains("retention.keep_for"), "{error}");
         let error = parse(&with("keep_all = true")).unwrap_err();
         assert!(error.contains("keep_all"), "{error}");
+    }
+
+    #[test]
+    fn args_arrays_keep_each_argument_as_written() {
+        let listed =
+            GOOD.replace("args = \"test --offline\"", "args = [\"test\", \"--\", \"a b\"]");
+        assert_ne!(listed, GOOD, "the fixture config has the string form");
+        let config = parse(&listed).unwrap();
+        assert_eq!(
+            config.tiers[0].gates[0].gate,
+            Gate::CargoTest { args: vec!["test".into(), "--".into(), "a b".into()] }
+        );
+        let quoted = GOOD.replace("args = \"test --offline\"", "args = \"test -- 'a b'\"");
+        assert_eq!(
+            parse(&quoted).unwrap().tiers[0].gates[0].gate,
+            Gate::CargoTest { args: vec!["test".into(), "--".into(), "a b".into()] }
+        );
+        let not_words = GOOD.replace("args = \"test --offline\"", "args = [\"test\", 3]");
+        assert_eq!(
+            parse(&not_words).unwrap_err().to_string(),
+            "/etc/sando/sando.toml:18:17: args: invalid type: integer `3`, expected a string"
+        );
     }
 
     #[test]

@@ -181,6 +181,32 @@ impl Case {
     }
 }
 
+/// A case's files made from a real run's recorded classifier input, in the
+/// capture scripts' format: `case.toml` names the run it came from, and
+/// `expected.json` starts as the outcome the run got (the author changes it
+/// to what the output should mean).
+pub fn recorded_case_files(
+    what: &str,
+    output: &RawOutput,
+    outcome: &GateStatus,
+) -> (String, String) {
+    let end = match output.end {
+        ProcessEnd::Exited(code) => format!("exit_code = {code}"),
+        ProcessEnd::Signaled(signal) => format!("signal = {signal}"),
+        ProcessEnd::SpawnError(errno) => format!("spawn_error = {errno}"),
+        ProcessEnd::StillRunning => "still_running = true".to_owned(),
+    };
+    let mut case_toml = format!(
+        "command = {}\n{end}\n",
+        toml::Value::String(format!("recorded by sando from {what}"))
+    );
+    if let Some(ms) = output.duration_ms {
+        case_toml.push_str(&format!("duration_ms = {ms}\n"));
+    }
+    let expected = serde_json::to_string(outcome).expect("a status serializes") + "\n";
+    (case_toml, expected)
+}
+
 fn process_end(case: &CaseToml) -> Result<ProcessEnd, String> {
     if case.still_running == Some(false) {
         return Err("`still_running` may only be `true` (leave it out otherwise)".into());

@@ -12,5 +12,6 @@ pub mod legacy;
 pub mod migrate;
 pub mod run_as;
 pub mod sandbox;
+pub mod scaffold;
 pub mod store;
 pub mod text;

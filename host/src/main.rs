@@ -11,7 +11,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use sando::config::Config;
 use sando::daemon;
-use sando::domain::{GateKind, ProcessEnd, RawOutput};
+use sando::domain::{ComponentPart, GateKind, ProcessEnd, RawOutput};
 use sando::executor::Executor as _;
 use sando::fixtures::{self, Case};
 use sando::sandbox::{ComponentCache, GateComponent, Limits, Sandbox, shipped_component};
@@ -143,14 +143,22 @@ enum GateCommand {
         /// Swap it in even though verdicts change.
         #[arg(long)]
         accept_changes: bool,
+        /// Serve it as `gate` (runner and classifier) or only as the
+        /// kind's `classifier`. Default: a gate if it exports a runner.
+        #[arg(long, value_parser = parse_part)]
+        part: Option<ComponentPart>,
     },
-    /// Return a gate kind to the component that served before the current one.
+    /// Return one part of a gate kind to the component that served it
+    /// before: the classifier-only part if one serves, else the gate.
     Rollback {
         kind: String,
         #[command(flatten)]
         remote: Remote,
         #[arg(long)]
         accept_changes: bool,
+        /// Which part to roll back: `gate` or `classifier`.
+        #[arg(long, value_parser = parse_part)]
+        part: Option<ComponentPart>,
     },
     /// Accept the candidate component held for a gate kind.
     Accept {
@@ -171,11 +179,40 @@ enum GateCommand {
     },
     /// Classify every fixture case below a directory with a component and
     /// compare with each case's expected.json.
+    /// Start a classifier project for a gate kind, in Rust or Python, that
+    /// builds and passes `sando gate test` on the kind's shipped fixtures as
+    /// written: it starts as the shipped classifier.
+    New {
+        /// The gate kind (cargo_test, migration_dry_run, boot_smoke, burn_in, manual_confirm).
+        kind: String,
+        /// `rust` (a crate on Sando's gate SDK) or `python` (a componentize-py project).
+        #[arg(long)]
+        lang: String,
+        /// The project's directory (created; must be empty if it exists).
+        dir: PathBuf,
+        /// A Sando source tree, for a Rust project's path dependencies
+        /// (default: the one this binary was built from).
+        #[arg(long)]
+        sando_source: Option<PathBuf>,
+    },
     Test {
         /// The gate component (.wasm) to test.
         component: PathBuf,
         /// A directory of fixture cases (`<gate_kind>/<case>/`).
         fixtures: PathBuf,
+        /// First write a new case below DIR (`<gate_kind>/run-<id>/`) from a
+        /// real run's recorded classifier input (`--run`, from the daemon at
+        /// `--url`), and test it too; its `expected.json` starts as the
+        /// outcome the run got.
+        #[arg(long, value_name = "DIR", requires_all = ["run", "token_file"])]
+        record: Option<PathBuf>,
+        /// The gate run to record (its id, as `/api/state` shows it).
+        #[arg(long, requires = "record")]
+        run: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:7878")]
+        url: String,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -257,14 +294,27 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify(args) => classify(args),
-        Command::Gate { command: GateCommand::Test { component, fixtures } } => {
-            gate_test(&component, &fixtures)
+        Command::Gate { command: GateCommand::New { kind, lang, dir, sando_source } } => {
+            gate_new(&kind, &lang, &dir, sando_source.as_deref())
         }
-        Command::Gate { command: GateCommand::Push { component, remote, accept_changes } } => {
-            remote::push(&component, &remote.url, &remote.token_file, accept_changes)
+        Command::Gate {
+            command: GateCommand::Test { component, fixtures, record, run, url, token_file },
+        } => {
+            let mut dirs = vec![fixtures.clone()];
+            if let (Some(dir), Some(run), Some(token_file)) = (record, run, token_file) {
+                let case = remote::record(&dir, &run, &url, &token_file)?;
+                // Tested with the rest, or on its own when outside them.
+                if !case.starts_with(&fixtures) {
+                    dirs.push(case);
+                }
+            }
+            gate_test(&component, &dirs)
         }
-        Command::Gate { command: GateCommand::Rollback { kind, remote, accept_changes } } => {
-            remote::rollback(&kind, &remote.url, &remote.token_file, accept_changes)
+        Command::Gate {
+            command: GateCommand::Push { component, remote, accept_changes, part },
+        } => remote::push(&component, &remote.url, &remote.token_file, accept_changes, part),
+        Command::Gate { command: GateCommand::Rollback { kind, remote, accept_changes, part } } => {
+            remote::rollback(&kind, &remote.url, &remote.token_file, accept_changes, part)
         }
         Command::Gate { command: GateCommand::Accept { kind, digest, remote } } => {
             remote::settle(&kind, digest.as_deref(), &remote.url, &remote.token_file, true)
@@ -440,10 +490,14 @@ fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn gate_test(component_path: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
+fn gate_test(component_path: &Path, dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let sandbox = sandbox()?;
     let component = load_component(&sandbox, component_path)?;
-    let cases = fixtures::discover(dir)?;
+    let dir = &dirs[0];
+    let mut cases = Vec::new();
+    for dir in dirs {
+        cases.extend(fixtures::discover(dir)?);
+    }
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     for case_dir in &cases {
         // Cases of other gate kinds are not this component's to classify.
@@ -459,14 +513,24 @@ fn gate_test(component_path: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let got = component.classify(&sandbox, case.kind, &case.output).status;
+        let started = std::time::Instant::now();
+        let classification = component.classify(&sandbox, case.kind, &case.output);
+        // What the case cost the classifier, so an author sees a slow one.
+        let cost = format!(
+            "[fuel {}, {}]",
+            classification.usage.fuel,
+            humantime::format_duration(std::time::Duration::from_micros(
+                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+            ))
+        );
+        let got = classification.status;
         if got == case.expected {
             passed += 1;
-            println!("ok   {}: {got}", case.name);
+            println!("ok   {}: {got} {cost}", case.name);
         } else {
             failed += 1;
             println!(
-                "FAIL {}: expected {}, got {}",
+                "FAIL {}: expected {}, got {} {cost}",
                 case.name,
                 serde_json::to_string(&case.expected)?,
                 serde_json::to_string(&got)?
@@ -487,4 +551,24 @@ fn gate_test(component_path: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
         println!("{passed} passed, {failed} failed");
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn gate_new(
+    kind: &str,
+    lang: &str,
+    dir: &Path,
+    sando_source: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let kind: GateKind = kind.parse()?;
+    let lang: sando::scaffold::Lang = lang.parse().map_err(|e| anyhow::anyhow!("--lang: {e}"))?;
+    for file in sando::scaffold::scaffold(kind, lang, dir, sando_source)? {
+        println!("wrote {}", file.display());
+    }
+    println!("next: see {} for how to build it and test it", dir.join("README.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--part gate|classifier`, through the wire type's own parser.
+fn parse_part(text: &str) -> Result<ComponentPart, String> {
+    text.parse().map_err(|e: sando::domain::ParseError| e.to_string())
 }

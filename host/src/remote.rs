@@ -1,11 +1,14 @@
 //! `sando gate push|rollback|accept|reject`, `sando reclassify` and `sando gc`: the binary's commands that act on a running daemon through its API (the typed client of `sando-tui`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use sando::domain::{ComponentVerdict, Decision, GateKind, ReclassifyRequest, VerdictChange};
+use sando::domain::{
+    ComponentPart, ComponentVerdict, Decision, GateKind, GateRunId, ReclassifyRequest,
+    VerdictChange,
+};
 use sando::sandbox::{Limits, Sandbox};
 use sando_tui::client::Client;
 
@@ -26,6 +29,7 @@ pub fn push(
     url: &str,
     token_file: &Path,
     accept_changes: bool,
+    part: Option<ComponentPart>,
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(component).with_context(|| format!("{}", component.display()))?;
     // Checked here first: a file that is not a gate component is refused
@@ -34,7 +38,8 @@ pub fn push(
         Sandbox::new(Limits::default(), None).map_err(|e| anyhow::anyhow!("sandbox: {e}"))?;
     let loaded =
         sandbox.load(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", component.display()))?;
-    let verdict = client(url, token_file)?.push_component(loaded.kind(), &bytes, accept_changes)?;
+    let verdict =
+        client(url, token_file)?.push_component(loaded.kind(), &bytes, accept_changes, part)?;
     Ok(report(&verdict))
 }
 
@@ -43,9 +48,43 @@ pub fn rollback(
     url: &str,
     token_file: &Path,
     accept_changes: bool,
+    part: Option<ComponentPart>,
 ) -> anyhow::Result<ExitCode> {
-    let verdict = client(url, token_file)?.rollback_component(kind(kind_text)?, accept_changes)?;
+    let verdict =
+        client(url, token_file)?.rollback_component(kind(kind_text)?, accept_changes, part)?;
     Ok(report(&verdict))
+}
+
+/// Writes `dir/<gate>/run-<id>/` from the run's recorded classifier input
+/// and returns the case's directory; an existing one is never overwritten.
+pub fn record(dir: &Path, run: &str, url: &str, token_file: &Path) -> anyhow::Result<PathBuf> {
+    use base64::Engine as _;
+    let id: GateRunId = run.parse().map_err(|e| anyhow::anyhow!("--run {run:?}: {e}"))?;
+    let case = client(url, token_file)?.recorded_case(id)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let stdout = b64.decode(&case.stdout_base64).context("the daemon's stdout_base64")?;
+    let stderr = b64.decode(&case.stderr_base64).context("the daemon's stderr_base64")?;
+    let case_dir = dir.join(case.gate.as_str()).join(format!("run-{id}"));
+    anyhow::ensure!(
+        !case_dir.exists(),
+        "{} already exists: run {id} was recorded before",
+        case_dir.display()
+    );
+    std::fs::create_dir_all(&case_dir).with_context(|| format!("{}", case_dir.display()))?;
+    for (name, bytes) in [
+        ("case.toml", case.case_toml.as_bytes()),
+        ("expected.json", case.expected_json.as_bytes()),
+        ("stdout", &stdout[..]),
+        ("stderr", &stderr[..]),
+    ] {
+        let path = case_dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("{}", path.display()))?;
+    }
+    println!(
+        "recorded {} from run {id}: edit its expected.json to what the output should mean",
+        case_dir.display()
+    );
+    Ok(case_dir)
 }
 
 pub fn settle(

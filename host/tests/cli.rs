@@ -186,7 +186,7 @@ fn another_contract_major_is_refused_naming_both_versions() {
     ]);
     assert_one_line_error(
         &output,
-        "built against gate contract sando:gate@1.0.0, but this Sando speaks sando:gate@0.1.0",
+        "built against gate contract sando:gate@1.0.0, but this Sando speaks sando:gate@0.2.0 (and still serves sando:gate@0.1)",
     );
 }
 
@@ -269,6 +269,10 @@ fn gate_test_reports_each_case_and_a_closing_count() {
     assert!(!output.status.success(), "a differing case must fail the run");
     let out = stdout(&output);
     assert!(out.contains("ok   cargo_test/passes"), "{out}");
+    // Each case says what it cost the classifier.
+    let passes = out.lines().find(|l| l.starts_with("ok   cargo_test/passes")).unwrap();
+    let fuel = passes.split("[fuel ").nth(1).and_then(|r| r.split(',').next()).unwrap_or("");
+    assert!(fuel.parse::<u64>().is_ok_and(|f| f > 0), "{passes}");
     assert!(
         out.contains("FAIL cargo_test/wrong_expectation: expected {\"kind\":\"failed\""),
         "{out}"
@@ -372,4 +376,25 @@ fn check_validates_a_config_and_names_the_problem() {
         &output,
         "typo.toml:1:13: isolation: unknown isolation \"off\" (use sandbox or none)",
     );
+}
+
+#[test]
+fn gate_new_writes_a_project_and_refuses_bad_input_in_one_line() {
+    let sando = Sando::new();
+    let output = sando.run(&["gate", "new", "boot_smoke", "--lang", "python", "mine"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let app = std::fs::read_to_string(sando.path("mine/app.py")).unwrap();
+    assert!(app.contains("GateKind.BOOT_SMOKE"), "{app}");
+    let wit = std::fs::read_to_string(sando.path("mine/wit/gate.wit")).unwrap();
+    assert!(wit.contains("package sando:gate@0.2.0;"));
+    assert!(stdout(&output).contains("wrote "), "{}", stdout(&output));
+
+    let again = sando.run(&["gate", "new", "boot_smoke", "--lang", "python", "mine"]);
+    assert_one_line_error(&again, "mine already exists and is not empty: choose a new directory");
+    let bad_lang = sando.run(&["gate", "new", "boot_smoke", "--lang", "go", "other"]);
+    assert_one_line_error(&bad_lang, "--lang: unknown language \"go\": expected rust or python");
+    let bad_kind = sando.run(&["gate", "new", "smoke", "--lang", "python", "other"]);
+    assert!(!bad_kind.status.success());
+    assert!(stderr(&bad_kind).contains("smoke"), "{}", stderr(&bad_kind));
+    assert!(!sando.path("other").exists(), "nothing written for bad input");
 }

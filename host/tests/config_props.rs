@@ -110,7 +110,7 @@ fn plan_at_the_extremes(config: &Config) {
                             retry: spec.retry.clone(),
                             latest: Some(run(
                                 1,
-                                GateBlocker::BurnInRemaining { hours: 1, total: 1 },
+                                GateBlocker::BurnInRemaining { seconds: 1, total_seconds: 1 },
                             )),
                             burn_in: match &spec.gate {
                                 Gate::BurnIn { duration, .. } => Some((Some(now), *duration)),

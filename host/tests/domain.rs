@@ -204,12 +204,32 @@ fn gate_status_json_matches_the_contract_examples() {
             r#"{"kind":"failed","failure":{"kind":"cargo_test","failed_count":3,"first_failed":"tests::parse"}}"#,
         ),
         (
-            GateStatus::Passed { note: PassNote::TestsPassed { count: 7, duration_s: 2 } },
+            GateStatus::Passed {
+                note: PassNote::TestsPassed { count: 7, duration_s: 2, flaky: Vec::new() },
+            },
             r#"{"kind":"passed","note":{"kind":"tests_passed","count":7,"duration_s":2}}"#,
         ),
         (
-            GateStatus::Blocked { blocker: GateBlocker::BurnInRemaining { hours: 47, total: 168 } },
-            r#"{"kind":"blocked","blocker":{"kind":"burn_in_remaining","hours":47,"total":168}}"#,
+            GateStatus::Passed {
+                note: PassNote::TestsPassed {
+                    count: 2,
+                    duration_s: 1,
+                    flaky: vec!["retry_once tests::passes_on_retry".into()],
+                },
+            },
+            r#"{"kind":"passed","note":{"kind":"tests_passed","count":2,"duration_s":1,"flaky":["retry_once tests::passes_on_retry"]}}"#,
+        ),
+        (
+            GateStatus::Blocked {
+                blocker: GateBlocker::BurnInRemaining { seconds: 169_920, total_seconds: 604_800 },
+            },
+            r#"{"kind":"blocked","blocker":{"kind":"burn_in_remaining","seconds":169920,"total_seconds":604800}}"#,
+        ),
+        (
+            GateStatus::Blocked {
+                blocker: GateBlocker::DependencyUnavailable { name: Some("itoa".into()) },
+            },
+            r#"{"kind":"blocked","blocker":{"kind":"dependency_unavailable","name":"itoa"}}"#,
         ),
     ];
     for (status, json) in examples {
@@ -224,7 +244,9 @@ fn malformed_status_json_is_refused() {
         r#"{"kind":"passed"}"#,
         r#"{"kind":"exploded","failure":{"kind":"unclassified"}}"#,
         r#"{"kind":"failed","failure":{"kind":"cargo_test","failed_count":-1,"first_failed":null}}"#,
-        r#"{"kind":"blocked","blocker":{"kind":"burn_in_remaining","hours":1,"total":2,"extra":3}}"#,
+        r#"{"kind":"blocked","blocker":{"kind":"burn_in_remaining","seconds":1,"total_seconds":2,"extra":3}}"#,
+        // Contract 0.1's whole hours are not read as seconds by accident.
+        r#"{"kind":"blocked","blocker":{"kind":"burn_in_remaining","hours":47,"total":168}}"#,
     ] {
         assert!(serde_json::from_str::<GateStatus>(bad).is_err(), "{bad} must be refused");
     }
@@ -243,8 +265,40 @@ fn summaries_read_as_an_operator_would_say_them() {
             "tests failed: 3 (first: tests::parse)",
         ),
         (
-            GateStatus::Blocked { blocker: GateBlocker::BurnInRemaining { hours: 47, total: 168 } },
-            "burn-in: 47h of 168h left",
+            GateStatus::Blocked {
+                blocker: GateBlocker::BurnInRemaining { seconds: 169_920, total_seconds: 604_800 },
+            },
+            "burn-in: 47h 12m of 168h left",
+        ),
+        (
+            GateStatus::Blocked {
+                blocker: GateBlocker::BurnInRemaining { seconds: 45, total_seconds: 60 },
+            },
+            "burn-in: 45s of 60s left",
+        ),
+        (
+            GateStatus::Passed { note: PassNote::BurnInElapsed { seconds: 61 } },
+            "burn-in done: 61s elapsed",
+        ),
+        (
+            GateStatus::Passed { note: PassNote::BurnInElapsed { seconds: 750 } },
+            "burn-in done: 12m 30s elapsed",
+        ),
+        (
+            GateStatus::Passed {
+                note: PassNote::TestsPassed {
+                    count: 2,
+                    duration_s: 1,
+                    flaky: vec!["retry_once tests::passes_on_retry".into()],
+                },
+            },
+            "2 tests passed in 1s (flaky: retry_once tests::passes_on_retry)",
+        ),
+        (
+            GateStatus::Blocked {
+                blocker: GateBlocker::DependencyUnavailable { name: Some("itoa".into()) },
+            },
+            "dependency itoa could not be fetched (network or offline cache)",
         ),
         (
             GateStatus::Failed {
@@ -278,11 +332,12 @@ fn gate_kind() -> impl Strategy<Value = GateKind> {
 fn pass_note() -> impl Strategy<Value = PassNote> {
     prop_oneof![
         any::<u32>().prop_map(|duration_s| PassNote::StayedUp { duration_s }),
-        any::<u32>().prop_map(|hours| PassNote::BurnInElapsed { hours }),
+        any::<u64>().prop_map(|seconds| PassNote::BurnInElapsed { seconds }),
         (proptest::option::of(any::<i64>()), any::<u32>())
             .prop_map(|(backup, count)| PassNote::Migrated { backup, count }),
-        (any::<u32>(), any::<u32>())
-            .prop_map(|(count, duration_s)| PassNote::TestsPassed { count, duration_s }),
+        (any::<u32>(), any::<u32>(), proptest::collection::vec(text(), 0..3)).prop_map(
+            |(count, duration_s, flaky)| PassNote::TestsPassed { count, duration_s, flaky }
+        ),
         at().prop_map(|at| PassNote::OperatorConfirmed { at }),
         proptest::option::of(".*").prop_map(|text| PassNote::Legacy { text }),
     ]
@@ -291,13 +346,15 @@ fn pass_note() -> impl Strategy<Value = PassNote> {
 fn blocker() -> impl Strategy<Value = GateBlocker> {
     prop_oneof![
         Just(GateBlocker::BurnInClockNotStarted),
-        (any::<u32>(), any::<u32>())
-            .prop_map(|(hours, total)| GateBlocker::BurnInRemaining { hours, total }),
+        (any::<u64>(), any::<u64>()).prop_map(|(seconds, total_seconds)| {
+            GateBlocker::BurnInRemaining { seconds, total_seconds }
+        }),
         Just(GateBlocker::AwaitingOperatorConfirmation),
         Just(GateBlocker::NoBackupAvailable),
         Just(GateBlocker::ScratchDbUrlUnset),
         Just(GateBlocker::ScratchDbUnreachable),
         text().prop_map(|version| GateBlocker::ArtifactMissing { version }),
+        proptest::option::of(text()).prop_map(|name| GateBlocker::DependencyUnavailable { name }),
     ]
 }
 

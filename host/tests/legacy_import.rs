@@ -100,8 +100,8 @@ fn expected_run(kind: &str, passed: Option<i64>, detail: Option<&str>) -> Value 
             {
                 return json!({ "kind": "blocked", "blocker": {
                     "kind": "burn_in_remaining",
-                    "hours": h.parse::<u32>().unwrap(),
-                    "total": t.parse::<u32>().unwrap(),
+                    "seconds": h.parse::<u64>().unwrap() * 3600,
+                    "total_seconds": t.parse::<u64>().unwrap() * 3600,
                 }});
             }
             if kind == "migration_dry_run" && d.starts_with("scratch_db_url unset") {

@@ -159,9 +159,11 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
         ("candidate_hoard", "exceeded its memory cap"),
         (
             "test_component_next_major",
-            "built against gate contract sando:gate@1.0.0, but this Sando speaks sando:gate@0.1.0",
+            "built against gate contract sando:gate@1.0.0, but this Sando speaks sando:gate@0.2.0 (and still serves sando:gate@0.1)",
         ),
-        ("test_component_misbehave", "exports only a classifier"),
+        // Classifier-only: taken as the kind's classifier, and its
+        // `unclassified` answers fail the shipped fixtures.
+        ("test_component_misbehave", "fixture case(s) would now fail"),
     ] {
         let (status, verdict) = push_bytes(&daemon, "cargo_test", util::component_bytes(component));
         assert_eq!(status, 422, "{component}: {verdict}");
@@ -263,7 +265,12 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
     );
     let next_run = run(&daemon, &next["event"]["run_id"]);
     assert_eq!(next_run["component_digest"], improved.as_str());
-    assert_eq!(next_run["contract"], "0.1.0");
+    assert_eq!(next_run["contract"], "0.2.0");
+    assert_eq!(
+        next_run["classifier_digest"],
+        improved.as_str(),
+        "a whole gate judges with its own"
+    );
     assert!(next_run["fuel"].as_i64().unwrap() > 0, "{next_run}");
 
     // Reclassify: a dry run first, then the recorded unclassified run gets a
@@ -285,7 +292,7 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
     assert!(stdout(&out).contains("reclassified"), "{}", stdout(&out));
     let reclassified = run(&daemon, &unclassified_run);
     assert_eq!(reclassified["outcome"]["failure"]["kind"], "cargo_test", "{reclassified}");
-    assert_eq!(reclassified["component_digest"], improved.as_str());
+    assert_eq!(reclassified["classifier_digest"], improved.as_str());
     let bad = sando(
         root.path(),
         &daemon,
@@ -323,7 +330,7 @@ async fn updated_classifiers_are_checked_swapped_held_rejected_and_rolled_back()
         .unwrap();
     assert_eq!(
         (&regressed["state"], &regressed["contract"]),
-        (&json!("rejected"), &json!("0.1.0"))
+        (&json!("rejected"), &json!("0.2.0"))
     );
     assert!(!regressed["diff"].as_array().unwrap().is_empty(), "{regressed}");
 

@@ -103,8 +103,9 @@ kind = "manual_confirm"
     daemon.kill();
 }
 
-/// A `cargo_test` runner that runs the tests and then passes whatever they
-/// printed: held with no recorded run to replay (the probes show it), then
+/// A `cargo_test` runner that runs the tests and then decides a pass
+/// itself, whatever they printed: refused as a fault on every replay, and
+/// held with no recorded run to replay (the probes show it), then
 /// held against a recorded failing run, with that run named as the
 /// runner's change. The serving component never changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +141,8 @@ args = "test --offline"
     };
     let shipped = serving();
 
-    // Nothing recorded yet: the probes see it pass what its classifier fails.
+    // Nothing recorded yet: the probes see it decide a pass itself, which the
+    // host refuses (a 0.2 runner's pass of cargo_test is the classifier's).
     let (status, verdict) = push(&daemon, "cargo_test", util::component_bytes("candidate_forged"));
     assert_eq!(status, 202, "{verdict}");
     assert_eq!(verdict["decision"], "pending");
@@ -153,7 +155,7 @@ args = "test --offline"
         .find(|c| c["case"].as_str().unwrap().starts_with("runner: cargo_test, probe with fixture"))
         .unwrap_or_else(|| panic!("{verdict}"));
     assert_eq!(probed["old"]["kind"], "failed", "{probed}");
-    assert_eq!(probed["new"]["kind"], "passed", "{probed}");
+    assert_eq!(probed["new"]["failure"]["fault"]["kind"], "capability_denied", "{probed}");
     let (status, _) = daemon.post("/api/gates/cargo_test/reject", Some(TOKEN), "");
     assert_eq!(status, 200);
     assert_eq!(serving(), shipped);
@@ -177,7 +179,7 @@ args = "test --offline"
         .find(|c| c["case"] == format!("runner: cargo_test, run {run} (staging 0.1.0)"))
         .unwrap_or_else(|| panic!("{verdict}"));
     assert_eq!(replayed["old"]["failure"]["kind"], "cargo_test", "{replayed}");
-    assert_eq!(replayed["new"]["kind"], "passed", "{replayed}");
+    assert_eq!(replayed["new"]["failure"]["fault"]["kind"], "capability_denied", "{replayed}");
     assert_eq!(serving(), shipped);
     let (status, _) = daemon.post("/api/gates/cargo_test/reject", Some(TOKEN), "");
     assert_eq!(status, 200);

@@ -9,8 +9,8 @@ use sando::domain::{
 };
 use sando::executor::LocalExecutor;
 use sando::sandbox::{
-    Backup, BurnInClock, ComponentCache, Confirmation, GateComponent, Limits, LoadError, RunnerEnv,
-    Sandbox,
+    Backup, BurnInClock, ComponentCache, Confirmation, GateComponent, GateParams, Invocation,
+    Limits, LoadError, RunnerEnv, Sandbox,
 };
 
 fn sandbox() -> Sandbox {
@@ -52,7 +52,9 @@ fn assert_still_healthy(sandbox: &Sandbox, healthy: &GateComponent) {
     let status = healthy.classify(sandbox, GateKind::CargoTest, &passing_run()).status;
     assert_eq!(
         status,
-        GateStatus::Passed { note: PassNote::TestsPassed { count: 1, duration_s: 2 } }
+        GateStatus::Passed {
+            note: PassNote::TestsPassed { count: 1, duration_s: 2, flaky: Vec::new() }
+        }
     );
 }
 
@@ -110,7 +112,7 @@ fn next_contract_major_is_rejected_with_both_versions() {
     let err =
         sandbox.load(&util::component_bytes("test_component_next_major")).err().expect("rejected");
     let LoadError::ContractMismatch { expected, found } = &err else { panic!("got {err}") };
-    assert_eq!(expected, "sando:gate@0.1.0");
+    assert_eq!(expected, "sando:gate@0.2.0");
     assert_eq!(found, "sando:gate@1.0.0");
     assert_eq!(
         err.fault(),
@@ -188,13 +190,14 @@ fn compiled_components_are_cached_across_sandboxes() {
 
 fn runner_env(gate: GateKind, params: &[(&str, &str)], allowed: &[&str]) -> RunnerEnv {
     let executor = LocalExecutor::detect(std::time::Duration::from_secs(2));
+    let pairs: Vec<(String, String)> =
+        params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let mut env = RunnerEnv::new(
         "staging".parse().unwrap(),
         "0.8.12".parse().unwrap(),
-        gate,
+        GateParams::from_pairs(gate, &pairs),
         std::sync::Arc::new(executor),
     );
-    env.params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     env.allowed_programs = allowed.iter().map(|p| p.to_string()).collect();
     env
 }
@@ -208,7 +211,7 @@ fn boot_smoke_runner_watches_a_real_process() {
         &[("binary", "/bin/sleep"), ("args", "30"), ("seconds", "1")],
         &["/bin/sleep"],
     );
-    let (classification, env) = gate.run(&sandbox, stays_up);
+    let (classification, env) = gate.run(&sandbox, stays_up, &gate);
     assert_eq!(
         classification.status,
         GateStatus::Passed { note: PassNote::StayedUp { duration_s: 1 } }
@@ -221,7 +224,7 @@ fn boot_smoke_runner_watches_a_real_process() {
         &[("binary", "/bin/false"), ("seconds", "5")],
         &["/bin/false"],
     );
-    let (classification, _) = gate.run(&sandbox, exits);
+    let (classification, _) = gate.run(&sandbox, exits, &gate);
     assert_eq!(
         classification.status,
         GateStatus::Failed { failure: GateFailure::BootExitedEarly { exit_code: Some(1) } }
@@ -232,7 +235,7 @@ fn boot_smoke_runner_watches_a_real_process() {
         &[("binary", "/nonexistent/app"), ("seconds", "5")],
         &["/nonexistent/app"],
     );
-    let (classification, _) = gate.run(&sandbox, missing);
+    let (classification, _) = gate.run(&sandbox, missing, &gate);
     assert_eq!(
         classification.status,
         GateStatus::Failed { failure: GateFailure::SpawnFailed { os_error: 2 } }
@@ -245,11 +248,20 @@ fn runner_may_spawn_only_allowed_programs() {
     let probe = load(&sandbox, "test_component_capability_probe");
     let (allowed, _) = probe.run(
         &sandbox,
-        runner_env(GateKind::BootSmoke, &[("program", "/bin/echo")], &["/bin/echo"]),
+        runner_env(GateKind::BootSmoke, &[("binary", "/bin/echo")], &["/bin/echo"]),
+        &probe,
     );
-    assert_eq!(allowed.status, GateStatus::Passed { note: PassNote::StayedUp { duration_s: 0 } });
-    let (denied, env) = probe
-        .run(&sandbox, runner_env(GateKind::BootSmoke, &[("program", "/bin/sh")], &["/bin/echo"]));
+    assert_eq!(
+        allowed.status,
+        GateStatus::Blocked {
+            blocker: GateBlocker::ArtifactMissing { version: "capability-probe".into() }
+        }
+    );
+    let (denied, env) = probe.run(
+        &sandbox,
+        runner_env(GateKind::BootSmoke, &[("binary", "/bin/sh")], &["/bin/echo"]),
+        &probe,
+    );
     match fault_of(&denied.status) {
         ComponentFault::CapabilityDenied { capability } => {
             assert!(capability.contains("/bin/sh"), "{capability}")
@@ -264,7 +276,7 @@ fn burn_in_runner_reads_the_clock() {
     let sandbox = sandbox();
     let gate = load(&sandbox, "gate_burn_in");
     let params = [("duration_s", "604800")];
-    let (not_started, _) = gate.run(&sandbox, runner_env(GateKind::BurnIn, &params, &[]));
+    let (not_started, _) = gate.run(&sandbox, runner_env(GateKind::BurnIn, &params, &[]), &gate);
     assert_eq!(
         not_started.status,
         GateStatus::Blocked { blocker: GateBlocker::BurnInClockNotStarted }
@@ -274,10 +286,12 @@ fn burn_in_runner_reads_the_clock() {
     let mut running = runner_env(GateKind::BurnIn, &params, &[]);
     running.burn_in_clock =
         Some(BurnInClock { started_at, now: started_at + chrono::Duration::hours(121) });
-    let (remaining, _) = gate.run(&sandbox, running);
+    let (remaining, _) = gate.run(&sandbox, running, &gate);
     assert_eq!(
         remaining.status,
-        GateStatus::Blocked { blocker: GateBlocker::BurnInRemaining { hours: 47, total: 168 } }
+        GateStatus::Blocked {
+            blocker: GateBlocker::BurnInRemaining { seconds: 47 * 3600, total_seconds: 168 * 3600 }
+        }
     );
 }
 
@@ -285,7 +299,7 @@ fn burn_in_runner_reads_the_clock() {
 fn manual_confirm_runner_waits_for_the_operator() {
     let sandbox = sandbox();
     let gate = load(&sandbox, "gate_manual_confirm");
-    let (waiting, _) = gate.run(&sandbox, runner_env(GateKind::ManualConfirm, &[], &[]));
+    let (waiting, _) = gate.run(&sandbox, runner_env(GateKind::ManualConfirm, &[], &[]), &gate);
     assert_eq!(
         waiting.status,
         GateStatus::Blocked { blocker: GateBlocker::AwaitingOperatorConfirmation }
@@ -293,7 +307,7 @@ fn manual_confirm_runner_waits_for_the_operator() {
     let at = Utc.with_ymd_and_hms(2026, 11, 26, 12, 30, 0).unwrap();
     let mut confirmed = runner_env(GateKind::ManualConfirm, &[], &[]);
     confirmed.confirmation = Some(Confirmation { by: "ops".into(), at });
-    let (passed, _) = gate.run(&sandbox, confirmed);
+    let (passed, _) = gate.run(&sandbox, confirmed, &gate);
     assert_eq!(passed.status, GateStatus::Passed { note: PassNote::OperatorConfirmed { at } });
 }
 
@@ -301,11 +315,12 @@ fn manual_confirm_runner_waits_for_the_operator() {
 fn migration_runner_reports_missing_preconditions_as_blocked() {
     let sandbox = sandbox();
     let gate = load(&sandbox, "gate_migration_dry_run");
-    let (no_url, _) = gate.run(&sandbox, runner_env(GateKind::MigrationDryRun, &[], &["sqlx"]));
+    let (no_url, _) =
+        gate.run(&sandbox, runner_env(GateKind::MigrationDryRun, &[], &["sqlx"]), &gate);
     assert_eq!(no_url.status, GateStatus::Blocked { blocker: GateBlocker::ScratchDbUrlUnset });
     let with_url = [("scratch_db_url", "sqlite:///tmp/scratch.db")];
     let (no_backup, _) =
-        gate.run(&sandbox, runner_env(GateKind::MigrationDryRun, &with_url, &["sqlx"]));
+        gate.run(&sandbox, runner_env(GateKind::MigrationDryRun, &with_url, &["sqlx"]), &gate);
     assert_eq!(no_backup.status, GateStatus::Blocked { blocker: GateBlocker::NoBackupAvailable });
 
     let mut failing_restore = runner_env(
@@ -315,7 +330,7 @@ fn migration_runner_reports_missing_preconditions_as_blocked() {
     );
     failing_restore.latest_backup =
         Some(Backup { id: 3, path: "/tmp/backup.db".into(), fetched_at: Utc::now() });
-    let (restore, env) = gate.run(&sandbox, failing_restore);
+    let (restore, env) = gate.run(&sandbox, failing_restore, &gate);
     assert_eq!(
         restore.status,
         GateStatus::Failed {
@@ -366,5 +381,101 @@ fn a_classifier_sees_fixed_clocks_and_randomness() {
             assert_eq!(seen, first, "and in another sandbox");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn contract_0_1_components_load_classify_and_run() {
+    let sandbox = sandbox();
+    let old = sandbox.load(&util::contract_0_1_gate("cargo_test")).expect("a 0.1 gate loads");
+    assert_eq!(old.contract(), "0.1.0");
+    assert!(old.has_runner());
+    assert_still_healthy(&sandbox, &old);
+
+    // A 0.1 burn-in counted whole hours; the host reads them as seconds.
+    let burn_in = sandbox.load(&util::contract_0_1_gate("burn_in")).expect("loads");
+    let started_at = Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap();
+    let mut running = runner_env(GateKind::BurnIn, &[("duration_s", "604800")], &[]);
+    running.burn_in_clock =
+        Some(BurnInClock { started_at, now: started_at + chrono::Duration::hours(121) });
+    let (remaining, env) = burn_in.run(&sandbox, running, &burn_in);
+    assert_eq!(
+        remaining.status,
+        GateStatus::Blocked {
+            blocker: GateBlocker::BurnInRemaining { seconds: 47 * 3600, total_seconds: 168 * 3600 }
+        }
+    );
+    assert!(env.calls.len() >= 2, "it asked for its context and the clock: {:?}", env.calls);
+
+    // A 0.1 boot_smoke runner reads `binary`/`args`/`seconds` strings.
+    let boot = sandbox.load(&util::contract_0_1_gate("boot_smoke")).expect("loads");
+    let stays_up = runner_env(
+        GateKind::BootSmoke,
+        &[("binary", "/bin/sleep"), ("args", "30"), ("seconds", "1")],
+        &["/bin/sleep"],
+    );
+    let (classification, _) = boot.run(&sandbox, stays_up, &boot);
+    assert_eq!(
+        classification.status,
+        GateStatus::Passed { note: PassNote::StayedUp { duration_s: 1 } }
+    );
+}
+
+#[test]
+fn a_0_2_runner_hands_its_arguments_over_intact() {
+    let sandbox = sandbox();
+    let gate = load(&sandbox, "gate_cargo_test");
+    let mut env = runner_env(GateKind::CargoTest, &[], &["/bin/sh"]);
+    let script = r#"printf '%s\n' "$#"; for a; do printf '[%s]\n' "$a"; done"#;
+    env.params = GateParams::CargoTest {
+        command: Invocation {
+            program: "/bin/sh".into(),
+            args: ["-c", script, "sh", "test", "--", "a b"].map(String::from).to_vec(),
+        },
+    };
+    let (_, env) = gate.run(&sandbox, env, &gate);
+    assert_eq!(env.spawned.len(), 1);
+    assert_eq!(String::from_utf8_lossy(&env.spawned[0].stdout), "3\n[test]\n[--]\n[a b]\n");
+}
+
+#[test]
+fn the_classifier_in_service_judges_a_0_2_runners_evidence() {
+    let sandbox = sandbox();
+    let runner = load(&sandbox, "gate_cargo_test");
+    // The `regressed` classifier calls every passing run unclassified: given
+    // as the classifier in service, it decides the run, not the runner's own.
+    let classifier = load(&sandbox, "candidate_regressed");
+    let script = "printf 'test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\\n'";
+    let env = || {
+        let mut env = runner_env(GateKind::CargoTest, &[], &["/bin/sh"]);
+        env.params = GateParams::CargoTest {
+            command: Invocation {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), script.into()],
+            },
+        };
+        env
+    };
+    let (own, _) = runner.run(&sandbox, env(), &runner);
+    assert!(matches!(own.status, GateStatus::Passed { .. }), "{:?}", own.status);
+    let (judged, _) = runner.run(&sandbox, env(), &classifier);
+    assert_eq!(judged.status, GateStatus::unclassified());
+}
+
+#[test]
+fn a_0_2_runner_may_not_decide_a_pass_of_a_judged_gate() {
+    let sandbox = sandbox();
+    // Runs the tests, then decides a pass itself.
+    let forged = load(&sandbox, "candidate_forged");
+    let mut env = runner_env(GateKind::CargoTest, &[], &["/bin/true"]);
+    env.params = GateParams::CargoTest {
+        command: Invocation { program: "/bin/true".into(), args: Vec::new() },
+    };
+    let (status, _) = forged.run(&sandbox, env, &forged);
+    match fault_of(&status.status) {
+        ComponentFault::CapabilityDenied { capability } => {
+            assert!(capability.contains("cargo_test pass"), "{capability}")
+        }
+        other => panic!("expected capability_denied, got {other:?}"),
     }
 }

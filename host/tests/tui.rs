@@ -193,7 +193,7 @@ fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
             && s.contains("was previously applied but has been modified")
     });
     assert!(detail.contains(r#""kind":"migration_modified""#), "{}", detail.text());
-    assert!(detail.contains("contract 0.1.0"), "{}", detail.text());
+    assert!(detail.contains("contract 0.2.0"), "{}", detail.text());
     tmux.keys(&["Escape"]);
     tmux.wait("the overview again", Duration::from_secs(10), |s| s.contains("Tiers"));
 
@@ -202,6 +202,12 @@ fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
         s.colour_of("awaiting operator confirmation") == Some(YELLOW)
     });
     assert_eq!(screen.colour_of("blocked manual_confirm"), Some(YELLOW), "{}", screen.text());
+    // The 60 s burn-in reads in seconds, not as a rounded hour.
+    let text = screen.text();
+    let elapsed = text.split("burn-in done: ").nth(1).and_then(|r| r.split(" elapsed").next());
+    let elapsed = elapsed.unwrap_or_else(|| panic!("no burn-in line: {text}"));
+    let seconds = elapsed.strip_suffix('s').and_then(|n| n.parse::<u64>().ok());
+    assert!(seconds.is_some_and(|s| (60..120).contains(&s)), "burn-in done: {elapsed} elapsed");
 
     // Confirm it: a question first, then green, with who confirmed.
     tmux.keys(&["G", "c"]);

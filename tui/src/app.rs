@@ -383,6 +383,8 @@ impl App {
                     log_ref: None,
                     component_digest: String::new(),
                     contract: String::new(),
+                    classifier_digest: None,
+                    classifier_contract: None,
                     fuel: None,
                     peak_memory: None,
                     attempt: 1,

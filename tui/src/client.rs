@@ -6,10 +6,10 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use sando_wire::{
-    BackupRow, CancelRequest, ComponentRecord, ComponentVerdict, ConfirmRequest, Confirmation,
-    ErrorBody, EventEnvelope, GateKind, GateRunId, GateRunSummary, GatesResponse,
-    ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse, StateResponse,
-    SweepResponse,
+    BackupRow, CancelRequest, ComponentPart, ComponentRecord, ComponentVerdict, ConfirmRequest,
+    Confirmation, ErrorBody, EventEnvelope, GateKind, GateRunId, GateRunSummary, GatesResponse,
+    ReclassifyRequest, ReclassifyResponse, RecordedCase, RerunRequest, RerunResponse,
+    StateResponse, SweepResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,6 +64,11 @@ impl Client {
         self.get_json(&format!("/api/gate-runs/{id}"))
     }
 
+    /// A fixture case made from the run's recorded classifier input.
+    pub fn recorded_case(&self, id: GateRunId) -> Result<RecordedCase, ClientError> {
+        self.get_json(&format!("/api/gate-runs/{id}/case"))
+    }
+
     pub fn log(&self, id: GateRunId) -> Result<String, ClientError> {
         let path = format!("/api/gate-runs/{id}/log");
         let mut response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
@@ -115,8 +120,9 @@ impl Client {
         kind: GateKind,
         bytes: &[u8],
         accept_changes: bool,
+        part: Option<ComponentPart>,
     ) -> Result<ComponentVerdict, ClientError> {
-        let path = format!("/api/gates/{kind}?accept_changes={accept_changes}");
+        let path = format!("/api/gates/{kind}?accept_changes={accept_changes}{}", part_query(part));
         let request = self
             .authorized(self.agent.post(format!("{}{path}", self.base)))
             .content_type("application/wasm");
@@ -127,8 +133,12 @@ impl Client {
         &self,
         kind: GateKind,
         accept_changes: bool,
+        part: Option<ComponentPart>,
     ) -> Result<ComponentVerdict, ClientError> {
-        let path = format!("/api/gates/{kind}/rollback?accept_changes={accept_changes}");
+        let path = format!(
+            "/api/gates/{kind}/rollback?accept_changes={accept_changes}{}",
+            part_query(part)
+        );
         let request = self.authorized(self.agent.post(format!("{}{path}", self.base)));
         verdict(&path, self.send(request.send_empty())?)
     }
@@ -393,4 +403,9 @@ fn stream_events(base: &str, msgs: &Sender<Msg>) -> Result<(), String> {
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// `&part=…` for a component request that names its part.
+fn part_query(part: Option<ComponentPart>) -> String {
+    part.map(|p| format!("&part={p}")).unwrap_or_default()
 }

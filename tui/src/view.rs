@@ -551,6 +551,12 @@ fn draw_facts(
             }),
         ]
     };
+    // A classifier-only part judged the run: name it beside the runner.
+    if let Some(classifier) = run.classifier_digest.as_ref().filter(|c| **c != run.component_digest)
+    {
+        provenance.push(Span::styled("  classifier ", dim));
+        provenance.push(Span::raw(format!("sha256:{}…", crate::describe::short(classifier))));
+    }
     if let Some(fuel) = run.fuel {
         provenance.push(Span::styled("  fuel ", dim));
         provenance.push(Span::raw(thousands(fuel)));

@@ -56,7 +56,7 @@ fn state() -> StateResponse {
                 "pipeline": ["burn_in", "manual_confirm"],
                 "gates": [
                     run(7, "prod", "0.1.0", "burn_in", "blocked",
-                        json!({"kind": "blocked", "blocker": {"kind": "burn_in_remaining", "hours": 47, "total": 168}})),
+                        json!({"kind": "blocked", "blocker": {"kind": "burn_in_remaining", "seconds": 169920, "total_seconds": 604800}})),
                     run(8, "prod", "0.1.0", "manual_confirm", "blocked",
                         json!({"kind": "blocked", "blocker": {"kind": "awaiting_operator_confirmation"}})),
                 ],

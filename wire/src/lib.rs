@@ -27,11 +27,11 @@ pub use outcome::{
     RestoreFailureKind,
 };
 pub use state::{
-    BackupRow, BuildSummary, Canary, CancelRequest, ComponentRecord, ComponentState,
+    BackupRow, BuildSummary, Canary, CancelRequest, ComponentPart, ComponentRecord, ComponentState,
     ComponentVerdict, ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody,
     GateComponents, GateRunSummary, GatesResponse, IMPORTED_RUN, PreviousRun, RebuildRequest,
-    Reclassified, ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse, RunState,
-    SchedulerState, StateResponse, SweepResponse, TierState, VerdictChange, VersionRow,
+    Reclassified, ReclassifyRequest, ReclassifyResponse, RecordedCase, RerunRequest, RerunResponse,
+    RunState, SchedulerState, StateResponse, SweepResponse, TierState, VerdictChange, VersionRow,
     WorkerState,
 };
 pub use version::Version;

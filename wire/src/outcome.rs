@@ -52,7 +52,7 @@ pub enum PassNote {
         duration_s: u32,
     },
     BurnInElapsed {
-        hours: u32,
+        seconds: u64,
     },
     /// `backup` is unknown (`null`) when only the migrate tool's output was classified.
     Migrated {
@@ -62,6 +62,9 @@ pub enum PassNote {
     TestsPassed {
         count: u32,
         duration_s: u32,
+        /// Tests that failed and then passed on a retry, by full name.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        flaky: Vec<String>,
     },
     OperatorConfirmed {
         at: DateTime<Utc>,
@@ -77,12 +80,21 @@ pub enum PassNote {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GateBlocker {
     BurnInClockNotStarted,
-    BurnInRemaining { hours: u32, total: u32 },
+    BurnInRemaining {
+        seconds: u64,
+        total_seconds: u64,
+    },
     AwaitingOperatorConfirmation,
     NoBackupAvailable,
     ScratchDbUrlUnset,
     ScratchDbUnreachable,
-    ArtifactMissing { version: String },
+    ArtifactMissing {
+        version: String,
+    },
+    /// A dependency could not be fetched, or is not in the offline cache.
+    DependencyUnavailable {
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +176,7 @@ impl GateBlocker {
             GateBlocker::ScratchDbUrlUnset => "scratch_db_url_unset",
             GateBlocker::ScratchDbUnreachable => "scratch_db_unreachable",
             GateBlocker::ArtifactMissing { .. } => "artifact_missing",
+            GateBlocker::DependencyUnavailable { .. } => "dependency_unavailable",
         }
     }
 }
@@ -239,6 +252,24 @@ pub enum ComponentFault {
     Invalid { message: String },
 }
 
+/// A burn-in span as an operator reads it: seconds while short (`45s of
+/// 60s`), minutes within two hours (`12m 30s`), hours and minutes beyond
+/// (`47h 12m of 168h`).
+struct Span(u64);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        match s {
+            0..120 => write!(f, "{s}s"),
+            120..7200 if s.is_multiple_of(60) => write!(f, "{}m", s / 60),
+            120..7200 => write!(f, "{}m {}s", s / 60, s % 60),
+            _ if s % 3600 / 60 == 0 => write!(f, "{}h", s / 3600),
+            _ => write!(f, "{}h {}m", s / 3600, s % 3600 / 60),
+        }
+    }
+}
+
 impl fmt::Display for GateStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -253,13 +284,20 @@ impl fmt::Display for PassNote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PassNote::StayedUp { duration_s } => write!(f, "stayed up for {duration_s}s"),
-            PassNote::BurnInElapsed { hours } => write!(f, "burn-in done: {hours}h elapsed"),
+            PassNote::BurnInElapsed { seconds } => {
+                write!(f, "burn-in done: {} elapsed", Span(*seconds))
+            }
             PassNote::Migrated { backup: Some(id), count } => {
                 write!(f, "{count} migrations applied to backup {id}")
             }
             PassNote::Migrated { backup: None, count } => write!(f, "{count} migrations applied"),
-            PassNote::TestsPassed { count, duration_s } => {
-                write!(f, "{count} tests passed in {duration_s}s")
+            PassNote::TestsPassed { count, duration_s, flaky } => {
+                write!(f, "{count} tests passed in {duration_s}s")?;
+                match flaky.as_slice() {
+                    [] => Ok(()),
+                    [one] => write!(f, " (flaky: {one})"),
+                    [first, rest @ ..] => write!(f, " (flaky: {first} and {} more)", rest.len()),
+                }
             }
             PassNote::OperatorConfirmed { at } => {
                 write!(f, "confirmed at {}", at.format("%Y-%m-%d %H:%M:%S UTC"))
@@ -278,8 +316,8 @@ impl fmt::Display for GateBlocker {
             GateBlocker::BurnInClockNotStarted => {
                 f.write_str("burn-in: clock not started (not yet running on the previous tier)")
             }
-            GateBlocker::BurnInRemaining { hours, total } => {
-                write!(f, "burn-in: {hours}h of {total}h left")
+            GateBlocker::BurnInRemaining { seconds, total_seconds } => {
+                write!(f, "burn-in: {} of {} left", Span(*seconds), Span(*total_seconds))
             }
             GateBlocker::AwaitingOperatorConfirmation => {
                 f.write_str("awaiting operator confirmation")
@@ -289,6 +327,12 @@ impl fmt::Display for GateBlocker {
             GateBlocker::ScratchDbUnreachable => f.write_str("scratch database unreachable"),
             GateBlocker::ArtifactMissing { version } => {
                 write!(f, "no build artifact for version {version}")
+            }
+            GateBlocker::DependencyUnavailable { name: Some(name) } => {
+                write!(f, "dependency {name} could not be fetched (network or offline cache)")
+            }
+            GateBlocker::DependencyUnavailable { name: None } => {
+                f.write_str("a dependency could not be fetched (network or offline cache)")
             }
         }
     }

@@ -7,8 +7,8 @@ use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type};
 
 use crate::{
-    BackupSource, BuildOutcome, ComponentState, DeployId, DeployOutcome, GateKind, GateRunId,
-    GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
+    BackupSource, BuildOutcome, ComponentPart, ComponentState, DeployId, DeployOutcome, GateKind,
+    GateRunId, GateStatus, GitSha, LogRef, NodeId, RunState, TierId, Version,
 };
 
 macro_rules! text_column {
@@ -46,6 +46,7 @@ text_column!(
     LogRef,
     RunState,
     ComponentState,
+    ComponentPart,
     BackupSource
 );
 

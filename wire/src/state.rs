@@ -187,10 +187,16 @@ pub struct GateRunSummary {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub log_ref: Option<LogRef>,
-    /// sha256 of the component that ran, hex.
+    /// sha256 of the component that ran, hex: the runner.
     pub component_digest: String,
     /// The `sando:gate` contract version the component was built against.
     pub contract: String,
+    /// sha256 of the classifier in service for the run (absent from runs
+    /// before contract 0.2, whose component was also their classifier).
+    #[serde(default)]
+    pub classifier_digest: Option<String>,
+    #[serde(default)]
+    pub classifier_contract: Option<String>,
     pub fuel: Option<i64>,
     pub peak_memory: Option<i64>,
     /// Which attempt this run is (1 for the first), and how many the gate's
@@ -382,6 +388,44 @@ impl fmt::Display for ComponentState {
     }
 }
 
+/// Which part of a gate kind a component serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentPart {
+    /// A whole gate: the kind's runner, and its classifier too unless a
+    /// `classifier` part serves.
+    Gate,
+    /// Only the classifier: it judges every run of the kind whose runner
+    /// asks for a judgement (contract 0.2 runners), whoever wrote the runner.
+    Classifier,
+}
+
+impl ComponentPart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentPart::Gate => "gate",
+            ComponentPart::Classifier => "classifier",
+        }
+    }
+}
+
+impl FromStr for ComponentPart {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Ok(match s {
+            "gate" => ComponentPart::Gate,
+            "classifier" => ComponentPart::Classifier,
+            _ => return Err(ParseError::new("component part", s, "expected gate or classifier")),
+        })
+    }
+}
+
+impl fmt::Display for ComponentPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A component the daemon was given, and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComponentRecord {
@@ -392,12 +436,19 @@ pub struct ComponentRecord {
     pub contract: String,
     /// `shipped`, `api`, `watched <path>` or `rollback`.
     pub source: String,
+    /// What it serves as (absent from daemons before contract 0.2: a gate).
+    #[serde(default = "whole_gate")]
+    pub part: ComponentPart,
     pub state: ComponentState,
     /// Why it was rejected.
     pub reason: Option<String>,
     /// How its verdicts differed from the component serving when it came.
     pub diff: Vec<VerdictChange>,
     pub loaded_at: DateTime<Utc>,
+}
+
+fn whole_gate() -> ComponentPart {
+    ComponentPart::Gate
 }
 
 /// What the daemon decided about a submitted component.
@@ -418,6 +469,9 @@ pub enum Decision {
 pub struct ComponentVerdict {
     pub kind: GateKind,
     pub digest: String,
+    /// What it was submitted to serve as.
+    #[serde(default = "whole_gate")]
+    pub part: ComponentPart,
     pub decision: Decision,
     /// Why it was rejected, in one sentence.
     pub reason: Option<String>,
@@ -435,10 +489,29 @@ pub struct GatesResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateComponents {
     pub kind: GateKind,
+    /// The whole gate serving: the kind's runner.
     pub serving: Option<ComponentRecord>,
+    /// A classifier-only part serving beside it, if any; else the serving
+    /// gate's own classifier judges.
+    #[serde(default)]
+    pub classifier: Option<ComponentRecord>,
     pub pending: Option<ComponentRecord>,
     /// Newest first.
     pub history: Vec<ComponentRecord>,
+}
+
+/// `GET /api/gate-runs/{id}/case`: a fixture case made from what the run's
+/// classifier was given, for `sando gate test --record`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCase {
+    pub run_id: GateRunId,
+    pub gate: GateKind,
+    /// The files of `fixtures/<gate>/<case>/`: `case.toml` and
+    /// `expected.json` as text, `stdout` and `stderr` as standard base64.
+    pub case_toml: String,
+    pub expected_json: String,
+    pub stdout_base64: String,
+    pub stderr_base64: String,
 }
 
 /// `POST /api/reclassify`.
@@ -495,7 +568,9 @@ mod tests {
         let unclassified = GateStatus::unclassified();
         let typed =
             GateStatus::failed(GateFailure::CargoTest { failed_count: 1, first_failed: None });
-        let passed = GateStatus::Passed { note: PassNote::TestsPassed { count: 3, duration_s: 1 } };
+        let passed = GateStatus::Passed {
+            note: PassNote::TestsPassed { count: 3, duration_s: 1, flaky: Vec::new() },
+        };
         assert!(change(unclassified.clone(), typed.clone()).only_classifies_the_unclassified());
         assert!(!change(unclassified, passed.clone()).only_classifies_the_unclassified());
         assert!(!change(typed.clone(), passed.clone()).only_classifies_the_unclassified());

@@ -1,28 +1,19 @@
 //! The `boot_smoke` gate: starts the built binary and checks it stays up for N seconds.
 
-use sando_gate_sdk::host::{self, SpawnRequest};
+use sando_gate_sdk::host::{self, GateParams};
 use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::text::secs_from_ms;
 use sando_gate_sdk::types::{ExitCode, SignalRef, SpawnFailed, StayedUp};
-use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput};
+use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput, Verdict};
 
-/// Parameters: `binary` (required), `args` (space-separated), `seconds`
-/// (how long it must stay up, default 10).
-fn run() -> GateStatus {
-    let context = host::context();
-    let Some(binary) = sando_gate_sdk::param(&context, "binary") else {
-        return unclassified();
+/// Starts the version's artifact and watches it for the stay-up window;
+/// the classifier in service judges how it ended (or that it did not).
+pub fn run() -> Verdict {
+    let GateParams::BootSmoke(params) = host::context().params else {
+        return sando_gate_sdk::decided(unclassified());
     };
-    let seconds: u64 =
-        sando_gate_sdk::param(&context, "seconds").and_then(|s| s.parse().ok()).unwrap_or(10);
-    let args = sando_gate_sdk::param(&context, "args").unwrap_or("");
-    let output = host::spawn(&SpawnRequest {
-        program: binary.to_owned(),
-        args: args.split_whitespace().map(str::to_owned).collect(),
-        env: Vec::new(),
-        stop_after_ms: Some(seconds * 1000),
-    });
-    classify(&output)
+    sando_gate_sdk::spawn(&params.command, Some(params.stay_up_ms.max(1)));
+    sando_gate_sdk::judge()
 }
 
 sando_gate_sdk::gate!(kind: GateKind::BootSmoke, classify: classify, run: run);

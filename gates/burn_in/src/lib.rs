@@ -1,20 +1,18 @@
 //! The `burn_in` gate: passes once the version has run on the previous tier for the configured time.
 
-use sando_gate_sdk::host;
+use sando_gate_sdk::host::{self, GateParams};
 use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::types::{BurnInElapsed, BurnInRemaining};
-use sando_gate_sdk::{GateBlocker, GateKind, GateStatus, PassNote, RawOutput};
+use sando_gate_sdk::{GateBlocker, GateKind, GateStatus, PassNote, RawOutput, Verdict};
 
-/// Parameter: `duration_s`, the burn-in time in seconds (the host turns
-/// the configuration's `"168h"` or `"90s"` into seconds).
-fn run() -> GateStatus {
-    let context = host::context();
-    let Some(duration_s) =
-        sando_gate_sdk::param(&context, "duration_s").and_then(|s| s.parse().ok())
-    else {
-        return unclassified();
+/// Parameter: the burn-in time (`duration-ms`; the host turns the
+/// configuration's `"168h"` or `"90s"` into milliseconds).
+pub fn run() -> Verdict {
+    let GateParams::BurnIn(params) = host::context().params else {
+        return sando_gate_sdk::decided(unclassified());
     };
-    decide(duration_s, host::burn_in_clock().map(|c| c.now.seconds - c.started_at.seconds))
+    let elapsed_s = host::burn_in_clock().map(|c| c.now.seconds - c.started_at.seconds);
+    sando_gate_sdk::decided(decide(params.duration_ms / 1000, elapsed_s))
 }
 
 sando_gate_sdk::gate!(kind: GateKind::BurnIn, classify: classify, run: run);
@@ -32,23 +30,12 @@ pub fn decide(duration_s: u64, elapsed_s: Option<i64>) -> GateStatus {
     };
     let elapsed_s = u64::try_from(elapsed_s).unwrap_or(0);
     if elapsed_s >= duration_s {
-        return GateStatus::Passed(PassNote::BurnInElapsed(BurnInElapsed {
-            hours: hours_floor(elapsed_s),
-        }));
+        return GateStatus::Passed(PassNote::BurnInElapsed(BurnInElapsed { seconds: elapsed_s }));
     }
     GateStatus::Blocked(GateBlocker::BurnInRemaining(BurnInRemaining {
-        hours: hours_ceil(duration_s - elapsed_s),
-        total: hours_ceil(duration_s),
+        seconds: duration_s - elapsed_s,
+        total_seconds: duration_s,
     }))
-}
-
-fn hours_floor(s: u64) -> u32 {
-    u32::try_from(s / 3600).unwrap_or(u32::MAX)
-}
-
-/// Rounded up, so "47h left" is never shown when 47h 30m remain.
-fn hours_ceil(s: u64) -> u32 {
-    u32::try_from(s.div_ceil(3600)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -61,12 +48,19 @@ mod tests {
     }
 
     #[test]
-    fn remaining_rounds_up() {
+    fn remaining_counts_seconds() {
         assert_eq!(
             decide(168 * 3600, Some(121 * 3600 - 1)),
             GateStatus::Blocked(GateBlocker::BurnInRemaining(BurnInRemaining {
-                hours: 48,
-                total: 168
+                seconds: 47 * 3600 + 1,
+                total_seconds: 168 * 3600
+            }))
+        );
+        assert_eq!(
+            decide(60, Some(15)),
+            GateStatus::Blocked(GateBlocker::BurnInRemaining(BurnInRemaining {
+                seconds: 45,
+                total_seconds: 60
             }))
         );
     }
@@ -75,7 +69,7 @@ mod tests {
     fn elapsed_passes() {
         assert_eq!(
             decide(90, Some(7200)),
-            GateStatus::Passed(PassNote::BurnInElapsed(BurnInElapsed { hours: 2 }))
+            GateStatus::Passed(PassNote::BurnInElapsed(BurnInElapsed { seconds: 7200 }))
         );
     }
 }

@@ -2,47 +2,41 @@
 
 use std::borrow::Cow;
 
-use sando_gate_sdk::host::{self, SpawnRequest};
+use sando_gate_sdk::host::{self, GateParams};
 use sando_gate_sdk::outcome::{common_end, unclassified};
 use sando_gate_sdk::text::{lines, secs_from_ms};
-use sando_gate_sdk::types::{CargoTestFailure, TestsPassed};
-use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput};
+use sando_gate_sdk::types::{CargoTestFailure, DependencyUnavailable, TestsPassed};
+use sando_gate_sdk::{
+    GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput, Verdict,
+};
 
-/// Parameters: `program` (default `cargo`), `args` (space-separated,
-/// default `test`), `timeout_s` (default none).
-pub fn run() -> GateStatus {
-    run_with(classify)
-}
-
-/// The runner with another classifier: what an updated component reuses.
-pub fn run_with(classify: fn(&RawOutput) -> GateStatus) -> GateStatus {
-    let context = host::context();
-    let program = sando_gate_sdk::param(&context, "program").unwrap_or("cargo").to_owned();
-    let args = sando_gate_sdk::param(&context, "args").unwrap_or("test");
-    let timeout = sando_gate_sdk::param(&context, "timeout_s").and_then(|s| s.parse::<u64>().ok());
-    let output = host::spawn(&SpawnRequest {
-        program,
-        args: args.split_whitespace().map(str::to_owned).collect(),
-        env: Vec::new(),
-        stop_after_ms: timeout.map(|s| s * 1000),
-    });
-    classify(&output)
+/// Runs the configured test command (`cargo test` unless configured) and
+/// hands its output to the classifier in service.
+pub fn run() -> Verdict {
+    let GateParams::CargoTest(params) = host::context().params else {
+        return sando_gate_sdk::decided(unclassified());
+    };
+    sando_gate_sdk::spawn(&params.command, None);
+    sando_gate_sdk::judge()
 }
 
 sando_gate_sdk::gate!(kind: GateKind::CargoTest, classify: classify, run: run);
 
-/// What the test run's output says. Pure; also compiled natively for the
-/// benchmark that compares it with the component.
 pub fn classify(output: &RawOutput) -> GateStatus {
     if let Some(status) = common_end(GateKind::CargoTest, output) {
         return status;
     }
     let report = Report::read(lines(&output.stdout).chain(lines(&output.stderr)));
     let exited_ok = output.end == ProcessEnd::Exited(0);
+    if let Some(name) = report.dependency_unavailable.filter(|_| !exited_ok) {
+        return GateStatus::Blocked(GateBlocker::DependencyUnavailable(DependencyUnavailable {
+            name,
+        }));
+    }
 
     if let Some(nextest) = report.nextest {
         return if nextest.failed == 0 && exited_ok {
-            passed(nextest.passed, output)
+            passed(nextest.passed, report.flaky, output)
         } else if nextest.failed > 0 {
             failed(nextest.failed, report.first_failed)
         } else {
@@ -52,7 +46,7 @@ pub fn classify(output: &RawOutput) -> GateStatus {
     if report.results > 0 {
         let failed_count = report.failed + report.crashed;
         return match (failed_count, exited_ok) {
-            (0, true) => passed(report.passed, output),
+            (0, true) => passed(report.passed, Vec::new(), output),
             (0, false) if report.compile_error => failed(0, None),
             (0, false) => unclassified(),
             (n, _) => failed(n, report.first_failed.or(report.unfinished)),
@@ -67,10 +61,11 @@ pub fn classify(output: &RawOutput) -> GateStatus {
     unclassified()
 }
 
-fn passed(count: u32, output: &RawOutput) -> GateStatus {
+fn passed(count: u32, flaky: Vec<String>, output: &RawOutput) -> GateStatus {
     GateStatus::Passed(PassNote::TestsPassed(TestsPassed {
         count,
         duration_s: secs_from_ms(output.duration_ms),
+        flaky,
     }))
 }
 
@@ -99,6 +94,13 @@ struct Report {
     unfinished: Option<String>,
     compile_error: bool,
     nextest: Option<Nextest>,
+    /// nextest's `FLAKY` lines: passed only on a retry.
+    flaky: Vec<String>,
+    /// Cargo could not get a dependency (`Some(None)`: it did not say which).
+    dependency_unavailable: Option<Option<String>>,
+    /// Cargo said "no matching package named `x`": a dependency that does
+    /// not exist, unless cargo also says it was offline.
+    no_matching_package: Option<String>,
 }
 
 impl Report {
@@ -119,7 +121,10 @@ impl Report {
             }
             // Almost every line is a passing test (`PASS [..]`, `test x ... ok`
             // with a result): rule out the uninteresting ones on one byte.
-            if !matches!(trimmed.first(), Some(b't' | b'f' | b'p' | b'e' | b'S' | b'F' | b'T')) {
+            if !matches!(
+                trimmed.first(),
+                Some(b't' | b'f' | b'p' | b'e' | b'S' | b'F' | b'T' | b'A')
+            ) {
                 continue;
             }
             if let Some(rest) = trimmed.strip_prefix(b"test result: ") {
@@ -155,6 +160,25 @@ impl Report {
                 && report.first_failed.is_none()
             {
                 report.first_failed = Some(text(name));
+            } else if let Some(rest) = trimmed.strip_prefix(b"FLAKY ")
+                && let Some(name) = nextest_test_name(rest)
+                && !report.flaky.iter().any(|f| f.as_bytes() == name)
+            {
+                report.flaky.push(text(name));
+            } else if let Some(rest) = trimmed.strip_prefix(b"error: no matching package named `") {
+                report.no_matching_package = rest.split(|b| *b == b'`').next().map(text);
+            } else if trimmed.starts_with(b"As a reminder, you're using offline mode")
+                && report.no_matching_package.is_some()
+            {
+                report.dependency_unavailable = Some(report.no_matching_package.take());
+            } else if let Some(rest) = trimmed
+                .strip_prefix(b"error: failed to download `")
+                .or_else(|| trimmed.strip_prefix(b"error: failed to get `"))
+            {
+                // `itoa v1.0.15`, or `itoa` as a dependency of a package.
+                let quoted = rest.split(|b| *b == b'`').next().unwrap_or_default();
+                let name = quoted.split(|b| *b == b' ').next().filter(|n| !n.is_empty());
+                report.dependency_unavailable = Some(name.map(text));
             }
         }
         report
@@ -196,8 +220,19 @@ fn nextest_failure(line: &[u8]) -> Option<&[u8]> {
     if !(status == b"FAIL" || status == b"TIMEOUT" || is_signal) {
         return None;
     }
+    nextest_test_name(rest)
+}
+
+/// The test's full name after a status's `[ duration]` and `(n/m)`:
+/// `calc tests::adds` (binary id, then test path).
+fn nextest_test_name(rest: &[u8]) -> Option<&[u8]> {
     let (_, rest) = split_once(rest, b"]")?;
-    rest.split(u8::is_ascii_whitespace).rfind(|w| !w.is_empty())
+    let mut rest = rest.trim_ascii();
+    if rest.first() == Some(&b'(') {
+        let (_, after) = split_once(rest, b")")?;
+        rest = after.trim_ascii();
+    }
+    (!rest.is_empty()).then_some(rest)
 }
 
 /// The number right before `label` in `3 passed; 1 failed; …` or `3 passed, 1 failed`.
@@ -228,7 +263,7 @@ mod tests {
         );
         assert!(matches!(
             classify(&out),
-            GateStatus::Passed(PassNote::TestsPassed(TestsPassed { count: 3, duration_s: 1 }))
+            GateStatus::Passed(PassNote::TestsPassed(TestsPassed { count: 3, duration_s: 1, .. }))
         ));
     }
 

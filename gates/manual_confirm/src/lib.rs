@@ -3,16 +3,16 @@
 use sando_gate_sdk::host;
 use sando_gate_sdk::outcome::unclassified;
 use sando_gate_sdk::types::OperatorConfirmed;
-use sando_gate_sdk::{GateBlocker, GateKind, GateStatus, PassNote, RawOutput};
+use sando_gate_sdk::{GateBlocker, GateKind, GateStatus, PassNote, RawOutput, Verdict};
 
 /// The runner, public so an updated component can reuse it.
-pub fn run() -> GateStatus {
-    match host::confirmation() {
+pub fn run() -> Verdict {
+    sando_gate_sdk::decided(match host::confirmation() {
         Some(confirmation) => GateStatus::Passed(PassNote::OperatorConfirmed(OperatorConfirmed {
             at: confirmation.at,
         })),
         None => GateStatus::Blocked(GateBlocker::AwaitingOperatorConfirmation),
-    }
+    })
 }
 
 sando_gate_sdk::gate!(kind: GateKind::ManualConfirm, classify: classify, run: run);

@@ -1,36 +1,38 @@
 //! The `migration_dry_run` gate: restores the newest backup into a scratch database and applies the version's migrations with sqlx-cli.
 
-use sando_gate_sdk::host::{self, SpawnRequest};
+use sando_gate_sdk::host::{self, EnvVar, GateParams, SpawnRequest};
 use sando_gate_sdk::outcome::{common_end, unclassified};
 use sando_gate_sdk::text::plain;
 use sando_gate_sdk::types::{
     Migrated, MigrationRef, MigrationSqlError, RestoreFailureKind, SpawnFailed,
 };
 use sando_gate_sdk::{
-    GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput,
+    GateBlocker, GateFailure, GateKind, GateStatus, JudgeRequest, PassNote, ProcessEnd, RawOutput,
+    Verdict,
 };
 
-/// Parameters: `scratch_db_url`, `migrations` (source directory),
-/// `migrate_program` (default `sqlx`) with `migrate_args` before `migrate run`, and `restore_program` +
-/// `restore_args` (space-separated; `{backup}` and `{scratch_db_url}`
-/// are substituted) to restore the backup first.
-fn run() -> GateStatus {
-    let context = host::context();
-    let param = |key| sando_gate_sdk::param(&context, key);
-    let Some(url) = param("scratch_db_url").filter(|u| !u.is_empty()) else {
-        return GateStatus::Blocked(GateBlocker::ScratchDbUrlUnset);
+/// Restores the newest backup into the scratch database (when a restore
+/// command is configured), then applies the version's migrations to it;
+/// the classifier in service judges the migrate tool's output.
+pub fn run() -> Verdict {
+    let decided = sando_gate_sdk::decided;
+    let GateParams::MigrationDryRun(params) = host::context().params else {
+        return decided(unclassified());
+    };
+    let Some(url) = params.scratch_db_url.filter(|u| !u.is_empty()) else {
+        return decided(GateStatus::Blocked(GateBlocker::ScratchDbUrlUnset));
     };
     let Some(backup) = host::latest_backup() else {
-        return GateStatus::Blocked(GateBlocker::NoBackupAvailable);
+        return decided(GateStatus::Blocked(GateBlocker::NoBackupAvailable));
     };
-    if let Some(program) = param("restore_program") {
-        let args = param("restore_args")
-            .unwrap_or("")
-            .split_whitespace()
-            .map(|a| a.replace("{backup}", &backup.path).replace("{scratch_db_url}", url))
+    if let Some(restore) = params.restore {
+        let args = restore
+            .args
+            .iter()
+            .map(|a| a.replace("{backup}", &backup.path).replace("{scratch_db_url}", &url))
             .collect();
         let restore = host::spawn(&SpawnRequest {
-            program: program.to_owned(),
+            program: restore.program,
             args,
             env: Vec::new(),
             stop_after_ms: None,
@@ -38,41 +40,29 @@ fn run() -> GateStatus {
         match restore.end {
             ProcessEnd::Exited(0) => {}
             ProcessEnd::SpawnError(os_error) => {
-                return GateStatus::Failed(GateFailure::SpawnFailed(SpawnFailed { os_error }));
+                return decided(GateStatus::Failed(GateFailure::SpawnFailed(SpawnFailed {
+                    os_error,
+                })));
             }
             _ => {
-                return GateStatus::Failed(GateFailure::RestoreFailed(
+                return decided(GateStatus::Failed(GateFailure::RestoreFailed(
                     RestoreFailureKind::RestoreCommandFailed,
-                ));
+                )));
             }
         }
     }
-    let mut args: Vec<String> =
-        param("migrate_args").unwrap_or("").split_whitespace().map(str::to_owned).collect();
+    let mut args = params.migrate.args;
     args.extend(["migrate", "run"].map(str::to_owned));
-    if let Some(source) = param("migrations") {
-        args.extend(["--source".to_owned(), source.to_owned()]);
-    }
+    args.extend(["--source".to_owned(), params.migrations]);
     // The URL may hold a password: in the environment (sqlx-cli's and
     // `sando migrate`'s `DATABASE_URL`), never on the command line.
-    let output = host::spawn(&SpawnRequest {
-        program: param("migrate_program").unwrap_or("sqlx").to_owned(),
+    host::spawn(&SpawnRequest {
+        program: params.migrate.program,
         args,
-        env: vec![sando_gate_sdk::host::Param {
-            key: "DATABASE_URL".to_owned(),
-            value: url.to_owned(),
-        }],
+        env: vec![EnvVar { key: "DATABASE_URL".to_owned(), value: url }],
         stop_after_ms: None,
     });
-    match classify(&output) {
-        GateStatus::Passed(PassNote::Migrated(m)) => {
-            GateStatus::Passed(PassNote::Migrated(Migrated {
-                backup: Some(backup.id),
-                count: m.count,
-            }))
-        }
-        other => other,
-    }
+    Verdict::Judge(JudgeRequest { restored_backup: Some(backup.id) })
 }
 
 sando_gate_sdk::gate!(kind: GateKind::MigrationDryRun, classify: classify, run: run);

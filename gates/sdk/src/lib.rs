@@ -13,6 +13,7 @@ wit_bindgen::generate!({
 
 pub use exports::sando::gate::classifier::Guest as Classifier;
 pub use exports::sando::gate::runner::Guest as Runner;
+pub use exports::sando::gate::runner::{JudgeRequest, Verdict};
 pub use sando::gate::host;
 pub use sando::gate::types;
 pub use sando::gate::types::{
@@ -22,9 +23,25 @@ pub use sando::gate::types::{
 pub mod outcome;
 pub mod text;
 
-/// The value of one `key = value` gate parameter, if configured.
-pub fn param<'a>(context: &'a host::GateContext, key: &str) -> Option<&'a str> {
-    context.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+/// Hands the last spawned process's output to the classifier in service.
+pub fn judge() -> Verdict {
+    Verdict::Judge(JudgeRequest { restored_backup: None })
+}
+
+/// A verdict reached without a process to judge.
+pub fn decided(status: GateStatus) -> Verdict {
+    Verdict::Decided(status)
+}
+
+/// Runs `command` with no extra environment: its output streams to the
+/// run's log and comes back for the runner to look at.
+pub fn spawn(command: &host::Command, stop_after_ms: Option<u64>) -> RawOutput {
+    host::spawn(&host::SpawnRequest {
+        program: command.program.clone(),
+        args: command.args.clone(),
+        env: Vec::new(),
+        stop_after_ms,
+    })
 }
 
 /// Declares a gate component from its kind, its pure classifier and its
@@ -57,7 +74,7 @@ macro_rules! gate {
         }
 
         impl $crate::Runner for Component {
-            fn run() -> $crate::GateStatus {
+            fn run() -> $crate::Verdict {
                 $run()
             }
         }
@@ -70,7 +87,7 @@ macro_rules! gate {
         // Natively nothing calls the component; keep the functions it wraps
         // from being reported as dead.
         #[cfg(not(target_arch = "wasm32"))]
-        const _: (fn() -> $crate::GateStatus, fn(&$crate::RawOutput) -> $crate::GateStatus) =
+        const _: (fn() -> $crate::Verdict, fn(&$crate::RawOutput) -> $crate::GateStatus) =
             ($run, $classify);
     };
 }

@@ -21,10 +21,10 @@ use super::reload;
 use super::{Daemon, FetchError, Trigger};
 use crate::domain::CancelRequest;
 use crate::domain::{
-    BackupRow, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest, Confirmation,
-    Decision, ErrorBody, GateComponents, GateKind, GateRunId, GateRunSummary, GatesResponse,
-    GitSha, RebuildRequest, ReclassifyRequest, ReclassifyResponse, RerunRequest, RerunResponse,
-    RunState, StateResponse, TierState, Version,
+    BackupRow, ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest,
+    Confirmation, Decision, ErrorBody, GateComponents, GateKind, GateRunId, GateRunSummary,
+    GatesResponse, GitSha, RebuildRequest, ReclassifyRequest, ReclassifyResponse, RecordedCase,
+    RerunRequest, RerunResponse, RunState, StateResponse, TierState, Version,
 };
 use crate::store::StoreError;
 
@@ -60,6 +60,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/events", get(events))
         .route("/api/gate-runs/{run_id}", get(gate_run))
         .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
+        .route("/api/gate-runs/{run_id}/case", get(gate_run_case))
         .route("/api/gates", get(gates))
         .route("/logs/{version}/{gate}", get(logs))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), require_read_access));
@@ -423,6 +424,33 @@ async fn gate_run(
     Ok(Json(find_run(&daemon, &id).await?))
 }
 
+/// A fixture case made from what the run's classifier was given.
+async fn gate_run_case(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Json<RecordedCase>, ApiError> {
+    use base64::Engine as _;
+    let run = find_run(&daemon, &id).await?;
+    let (Some(raw), Some(outcome)) = (daemon.store.raw_run(run.run_id).await?, &run.outcome) else {
+        return Err(ApiError::NotFound(format!(
+            "gate run {} has no recorded classifier input (it spawned nothing, or is running)",
+            run.run_id
+        )));
+    };
+    let what = format!("run {} ({} {} {})", run.run_id, run.tier, run.version, run.gate);
+    let (case_toml, expected_json) =
+        crate::fixtures::recorded_case_files(&what, &raw.output, outcome);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(Json(RecordedCase {
+        run_id: run.run_id,
+        gate: run.gate,
+        case_toml,
+        expected_json,
+        stdout_base64: b64.encode(&raw.output.stdout),
+        stderr_base64: b64.encode(&raw.output.stderr),
+    }))
+}
+
 async fn confirm(
     State(daemon): State<Arc<Daemon>>,
     Path(run_id): Path<String>,
@@ -654,6 +682,16 @@ struct ChangesQuery {
     /// Swap in even if verdicts change (other than unclassified becoming typed).
     #[serde(default)]
     accept_changes: bool,
+    /// What the component serves as (`gate` or `classifier`); by default a
+    /// whole gate if it exports a runner, else a classifier.
+    #[serde(default)]
+    part: Option<ComponentPart>,
+}
+
+impl ChangesQuery {
+    fn submission(&self) -> reload::Submission {
+        reload::Submission { part: self.part, accept_changes: self.accept_changes }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -696,11 +734,14 @@ async fn gates(State(daemon): State<Arc<Daemon>>) -> Result<Json<GatesResponse>,
     let mut gates = Vec::new();
     for kind in GateKind::ALL {
         let history = daemon.store.components_of(kind).await?;
-        let find = |state: ComponentState| history.iter().find(|r| r.state == state).cloned();
+        let find = |state: ComponentState, part: Option<ComponentPart>| {
+            history.iter().find(|r| r.state == state && part.is_none_or(|p| r.part == p)).cloned()
+        };
         gates.push(GateComponents {
             kind,
-            serving: find(ComponentState::Serving),
-            pending: find(ComponentState::Pending),
+            serving: find(ComponentState::Serving, Some(ComponentPart::Gate)),
+            classifier: find(ComponentState::Serving, Some(ComponentPart::Classifier)),
+            pending: find(ComponentState::Pending, None),
             history,
         });
     }
@@ -720,7 +761,7 @@ async fn push_component(
         return Err(ApiError::BadRequest("the body must be the component (.wasm) file".into()));
     }
     let verdict =
-        reload::submit(&daemon, kind, body.to_vec(), "api".into(), query.accept_changes).await?;
+        reload::submit(&daemon, kind, body.to_vec(), "api".into(), query.submission()).await?;
     Ok(verdict_response(verdict))
 }
 
@@ -765,7 +806,7 @@ async fn rollback_component(
 ) -> Result<Response, ApiError> {
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
-    Ok(verdict_response(reload::rollback(&daemon, kind, query.accept_changes).await?))
+    Ok(verdict_response(reload::rollback(&daemon, kind, query.submission()).await?))
 }
 
 /// How the serving component classifies past runs of a gate; with `apply`,

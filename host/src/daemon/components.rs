@@ -1,7 +1,7 @@
-//! The component serving each gate kind, and candidates held for an operator; `reload.rs` decides how a candidate gets here.
+//! The components serving each gate kind (a whole gate, and a classifier-only part beside it), and candidates held for an operator; `reload.rs` decides how a candidate gets here.
 //!
 //! A swap replaces one `Arc` under a lock: a run in flight keeps the
-//! component it started with; the next run gets the new one.
+//! components it started with; the next run gets the new ones.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
 
-use crate::domain::{ComponentState, GateKind};
+use crate::domain::{ComponentPart, ComponentState, GateKind};
 use crate::sandbox::{GateComponent, Sandbox, shipped_component};
 use crate::store::{Store, StoreError};
 
@@ -19,14 +19,24 @@ pub struct Components {
     /// judged against the component it would replace, and the database and
     /// the serving map change together.
     pub(super) changes: tokio::sync::Mutex<()>,
-    pub(super) serving: RwLock<HashMap<GateKind, Arc<GateComponent>>>,
+    pub(super) serving: RwLock<HashMap<GateKind, Serving>>,
     pub(super) pending: Mutex<HashMap<GateKind, Candidate>>,
     /// Every component ever loaded, as `<digest>.wasm`, for rollbacks.
     pub(super) dir: PathBuf,
 }
 
+/// What serves one kind.
+#[derive(Clone)]
+pub(super) struct Serving {
+    /// The whole gate: the kind's runner.
+    gate: Arc<GateComponent>,
+    /// A classifier-only part, judging in the gate's place.
+    classifier: Option<Arc<GateComponent>>,
+}
+
 pub(super) struct Candidate {
     pub(super) id: i64,
+    pub(super) part: ComponentPart,
     pub(super) component: Arc<GateComponent>,
 }
 
@@ -58,30 +68,16 @@ impl Components {
         let mut serving = HashMap::new();
         for kind in GateKind::ALL {
             let history = store.components_of(kind).await?;
-            let kept = history.iter().find(|r| r.state == ComponentState::Serving);
-            let operator_chosen = kept.filter(|r| r.source != "shipped").and_then(|record| {
-                let path = dir.join(format!("{}.wasm", record.digest));
-                let bytes = match std::fs::read(&path) {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        tracing::warn!(
-                            %kind, path = %path.display(), error = %e,
-                            "a kept component cannot be read; using the shipped one"
-                        );
-                        return None;
-                    }
-                };
-                match sandbox.load(&bytes) {
-                    Ok(component) if component.kind() == kind => Some(component),
-                    _ => {
-                        tracing::warn!(
-                            %kind, digest = record.digest,
-                            "a kept component no longer loads; using the shipped one"
-                        );
-                        None
-                    }
-                }
-            });
+            let serving_part = |part: ComponentPart| {
+                history.iter().find(|r| r.state == ComponentState::Serving && r.part == part)
+            };
+            let kept = serving_part(ComponentPart::Gate);
+            let operator_chosen = kept
+                .filter(|r| r.source != "shipped")
+                .and_then(|record| load_kept(sandbox, &dir, kind, &record.digest));
+            let classifier = serving_part(ComponentPart::Classifier)
+                .and_then(|record| load_kept(sandbox, &dir, kind, &record.digest))
+                .map(Arc::new);
             let component = match operator_chosen {
                 Some(component) => component,
                 None => {
@@ -92,6 +88,7 @@ impl Components {
                         store
                             .insert_component(
                                 kind,
+                                ComponentPart::Gate,
                                 &digest,
                                 component.contract(),
                                 "shipped",
@@ -105,7 +102,7 @@ impl Components {
                     component
                 }
             };
-            serving.insert(kind, Arc::new(component));
+            serving.insert(kind, Serving { gate: Arc::new(component), classifier });
         }
         // A candidate pending before the restart is gone from memory: say so.
         for record in store.pending_components().await? {
@@ -121,13 +118,59 @@ impl Components {
         })
     }
 
-    /// The component new runs of `kind` use.
+    /// The whole gate new runs of `kind` use: their runner.
     pub fn get(&self, kind: GateKind) -> Arc<GateComponent> {
-        self.serving.read().expect("serving lock")[&kind].clone()
+        self.serving.read().expect("serving lock")[&kind].gate.clone()
     }
 
-    pub(super) fn swap(&self, kind: GateKind, component: Arc<GateComponent>) {
-        self.serving.write().expect("serving lock").insert(kind, component);
+    /// The classifier in service for `kind`: a classifier-only part if one
+    /// serves, else the whole gate's own.
+    pub fn classifier(&self, kind: GateKind) -> Arc<GateComponent> {
+        let serving = &self.serving.read().expect("serving lock")[&kind];
+        serving.classifier.clone().unwrap_or_else(|| serving.gate.clone())
+    }
+
+    /// The runner and the classifier of one run, read together so a swap
+    /// between the two reads cannot pair a runner with a classifier that
+    /// never served beside it.
+    pub fn for_run(&self, kind: GateKind) -> (Arc<GateComponent>, Arc<GateComponent>) {
+        let serving = &self.serving.read().expect("serving lock")[&kind];
+        let classifier = serving.classifier.clone().unwrap_or_else(|| serving.gate.clone());
+        (serving.gate.clone(), classifier)
+    }
+
+    /// Puts `component` in service as `part`: a whole gate brings its own
+    /// classifier, so it also ends a classifier-only part.
+    pub(super) fn swap(&self, kind: GateKind, part: ComponentPart, component: Arc<GateComponent>) {
+        let mut serving = self.serving.write().expect("serving lock");
+        let entry = serving.get_mut(&kind).expect("every kind serves");
+        match part {
+            ComponentPart::Gate => *entry = Serving { gate: component, classifier: None },
+            ComponentPart::Classifier => entry.classifier = Some(component),
+        }
+    }
+}
+
+/// A component kept from an earlier run of the daemon, if it still loads
+/// as a `kind` component.
+fn load_kept(sandbox: &Sandbox, dir: &Path, kind: GateKind, digest: &str) -> Option<GateComponent> {
+    let path = dir.join(format!("{digest}.wasm"));
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(
+                %kind, path = %path.display(), error = %e,
+                "a kept component cannot be read; not serving it"
+            );
+            return None;
+        }
+    };
+    match sandbox.load(&bytes) {
+        Ok(component) if component.kind() == kind => Some(component),
+        _ => {
+            tracing::warn!(%kind, digest, "a kept component no longer loads; not serving it");
+            None
+        }
     }
 }
 

@@ -414,7 +414,9 @@ mod tests {
     }
 
     fn passed() -> GateStatus {
-        GateStatus::Passed { note: PassNote::TestsPassed { count: 1, duration_s: 1 } }
+        GateStatus::Passed {
+            note: PassNote::TestsPassed { count: 1, duration_s: 1, flaky: Vec::new() },
+        }
     }
 
     fn tests_failed() -> GateStatus {
@@ -510,7 +512,7 @@ mod tests {
             }
             g
         };
-        let remaining = || GateBlocker::BurnInRemaining { hours: 2, total: 2 };
+        let remaining = || GateBlocker::BurnInRemaining { seconds: 7200, total_seconds: 7200 };
         vec![
             Case {
                 name: "nothing to do",

@@ -8,8 +8,9 @@ use super::components::{Candidate, ComponentError, save};
 use super::events::Event;
 use super::shared::{Daemon, Trigger};
 use crate::domain::{
-    ComponentRecord, ComponentState, ComponentVerdict, Decision, GateFailure, GateKind, GateStatus,
-    ProcessEnd, RawOutput, Reclassified, ReclassifyRequest, ReclassifyResponse, VerdictChange,
+    ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, Decision, GateFailure,
+    GateKind, GateStatus, ProcessEnd, RawOutput, Reclassified, ReclassifyRequest,
+    ReclassifyResponse, VerdictChange,
 };
 use crate::fixtures::Case;
 use crate::sandbox::{Digest, GateComponent, Sandbox};
@@ -22,17 +23,27 @@ struct Shadow {
     fixture_failures: Vec<String>,
 }
 
-/// Validates `bytes` as a `kind` component and shadow-tests it; then swaps
-/// it in, holds it for acceptance, or rejects it, and says which as an event.
+/// What a submission asks a component to serve as, and whether an operator
+/// already accepts changed verdicts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Submission {
+    /// `None`: a whole gate if it exports a runner, else a classifier.
+    pub part: Option<ComponentPart>,
+    pub accept_changes: bool,
+}
+
+/// Validates `bytes` as a `kind` component and shadow-tests it (its runner,
+/// for a whole gate, is reviewed too); then swaps it in, holds it for
+/// acceptance, or rejects it, and says which as an event.
 pub async fn submit(
     daemon: &Arc<Daemon>,
     kind: GateKind,
     bytes: Vec<u8>,
     source: String,
-    accept_changes: bool,
+    submission: Submission,
 ) -> Result<ComponentVerdict, StoreError> {
     let _changing = daemon.components.changes.lock().await;
-    submit_locked(daemon, kind, bytes, source, accept_changes).await
+    submit_locked(daemon, kind, bytes, source, submission).await
 }
 
 async fn submit_locked(
@@ -40,14 +51,25 @@ async fn submit_locked(
     kind: GateKind,
     bytes: Vec<u8>,
     source: String,
-    accept_changes: bool,
+    submission: Submission,
 ) -> Result<ComponentVerdict, StoreError> {
+    let accept_changes = submission.accept_changes;
     let digest = Digest::of(&bytes).to_string();
-    let serving = daemon.components.get(kind);
-    if serving.digest().to_string() == digest {
+    // Verdicts are compared with the classifier in service, whichever part
+    // replaces it; a runner with the runner in service.
+    let (serving_runner, serving) = daemon.components.for_run(kind);
+    let is = |component: &GateComponent| component.digest().to_string() == digest;
+    let unchanged = match submission.part {
+        Some(ComponentPart::Gate) => is(&serving_runner).then_some(ComponentPart::Gate),
+        Some(ComponentPart::Classifier) => is(&serving).then_some(ComponentPart::Classifier),
+        None if is(&serving_runner) => Some(ComponentPart::Gate),
+        None => is(&serving).then_some(ComponentPart::Classifier),
+    };
+    if let Some(part) = unchanged {
         return Ok(ComponentVerdict {
             kind,
             digest,
+            part,
             decision: Decision::Unchanged,
             reason: None,
             cases: 0,
@@ -63,7 +85,7 @@ async fn submit_locked(
     let handle = tokio::runtime::Handle::current();
     // Errors carry the contract the component declares, once it is known.
     let checked = tokio::task::spawn_blocking(move || {
-        let candidate = validate(&shared.sandbox, kind, &bytes)?;
+        let (candidate, part) = validate(&shared.sandbox, kind, &bytes, submission.part)?;
         // A run whose output cannot be read now is left out, as one
         // recorded without an output is.
         let runs = runs
@@ -71,30 +93,36 @@ async fn submit_locked(
             .filter_map(|id| handle.block_on(shared.store.raw_run(id)).ok().flatten());
         let mut shadow = shadow(&shared.sandbox, kind, &serving, &candidate, &fixtures, runs)
             .map_err(|reason| (reason, candidate.contract().to_owned()))?;
-        let transcripts = transcripts
-            .into_iter()
-            .filter_map(|id| handle.block_on(shared.store.transcript(id)).ok().flatten());
-        let runner = review_runner(&shared, kind, &serving, &candidate, &fixtures, transcripts);
-        shadow.cases += runner.cases;
-        shadow.diff.extend(runner.diff);
-        // Behaving otherwise with nothing recorded to show what it would
-        // have decided: only an operator can judge it.
-        let unreviewed = (runner.changed && runner.replayed == 0).then(|| {
-            format!(
-                "its runner behaves otherwise than the serving one's and no recorded {kind} run \
-                 exists to replay it against"
-            )
-        });
-        Ok::<_, (String, String)>((candidate, shadow, bytes, unreviewed))
+        // A classifier-only part brings no runner to review.
+        let mut unreviewed = None;
+        if part == ComponentPart::Gate {
+            let transcripts = transcripts
+                .into_iter()
+                .filter_map(|id| handle.block_on(shared.store.transcript(id)).ok().flatten());
+            let runner =
+                review_runner(&shared, kind, &serving_runner, &candidate, &fixtures, transcripts);
+            shadow.cases += runner.cases;
+            shadow.diff.extend(runner.diff);
+            // Behaving otherwise with nothing recorded to show what it would
+            // have decided: only an operator can judge it.
+            unreviewed = (runner.changed && runner.replayed == 0).then(|| {
+                format!(
+                    "its runner behaves otherwise than the serving one's and no recorded {kind} \
+                     run exists to replay it against"
+                )
+            });
+        }
+        Ok::<_, (String, String)>((candidate, part, shadow, bytes, unreviewed))
     })
     .await
     .unwrap_or_else(|e| Err((format!("the check itself failed: {e}"), String::new())));
 
     let now = Utc::now();
-    let (candidate, shadow, bytes, unreviewed) = match checked {
+    let (candidate, part, shadow, bytes, unreviewed) = match checked {
         Ok(checked) => checked,
         Err((reason, contract)) => {
-            let rejection = Rejection { reason, contract, cases: 0, diff: Vec::new() };
+            let part = submission.part.unwrap_or(ComponentPart::Gate);
+            let rejection = Rejection { reason, contract, part, cases: 0, diff: Vec::new() };
             return reject(daemon, kind, digest, &source, rejection).await;
         }
     };
@@ -104,7 +132,8 @@ async fn submit_locked(
             "{} fixture case(s) would now fail; first: {first}",
             shadow.fixture_failures.len()
         );
-        let rejection = Rejection { reason, contract, cases: shadow.cases, diff: shadow.diff };
+        let rejection =
+            Rejection { reason, contract, part, cases: shadow.cases, diff: shadow.diff };
         return reject(daemon, kind, digest, &source, rejection).await;
     }
     save(&daemon.components.dir, &digest, &bytes);
@@ -119,6 +148,7 @@ async fn submit_locked(
             .store
             .insert_component(
                 kind,
+                part,
                 &digest,
                 &contract,
                 &source,
@@ -133,7 +163,7 @@ async fn submit_locked(
             .pending
             .lock()
             .expect("pending lock")
-            .insert(kind, Candidate { id, component: Arc::new(candidate) });
+            .insert(kind, Candidate { id, part, component: Arc::new(candidate) });
         daemon.bus.send(Event::ComponentPending {
             gate: kind,
             digest: digest.clone(),
@@ -142,6 +172,7 @@ async fn submit_locked(
         return Ok(ComponentVerdict {
             kind,
             digest,
+            part,
             decision: Decision::Pending,
             reason: unreviewed,
             cases: shadow.cases,
@@ -152,6 +183,7 @@ async fn submit_locked(
         .store
         .insert_component(
             kind,
+            part,
             &digest,
             &contract,
             &source,
@@ -161,7 +193,7 @@ async fn submit_locked(
             now,
         )
         .await?;
-    daemon.components.swap(kind, Arc::new(candidate));
+    daemon.components.swap(kind, part, Arc::new(candidate));
     // A candidate still waiting was judged against the component just replaced.
     let waiting = daemon.components.pending.lock().expect("pending lock").remove(&kind);
     if let Some(waiting) = waiting {
@@ -176,6 +208,7 @@ async fn submit_locked(
     Ok(ComponentVerdict {
         kind,
         digest,
+        part,
         decision: Decision::Loaded,
         reason: None,
         cases: shadow.cases,
@@ -225,7 +258,7 @@ fn review_runner(
         let mut env = RunnerEnv::new(
             "review".parse().expect("a valid tier name"),
             "0.0.0".parse().expect("a valid version"),
-            kind,
+            review_params(kind),
             daemon.executor.clone(),
         );
         configure(&mut env);
@@ -239,7 +272,7 @@ fn review_runner(
         let replay = |component: &GateComponent| {
             let mut env = env(&|_| {});
             recorded.transcript.replay_into(&mut env, recorded.outputs.clone());
-            let (classification, env) = component.run(sandbox, env);
+            let (classification, env) = component.run(sandbox, env, component);
             let divergence = env.replay.as_ref().and_then(|r| r.divergence());
             // How the component's classifier judges the last evidence.
             let judged =
@@ -271,7 +304,7 @@ fn review_runner(
         let probe = |component: &GateComponent| {
             let mut env = env(&|_| {});
             env.replay = Some(Replay::answering(case.output.clone()));
-            let (classification, env) = component.run(sandbox, env);
+            let (classification, env) = component.run(sandbox, env, component);
             (classification.status, env.calls)
         };
         review.cases += 1;
@@ -314,7 +347,6 @@ fn review_runner(
         GateKind::BurnIn => {
             let clock = |elapsed: i64| {
                 move |e: &mut RunnerEnv| {
-                    e.params.push(("duration_s".into(), "3600".into()));
                     e.burn_in_clock = Some(BurnInClock {
                         started_at: at(1_800_000_000),
                         now: at(1_800_000_000 + elapsed),
@@ -322,10 +354,7 @@ fn review_runner(
                 }
             };
             vec![
-                (
-                    "burn-in clock not started",
-                    env(&|e| e.params.push(("duration_s".into(), "3600".into()))),
-                ),
+                ("burn-in clock not started", env(&|_| {})),
                 ("burn-in half way", env(&clock(1800))),
                 ("burn-in elapsed", env(&clock(7200))),
             ]
@@ -334,8 +363,8 @@ fn review_runner(
     };
     for (situation, env) in situations {
         review.cases += 1;
-        let (old, old_env) = serving.run(sandbox, env.clone());
-        let (new, new_env) = candidate.run(sandbox, env);
+        let (old, old_env) = serving.run(sandbox, env.clone(), serving);
+        let (new, new_env) = candidate.run(sandbox, env, candidate);
         if old_env.calls != new_env.calls {
             review.changed = true;
         }
@@ -351,11 +380,36 @@ fn review_runner(
     review
 }
 
+/// What a reviewed runner is configured with when no recorded run says:
+/// the defaults an operator's configuration starts from.
+fn review_params(kind: GateKind) -> crate::sandbox::GateParams {
+    use crate::sandbox::{GateParams, Invocation};
+    let invocation = |program: &str, args: &[&str]| Invocation {
+        program: program.to_owned(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+    };
+    match kind {
+        GateKind::CargoTest => GateParams::CargoTest { command: invocation("cargo", &["test"]) },
+        GateKind::MigrationDryRun => GateParams::MigrationDryRun {
+            scratch_db_url: Some("sqlite:///review/scratch.db".to_owned()),
+            migrations: "migrations".to_owned(),
+            migrate: invocation("sqlx", &[]),
+            restore: None,
+        },
+        GateKind::BootSmoke => {
+            GateParams::BootSmoke { command: invocation("app", &[]), stay_up_ms: 10_000 }
+        }
+        GateKind::BurnIn => GateParams::BurnIn { duration_ms: 3_600_000 },
+        GateKind::ManualConfirm => GateParams::ManualConfirm,
+    }
+}
+
 /// Why a candidate was refused, and what was known of it by then.
 struct Rejection {
     reason: String,
     /// Empty when it did not load far enough to say.
     contract: String,
+    part: ComponentPart,
     cases: u32,
     diff: Vec<VerdictChange>,
 }
@@ -367,11 +421,12 @@ async fn reject(
     source: &str,
     rejection: Rejection,
 ) -> Result<ComponentVerdict, StoreError> {
-    let Rejection { reason, contract, cases, diff } = rejection;
+    let Rejection { reason, contract, part, cases, diff } = rejection;
     daemon
         .store
         .insert_component(
             kind,
+            part,
             &digest,
             &contract,
             source,
@@ -390,6 +445,7 @@ async fn reject(
     Ok(ComponentVerdict {
         kind,
         digest,
+        part,
         decision: Decision::Rejected,
         reason: Some(reason),
         cases,
@@ -427,7 +483,7 @@ pub async fn settle(
     let digest = candidate.component.digest().to_string();
     if accept {
         let contract = candidate.component.contract().to_owned();
-        daemon.components.swap(kind, candidate.component);
+        daemon.components.swap(kind, candidate.part, candidate.component);
         daemon.bus.send(Event::ComponentLoaded {
             gate: kind,
             digest: digest.clone(),
@@ -446,22 +502,43 @@ pub async fn settle(
     Ok(records.into_iter().find(|r| r.id == candidate.id).expect("the settled row exists"))
 }
 
-/// Returns `kind` to the component that served before the current one,
-/// through the same checks as any update.
+/// Returns one part of `kind` to the component that served it before,
+/// through the same checks as any update. Without a part: the
+/// classifier-only part if one serves, else the whole gate. A
+/// classifier-only part with nothing before it goes back to the gate's own
+/// classifier.
 pub async fn rollback(
     daemon: &Arc<Daemon>,
     kind: GateKind,
-    accept_changes: bool,
+    submission: Submission,
 ) -> Result<ComponentVerdict, ComponentError> {
     let _changing = daemon.components.changes.lock().await;
-    let current = daemon.components.get(kind).digest().to_string();
+    let (runner, classifier) = daemon.components.for_run(kind);
+    let part = submission.part.unwrap_or(if classifier.digest() == runner.digest() {
+        ComponentPart::Gate
+    } else {
+        ComponentPart::Classifier
+    });
+    let current = match part {
+        ComponentPart::Gate => runner.digest().to_string(),
+        ComponentPart::Classifier => classifier.digest().to_string(),
+    };
     let history = daemon.store.components_of(kind).await?;
-    let bytes = history
+    let read = |digest: &str| std::fs::read(daemon.components.dir.join(format!("{digest}.wasm")));
+    let earlier = history
         .iter()
-        .filter(|r| r.state == ComponentState::Retired && r.digest != current)
-        .find_map(|r| std::fs::read(daemon.components.dir.join(format!("{}.wasm", r.digest))).ok())
-        .ok_or(ComponentError::NothingToRollBackTo { kind })?;
-    Ok(submit_locked(daemon, kind, bytes, "rollback".into(), accept_changes).await?)
+        .filter(|r| r.state == ComponentState::Retired && r.part == part && r.digest != current)
+        .find_map(|r| read(&r.digest).ok());
+    let bytes = match (earlier, part) {
+        (Some(bytes), _) => bytes,
+        (None, ComponentPart::Classifier) if current != runner.digest().to_string() => {
+            read(&runner.digest().to_string())
+                .map_err(|_| ComponentError::NothingToRollBackTo { kind })?
+        }
+        (None, _) => return Err(ComponentError::NothingToRollBackTo { kind }),
+    };
+    let submission = Submission { part: Some(part), ..submission };
+    Ok(submit_locked(daemon, kind, bytes, "rollback".into(), submission).await?)
 }
 
 /// The fixture cases of `kind`: the shipped ones compiled into the binary,
@@ -495,27 +572,34 @@ fn fixture_cases(daemon: &Daemon, kind: GateKind) -> Vec<Case> {
     cases
 }
 
-/// Is it a component, of a compatible contract, for this kind, with both
-/// exports a gate needs?
+/// Is it a component, of a served contract, for this kind, with the
+/// exports the part it is to serve as needs? Returns that part.
 fn validate(
     sandbox: &Sandbox,
     kind: GateKind,
     bytes: &[u8],
-) -> Result<GateComponent, (String, String)> {
+    part: Option<ComponentPart>,
+) -> Result<(GateComponent, ComponentPart), (String, String)> {
     let component = sandbox.load(bytes).map_err(|e| (e.to_string(), String::new()))?;
     let contract = || component.contract().to_owned();
     if component.kind() != kind {
         return Err((format!("serves {}, not {kind}", component.kind()), contract()));
     }
-    if !component.has_runner() {
+    let part = match part {
+        Some(part) => part,
+        None if component.has_runner() => ComponentPart::Gate,
+        None => ComponentPart::Classifier,
+    };
+    if part == ComponentPart::Gate && !component.has_runner() {
         return Err((
             format!(
-                "exports only a classifier; a {kind} gate also needs the runner (world `gate`)"
+                "exports only a classifier; serving as the {kind} gate needs the runner too \
+                 (world `gate`); push it as a classifier"
             ),
             contract(),
         ));
     }
-    Ok(component)
+    Ok((component, part))
 }
 
 fn fault(status: &GateStatus) -> Option<String> {
@@ -582,7 +666,8 @@ pub async fn reclassify(
     request: ReclassifyRequest,
 ) -> Result<ReclassifyResponse, ComponentError> {
     let kind = request.gate;
-    let component = daemon.components.get(kind);
+    // The classifier in service judges: a classifier-only part if one serves.
+    let component = daemon.components.classifier(kind);
     let since = request.since.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
     let runs = daemon.store.runs_to_reclassify(kind, since).await?;
     let unclassified = |s: &Option<GateStatus>| {

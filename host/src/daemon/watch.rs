@@ -95,7 +95,7 @@ async fn take(daemon: &Arc<Daemon>, path: &Path, seen: Seen) {
         }
     }
     let source = format!("watched {}", path.display());
-    match submit(daemon, kind, bytes, source, false).await {
+    match submit(daemon, kind, bytes, source, Default::default()).await {
         Ok(verdict) => tracing::info!(
             path = %path.display(),
             decision = ?verdict.decision,

@@ -37,10 +37,11 @@ fn blocker(kind: GateKind, detail: &str) -> Option<GateBlocker> {
             }
             // `47 hours remaining of 168`, and the newer `burn-in: 47 hours remaining of 168`.
             let clock = detail.strip_prefix("burn-in:").map_or(detail, str::trim_start);
-            let (hours, total) = clock.split_once(" hours remaining of ")?;
+            let (hours_left, total) = clock.split_once(" hours remaining of ")?;
+            let hours = |text: &str| text.parse::<u64>().ok().map(|h| h * 3600);
             Some(GateBlocker::BurnInRemaining {
-                hours: hours.parse().ok()?,
-                total: total.parse().ok()?,
+                seconds: hours(hours_left)?,
+                total_seconds: hours(total)?,
             })
         }
         GateKind::MigrationDryRun if detail.starts_with("scratch_db_url unset") => {
@@ -148,7 +149,7 @@ mod tests {
     fn known_preconditions_become_blockers_of_their_own_kind_only() {
         assert_eq!(
             blocked(GateKind::BurnIn, "47 hours remaining of 168"),
-            Some(GateBlocker::BurnInRemaining { hours: 47, total: 168 })
+            Some(GateBlocker::BurnInRemaining { seconds: 47 * 3600, total_seconds: 168 * 3600 })
         );
         assert_eq!(
             blocked(GateKind::BurnIn, "burn-in clock not started: staging has no current version"),

@@ -5,12 +5,12 @@
 //! A trap poisons an instance, so every call instantiates afresh from an
 //! [`InstancePre`] (cheap with the pooling allocator).
 
-mod bindings;
 mod cache;
-mod from_guest;
+pub mod params;
 mod runner_host;
-mod to_guest;
 pub mod transcript;
+mod v0_1;
+mod v0_2;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -28,8 +28,8 @@ const GUEST_STDERR_CAP: usize = 4096;
 
 use crate::domain::{ComponentFault, GateFailure, GateKind, GateStatus, RawOutput};
 
-pub use bindings::CONTRACT;
 pub use cache::ComponentCache;
+pub use params::{GateParams, Invocation};
 pub use runner_host::{Backup, BurnInClock, Confirmation, RunnerEnv, Stopped};
 
 /// Per-call resource limits.
@@ -46,6 +46,40 @@ impl Default for Limits {
         // Classifying the largest captured output (~1 MB) takes well under a
         // tenth of each; an endless loop is cut off in about a second.
         Self { memory_bytes: 64 << 20, fuel: 2_000_000_000 }
+    }
+}
+
+/// The contract this host speaks: the newest it serves.
+pub const CONTRACT: &str = v0_2::CONTRACT;
+/// The package the contract versions apply to.
+const PACKAGE: &str = "sando:gate";
+
+/// The contract versions this host serves, each with its own bindings and
+/// conversions (`v0_1/`, `v0_2/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    V0_1,
+    V0_2,
+}
+
+impl Contract {
+    pub const ALL: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => v0_1::CONTRACT,
+            Contract::V0_2 => v0_2::CONTRACT,
+        }
+    }
+
+    /// The served contract a component's `sando:gate` version belongs to
+    /// (semver: before 1.0, the same minor; a patch never changes a type).
+    fn of(version: &str) -> Option<Contract> {
+        let found = semver::Version::parse(version).ok()?;
+        Contract::ALL.into_iter().find(|c| {
+            let served = semver::Version::parse(c.version()).expect("contract versions are semver");
+            found.major == served.major && found.minor == served.minor && found <= served
+        })
     }
 }
 
@@ -75,7 +109,9 @@ pub enum LoadError {
     CoreModule,
     #[error("not a valid component: {0}")]
     Invalid(String),
-    #[error("built against gate contract {found}, but this Sando speaks {expected}")]
+    #[error(
+        "built against gate contract {found}, but this Sando speaks {expected} (and still serves sando:gate@0.1)"
+    )]
     ContractMismatch { expected: String, found: String },
     #[error("does not export `{0}`: it is not a gate component")]
     MissingExport(String),
@@ -189,7 +225,8 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         deny_sleeping(&mut linker)?;
-        bindings::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        v0_1::wit_host::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        v0_2::wit_host::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         Ok(Self { engine, linker, limits, cache })
     }
 
@@ -322,8 +359,10 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 
 /// The export indices a gate component must provide.
 struct Exports {
-    /// The contract version the component's classifier export names.
-    contract: String,
+    /// The contract the component was built against.
+    contract: Contract,
+    /// Its exact `sando:gate` version, for provenance.
+    version: String,
     kind: ComponentExportIndex,
     classify: ComponentExportIndex,
     run: Option<ComponentExportIndex>,
@@ -331,39 +370,42 @@ struct Exports {
 
 /// Splits `sando:gate/classifier@0.1.0` into interface and version.
 fn contract_name(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix(bindings::PACKAGE)?.strip_prefix('/')?;
+    let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
     rest.split_once('@')
 }
 
-/// Checks every `sando:gate` import and export against this host's contract
-/// version (semver: another major — or, before 1.0, another minor — is
-/// rejected), then finds the classifier's functions.
+/// Checks that every `sando:gate` import and export names one contract this
+/// host serves (the same one throughout), then finds the classifier's
+/// functions and the runner's.
 fn check_contract(engine: &Engine, component: &Component) -> Result<Exports, LoadError> {
-    let host = semver::Version::parse(CONTRACT).expect("CONTRACT is semver");
-    let compatible = semver::VersionReq::parse(&format!("^{CONTRACT}")).expect("valid requirement");
     let ty = component.component_type();
     let mismatch = |found: &str| LoadError::ContractMismatch {
-        expected: format!("{}@{host}", bindings::PACKAGE),
-        found: format!("{}@{found}", bindings::PACKAGE),
+        expected: format!("{PACKAGE}@{CONTRACT}"),
+        found: format!("{PACKAGE}@{found}"),
+    };
+    let mut seen: Option<(Contract, String)> = None;
+    let mut check = |version: &str| {
+        let contract = Contract::of(version).ok_or_else(|| mismatch(version))?;
+        match &seen {
+            Some((first, _)) if *first != contract => Err(mismatch(version)),
+            Some(_) => Ok(()),
+            None => {
+                seen = Some((contract, version.to_owned()));
+                Ok(())
+            }
+        }
     };
     let mut names: Vec<String> = Vec::new();
     for (name, _) in ty.imports(engine) {
         if let Some((_, version)) = contract_name(name) {
-            let ok =
-                semver::Version::parse(version).is_ok_and(|v| compatible.matches(&v) && v <= host);
-            if !ok {
-                return Err(mismatch(version));
-            }
+            check(version)?;
         } else if !name.starts_with("wasi:") {
             return Err(LoadError::UnsupportedImport(name.to_owned()));
         }
     }
     for (name, item) in ty.exports(engine) {
         if let Some((_, version)) = contract_name(name) {
-            let ok = semver::Version::parse(version).is_ok_and(|v| compatible.matches(&v));
-            if !ok {
-                return Err(mismatch(version));
-            }
+            check(version)?;
             if matches!(item.ty, ComponentItem::ComponentInstance(_)) {
                 names.push(name.to_owned());
             }
@@ -373,7 +415,7 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<Exports, Loa
         names.iter().find(|n| contract_name(n).is_some_and(|(i, _)| i == interface))
     };
     let classifier_name = find("classifier")
-        .ok_or_else(|| LoadError::MissingExport(format!("{}/classifier", bindings::PACKAGE)))?;
+        .ok_or_else(|| LoadError::MissingExport(format!("{PACKAGE}/classifier")))?;
     let classifier = component
         .get_export_index(None, classifier_name)
         .ok_or_else(|| LoadError::MissingExport(classifier_name.clone()))?;
@@ -386,8 +428,8 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<Exports, Loa
         let runner = component.get_export_index(None, runner_name)?;
         component.get_export_index(Some(&runner), "run")
     });
-    let contract = contract_name(classifier_name).map_or(CONTRACT, |(_, v)| v).to_owned();
-    Ok(Exports { contract, kind: func("kind")?, classify: func("classify")?, run })
+    let (contract, version) = seen.expect("a classifier export names a contract version");
+    Ok(Exports { contract, version, kind: func("kind")?, classify: func("classify")?, run })
 }
 
 /// A loaded, validated gate component, ready to instantiate per call.
@@ -400,9 +442,14 @@ pub struct GateComponent {
 }
 
 impl GateComponent {
-    /// The `sando:gate` contract version the component was built against.
+    /// The exact `sando:gate` version the component was built against.
     pub fn contract(&self) -> &str {
-        &self.exports.contract
+        &self.exports.version
+    }
+
+    /// Which served contract that is.
+    pub fn speaks(&self) -> Contract {
+        self.exports.contract
     }
 
     /// The gate kind the component says it serves.
@@ -427,13 +474,24 @@ impl GateComponent {
         let mut store = sandbox.store(None);
         let result = (|| {
             let instance = self.pre.instantiate(&mut store)?;
-            let func = instance.get_typed_func::<(), (bindings::types::GateKind,)>(
-                &mut store,
-                &self.exports.kind,
-            )?;
-            func.call(&mut store, ())
+            Ok(match self.exports.contract {
+                Contract::V0_1 => {
+                    let func = instance.get_typed_func::<(), (v0_1::types::GateKind,)>(
+                        &mut store,
+                        &self.exports.kind,
+                    )?;
+                    v0_1::from_guest::gate_kind(func.call(&mut store, ())?.0)
+                }
+                Contract::V0_2 => {
+                    let func = instance.get_typed_func::<(), (v0_2::types::GateKind,)>(
+                        &mut store,
+                        &self.exports.kind,
+                    )?;
+                    v0_2::from_guest::gate_kind(func.call(&mut store, ())?.0)
+                }
+            })
         })();
-        result.map(|(kind,)| from_guest::gate_kind(kind)).map_err(|e| fault(&store, sandbox, &e))
+        result.map_err(|e| fault(&store, sandbox, &e))
     }
 
     /// Classifies one captured output. Never fails: a misbehaving component
@@ -455,42 +513,131 @@ impl GateComponent {
         let mut store = sandbox.store(None);
         let result = (|| {
             let instance = self.pre.instantiate(&mut store)?;
-            let func = instance.get_typed_func::<
-                (bindings::types::GateKind, bindings::types::RawOutputParam<'_>),
-                (bindings::types::GateStatus,),
-            >(&mut store, &self.exports.classify)?;
-            func.call(&mut store, (to_guest::gate_kind(kind), to_guest::raw_output(output)))
+            Ok(match self.exports.contract {
+                Contract::V0_1 => {
+                    use v0_1::{from_guest, to_guest, types as wit};
+                    let func = instance.get_typed_func::<
+                        (wit::GateKind, wit::RawOutputParam<'_>),
+                        (wit::GateStatus,),
+                    >(&mut store, &self.exports.classify)?;
+                    let args = (to_guest::gate_kind(kind), to_guest::raw_output(output));
+                    from_guest::gate_status(func.call(&mut store, args)?.0)
+                }
+                Contract::V0_2 => {
+                    use v0_2::{from_guest, to_guest, types as wit};
+                    let func = instance.get_typed_func::<
+                        (wit::GateKind, wit::RawOutputParam<'_>),
+                        (wit::GateStatus,),
+                    >(&mut store, &self.exports.classify)?;
+                    let args = (to_guest::gate_kind(kind), to_guest::raw_output(output));
+                    from_guest::gate_status(func.call(&mut store, args)?.0)
+                }
+            })
         })();
-        finish(store, sandbox, result.map(|(status,)| from_guest::gate_status(status)))
+        finish(store, sandbox, result)
     }
 
-    /// Runs the gate's runner with the given environment: its only way to
-    /// reach the world. Components without a runner fail typed.
-    pub fn run(&self, sandbox: &Sandbox, env: RunnerEnv) -> (Classification, RunnerEnv) {
+    /// Runs the gate's runner with the given environment, its only way to
+    /// reach the world. A 0.2 runner's evidence is judged by `classifier`
+    /// (the classifier in service for the kind); a 0.1 runner is a whole
+    /// gate and its status stands. Components without a runner fail typed.
+    /// The usage is the runner's and the classifier's together.
+    pub fn run(
+        &self,
+        sandbox: &Sandbox,
+        env: RunnerEnv,
+        classifier: &GateComponent,
+    ) -> (Classification, RunnerEnv) {
         let mut store = sandbox.store(Some(env));
         let result = match &self.exports.run {
             None => Err(wasmtime::Error::new(runner_host::Denied(format!(
-                "{}/runner (the component exports only a classifier)",
-                bindings::PACKAGE
+                "{PACKAGE}/runner (the component exports only a classifier)"
             )))),
             Some(run) => (|| {
                 let instance = self.pre.instantiate(&mut store)?;
-                let func = instance
-                    .get_typed_func::<(), (bindings::types::GateStatus,)>(&mut store, run)?;
-                func.call(&mut store, ())
+                Ok(match self.exports.contract {
+                    Contract::V0_1 => {
+                        let func = instance
+                            .get_typed_func::<(), (v0_1::types::GateStatus,)>(&mut store, run)?;
+                        v0_2::from_guest::Verdict::Decided(v0_1::from_guest::gate_status(
+                            func.call(&mut store, ())?.0,
+                        ))
+                    }
+                    Contract::V0_2 => {
+                        let func = instance
+                            .get_typed_func::<(), (v0_2::runner::Verdict,)>(&mut store, run)?;
+                        v0_2::from_guest::verdict(func.call(&mut store, ())?.0)
+                    }
+                })
             })(),
         };
-        let result = result.map(|(status,)| from_guest::gate_status(status));
-        let status = match result {
-            Ok(status) => Ok(status),
-            Err(e) => Err(fault(&store, sandbox, &e)),
-        };
-        let usage = usage(&store, sandbox);
+        let result = result.map_err(|e| fault(&store, sandbox, &e));
+        let mut usage = usage(&store, sandbox);
         let env = store.into_data().runner.expect("the runner env stays in the store");
-        let status = status
-            .unwrap_or_else(|fault| GateStatus::failed(GateFailure::ComponentFault { fault }));
+        let status = match result {
+            Err(fault) => GateStatus::failed(GateFailure::ComponentFault { fault }),
+            Ok(v0_2::from_guest::Verdict::Decided(status)) => self.decided(env.gate(), status),
+            Ok(v0_2::from_guest::Verdict::Judge { restored_backup }) => {
+                match judged(sandbox, &env, classifier, restored_backup) {
+                    Ok(judged) => {
+                        usage.fuel = usage.fuel.saturating_add(judged.usage.fuel);
+                        usage.peak_memory_bytes =
+                            usage.peak_memory_bytes.max(judged.usage.peak_memory_bytes);
+                        judged.status
+                    }
+                    Err(fault) => GateStatus::failed(GateFailure::ComponentFault { fault }),
+                }
+            }
+        };
         (Classification { status, usage }, env)
     }
+
+    /// A status the runner reached on its own. A 0.2 runner may not pass a
+    /// gate whose pass comes from a process: only the classifier in service
+    /// says a test run, a migration or a boot went well.
+    fn decided(&self, kind: GateKind, status: GateStatus) -> GateStatus {
+        let judged_kind =
+            matches!(kind, GateKind::CargoTest | GateKind::MigrationDryRun | GateKind::BootSmoke);
+        if self.exports.contract == Contract::V0_2
+            && judged_kind
+            && matches!(status, GateStatus::Passed { .. })
+        {
+            return GateStatus::failed(GateFailure::ComponentFault {
+                fault: ComponentFault::CapabilityDenied {
+                    capability: format!(
+                        "deciding a {kind} pass without the classifier's judgement"
+                    ),
+                },
+            });
+        }
+        status
+    }
+}
+
+/// The classifier's judgement of the last process a 0.2 runner spawned,
+/// with the backup the runner restored put in a `migrated` pass.
+fn judged(
+    sandbox: &Sandbox,
+    env: &RunnerEnv,
+    classifier: &GateComponent,
+    restored_backup: Option<i64>,
+) -> Result<Classification, ComponentFault> {
+    let denied = |what: &str| ComponentFault::CapabilityDenied { capability: what.to_owned() };
+    let Some(output) = env.spawned.last() else {
+        return Err(denied("judge (the runner spawned no process to judge)"));
+    };
+    let given = env.latest_backup.as_ref().map(|b| b.id);
+    if restored_backup.is_some() && restored_backup != given {
+        return Err(denied("judge with a backup the host did not give the runner"));
+    }
+    let mut judged = classifier.classify(sandbox, env.gate(), output);
+    if let GateStatus::Passed { note: crate::domain::PassNote::Migrated { backup, .. } } =
+        &mut judged.status
+        && backup.is_none()
+    {
+        *backup = restored_backup;
+    }
+    Ok(judged)
 }
 
 fn usage(store: &Store<State>, sandbox: &Sandbox) -> Usage {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::bindings::{host as wit, types as wit_types};
+use super::State;
+use super::params::GateParams;
 use super::transcript::{Answer, Call, Replay, SpawnCall};
-use super::{State, to_guest};
 use crate::domain::{GateKind, RawOutput, TierId, Version};
 use crate::executor::{self, CancellationToken, Ended, Executor, Isolation, LogSink, ProcessSpec};
 
@@ -50,8 +50,7 @@ pub struct Stopped(pub Ended);
 pub struct RunnerEnv {
     pub tier: TierId,
     pub version: Version,
-    pub gate: GateKind,
-    pub params: Vec<(String, String)>,
+    pub params: GateParams,
     /// Programs `spawn` may start (exact strings as the runner passes them).
     pub allowed_programs: Vec<String>,
     pub burn_in_clock: Option<BurnInClock>,
@@ -86,19 +85,23 @@ pub struct RunnerEnv {
 }
 
 impl RunnerEnv {
+    /// The gate kind the run is for: its parameters' kind.
+    pub fn gate(&self) -> GateKind {
+        self.params.kind()
+    }
+
     /// An environment that may do nothing but what its fields say, running
     /// processes through `executor`.
     pub fn new(
         tier: TierId,
         version: Version,
-        gate: GateKind,
+        params: GateParams,
         executor: Arc<dyn Executor>,
     ) -> RunnerEnv {
         RunnerEnv {
             tier,
             version,
-            gate,
-            params: Vec::new(),
+            params,
             allowed_programs: Vec::new(),
             burn_in_clock: None,
             confirmation: None,
@@ -142,53 +145,38 @@ impl State {
     }
 }
 
-impl wit_types::Host for State {}
-
-impl wit::Host for State {
-    fn context(&mut self) -> wasmtime::Result<wit::GateContext> {
-        let env = self.call("context", Call::Context)?;
-        Ok(wit::GateContext {
-            tier: env.tier.to_string(),
-            version: env.version.to_string(),
-            gate: to_guest::gate_kind(env.gate),
-            params: env
-                .params
-                .iter()
-                .map(|(key, value)| wit::Param { key: key.clone(), value: value.clone() })
-                .collect(),
-        })
+impl State {
+    /// The runner's environment for `context`, with the call recorded.
+    pub(super) fn host_context(&mut self) -> wasmtime::Result<&RunnerEnv> {
+        Ok(self.call("context", Call::Context)?)
     }
 
-    fn spawn(
+    /// Runs an allowed program for the runner (or answers from the
+    /// transcript in a replay); what it printed is kept in `spawned`.
+    pub(super) fn host_spawn(
         &mut self,
-        request: wit::SpawnRequest,
-    ) -> wasmtime::Result<wit_types::RawOutputResult> {
+        program: String,
+        args: Vec<String>,
+        request_env: Vec<(String, String)>,
+        stop_after_ms: Option<u64>,
+    ) -> wasmtime::Result<RawOutput> {
         let env = self.runner("spawn")?;
-        let request_env: Vec<(String, String)> =
-            request.env.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
-        let call = Call::Spawn(SpawnCall::new(
-            &request.program,
-            &request.args,
-            &request_env,
-            request.stop_after_ms,
-        ));
+        let call = Call::Spawn(SpawnCall::new(&program, &args, &request_env, stop_after_ms));
         env.calls.push(call.clone());
         if let Some(replay) = env.replay.as_mut() {
             return match replay.answer(&call) {
                 Answer::Recorded(Some(output)) => {
-                    let answer = to_guest::spawned_output(&output);
-                    env.spawned.push(output);
-                    Ok(answer)
+                    env.spawned.push(output.clone());
+                    Ok(output)
                 }
                 _ => Err(wasmtime::Error::new(Denied(format!(
                     "{call} (not what the recorded run asked for)"
                 )))),
             };
         }
-        if !env.allowed_programs.contains(&request.program) {
+        if !env.allowed_programs.contains(&program) {
             return Err(wasmtime::Error::new(Denied(format!(
-                "spawn of {:?} (not among the programs this gate's configuration allows)",
-                request.program
+                "spawn of {program:?} (not among the programs this gate's configuration allows)"
             ))));
         }
         let timeout = match env.deadline {
@@ -202,55 +190,49 @@ impl wit::Host for State {
             None => None,
         };
         if let Some(log) = &env.log {
-            let line = format!("sando: running {} {}\n", request.program, request.args.join(" "));
+            // Quoted as a shell would need them, so an argument with a
+            // space reads as one.
+            let line = format!(
+                "sando: running {}\n",
+                shlex::try_join(
+                    std::iter::once(program.as_str()).chain(args.iter().map(String::as_str)),
+                )
+                .unwrap_or_else(|_| format!("{program} {}", args.join(" ")))
+            );
             let line = executor::redact(&line);
             log.chunk(executor::Stream::Stderr, line.as_bytes());
         }
         let mut extra_env = env.env.clone();
         extra_env.extend(request_env);
         let spec = ProcessSpec {
-            program: request.program,
-            args: request.args,
+            program,
+            args,
             env: extra_env,
             cwd: env.cwd.clone(),
-            stop_after: request.stop_after_ms.map(Duration::from_millis),
+            stop_after: stop_after_ms.map(Duration::from_millis),
             timeout,
             isolation: env.isolation.clone(),
             secrets: env.secrets.clone(),
         };
         let (executor, sink, stop) = (env.executor.clone(), env.log.clone(), env.stop.clone());
         let finished = executor::block_on(executor.run(spec, sink, stop));
-        let wit_output = to_guest::spawned_output(&finished.output);
-        env.spawned.push(finished.output);
+        env.spawned.push(finished.output.clone());
         if finished.ended != Ended::Normally {
             env.ended = finished.ended;
             return Err(wasmtime::Error::new(Stopped(finished.ended)));
         }
-        Ok(wit_output)
+        Ok(finished.output)
     }
 
-    fn burn_in_clock(&mut self) -> wasmtime::Result<Option<wit::ClockReading>> {
-        let env = self.call("burn-in-clock", Call::BurnInClock)?;
-        Ok(env.burn_in_clock.as_ref().map(|c| wit::ClockReading {
-            started_at: to_guest::datetime(c.started_at),
-            now: to_guest::datetime(c.now),
-        }))
+    pub(super) fn host_burn_in_clock(&mut self) -> wasmtime::Result<Option<BurnInClock>> {
+        Ok(self.call("burn-in-clock", Call::BurnInClock)?.burn_in_clock.clone())
     }
 
-    fn confirmation(&mut self) -> wasmtime::Result<Option<wit::OperatorConfirmation>> {
-        let env = self.call("confirmation", Call::Confirmation)?;
-        Ok(env
-            .confirmation
-            .as_ref()
-            .map(|c| wit::OperatorConfirmation { by: c.by.clone(), at: to_guest::datetime(c.at) }))
+    pub(super) fn host_confirmation(&mut self) -> wasmtime::Result<Option<Confirmation>> {
+        Ok(self.call("confirmation", Call::Confirmation)?.confirmation.clone())
     }
 
-    fn latest_backup(&mut self) -> wasmtime::Result<Option<wit::Backup>> {
-        let env = self.call("latest-backup", Call::LatestBackup)?;
-        Ok(env.latest_backup.as_ref().map(|b| wit::Backup {
-            id: b.id,
-            path: b.path.clone(),
-            fetched_at: to_guest::datetime(b.fetched_at),
-        }))
+    pub(super) fn host_latest_backup(&mut self) -> wasmtime::Result<Option<Backup>> {
+        Ok(self.call("latest-backup", Call::LatestBackup)?.latest_backup.clone())
     }
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::params::GateParams;
 use super::runner_host::{Backup, BurnInClock, Confirmation, RunnerEnv};
 use crate::domain::RawOutput;
 
@@ -21,7 +22,12 @@ use crate::domain::RawOutput;
 pub struct Transcript {
     pub tier: String,
     pub version: String,
+    /// The parameters in contract 0.1's `key = value` form.
     pub params: Vec<(String, String)>,
+    /// The typed parameters (absent from transcripts recorded before 0.2,
+    /// which are read back from `params`).
+    #[serde(default)]
+    pub gate_params: Option<GateParams>,
     pub burn_in_clock: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub confirmation: Option<(String, DateTime<Utc>)>,
     pub latest_backup: Option<(i64, String, DateTime<Utc>)>,
@@ -104,7 +110,8 @@ impl Transcript {
         Transcript {
             tier: env.tier.to_string(),
             version: env.version.to_string(),
-            params: env.params.clone(),
+            params: env.params.pairs(),
+            gate_params: Some(env.params.clone()),
             burn_in_clock: env.burn_in_clock.as_ref().map(|c| (c.started_at, c.now)),
             confirmation: env.confirmation.as_ref().map(|c| (c.by.clone(), c.at)),
             latest_backup: env.latest_backup.as_ref().map(|b| (b.id, b.path.clone(), b.fetched_at)),
@@ -123,7 +130,10 @@ impl Transcript {
         if let Ok(version) = self.version.parse() {
             env.version = version;
         }
-        env.params = self.params.clone();
+        env.params = match &self.gate_params {
+            Some(params) => params.clone(),
+            None => GateParams::from_pairs(env.gate(), &self.params),
+        };
         env.burn_in_clock =
             self.burn_in_clock.map(|(started_at, now)| BurnInClock { started_at, now });
         env.confirmation = self.confirmation.clone().map(|(by, at)| Confirmation { by, at });

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::{Result, Store};
 use crate::domain::{
-    ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary, GateStatus, ProcessEnd,
-    RawOutput, RunState, TierId, VerdictChange, Version,
+    ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary,
+    GateStatus, ProcessEnd, RawOutput, RunState, TierId, VerdictChange, Version,
 };
 use crate::sandbox::transcript::{Call, Transcript};
 
@@ -69,6 +69,7 @@ struct ComponentRow {
     digest: String,
     contract: String,
     source: String,
+    part: ComponentPart,
     state: ComponentState,
     reason: Option<String>,
     diff_json: String,
@@ -83,6 +84,7 @@ impl From<ComponentRow> for ComponentRecord {
             digest: row.digest,
             contract: row.contract,
             source: row.source,
+            part: row.part,
             state: row.state,
             reason: row.reason,
             // Written by this daemon from the same type; unreadable only if
@@ -223,6 +225,9 @@ impl Store {
     ) -> Result<()> {
         let Some(old) = &run.outcome else { return Ok(()) };
         let label = RunState::of(new);
+        // The classifier that decided it before: its own, before 0.2.
+        let old_digest = run.classifier_digest.as_ref().unwrap_or(&run.component_digest);
+        let old_contract = run.classifier_contract.as_ref().unwrap_or(&run.contract);
         let mut tx = self.pool.begin().await?;
         sqlx::query!(
             "INSERT INTO reclassifications (gate_run_id, old_outcome_json, old_digest, old_contract,
@@ -230,8 +235,8 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             run.run_id,
             old,
-            run.component_digest,
-            run.contract,
+            old_digest,
+            old_contract,
             new,
             digest,
             contract,
@@ -240,7 +245,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query!(
-            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, component_digest = ?3, contract = ?4
+            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, classifier_digest = ?3,
+                                  classifier_contract = ?4
              WHERE id = ?5",
             label,
             new,
@@ -268,6 +274,7 @@ impl Store {
     pub async fn insert_component(
         &self,
         kind: GateKind,
+        part: ComponentPart,
         digest: &str,
         contract: &str,
         source: &str,
@@ -278,26 +285,26 @@ impl Store {
     ) -> Result<i64> {
         let diff = serde_json::to_string(diff).expect("verdict changes serialize");
         let mut tx = self.pool.begin().await?;
-        // One serving and one pending component per kind at most.
-        if matches!(state, ComponentState::Serving | ComponentState::Pending) {
-            let (from, to) = match state {
-                ComponentState::Serving => ("serving", "retired"),
-                _ => ("pending", "rejected"),
-            };
-            sqlx::query!(
-                "UPDATE components SET state = ?1, reason = COALESCE(reason, 'replaced by a newer candidate')
-                 WHERE kind = ?2 AND state = ?3",
-                to,
-                kind,
-                from
-            )
-            .execute(&mut *tx)
-            .await?;
+        match state {
+            // One pending component per kind at most.
+            ComponentState::Pending => {
+                sqlx::query!(
+                    "UPDATE components SET state = 'rejected',
+                                           reason = COALESCE(reason, 'replaced by a newer candidate')
+                     WHERE kind = ?1 AND state = 'pending'",
+                    kind
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            ComponentState::Serving => retire_replaced(&mut tx, kind, part).await?,
+            ComponentState::Retired | ComponentState::Rejected => {}
         }
         let id = sqlx::query!(
-            "INSERT INTO components (kind, digest, contract, source, state, reason, diff_json, loaded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO components (kind, part, digest, contract, source, state, reason, diff_json, loaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             kind,
+            part,
             digest,
             contract,
             source,
@@ -328,13 +335,14 @@ impl Store {
             return Ok(false);
         }
         if accept {
-            sqlx::query!(
-                "UPDATE components SET state = 'retired'
-                 WHERE state = 'serving' AND kind = (SELECT kind FROM components WHERE id = ?1)",
+            let row = sqlx::query!(
+                r#"SELECT kind AS "kind: GateKind", part AS "part: ComponentPart"
+                   FROM components WHERE id = ?1"#,
                 id
             )
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            retire_replaced(&mut tx, row.kind, row.part).await?;
             sqlx::query!("UPDATE components SET state = 'serving' WHERE id = ?1", id)
                 .execute(&mut *tx)
                 .await?;
@@ -368,7 +376,7 @@ impl Store {
         let rows = sqlx::query_as!(
             ComponentRow,
             r#"SELECT id AS "id!", kind AS "kind: GateKind", digest, contract, source,
-                      state AS "state: ComponentState", reason, diff_json,
+                      part AS "part: ComponentPart", state AS "state: ComponentState", reason, diff_json,
                       loaded_at AS "loaded_at: DateTime<Utc>"
                FROM components WHERE kind = ?1 ORDER BY id DESC"#,
             kind
@@ -382,7 +390,7 @@ impl Store {
         let rows = sqlx::query_as!(
             ComponentRow,
             r#"SELECT id AS "id!", kind AS "kind: GateKind", digest, contract, source,
-                      state AS "state: ComponentState", reason, diff_json,
+                      part AS "part: ComponentPart", state AS "state: ComponentState", reason, diff_json,
                       loaded_at AS "loaded_at: DateTime<Utc>"
                FROM components WHERE state = 'pending' ORDER BY id"#
         )
@@ -390,6 +398,27 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
+}
+
+/// Retires what a component of `part` coming into service replaces: the
+/// serving one of its part; a whole gate also replaces a classifier-only
+/// part (it brings its own classifier).
+async fn retire_replaced(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    kind: GateKind,
+    part: ComponentPart,
+) -> Result<()> {
+    let whole = part == ComponentPart::Gate;
+    sqlx::query!(
+        "UPDATE components SET state = 'retired'
+         WHERE kind = ?1 AND state = 'serving' AND (part = ?2 OR ?3)",
+        kind,
+        part,
+        whole
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// A recorded run's transcript, with what its spawned programs printed.

@@ -80,6 +80,16 @@ pub struct OpenRebuild {
     pub last_outcome: Option<BuildOutcome>,
 }
 
+/// Which components a run is decided by: its runner, and the classifier in
+/// service for it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunComponents<'a> {
+    pub runner_digest: &'a str,
+    pub runner_contract: &'a str,
+    pub classifier_digest: &'a str,
+    pub classifier_contract: &'a str,
+}
+
 /// Provenance of a finished run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunCost {
@@ -251,8 +261,7 @@ impl Store {
         tier: &TierId,
         version: &Version,
         gate: GateKind,
-        component_digest: &str,
-        contract: &str,
+        component: RunComponents<'_>,
         attempt: Attempt,
         now: DateTime<Utc>,
         log_ref: impl FnOnce(GateRunId) -> LogRef,
@@ -261,14 +270,16 @@ impl Store {
         let (number, of) = (i64::from(attempt.number), i64::from(attempt.of));
         let id = sqlx::query!(
             "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract,
-                                    attempt, max_attempts)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
+                                    classifier_digest, classifier_contract, attempt, max_attempts)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10)",
             version,
             tier,
             gate,
             now,
-            component_digest,
-            contract,
+            component.runner_digest,
+            component.runner_contract,
+            component.classifier_digest,
+            component.classifier_contract,
             number,
             of
         )
@@ -314,7 +325,8 @@ impl Store {
             r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
                       gate_kind AS "gate: GateKind", status AS "status: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
-                      log_ref AS "log_ref: LogRef", component_digest, contract, fuel, peak_memory,
+                      log_ref AS "log_ref: LogRef", component_digest, contract, classifier_digest,
+                      classifier_contract, fuel, peak_memory,
                       attempt, max_attempts
                FROM gate_runs WHERE id = ?1"#,
             id
@@ -335,7 +347,7 @@ impl Store {
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
                       log_ref AS "log_ref: LogRef", component_digest AS "component_digest!",
-                      contract AS "contract!", fuel, peak_memory,
+                      contract AS "contract!", classifier_digest, classifier_contract, fuel, peak_memory,
                       attempt AS "attempt!", max_attempts AS "max_attempts!"
                FROM gate_runs
                WHERE id IN (SELECT MAX(id) FROM gate_runs WHERE tier = ?1 AND version = ?2 GROUP BY gate_kind)
@@ -425,7 +437,7 @@ impl Store {
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
                       log_ref AS "log_ref: LogRef", component_digest AS "component_digest!",
-                      contract AS "contract!", fuel, peak_memory,
+                      contract AS "contract!", classifier_digest, classifier_contract, fuel, peak_memory,
                       attempt AS "attempt!", max_attempts AS "max_attempts!"
                FROM gate_runs WHERE version = ?1 AND gate_kind = ?2 ORDER BY id DESC LIMIT 1"#,
             version,

@@ -29,6 +29,15 @@ pub fn component_bytes(crate_name: &str) -> Vec<u8> {
     std::fs::read(component(crate_name)).expect("read component")
 }
 
+/// A shipped gate as it was built under gate contract 0.1
+/// (`tests/components/contract-0.1/`, from its `capture.sh`).
+pub fn contract_0_1_gate(kind: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/components/contract-0.1")
+        .join(format!("{kind}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 /// The repository's `fixtures/` directory.
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")

@@ -16,8 +16,10 @@ use crate::domain::{
 };
 use crate::executor::{Ended, LogSink};
 use crate::sandbox::transcript::Transcript;
-use crate::sandbox::{Backup, BurnInClock, Confirmation, RunnerEnv};
-use crate::store::{Attempt, RunCost, StoreError, VersionRow};
+use crate::sandbox::{
+    Backup, BurnInClock, Confirmation, Contract, GateParams, Invocation, RunnerEnv,
+};
+use crate::store::{Attempt, RunComponents, RunCost, StoreError, VersionRow};
 
 /// What the planner asked for.
 #[derive(Debug, Clone)]
@@ -55,8 +57,14 @@ async fn run_inner(
         tracing::warn!("the gate is no longer configured; nothing to run");
         return Ok(());
     };
-    // Held for the whole run: a component swapped in meanwhile serves the next one.
-    let component = daemon.components.get(job.gate);
+    // Held for the whole run: a component swapped in meanwhile serves the
+    // next one. A 0.1 runner is a whole gate that judges with its own
+    // classifier, so that is the run's classifier.
+    let (component, classifier) = daemon.components.for_run(job.gate);
+    let classifier = match component.speaks() {
+        Contract::V0_1 => component.clone(),
+        Contract::V0_2 => classifier,
+    };
     let (run_id, log_ref, file) = match job.reevaluate {
         Some(run_id) => {
             let log_ref = daemon.store.gate_run(run_id).await?.and_then(|r| r.log_ref);
@@ -73,8 +81,12 @@ async fn run_inner(
                     &job.tier,
                     &job.version,
                     job.gate,
-                    &component.digest().to_string(),
-                    component.contract(),
+                    RunComponents {
+                        runner_digest: &component.digest().to_string(),
+                        runner_contract: component.contract(),
+                        classifier_digest: &classifier.digest().to_string(),
+                        classifier_contract: classifier.contract(),
+                    },
                     job.attempt,
                     Utc::now(),
                     |run_id| {
@@ -133,7 +145,7 @@ async fn run_inner(
     let _cache_held = if uses_cache { Some(daemon.cache_lock.lock().await) } else { None };
     let shared = daemon.clone();
     let classification =
-        tokio::task::spawn_blocking(move || component.run(&shared.sandbox, env)).await;
+        tokio::task::spawn_blocking(move || component.run(&shared.sandbox, env, &classifier)).await;
     daemon.work.untrack_run(run_id);
     let (status, cost) = match classification {
         Ok((c, env)) => {
@@ -220,7 +232,7 @@ async fn runner_env(
     let mut env = RunnerEnv::new(
         tier.name.clone(),
         version.version.clone(),
-        spec.kind(),
+        GateParams::ManualConfirm,
         daemon.executor.clone(),
     );
     env.cwd = Some(tree.clone());
@@ -235,26 +247,20 @@ async fn runner_env(
     env.stop = stop.token.clone();
     env.deadline = Instant::now().checked_add(spec.timeout);
     let mut isolation = super::sandbox_for(daemon, &tree, spec.network);
-    let mut param = |key: &str, value: String| env.params.push((key.to_owned(), value));
-    match &spec.gate {
+    let invocation = |command: &Command| Invocation {
+        program: command.program.clone(),
+        args: command.args.clone(),
+    };
+    env.params = match &spec.gate {
         Gate::CargoTest { args } => {
-            param("program", "cargo".into());
-            param("args", args.join(" "));
             env.allowed_programs.push("cargo".into());
+            GateParams::CargoTest {
+                command: Invocation { program: "cargo".into(), args: args.clone() },
+            }
         }
         Gate::MigrationDryRun { scratch_db_url, migrations, migrate, restore } => {
-            if let Some(url) = scratch_db_url {
-                param("scratch_db_url", url.clone());
-            }
-            param("migrations", tree.join(migrations).display().to_string());
-            param("migrate_program", migrate.program.clone());
-            param("migrate_args", migrate.args.join(" "));
             env.allowed_programs.push(migrate.program.clone());
-            if let Some(Command { program, args }) = restore {
-                param("restore_program", program.clone());
-                param("restore_args", args.join(" "));
-                env.allowed_programs.push(program.clone());
-            }
+            env.allowed_programs.extend(restore.iter().map(|r| r.program.clone()));
             env.latest_backup = daemon.store.latest_backup().await?.map(|b| Backup {
                 id: b.id,
                 path: b.path,
@@ -267,19 +273,28 @@ async fn runner_env(
                 let _ = std::fs::create_dir_all(&dir);
                 isolation.writable.push(dir);
             }
+            GateParams::MigrationDryRun {
+                scratch_db_url: scratch_db_url.clone(),
+                migrations: tree.join(migrations).display().to_string(),
+                migrate: invocation(migrate),
+                restore: restore.as_ref().map(invocation),
+            }
         }
         Gate::BootSmoke { args, stay_up } => {
-            param("binary", version.artifact.clone());
-            param("args", args.join(" "));
-            param("seconds", stay_up.as_secs().max(1).to_string());
             env.allowed_programs.push(version.artifact.clone());
             isolation.readable.push(version.artifact.clone().into());
+            GateParams::BootSmoke {
+                command: Invocation { program: version.artifact.clone(), args: args.clone() },
+                stay_up_ms: u64::try_from(stay_up.as_millis()).unwrap_or(u64::MAX),
+            }
         }
         Gate::BurnIn { duration, .. } => {
-            param("duration_s", duration.as_secs().to_string());
             let started = burn_in_started(daemon, tier, &spec.gate, &version.version).await?;
             env.burn_in_clock =
                 started.map(|started_at| BurnInClock { started_at, now: Utc::now() });
+            GateParams::BurnIn {
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            }
         }
         Gate::ManualConfirm => {
             env.confirmation = daemon
@@ -287,8 +302,9 @@ async fn runner_env(
                 .confirmation(&tier.name, &version.version)
                 .await?
                 .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at });
+            GateParams::ManualConfirm
         }
-    }
+    };
     if let Some(user) = &isolation.run_as {
         // What the gate is given must be open to the user it runs as.
         for path in &isolation.readable {

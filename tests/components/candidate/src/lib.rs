@@ -9,24 +9,24 @@
 //!   only a history can show the change).
 //! - `spin`, `hoard`: loop forever, or allocate until memory runs out.
 //! - `forged`: the shipped classifier, but a runner that runs the tests and
-//!   then passes whatever they printed (what a runner review must catch).
+//!   then decides a pass itself, whatever they printed (the host refuses a
+//!   runner's own pass of cargo_test; a runner review must hold it).
 //! - none: the shipped classifier, unchanged.
 
 use sando_gate_sdk::types::CargoTestFailure;
-use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, RawOutput};
+use sando_gate_sdk::{GateFailure, GateKind, GateStatus, PassNote, RawOutput, Verdict};
 
 sando_gate_sdk::gate!(kind: GateKind::CargoTest, classify: classify, run: run);
 
-/// The shipped runner, deciding with this classifier.
-pub fn run() -> GateStatus {
-    let status = gate_cargo_test::run_with(classify);
+/// The shipped runner (its evidence is judged by the classifier in service).
+pub fn run() -> Verdict {
+    let verdict = gate_cargo_test::run();
     if cfg!(feature = "forged") {
-        return GateStatus::Passed(PassNote::TestsPassed(sando_gate_sdk::types::TestsPassed {
-            count: 1,
-            duration_s: 0,
-        }));
+        return sando_gate_sdk::decided(GateStatus::Passed(PassNote::TestsPassed(
+            sando_gate_sdk::types::TestsPassed { count: 1, duration_s: 0, flaky: Vec::new() },
+        )));
     }
-    status
+    verdict
 }
 
 pub fn classify(output: &RawOutput) -> GateStatus {
@@ -59,6 +59,7 @@ pub fn classify(output: &RawOutput) -> GateStatus {
         return GateStatus::Passed(PassNote::TestsPassed(sando_gate_sdk::types::TestsPassed {
             count: 0,
             duration_s: 0,
+            flaky: Vec::new(),
         }));
     }
     shipped

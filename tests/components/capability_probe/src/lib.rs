@@ -1,9 +1,9 @@
-//! A gate for the sandbox tests: its classifier reaches for `spawn` (which must be denied) and its runner spawns the program named by its `program` parameter.
+//! A gate for the sandbox tests: its classifier reaches for `spawn` (which must be denied) and its runner spawns the program its boot_smoke parameters name, with the argument `capability-probe`.
 
-use sando_gate_sdk::host::{self, SpawnRequest};
+use sando_gate_sdk::host::{self, GateParams, SpawnRequest};
 use sando_gate_sdk::outcome::unclassified;
-use sando_gate_sdk::types::StayedUp;
-use sando_gate_sdk::{GateKind, GateStatus, PassNote, RawOutput};
+use sando_gate_sdk::types::ArtifactMissing;
+use sando_gate_sdk::{GateBlocker, GateKind, GateStatus, RawOutput, Verdict};
 
 fn spawn(program: &str) -> RawOutput {
     host::spawn(&SpawnRequest {
@@ -19,15 +19,17 @@ fn classify(_output: &RawOutput) -> GateStatus {
     unclassified()
 }
 
-/// Passes when the spawned program echoed its argument back.
-fn run() -> GateStatus {
-    let context = host::context();
-    let program = sando_gate_sdk::param(&context, "program").unwrap_or("/bin/echo");
-    if spawn(program).stdout.starts_with(b"capability-probe") {
-        GateStatus::Passed(PassNote::StayedUp(StayedUp { duration_s: 0 }))
-    } else {
-        unclassified()
-    }
+/// Says what the spawned program printed, as a blocker a runner may decide
+/// on its own (`artifact-missing` naming it).
+fn run() -> Verdict {
+    let program = match host::context().params {
+        GateParams::BootSmoke(params) => params.command.program,
+        _ => "/bin/echo".to_owned(),
+    };
+    let printed = String::from_utf8_lossy(&spawn(&program).stdout).trim().to_owned();
+    sando_gate_sdk::decided(GateStatus::Blocked(GateBlocker::ArtifactMissing(ArtifactMissing {
+        version: printed,
+    })))
 }
 
 sando_gate_sdk::gate!(kind: GateKind::BootSmoke, classify: classify, run: run);

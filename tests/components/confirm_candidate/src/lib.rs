@@ -2,15 +2,15 @@
 
 use sando_gate_sdk::types::Datetime;
 use sando_gate_sdk::types::OperatorConfirmed;
-use sando_gate_sdk::{GateKind, GateStatus, PassNote};
+use sando_gate_sdk::{GateKind, GateStatus, PassNote, Verdict};
 
 sando_gate_sdk::gate!(kind: GateKind::ManualConfirm, classify: gate_manual_confirm::classify, run: run);
 
-pub fn run() -> GateStatus {
+pub fn run() -> Verdict {
     if cfg!(feature = "forged") {
-        return GateStatus::Passed(PassNote::OperatorConfirmed(OperatorConfirmed {
-            at: Datetime { seconds: 0, nanoseconds: 0 },
-        }));
+        return sando_gate_sdk::decided(GateStatus::Passed(PassNote::OperatorConfirmed(
+            OperatorConfirmed { at: Datetime { seconds: 0, nanoseconds: 0 } },
+        )));
     }
     gate_manual_confirm::run()
 }

@@ -1,9 +1,10 @@
-//! WIT → domain conversions: what a component hands back.
+//! Contract 0.2 WIT → domain conversions: what a 0.2 component hands back.
 //!
 //! Every match here is exhaustive on purpose: a new case in `wit/` is a
 //! compile error in this file until the host decides what it means.
 
-use super::bindings::types as wit;
+use super::runner as wit_runner;
+use super::types as wit;
 use crate::domain::{
     ComponentFault, GateBlocker, GateFailure, GateKind, GateStatus, PassNote, RestoreFailureKind,
 };
@@ -18,6 +19,24 @@ pub fn gate_kind(kind: wit::GateKind) -> GateKind {
     }
 }
 
+/// What a 0.2 runner concluded.
+pub enum Verdict {
+    /// Judge the last spawned process; `restored_backup` goes in a `migrated` pass.
+    Judge {
+        restored_backup: Option<i64>,
+    },
+    Decided(GateStatus),
+}
+
+pub fn verdict(verdict: wit_runner::Verdict) -> Verdict {
+    match verdict {
+        wit_runner::Verdict::Judge(request) => {
+            Verdict::Judge { restored_backup: request.restored_backup }
+        }
+        wit_runner::Verdict::Decided(status) => Verdict::Decided(gate_status(status)),
+    }
+}
+
 pub fn gate_status(status: wit::GateStatus) -> GateStatus {
     match status {
         wit::GateStatus::Passed(note) => pass_note(note),
@@ -29,10 +48,10 @@ pub fn gate_status(status: wit::GateStatus) -> GateStatus {
 fn pass_note(note: wit::PassNote) -> GateStatus {
     let note = match note {
         wit::PassNote::StayedUp(n) => PassNote::StayedUp { duration_s: n.duration_s },
-        wit::PassNote::BurnInElapsed(n) => PassNote::BurnInElapsed { hours: n.hours },
+        wit::PassNote::BurnInElapsed(n) => PassNote::BurnInElapsed { seconds: n.seconds },
         wit::PassNote::Migrated(n) => PassNote::Migrated { backup: n.backup, count: n.count },
         wit::PassNote::TestsPassed(n) => {
-            PassNote::TestsPassed { count: n.count, duration_s: n.duration_s }
+            PassNote::TestsPassed { count: n.count, duration_s: n.duration_s, flaky: n.flaky }
         }
         wit::PassNote::OperatorConfirmed(n) => match datetime(n.at) {
             Some(at) => PassNote::OperatorConfirmed { at },
@@ -53,13 +72,16 @@ fn gate_blocker(blocker: wit::GateBlocker) -> GateBlocker {
     match blocker {
         wit::GateBlocker::BurnInClockNotStarted => GateBlocker::BurnInClockNotStarted,
         wit::GateBlocker::BurnInRemaining(b) => {
-            GateBlocker::BurnInRemaining { hours: b.hours, total: b.total }
+            GateBlocker::BurnInRemaining { seconds: b.seconds, total_seconds: b.total_seconds }
         }
         wit::GateBlocker::AwaitingOperatorConfirmation => GateBlocker::AwaitingOperatorConfirmation,
         wit::GateBlocker::NoBackupAvailable => GateBlocker::NoBackupAvailable,
         wit::GateBlocker::ScratchDbUrlUnset => GateBlocker::ScratchDbUrlUnset,
         wit::GateBlocker::ScratchDbUnreachable => GateBlocker::ScratchDbUnreachable,
         wit::GateBlocker::ArtifactMissing(b) => GateBlocker::ArtifactMissing { version: b.version },
+        wit::GateBlocker::DependencyUnavailable(b) => {
+            GateBlocker::DependencyUnavailable { name: b.name }
+        }
     }
 }
 

@@ -1,7 +1,14 @@
-//! Host-side bindings generated from `wit/` — the only definition of the gate contract's types on this side.
+//! Contract 0.1 (`wit/0.1/gate.wit`): its bindings, its conversions and its `host` imports, kept so components built against it still load, serve and can be rolled back to.
+//!
+//! A 0.1 component is a whole gate: its runner calls its own classifier and
+//! returns the status, so the host takes a 0.1 runner's status as it is.
+
+pub mod from_guest;
+mod host;
+pub mod to_guest;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/0.1",
     world: "gate",
     // Every `host` import may trap: that is how the sandbox refuses a
     // capability (a classifier calling `spawn`, a runner spawning a program
@@ -12,10 +19,8 @@ wasmtime::component::bindgen!({
     ownership: Borrowing { duplicate_if_necessary: true },
 });
 
-pub use self::sando::gate::host;
+pub use self::sando::gate::host as wit_host;
 pub use self::sando::gate::types;
 
-/// The contract version this host speaks, from the WIT package.
+/// The contract version, from the WIT package.
 pub const CONTRACT: &str = "0.1.0";
-/// The package the version applies to.
-pub const PACKAGE: &str = "sando:gate";

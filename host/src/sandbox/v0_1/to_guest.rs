@@ -1,6 +1,6 @@
-//! Domain → WIT conversions: what the host hands a component.
+//! Domain → contract 0.1 WIT conversions: what the host hands a 0.1 component.
 
-use super::bindings::types as wit;
+use super::types as wit;
 use crate::domain::{GateKind, ProcessEnd, RawOutput};
 
 pub fn gate_kind(kind: GateKind) -> wit::GateKind {
@@ -33,10 +33,10 @@ pub fn raw_output(output: &RawOutput) -> wit::RawOutputParam<'_> {
 }
 
 /// Owned: what `spawn` returns to a runner.
-pub fn spawned_output(output: &RawOutput) -> wit::RawOutputResult {
+pub fn spawned_output(output: RawOutput) -> wit::RawOutputResult {
     wit::RawOutputResult {
-        stdout: output.stdout.clone(),
-        stderr: output.stderr.clone(),
+        stdout: output.stdout,
+        stderr: output.stderr,
         end: process_end(output.end),
         duration_ms: output.duration_ms,
     }
