@@ -46,13 +46,21 @@ pub enum ScaffoldError {
 }
 
 /// The Python module a project of `kind` starts from.
-fn python_source(kind: GateKind) -> &'static str {
+fn python_source(kind: GateKind) -> String {
+    // The kinds decided by their runner share one classifier: it never
+    // recognises an output.
+    let decided_by_runner = |kind: GateKind| {
+        include_str!("../templates/python/decided_by_runner.py")
+            .replace("{kind}", kind.as_str())
+            .replace("{KIND}", &kind.as_str().to_ascii_uppercase())
+    };
     match kind {
-        GateKind::CargoTest => include_str!("../../examples/python_cargo_test/app.py"),
-        GateKind::MigrationDryRun => include_str!("../templates/python/migration_dry_run.py"),
-        GateKind::BootSmoke => include_str!("../templates/python/boot_smoke.py"),
-        GateKind::BurnIn => include_str!("../templates/python/burn_in.py"),
-        GateKind::ManualConfirm => include_str!("../templates/python/manual_confirm.py"),
+        GateKind::CargoTest => include_str!("../../examples/python_cargo_test/app.py").to_owned(),
+        GateKind::MigrationDryRun => {
+            include_str!("../templates/python/migration_dry_run.py").to_owned()
+        }
+        GateKind::BootSmoke => include_str!("../templates/python/boot_smoke.py").to_owned(),
+        GateKind::BurnIn | GateKind::ManualConfirm => decided_by_runner(kind),
     }
 }
 
@@ -118,7 +126,7 @@ fn python(kind: GateKind, dir: &Path) -> Vec<(PathBuf, String)> {
          ```\n"
     );
     vec![
-        (dir.join("app.py"), python_source(kind).to_owned()),
+        (dir.join("app.py"), python_source(kind)),
         (dir.join("wit/gate.wit"), CONTRACT_WIT.to_owned()),
         (dir.join("README.md"), readme),
     ]

@@ -275,4 +275,26 @@ async fn a_python_classifier_only_component_judges_the_next_run() {
             .unwrap();
     assert_eq!(expected, judged["event"]["outcome"]["status"]);
     daemon.kill();
+
+    // A Sando upgrade shipping another cargo_test gate replaces the gate,
+    // and keeps the operator's classifier part.
+    let shipped = root.path().join("shipped-gates");
+    std::fs::create_dir_all(&shipped).unwrap();
+    for kind in ["migration_dry_run", "boot_smoke", "burn_in", "manual_confirm"] {
+        std::fs::copy(
+            util::component(&format!("gate_{kind}")),
+            shipped.join(format!("{kind}.wasm")),
+        )
+        .unwrap();
+    }
+    let upgraded = util::component_bytes("candidate_same");
+    std::fs::write(shipped.join("cargo_test.wasm"), &upgraded).unwrap();
+    let daemon = Daemon::start_with_env(&config, &[("SANDO_GATES_DIR", shipped.to_str().unwrap())]);
+    let (_, gates) = daemon.get("/api/gates");
+    let gates: Value = serde_json::from_str(&gates).unwrap();
+    let cargo_test = gates["gates"].as_array().unwrap().iter().find(|g| g["kind"] == "cargo_test");
+    let cargo_test = cargo_test.unwrap();
+    assert_eq!(cargo_test["serving"]["digest"], sha256(&upgraded), "{cargo_test}");
+    assert_eq!(cargo_test["classifier"]["digest"], sha256(&bytes), "{cargo_test}");
+    daemon.kill();
 }

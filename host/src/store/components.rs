@@ -297,7 +297,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            ComponentState::Serving => retire_replaced(&mut tx, kind, part).await?,
+            // A shipped gate arriving with a Sando upgrade keeps the
+            // operator's classifier-only part; any other whole gate ends it.
+            ComponentState::Serving => {
+                let ends_classifier = part == ComponentPart::Gate && source != "shipped";
+                retire_replaced(&mut tx, kind, part, ends_classifier).await?
+            }
             ComponentState::Retired | ComponentState::Rejected => {}
         }
         let id = sqlx::query!(
@@ -342,7 +347,7 @@ impl Store {
             )
             .fetch_one(&mut *tx)
             .await?;
-            retire_replaced(&mut tx, row.kind, row.part).await?;
+            retire_replaced(&mut tx, row.kind, row.part, row.part == ComponentPart::Gate).await?;
             sqlx::query!("UPDATE components SET state = 'serving' WHERE id = ?1", id)
                 .execute(&mut *tx)
                 .await?;
@@ -401,20 +406,20 @@ impl Store {
 }
 
 /// Retires what a component of `part` coming into service replaces: the
-/// serving one of its part; a whole gate also replaces a classifier-only
-/// part (it brings its own classifier).
+/// serving one of its part, and with `ends_classifier` a classifier-only
+/// part too (a whole gate pushed brings its own classifier).
 async fn retire_replaced(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     kind: GateKind,
     part: ComponentPart,
+    ends_classifier: bool,
 ) -> Result<()> {
-    let whole = part == ComponentPart::Gate;
     sqlx::query!(
         "UPDATE components SET state = 'retired'
          WHERE kind = ?1 AND state = 'serving' AND (part = ?2 OR ?3)",
         kind,
         part,
-        whole
+        ends_classifier
     )
     .execute(&mut **tx)
     .await?;

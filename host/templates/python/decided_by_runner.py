@@ -1,5 +1,5 @@
-"""A burn_in classifier (world `classifier-only` of the Sando gate
-contract), made by `sando gate new burn_in --lang python`. A burn_in gate
+"""A {kind} classifier (world `classifier-only` of the Sando gate
+contract), made by `sando gate new {kind} --lang python`. A {kind} gate
 is decided by its runner (a clock, an operator), never by a process's
 output, so whatever it is asked to read is `unclassified`: never a guess."""
 
@@ -15,7 +15,7 @@ from wit_world.imports.types import (
 
 class Classifier(exports.Classifier):
     def kind(self) -> GateKind:
-        return GateKind.BURN_IN
+        return GateKind.{KIND}
 
     def classify(self, kind: GateKind, output: RawOutput) -> GateStatus:
         return GateStatus_Failed(GateFailure_Unclassified())
