@@ -128,6 +128,30 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Where a push's time went: the newest build's duration, and the
+    /// newest cargo_test run's, from `/api/state`.
+    fn split(&self) -> (f64, f64) {
+        let body = ureq::get(format!("{}/api/state", self.url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let state: Value = serde_json::from_str(&body).unwrap();
+        let build = state["builds"][0]["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        let run = &state["tiers"][0]["gates"][0];
+        let at = |key: &str| {
+            chrono::DateTime::parse_from_rfc3339(run[key].as_str().unwrap_or_default()).ok()
+        };
+        let gate = match (at("started_at"), at("finished_at")) {
+            (Some(start), Some(end)) => (end - start).num_milliseconds() as f64 / 1000.0,
+            _ => 0.0,
+        };
+        (build, gate)
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -195,6 +219,11 @@ fn main() {
     let plain_cold = plain_build_and_test(&plain, &plain_target);
     change_one_line(&plain);
     let plain_warm = plain_build_and_test(&plain, &plain_target);
+    println!(
+        "plain checkout: cold {:.1}s, one-line change {:.1}s",
+        secs(plain_cold),
+        secs(plain_warm)
+    );
 
     // The daemon, with the shared build cache.
     let config = root.path().join("sando.toml");
@@ -234,11 +263,15 @@ timeout = "1h"
         .await
         .unwrap();
         let cold = push_to_verdict(&daemon, &mut events, &first, "0.1.0").await;
+        let (build, gate) = daemon.split();
+        println!("daemon (a): build {build:.1}s, cargo_test gate {gate:.1}s");
         let disk_first = footprint();
         change_one_line(&repo);
         git(&repo, &["commit", "-q", "-am", "0.2.0"]);
         let second = git(&repo, &["rev-parse", "HEAD"]);
         let warm = push_to_verdict(&daemon, &mut events, &second, "0.2.0").await;
+        let (build, gate) = daemon.split();
+        println!("daemon (b): build {build:.1}s, cargo_test gate {gate:.1}s");
         (cold, warm, disk_first, footprint())
     });
     drop(runtime);
