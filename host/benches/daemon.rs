@@ -8,15 +8,16 @@
 //!
 //! Run with `./x bench` (or `cargo bench -p sando --bench daemon` after `./x build`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
-const TOKEN: &str = "bench-token";
+mod support;
+
+use support::Daemon;
 const FLOOD_BYTES: u64 = 512 << 20;
 
 /// The process the gate runs: floods stdout, or writes time-stamped lines at a rate.
@@ -121,31 +122,7 @@ stay_up = "600s"
     path
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
 impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("SANDO_BENCH_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("daemon exited").unwrap();
-            if let Some(url) = line.strip_prefix("sando: listening on ") {
-                break url.to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Daemon { child, url }
-    }
-
     fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
@@ -153,25 +130,6 @@ impl Daemon {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
-    }
-
-    fn rebuild(&self, sha: &str) {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let response = agent
-            .post(format!("{}/api/rebuild", self.url))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .content_type("application/json")
-            .send(format!("{{\"sha\":\"{sha}\"}}"))
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 202);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

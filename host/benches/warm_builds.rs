@@ -14,15 +14,16 @@
 //! user's `CARGO_HOME` for the plain checkout, and into the daemon's own).
 //! Run with `cargo bench -p sando --bench warm_builds` after `./x build`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
-const TOKEN: &str = "bench-token";
+mod support;
+
+use support::Daemon;
 const SERVICE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/warm_service");
 /// The one line version 0.2.0 changes (and its version, which Sando reads).
 const LINE_BEFORE: &str = "Greeting { text: format!(\"hello, {name}\"), visits }";
@@ -90,44 +91,6 @@ fn du(paths: &[PathBuf]) -> u64 {
         .sum()
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("SANDO_BENCH_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("daemon exited").unwrap();
-            if let Some(url) = line.strip_prefix("sando: listening on ") {
-                break url.to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Daemon { child, url }
-    }
-
-    fn rebuild(&self, sha: &str) {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let response = agent
-            .post(format!("{}/api/rebuild", self.url))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .content_type("application/json")
-            .send(format!("{{\"sha\":\"{sha}\"}}"))
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 202);
-    }
-}
-
 impl Daemon {
     /// Where a push's time went: the newest build's duration, and the
     /// newest cargo_test run's, from `/api/state`.
@@ -149,13 +112,6 @@ impl Daemon {
             _ => 0.0,
         };
         (build, gate)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

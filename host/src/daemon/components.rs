@@ -126,8 +126,7 @@ impl Components {
     /// The classifier in service for `kind`: a classifier-only part if one
     /// serves, else the whole gate's own.
     pub fn classifier(&self, kind: GateKind) -> Arc<GateComponent> {
-        let serving = &self.serving.read().expect("serving lock")[&kind];
-        serving.classifier.clone().unwrap_or_else(|| serving.gate.clone())
+        self.for_run(kind).1
     }
 
     /// The runner and the classifier of one run, read together so a swap
