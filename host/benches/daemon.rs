@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
+use sando::domain::{Event, EventEnvelope, Stream};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
@@ -158,23 +160,21 @@ async fn throughput(root: &Path, repo: &Path, sha: &str) {
     // live client would) while the log file fills.
     loop {
         let message = socket.next().await.unwrap().unwrap();
-        let envelope: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
-        if envelope["event"]["kind"] == "gate_start" {
+        if let Some(Event::GateStart { .. }) = decode(message).map(|e| e.event) {
             break;
         }
     }
+    let cpu = |pid: u32| -> f64 { let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap(); let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect(); (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0 };
+    let (d0, c0) = (cpu(daemon.child.id()), cpu(std::process::id()));
     let started = Instant::now();
     let counts = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
     let counting = counts.clone();
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = socket.next().await {
-            let Ok(text) = message.to_text() else { continue };
-            let envelope: Value = serde_json::from_str(text).unwrap();
-            let event = &envelope["event"];
             let mut counts = counting.lock().unwrap();
-            match event["kind"].as_str() {
-                Some("gate_log_chunk") => counts.0 += chunk_bytes(event).len() as u64,
-                Some("lagged") => counts.1 += event["missed"].as_u64().unwrap(),
+            match decode(message).map(|e| e.event) {
+                Some(Event::GateLogChunk { bytes, .. }) => counts.0 += bytes.len() as u64,
+                Some(Event::Lagged { missed }) => counts.1 += missed,
                 _ => {}
             }
         }
@@ -190,6 +190,7 @@ async fn throughput(root: &Path, repo: &Path, sha: &str) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let daemon_time = started.elapsed();
+    eprintln!("CPU in window: daemon {:.2}s client {:.2}s", cpu(daemon.child.id()) - d0, cpu(std::process::id()) - c0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     reader.abort();
     let (received, lagged) = *counts.lock().unwrap();
@@ -235,14 +236,13 @@ async fn latency(root: &Path, repo: &Path, sha: &str) {
     let mut carry = String::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while let Some(Ok(message)) = socket.next().await {
-        let Ok(text) = message.to_text() else { continue };
         let received = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let envelope: Value = serde_json::from_str(text).unwrap();
-        let event = &envelope["event"];
-        if event["kind"] != "gate_log_chunk" || event["stream"] != "stdout" {
+        let Some(Event::GateLogChunk { stream: Stream::Stdout, bytes, .. }) =
+            decode(message).map(|e| e.event)
+        else {
             continue;
-        }
-        carry.push_str(&String::from_utf8_lossy(&chunk_bytes(event)));
+        };
+        carry.push_str(&String::from_utf8_lossy(&bytes));
         let complete = carry.rfind('\n').map_or(0, |i| i + 1);
         for line in carry[..complete].lines() {
             if let Some(stamp) = line
@@ -338,10 +338,20 @@ fn main() {
     let (repo, sha) = generator_project(root.path());
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // `cargo bench -p sando --bench daemon -- throughput` runs only the
+    // benchmarks whose name holds one of the words given (all without any).
+    let words: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let chosen = |name: &str| words.is_empty() || words.iter().any(|w| name.contains(w.as_str()));
     runtime.block_on(async {
-        throughput(root.path(), &repo, &sha).await;
-        latency(root.path(), &repo, &sha).await;
-        state_with_history(root.path()).await;
+        if chosen("throughput") {
+            throughput(root.path(), &repo, &sha).await;
+        }
+        if chosen("latency") {
+            latency(root.path(), &repo, &sha).await;
+        }
+        if chosen("state") {
+            state_with_history(root.path()).await;
+        }
     });
     // The daemons go with their runtime; every process they started (the
     // generators stay up for ten minutes) must go with them.
@@ -375,9 +385,12 @@ fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
-/// A `gate_log_chunk`'s bytes, whichever encoding carries them.
-fn chunk_bytes(event: &Value) -> Vec<u8> {
-    let encoding: sando::domain::ChunkEncoding =
-        serde_json::from_value(event["encoding"].clone()).unwrap_or_default();
-    encoding.decode(event["data"].as_str().unwrap_or_default()).unwrap_or_default()
+/// An `/api/events` message as its event: JSON text, or a log chunk's
+/// binary frame.
+fn decode(message: Message) -> Option<EventEnvelope> {
+    match message {
+        Message::Text(text) => Some(EventEnvelope::from_text(&text).unwrap()),
+        Message::Binary(frame) => Some(EventEnvelope::from_binary(frame).unwrap()),
+        _ => None,
+    }
 }

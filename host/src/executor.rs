@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 pub use tokio_util::sync::CancellationToken;
@@ -41,7 +43,7 @@ pub use crate::domain::Stream;
 /// Receives output as the process writes it (the run's log file, WebSocket
 /// subscribers). Called from one reader task per stream.
 pub trait LogSink: Send + Sync {
-    fn chunk(&self, stream: Stream, bytes: &[u8]);
+    fn chunk(&self, stream: Stream, bytes: Bytes);
 }
 
 /// What to start, and its bounds.
@@ -449,6 +451,13 @@ impl LocalExecutor {
             command.pre_exec(move || supervise_or_become_child(daemon));
         }
         let child = command.spawn().map_err(|e| e.raw_os_error().unwrap_or(0))?;
+        // Large pipes: a fast writer runs a megabyte ahead of the reader
+        // instead of 64 KiB, and both sides make fewer, larger calls. Where
+        // the system refuses (an unprivileged limit), the default stays.
+        let pipes = [child.stdout.as_ref().map(AsFd::as_fd), child.stderr.as_ref().map(AsFd::as_fd)];
+        for pipe in pipes.into_iter().flatten() {
+            let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        }
         Ok(Started { child, _lifeline: lifeline })
     }
 
@@ -932,8 +941,9 @@ fn kill_group(pid: i32) {
     }
 }
 
-/// Reads a pipe to its end in large reads, passing every chunk to the sink
-/// and keeping the last `KEPT_TAIL` bytes.
+/// Reads a pipe to its end in large reads, passing every chunk on to the
+/// sink as shared bytes (never copied here) and keeping the last
+/// `KEPT_TAIL` bytes: the same chunks, by reference.
 async fn drain(
     pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     stream: Stream,
@@ -941,42 +951,82 @@ async fn drain(
     secrets: Arc<Secrets>,
 ) -> Vec<u8> {
     let Some(mut pipe) = pipe else { return Vec::new() };
-    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
-    let mut buf = vec![0u8; 64 << 10];
-    // Read but not yet passed on: the end of a read that may be the start of
-    // a secret the next read completes (empty without secrets).
-    let mut pending: Vec<u8> = Vec::new();
+    let mut tail = Tail::default();
+    // Read and not yet passed on: at most the end of a read that may be the
+    // start of a secret the next read completes (nothing without secrets).
+    let mut buf = BytesMut::new();
     let held_back = secrets.held_back();
-    let pass_on = |bytes: &[u8], tail: &mut std::collections::VecDeque<u8>| {
+    let mut pass_on = |bytes: Bytes| {
         if let Some(sink) = &sink {
-            sink.chunk(stream, bytes);
+            sink.chunk(stream, bytes.clone());
         }
-        tail.extend(bytes);
-        if tail.len() > KEPT_TAIL {
-            tail.drain(..tail.len() - KEPT_TAIL);
-        }
+        tail.push(bytes);
     };
     loop {
-        match pipe.read(&mut buf).await {
+        if buf.capacity() - buf.len() < MIN_READ {
+            buf.reserve(READ_SIZE);
+        }
+        match pipe.read_buf(&mut buf).await {
             Ok(0) => break,
-            Ok(n) if held_back == 0 => pass_on(&buf[..n], &mut tail),
-            Ok(n) => {
-                pending.extend_from_slice(&buf[..n]);
-                secrets.mask(&mut pending);
-                let ready = pending.len().saturating_sub(held_back);
+            Ok(_) => {
+                secrets.mask(&mut buf);
+                let ready = buf.len().saturating_sub(held_back);
                 if ready > 0 {
-                    pass_on(&pending[..ready], &mut tail);
-                    pending.drain(..ready);
+                    pass_on(buf.split_to(ready).freeze());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
-    if !pending.is_empty() {
-        pass_on(&pending, &mut tail);
+    if !buf.is_empty() {
+        pass_on(buf.split().freeze());
     }
-    tail.into()
+    tail.into_vec()
+}
+
+/// How much of a pipe one read takes at most: all of it.
+const READ_SIZE: usize = PIPE_SIZE as usize;
+
+/// The size asked for each output pipe.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
+/// A read takes at least this much room: below it, a new buffer. Reads
+/// fill one buffer in turn, so small chunks kept in the tail share their
+/// buffers instead of holding one each.
+const MIN_READ: usize = 16 << 10;
+
+/// The last `KEPT_TAIL` bytes of a stream, as the chunks that held them.
+#[derive(Default)]
+struct Tail {
+    chunks: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: Bytes) {
+        self.len += bytes.len();
+        self.chunks.push_back(bytes);
+        while self.len > KEPT_TAIL {
+            let front = self.chunks.front_mut().expect("longer than the bound, so not empty");
+            let over = self.len - KEPT_TAIL;
+            if front.len() <= over {
+                self.len -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(over);
+                self.len -= over;
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len);
+        for chunk in &self.chunks {
+            all.extend_from_slice(chunk);
+        }
+        all
+    }
 }
 
 #[cfg(test)]
@@ -989,7 +1039,7 @@ mod tests {
     struct Collect(Mutex<Vec<(Stream, Vec<u8>)>>);
 
     impl LogSink for Collect {
-        fn chunk(&self, stream: Stream, bytes: &[u8]) {
+        fn chunk(&self, stream: Stream, bytes: Bytes) {
             self.0.lock().unwrap().push((stream, bytes.to_vec()));
         }
     }

@@ -174,7 +174,10 @@ kind = "manual_confirm"
     let (_, run_json) = daemon.get(&format!("/api/gate-runs/{run}"));
     let frames = events.all();
     assert!(frames.iter().any(|f| f["event"]["kind"] == "gate_log_chunk"), "the log went out live");
-    let frames = serde_json::to_string(&frames).unwrap();
+    let mut frames = serde_json::to_string(&frames).unwrap();
+    for chunk in events.chunks() {
+        frames.push_str(&String::from_utf8_lossy(&chunk.bytes));
+    }
     for (name, text) in
         [("state", &state), ("logs", &logs), ("run", &run_json), ("events", &frames)]
     {

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use sando::domain::ChunkEncoding;
+use sando::domain::{Event, EventEnvelope};
+use tokio_tungstenite::tungstenite::Message;
 use util::daemon::{Daemon, Events, Project, TOKEN, gate_done};
 
 const BLOCKS: u32 = 1024;
@@ -50,13 +51,6 @@ fn printed() -> Vec<u8> {
         all.extend_from_slice(&buf);
     }
     all
-}
-
-/// A chunk's bytes, placed at its offset.
-fn chunk_of(event: &Value) -> (u64, Vec<u8>) {
-    let encoding: ChunkEncoding = serde_json::from_value(event["encoding"].clone()).unwrap();
-    let bytes = encoding.decode(event["data"].as_str().unwrap()).expect("valid base64");
-    (event["offset"].as_u64().unwrap(), bytes)
 }
 
 /// Lays chunks out by offset; panics on a gap or a disagreement.
@@ -101,18 +95,19 @@ async fn slow_reader(
     };
     while let Some(Ok(message)) = read.next().await {
         tokio::time::sleep(Duration::from_millis(3)).await;
-        let Ok(text) = message.to_text() else { continue };
-        let frame: Value = serde_json::from_str(text).unwrap();
-        let event = &frame["event"];
+        let envelope = match message {
+            Message::Text(text) => EventEnvelope::from_text(&text).unwrap(),
+            Message::Binary(frame) => EventEnvelope::from_binary(frame).unwrap(),
+            _ => continue,
+        };
         let Some(run_id) = *run.borrow() else { continue };
-        match event["kind"].as_str() {
-            Some("lagged") => {
+        match envelope.event {
+            Event::Lagged { .. } => {
                 lagged += 1;
                 let more = fetch_from(log.len(), run_id).await;
                 log.extend_from_slice(&more);
             }
-            Some("gate_log_chunk") if event["run_id"] == run_id => {
-                let (offset, bytes) = chunk_of(event);
+            Event::GateLogChunk { run_id: run, offset, bytes, .. } if run.get() == run_id => {
                 let (start, end) = (offset as usize, offset as usize + bytes.len());
                 // Only what continues the log: older bytes are held already;
                 // a later chunk means a gap the next `lagged` fills.
@@ -120,7 +115,7 @@ async fn slow_reader(
                     log.extend_from_slice(&bytes[log.len() - start..]);
                 }
             }
-            Some("gate_done") if event["run_id"] == run_id => {
+            Event::GateDone { run_id: run, .. } if run.get() == run_id => {
                 let rest = fetch_from(log.len(), run_id).await;
                 log.extend_from_slice(&rest);
                 return (log, lagged);
@@ -185,12 +180,8 @@ args = "test --offline -- --nocapture"
         !frames.iter().any(|f| f["event"]["kind"] == "lagged"),
         "the client that keeps up never lagged"
     );
-    let chunks: Vec<&Value> = frames
-        .iter()
-        .map(|f| &f["event"])
-        .filter(|e| e["kind"] == "gate_log_chunk" && e["run_id"] == run_id)
-        .collect();
-    let live = reassemble(chunks.iter().map(|e| chunk_of(e)));
+    let chunks: Vec<_> = events.chunks().into_iter().filter(|c| c.run_id == run_id).collect();
+    let live = reassemble(chunks.iter().map(|c| (c.offset, c.bytes.to_vec())));
     assert!(
         live == log_file,
         "live chunks reassemble the log ({} vs {} bytes)",
@@ -200,7 +191,7 @@ args = "test --offline -- --nocapture"
     // The file interleaves the two pipes as they were read; the process's
     // stdout, in order, holds exactly what it printed.
     let mut stdout: Vec<(u64, Vec<u8>)> =
-        chunks.iter().filter(|e| e["stream"] == "stdout").map(|e| chunk_of(e)).collect();
+        chunks.iter().filter(|c| c.stdout).map(|c| (c.offset, c.bytes.to_vec())).collect();
     stdout.sort_by_key(|(offset, _)| *offset);
     let stdout: Vec<u8> = stdout.into_iter().flat_map(|(_, bytes)| bytes).collect();
     let payload = printed();

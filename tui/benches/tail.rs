@@ -9,7 +9,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sando_tui::app::{App, Msg, TAIL_BYTES};
-use sando_wire::{EventEnvelope, StateResponse};
+use sando_wire::{Event, EventEnvelope, Frame, GateRunId, StateResponse, Stream};
 use serde_json::json;
 
 const RATE: usize = 10 << 20; // bytes per second
@@ -36,8 +36,8 @@ fn state() -> StateResponse {
     .unwrap()
 }
 
-/// `bytes` of libtest-like output, as chunk events.
-fn chunks(seq: &mut u64, line_no: &mut u64, bytes: usize) -> Vec<String> {
+/// `bytes` of libtest-like output, as chunk events' frames.
+fn chunks(seq: &mut u64, offset: &mut u64, line_no: &mut u64, bytes: usize) -> Vec<Frame> {
     let mut text = String::with_capacity(bytes + 128);
     while text.len() < bytes {
         *line_no += 1;
@@ -57,14 +57,27 @@ fn chunks(seq: &mut u64, line_no: &mut u64, bytes: usize) -> Vec<String> {
         .chunks(CHUNK)
         .map(|c| {
             *seq += 1;
-            serde_json::to_string(&json!({
-                "seq": *seq, "at": "2026-11-27T12:00:01Z",
-                "event": {"kind": "gate_log_chunk", "run_id": 1, "seq": *seq, "stream": "stdout",
-                          "data": String::from_utf8_lossy(c)}
-            }))
-            .unwrap()
+            let envelope = EventEnvelope {
+                seq: *seq,
+                at: Utc::now(),
+                event: Event::GateLogChunk {
+                    run_id: GateRunId::try_from(1).unwrap(),
+                    seq: *seq,
+                    stream: Stream::Stdout,
+                    offset: *offset,
+                    bytes: c.to_vec().into(),
+                },
+            };
+            *offset += c.len() as u64;
+            envelope.to_frame()
         })
         .collect()
+}
+
+/// What the events thread does with a chunk's binary frame.
+fn decode_frame(frame: Frame) -> EventEnvelope {
+    let Frame::Binary(frame) = frame else { panic!("a chunk is binary") };
+    EventEnvelope::from_binary(frame).unwrap()
 }
 
 fn peak_rss_kib() -> u64 {
@@ -91,8 +104,9 @@ fn main() {
     // Baseline: the same detail screen redrawn with nothing arriving.
     let mut seq = 0;
     let mut line_no = 0;
-    for frame in chunks(&mut seq, &mut line_no, 64 << 10) {
-        app.on_msg(Msg::Event(serde_json::from_str(&frame).unwrap()));
+    let mut offset = 0;
+    for frame in chunks(&mut seq, &mut offset, &mut line_no, 64 << 10) {
+        app.on_msg(Msg::Event(decode_frame(frame)));
     }
     let mut idle = Vec::new();
     for _ in 0..FPS * SECONDS {
@@ -107,12 +121,11 @@ fn main() {
     let mut decode = Duration::ZERO;
     let mut fed = 0usize;
     for _ in 0..FPS * SECONDS {
-        let json = chunks(&mut seq, &mut line_no, per_frame);
+        let frames_in = chunks(&mut seq, &mut offset, &mut line_no, per_frame);
         fed += per_frame;
         // The events thread decodes; the UI thread applies and draws.
         let start = Instant::now();
-        let envelopes: Vec<EventEnvelope> =
-            json.iter().map(|j| serde_json::from_str(j).unwrap()).collect();
+        let envelopes: Vec<EventEnvelope> = frames_in.into_iter().map(decode_frame).collect();
         decode += start.elapsed();
         let start = Instant::now();
         for envelope in envelopes {

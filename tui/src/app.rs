@@ -357,14 +357,10 @@ impl App {
     fn apply_event(&mut self, envelope: EventEnvelope) -> Vec<Command> {
         let mut commands = Vec::new();
         match &envelope.event {
-            Event::GateLogChunk { run_id, offset, encoding, data, .. } => {
-                let Some(bytes) = encoding.decode(data) else {
-                    self.undecodable += 1;
-                    return commands;
-                };
+            Event::GateLogChunk { run_id, offset, bytes, .. } => {
                 // Bytes past what the tail holds (this TUI connected mid-run,
                 // or fell behind): fetch what is missing, then go on live.
-                if let Continuity::Gap { from } = self.tail_mut(*run_id).push_at(*offset, &bytes) {
+                if let Continuity::Gap { from } = self.tail_mut(*run_id).push_at(*offset, bytes) {
                     commands.extend(self.fill(*run_id, from, *offset));
                 }
                 return commands;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sando_wire::{
     BackupRow, CancelRequest, ComponentPart, ComponentRecord, ComponentVerdict, ConfirmRequest,
-    Confirmation, ErrorBody, EventEnvelope, GateKind, GateRunId, GateRunSummary, GatesResponse,
+    Confirmation, ErrorBody, EventEnvelope, FrameError, GateKind, GateRunId, GateRunSummary, GatesResponse,
     ReclassifyRequest, ReclassifyResponse, RecordedCase, RerunRequest, RerunResponse,
     StateResponse, SweepResponse,
 };
@@ -380,11 +380,14 @@ fn stream_events(base: &str, msgs: &Sender<Msg>) -> Result<(), String> {
         match socket.read() {
             Ok(Message::Text(text)) => {
                 quiet = 0;
-                let msg = match serde_json::from_str::<EventEnvelope>(text.as_str()) {
-                    Ok(envelope) => Msg::Event(envelope),
-                    Err(e) => Msg::Undecodable(e.to_string()),
-                };
-                if msgs.send(msg).is_err() {
+                if msgs.send(event_msg(EventEnvelope::from_text(text.as_str()))).is_err() {
+                    return Ok(());
+                }
+            }
+            // A log chunk: its header, then its bytes exactly.
+            Ok(Message::Binary(frame)) => {
+                quiet = 0;
+                if msgs.send(event_msg(EventEnvelope::from_binary(frame))).is_err() {
                     return Ok(());
                 }
             }
@@ -402,6 +405,13 @@ fn stream_events(base: &str, msgs: &Sender<Msg>) -> Result<(), String> {
             Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+fn event_msg(decoded: Result<EventEnvelope, FrameError>) -> Msg {
+    match decoded {
+        Ok(envelope) => Msg::Event(envelope),
+        Err(e) => Msg::Undecodable(e.to_string()),
     }
 }
 

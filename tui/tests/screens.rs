@@ -10,7 +10,7 @@ use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use sando_tui::app::{App, Command, Msg};
-use sando_wire::{EventEnvelope, GateRunId, StateResponse};
+use sando_wire::{Event, EventEnvelope, Frame, GateRunId, StateResponse, Stream};
 use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
@@ -84,6 +84,23 @@ fn event(seq: u64, at: &str, event: Value) -> Msg {
         serde_json::from_value(json!({ "seq": seq, "at": at, "event": event }))
             .expect("event frame");
     Msg::Event(envelope)
+}
+
+/// A `gate_log_chunk` of run 13, as its binary frame carries it.
+fn chunk(seq: u64, at: &str, stream: Stream, offset: usize, bytes: &[u8]) -> Msg {
+    let envelope = EventEnvelope {
+        seq,
+        at: at.parse().expect("a time"),
+        event: Event::GateLogChunk {
+            run_id: GateRunId::try_from(13).unwrap(),
+            seq,
+            stream,
+            offset: offset as u64,
+            bytes: bytes.to_vec().into(),
+        },
+    };
+    let Frame::Binary(frame) = envelope.to_frame() else { panic!("a chunk is binary") };
+    Msg::Event(EventEnvelope::from_binary(frame).expect("a frame the daemon would send"))
 }
 
 fn app() -> App {
@@ -200,23 +217,13 @@ fn run_detail_with_a_live_tail() {
     let mut offset = 0;
     for i in 0..40 {
         let data = format!("[{i:02}] GET /health 200 in {}ms\n", i % 7);
-        app.on_msg(event(
-            seq,
-            "2026-11-27T12:22:01Z",
-            json!({"kind": "gate_log_chunk", "run_id": 13, "seq": i, "stream": "stdout",
-                   "offset": offset, "data": data}),
-        ));
+        app.on_msg(chunk(seq, "2026-11-27T12:22:01Z", Stream::Stdout, offset, data.as_bytes()));
         seq += 1;
         offset += data.len();
     }
     // A line still being written shows too; and bytes that are not UTF-8
-    // (base64 on the wire) show as replacement characters.
-    app.on_msg(event(
-        seq,
-        "2026-11-27T12:22:02Z",
-        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 40, "stream": "stderr",
-               "offset": offset, "encoding": "base64", "data": "d2FybWluZyD/IGNhY2g="}),
-    ));
+    // show as replacement characters.
+    app.on_msg(chunk(seq, "2026-11-27T12:22:02Z", Stream::Stderr, offset, b"warming \xff cach"));
     offset += 14;
     let terminal = draw(&app, 80, 24);
     insta::assert_snapshot!(terminal.backend());
@@ -230,12 +237,7 @@ fn run_detail_with_a_live_tail() {
     // Scrolling up leaves follow mode and stays put while lines arrive.
     key(&mut app, KeyCode::PageUp);
     let before = lines(draw(&app, 80, 24).backend().buffer());
-    app.on_msg(event(
-        99,
-        "2026-11-27T12:22:03Z",
-        json!({"kind": "gate_log_chunk", "run_id": 13, "seq": 41, "stream": "stdout",
-               "offset": offset, "data": "e\nready\n"}),
-    ));
+    app.on_msg(chunk(99, "2026-11-27T12:22:03Z", Stream::Stdout, offset, b"e\nready\n"));
     let after = lines(draw(&app, 80, 24).backend().buffer());
     assert_eq!(before[10..20], after[10..20], "the view does not move under the reader");
     insta::assert_snapshot!("run_detail_scrolled", draw(&app, 80, 24).backend());
@@ -510,12 +512,7 @@ fn a_running_log_joins_its_persisted_start_and_resumes_after_a_lag() {
     let mut app = app();
     let run = GateRunId::try_from(13).unwrap();
     let chunk = |seq: u64, offset: u64, data: &str| {
-        event(
-            100 + seq,
-            "2026-11-27T12:22:05Z",
-            json!({"kind": "gate_log_chunk", "run_id": 13, "seq": seq, "stream": "stdout",
-                   "offset": offset, "data": data}),
-        )
+        chunk(100 + seq, "2026-11-27T12:22:05Z", Stream::Stdout, offset as usize, data.as_bytes())
     };
     let tail = |app: &App| {
         let tail = &app.tails[&run];

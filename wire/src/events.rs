@@ -1,8 +1,9 @@
-//! `/api/events` frames: every state change as a typed `EventEnvelope`, one JSON text message each.
+//! `/api/events` frames: every state change as a typed `EventEnvelope`, one WebSocket message each: JSON text, or for a log chunk a binary frame (its JSON header, `\n`, its bytes).
 //!
 //! A subscriber that falls behind is skipped ahead and sent `lagged`; it
 //! then resyncs from `/api/state`.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -52,17 +53,16 @@ pub enum Event {
     },
     /// Part of a running gate's log: exactly the bytes the process wrote,
     /// which sit at `offset` in the run's log (`GET
-    /// /api/gate-runs/{run_id}/log?from=` resumes there). `data` is those
-    /// bytes as text when they are valid UTF-8 (`encoding` `utf8`), else
-    /// their base64 (`encoding` `base64`).
+    /// /api/gate-runs/{run_id}/log?from=` resumes there). It always travels
+    /// as a binary frame (`Frame::Binary`): this event as JSON without its
+    /// bytes, a `\n`, then the bytes themselves, unencoded.
     GateLogChunk {
         run_id: GateRunId,
         seq: u64,
         stream: Stream,
         offset: u64,
-        #[serde(default)]
-        encoding: ChunkEncoding,
-        data: String,
+        #[serde(skip)]
+        bytes: Bytes,
     },
     GateDone {
         run_id: GateRunId,
@@ -156,35 +156,114 @@ pub enum Event {
     },
 }
 
-/// How a `gate_log_chunk`'s `data` holds its bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChunkEncoding {
-    /// The bytes are valid UTF-8 and `data` is them.
-    #[default]
-    Utf8,
-    /// `data` is the standard base64 of the bytes.
-    Base64,
+/// A message on `/api/events` as it goes over the WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Every event but a log chunk: the envelope as JSON.
+    Text(String),
+    /// A `gate_log_chunk`: the envelope as JSON (without the bytes, so
+    /// nothing is escaped or encoded), a `\n`, then the chunk's bytes.
+    Binary(Bytes),
 }
 
-impl ChunkEncoding {
-    /// `bytes` as a chunk's `encoding` and `data`.
-    pub fn encode(bytes: &[u8]) -> (ChunkEncoding, String) {
-        use base64::Engine as _;
-        match std::str::from_utf8(bytes) {
-            Ok(text) => (ChunkEncoding::Utf8, text.to_owned()),
-            Err(_) => {
-                (ChunkEncoding::Base64, base64::engine::general_purpose::STANDARD.encode(bytes))
+/// Why a WebSocket message is not an `/api/events` frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("not an event envelope: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("a binary frame has no `\\n` ending its header")]
+    NoHeaderEnd,
+    #[error("a binary frame carries a `{0}` event; only `gate_log_chunk` travels as bytes")]
+    NotAChunk(String),
+    #[error("a `gate_log_chunk` arrived as text; its bytes travel in a binary frame")]
+    ChunkAsText,
+}
+
+impl EventEnvelope {
+    /// The envelope as the daemon sends it. A chunk's bytes are copied once,
+    /// into the frame.
+    pub fn to_frame(&self) -> Frame {
+        let header = serde_json::to_string(self).expect("events serialise");
+        match &self.event {
+            Event::GateLogChunk { bytes, .. } => {
+                let mut frame = Vec::with_capacity(header.len() + 1 + bytes.len());
+                frame.extend_from_slice(header.as_bytes());
+                frame.push(b'\n');
+                frame.extend_from_slice(bytes);
+                Frame::Binary(frame.into())
             }
+            _ => Frame::Text(header),
         }
     }
 
-    /// The bytes a chunk's `data` holds; `None` for base64 that is not.
-    pub fn decode(self, data: &str) -> Option<Vec<u8>> {
-        use base64::Engine as _;
-        match self {
-            ChunkEncoding::Utf8 => Some(data.as_bytes().to_vec()),
-            ChunkEncoding::Base64 => base64::engine::general_purpose::STANDARD.decode(data).ok(),
+    /// A text frame's event (never a log chunk).
+    pub fn from_text(text: &str) -> Result<EventEnvelope, FrameError> {
+        let envelope: EventEnvelope = serde_json::from_str(text)?;
+        if matches!(envelope.event, Event::GateLogChunk { .. }) {
+            return Err(FrameError::ChunkAsText);
         }
+        Ok(envelope)
+    }
+
+    /// A binary frame's log chunk; its bytes share the frame's memory.
+    pub fn from_binary(frame: Bytes) -> Result<EventEnvelope, FrameError> {
+        let end = frame.iter().position(|&b| b == b'\n').ok_or(FrameError::NoHeaderEnd)?;
+        let mut envelope: EventEnvelope = serde_json::from_slice(&frame[..end])?;
+        match &mut envelope.event {
+            Event::GateLogChunk { bytes, .. } => *bytes = frame.slice(end + 1..),
+            other => {
+                let kind = serde_json::to_value(&*other)?["kind"].as_str().unwrap_or("").to_owned();
+                return Err(FrameError::NotAChunk(kind));
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(bytes: &'static [u8]) -> EventEnvelope {
+        EventEnvelope {
+            seq: 7,
+            at: "2026-11-28T01:00:00Z".parse().unwrap(),
+            event: Event::GateLogChunk {
+                run_id: GateRunId::try_from(3).unwrap(),
+                seq: 2,
+                stream: Stream::Stderr,
+                offset: 4096,
+                bytes: Bytes::from_static(bytes),
+            },
+        }
+    }
+
+    #[test]
+    fn a_chunk_travels_as_its_header_then_its_exact_bytes() {
+        let bytes = b"not utf-8: \xff\xfe, a newline\n, a quote \" and NUL \0";
+        let Frame::Binary(frame) = chunk(bytes).to_frame() else { panic!("a chunk is binary") };
+        let header_end = frame.iter().position(|&b| b == b'\n').unwrap();
+        assert_eq!(&frame[header_end + 1..], bytes);
+        let header = std::str::from_utf8(&frame[..header_end]).unwrap();
+        assert!(header.contains(r#""offset":4096"#) && !header.contains("bytes"), "{header}");
+        assert_eq!(EventEnvelope::from_binary(frame).unwrap(), chunk(bytes));
+    }
+
+    #[test]
+    fn other_events_are_text_and_frames_of_the_wrong_kind_are_refused() {
+        let lagged = EventEnvelope { event: Event::Lagged { missed: 3 }, ..chunk(b"") };
+        let Frame::Text(text) = lagged.to_frame() else { panic!("lagged is text") };
+        assert_eq!(EventEnvelope::from_text(&text).unwrap(), lagged);
+
+        let as_text = serde_json::to_string(&chunk(b"x")).unwrap();
+        assert!(matches!(EventEnvelope::from_text(&as_text), Err(FrameError::ChunkAsText)));
+        let no_end = Bytes::from(as_text.clone());
+        assert!(matches!(EventEnvelope::from_binary(no_end), Err(FrameError::NoHeaderEnd)));
+        let wrong = Bytes::from(format!("{text}\nbytes"));
+        let err = EventEnvelope::from_binary(wrong).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a binary frame carries a `lagged` event; only `gate_log_chunk` travels as bytes"
+        );
     }
 }

@@ -319,21 +319,26 @@ async fn stream_events(
     loop {
         tokio::select! {
             received = events.recv() => {
-                let text = match received {
-                    // Serialised once, when sent: a clone here is a refcount.
-                    Ok(published) => published.json.clone(),
-                    Err(RecvError::Lagged(missed)) => {
-                        let lagged = EventEnvelope {
-                            seq: 0,
-                            at: Utc::now(),
-                            event: Event::Lagged { missed },
-                        };
-                        let Ok(text) = serde_json::to_string(&lagged) else { continue };
-                        text.into()
-                    }
+                let (missed, next) = match received {
+                    // Built once, when sent: a clone here is a refcount.
+                    Ok(published) => match published.message() {
+                        Some(message) => (0, Some(message)),
+                        None => skip_missed(&mut events, 1),
+                    },
+                    Err(RecvError::Lagged(missed)) => skip_missed(&mut events, missed),
                     Err(RecvError::Closed) => return,
                 };
-                if socket.send(Message::Text(text)).await.is_err() {
+                if missed > 0 {
+                    let lagged =
+                        EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed } };
+                    let Ok(text) = serde_json::to_string(&lagged) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                if let Some(message) = next
+                    && socket.send(message).await.is_err()
+                {
                     return;
                 }
             }
@@ -341,6 +346,26 @@ async fn stream_events(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
+        }
+    }
+}
+
+/// After `missed` events were lost to a subscriber: skips whatever else it
+/// has lost among the events waiting, so one `lagged` says it all, and
+/// returns the count with the first event it can still send.
+fn skip_missed(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
+    mut missed: u64,
+) -> (u64, Option<Message>) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    loop {
+        match events.try_recv() {
+            Ok(published) => match published.message() {
+                Some(message) => return (missed, Some(message)),
+                None => missed += 1,
+            },
+            Err(TryRecvError::Lagged(more)) => missed += more,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return (missed, None),
         }
     }
 }

@@ -1,24 +1,60 @@
 //! The event bus: every state change as a typed `EventEnvelope` (defined in `sando-wire`), broadcast to WebSocket subscribers.
 //!
-//! Sending never waits: a subscriber that falls behind loses the oldest
-//! events and is told how many (`lagged`), then resyncs from `/api/state`.
+//! Sending never waits: a subscriber that falls behind (by more events than
+//! the ring holds, or by more than `LIVE_BYTES` of log chunks) loses the
+//! oldest and is told how many (`lagged`), then resyncs from `/api/state`
+//! and resumes its logs by offset.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
+use bytes::Bytes;
+use axum::extract::ws::Message;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
-pub use crate::domain::{Event, EventEnvelope};
+pub use crate::domain::{Event, EventEnvelope, Frame};
 
-/// An event as it was sent: the envelope, and its JSON, serialised once
-/// however many clients receive it. A log chunk's bytes are kept only in
-/// the JSON (the envelope's `data` is emptied): the ring holds its last
-/// values whoever has read them, and chunks are most of its memory.
+/// The most bytes of live log chunks the bus holds for subscribers that
+/// have not sent them yet. Reading a gate's output never waits on a
+/// subscriber, so a subscriber slower than the gate falls behind; past
+/// this much, its oldest chunks are let go and it is told it lagged (it
+/// resumes from the log by offset). This bounds the daemon's memory
+/// however fast a gate prints.
+pub const LIVE_BYTES: usize = 40 << 20;
+
+/// An event as it was sent: the envelope, and its WebSocket message, built
+/// once however many clients receive it (a clone is a refcount). A log
+/// chunk's bytes are only in its message (the envelope's are empty), held
+/// until every subscriber has taken them or the bus needs the room.
 #[derive(Debug)]
 pub struct Published {
     pub envelope: EventEnvelope,
-    pub json: axum::extract::ws::Utf8Bytes,
+    message: Mutex<Option<Message>>,
+    /// A chunk's share of `LIVE_BYTES`, given back when its bytes go.
+    held: Option<(Arc<AtomicUsize>, usize)>,
+}
+
+impl Published {
+    /// What to send; `None` for a chunk the bus let go of: whoever gets
+    /// here has fallen `LIVE_BYTES` behind, and lagged.
+    pub fn message(&self) -> Option<Message> {
+        self.message.lock().expect("not poisoned").clone()
+    }
+
+    fn release(&self) {
+        let released = self.message.lock().expect("not poisoned").take();
+        if let (Some(_), Some((held, len))) = (released, &self.held) {
+            held.fetch_sub(*len, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl std::ops::Deref for Published {
@@ -32,13 +68,21 @@ impl std::ops::Deref for Published {
 pub struct EventBus {
     sender: broadcast::Sender<Arc<Published>>,
     seq: Arc<AtomicU64>,
+    /// Bytes of chunks held, and the chunks in the order they were sent.
+    held: Arc<AtomicUsize>,
+    chunks: Arc<Mutex<VecDeque<Weak<Published>>>>,
 }
 
 impl EventBus {
     /// `capacity` events are kept for slow subscribers before they lag.
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity);
-        Self { sender, seq: Arc::new(AtomicU64::new(1)) }
+        Self {
+            sender,
+            seq: Arc::new(AtomicU64::new(1)),
+            held: Arc::default(),
+            chunks: Arc::default(),
+        }
     }
 
     pub fn send(&self, event: Event) {
@@ -48,12 +92,42 @@ impl EventBus {
         if self.sender.receiver_count() == 0 {
             return;
         }
-        let json = serde_json::to_string(&envelope).expect("events serialise").into();
         let mut envelope = envelope;
-        if let Event::GateLogChunk { data, .. } = &mut envelope.event {
-            *data = String::new();
+        let (message, len) = match envelope.to_frame() {
+            Frame::Text(json) => (Message::Text(json.into()), None),
+            Frame::Binary(frame) => {
+                let mut len = None;
+                if let Event::GateLogChunk { bytes, .. } = &mut envelope.event {
+                    len = Some(bytes.len());
+                    *bytes = Bytes::new();
+                }
+                (Message::Binary(frame), len)
+            }
+        };
+        let held = len.map(|len| (self.held.clone(), len));
+        let published = Arc::new(Published { envelope, message: Mutex::new(Some(message)), held });
+        if let Some(len) = len {
+            self.hold(&published, len);
         }
-        let _ = self.sender.send(Arc::new(Published { envelope, json }));
+        let _ = self.sender.send(published);
+    }
+
+    /// Counts a chunk's bytes against `LIVE_BYTES`, letting go of the
+    /// oldest held chunks while over.
+    fn hold(&self, published: &Arc<Published>, len: usize) {
+        let mut chunks = self.chunks.lock().expect("not poisoned");
+        self.held.fetch_add(len, Ordering::Relaxed);
+        chunks.push_back(Arc::downgrade(published));
+        while self.held.load(Ordering::Relaxed) > LIVE_BYTES {
+            let Some(oldest) = chunks.pop_front() else { break };
+            if let Some(oldest) = oldest.upgrade() {
+                oldest.release();
+            }
+        }
+        // Chunks every subscriber has taken are gone already.
+        while chunks.front().is_some_and(|c| c.strong_count() == 0) {
+            chunks.pop_front();
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {

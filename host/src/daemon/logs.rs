@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::events::{Event, EventBus};
-use crate::domain::{ChunkEncoding, GateRunId, LogRef};
+use bytes::Bytes;
+
+use crate::domain::{GateRunId, LogRef};
 use crate::executor::{LogSink, Stream};
 
 /// Where logs live, and the only way from a `LogRef` to a path: `LogRef`
@@ -49,6 +51,9 @@ impl LogsDir {
     }
 }
 
+/// The most bytes one `gate_log_chunk` carries.
+pub const LIVE_CHUNK: usize = 256 << 10;
+
 /// A log being written: to its file always, and for gate runs also to the
 /// event bus, chunk by chunk. Each chunk gets its place in the file first
 /// (an atomic reservation) and is written there with `pwrite`, so the two
@@ -71,21 +76,28 @@ impl RunLog {
 
     /// A line of the host's own (a step starting, a command being run).
     pub fn note(&self, text: &str) {
-        self.chunk(Stream::Stderr, format!("sando: {text}\n").as_bytes());
+        self.chunk(Stream::Stderr, Bytes::from(format!("sando: {text}\n")));
     }
 }
 
 impl LogSink for RunLog {
-    fn chunk(&self, stream: Stream, bytes: &[u8]) {
+    fn chunk(&self, stream: Stream, bytes: Bytes) {
         if bytes.is_empty() {
             return;
         }
         let offset = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // A full disk must not stop the gate; the chunk still goes out live.
-        let _ = self.file.write_all_at(bytes, offset);
+        let _ = self.file.write_all_at(&bytes, offset);
         let Some((bus, run_id)) = &self.live else { return };
-        let (encoding, data) = ChunkEncoding::encode(bytes);
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        bus.send(Event::GateLogChunk { run_id: *run_id, seq, stream, offset, encoding, data });
+        // Live in pieces of at most `LIVE_CHUNK`: the event ring is bounded
+        // in events, so this bounds its memory too.
+        let mut at = 0;
+        while at < bytes.len() {
+            let piece = bytes.slice(at..bytes.len().min(at + LIVE_CHUNK));
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            let offset = offset + at as u64;
+            at += piece.len();
+            bus.send(Event::GateLogChunk { run_id: *run_id, seq, stream, offset, bytes: piece });
+        }
     }
 }

@@ -200,7 +200,7 @@ impl State {
                 .unwrap_or_else(|_| format!("{program} {}", args.join(" ")))
             );
             let line = executor::redact(&line);
-            log.chunk(executor::Stream::Stderr, line.as_bytes());
+            log.chunk(executor::Stream::Stderr, line.into());
         }
         let mut extra_env = env.env.clone();
         extra_env.extend(request_env);

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use sando::domain::{Event, EventEnvelope, Stream};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 pub const TOKEN: &str = "test-token-5f1e";
 
@@ -159,9 +161,20 @@ impl Drop for Daemon {
     }
 }
 
-/// Every event frame a real WebSocket client received, in order.
+/// Every event frame a real WebSocket client received, in order: as JSON
+/// (a log chunk's header), and each log chunk's bytes beside it.
 pub struct Events {
     seen: Arc<Mutex<Vec<Value>>>,
+    chunks: Arc<Mutex<Vec<Chunk>>>,
+}
+
+/// One `gate_log_chunk` as it arrived: exactly its bytes.
+#[derive(Clone)]
+pub struct Chunk {
+    pub run_id: i64,
+    pub stdout: bool,
+    pub offset: u64,
+    pub bytes: bytes::Bytes,
 }
 
 impl Events {
@@ -169,18 +182,35 @@ impl Events {
         let ws_url = format!("{}/api/events", url.replace("http://", "ws://"));
         let (socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
+        let chunks = Arc::new(Mutex::new(Vec::new()));
+        let (sink, chunk_sink) = (seen.clone(), chunks.clone());
         tokio::spawn(async move {
             let (_, mut read) = socket.split();
             while let Some(Ok(message)) = read.next().await {
-                if let Ok(text) = message.to_text() {
-                    sink.lock()
-                        .unwrap()
-                        .push(serde_json::from_str::<Value>(text).expect("frame is JSON"));
+                let envelope = match message {
+                    Message::Text(text) => EventEnvelope::from_text(&text).expect("an event"),
+                    Message::Binary(frame) => {
+                        EventEnvelope::from_binary(frame).expect("a log chunk")
+                    }
+                    _ => continue,
+                };
+                if let Event::GateLogChunk { run_id, stream, offset, bytes, .. } = &envelope.event {
+                    chunk_sink.lock().unwrap().push(Chunk {
+                        run_id: run_id.get(),
+                        stdout: *stream == Stream::Stdout,
+                        offset: *offset,
+                        bytes: bytes.clone(),
+                    });
                 }
+                sink.lock().unwrap().push(serde_json::to_value(&envelope).unwrap());
             }
         });
-        Events { seen }
+        Events { seen, chunks }
+    }
+
+    /// Every log chunk so far, with its bytes.
+    pub fn chunks(&self) -> Vec<Chunk> {
+        self.chunks.lock().unwrap().clone()
     }
 
     /// Every frame so far.

@@ -180,5 +180,5 @@ fn failed(failure: DeployFailure) -> DeployOutcome {
 
 fn note_line(log: &Arc<dyn LogSink>, text: &str) {
     let line = crate::executor::redact(&format!("sando: {text}\n"));
-    log.chunk(crate::executor::Stream::Stderr, line.as_bytes());
+    log.chunk(crate::executor::Stream::Stderr, line.into());
 }
