@@ -639,6 +639,8 @@ async fn log_of(
     ranged: bool,
 ) -> Result<Response, ApiError> {
     use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    /// How much of a log file one read takes when serving it.
+    const LOG_READ: usize = 256 << 10;
     let Some(log_ref) = run.log_ref else {
         // A run imported from the old daemon without a log file opens on
         // the old daemon's text.
@@ -671,10 +673,21 @@ async fn log_of(
         return Ok(response);
     }
     file.seek(std::io::SeekFrom::Start(from)).await.map_err(gone)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(length - from).unwrap_or(0));
-    file.take(length - from).read_to_end(&mut bytes).await.map_err(gone)?;
-    let mut response =
-        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response();
+    // Streamed as read, up to the length it had when opened (a running
+    // run's log grows): a resume of a large log costs no more memory than
+    // a read buffer.
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(length - from),
+        LOG_READ,
+    ));
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CONTENT_LENGTH, (length - from).to_string()),
+        ],
+        body,
+    )
+        .into_response();
     if ranged {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         let last = length.saturating_sub(1).max(from);
