@@ -212,6 +212,11 @@ async fn follow(mut socket: Socket, url: String, run_id: i64, rate: Option<u64>)
     panic!("the event stream ended before the run did");
 }
 
+/// Writes every dirty page back.
+fn sync() {
+    assert!(Command::new("sync").status().unwrap().success());
+}
+
 /// CPU seconds a process has used (user and system).
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -227,6 +232,9 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
     let daemon = Daemon::start(&config);
     let mut socket = subscribe(&daemon.url).await;
     let before = daemon.peak_rss_kib();
+    // Each side starts with no dirty pages to write back, so neither pays
+    // for the other's writeback.
+    sync();
     daemon.rebuild(sha);
     let run_id = loop {
         let message = socket.next().await.unwrap().unwrap();
@@ -247,8 +255,7 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
     let filling_mib = (daemon.peak_rss_kib().saturating_sub(before)) as f64 / 1024.0;
     let daemon_cpu = cpu_seconds(daemon.child.id()) - daemon_cpu;
     let own_cpu = cpu_seconds(std::process::id()) - own_cpu;
-    let followed =
-        tokio::time::timeout(Duration::from_secs(600), follower).await.unwrap().unwrap();
+    let followed = tokio::time::timeout(Duration::from_secs(600), follower).await.unwrap().unwrap();
     let growth_mib = (daemon.peak_rss_kib().saturating_sub(before)) as f64 / 1024.0;
     drop(daemon);
     let log = std::fs::read(&log_path).unwrap();
@@ -266,6 +273,7 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
     // Baseline: the same generator, its bytes written to a file by `cat`.
     let artifact = root.join(format!("{name}-data/artifacts/0.1.0/generator"));
     let target = root.join(format!("{name}-cat-output"));
+    sync();
     let start = Instant::now();
     let status = Command::new("sh")
         .arg("-c")
@@ -297,8 +305,12 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
     println!(
         "  CPU while the log filled: daemon {daemon_cpu:.2} s, this benchmark (the subscriber) {own_cpu:.2} s"
     );
-    println!("  daemon peak RSS growth while the log filled: {filling_mib:.1} MiB (target <= 64 MiB)");
-    println!("  daemon peak RSS growth, the run's end and the subscriber's resumes included: {growth_mib:.1} MiB");
+    println!(
+        "  daemon peak RSS growth while the log filled: {filling_mib:.1} MiB (target <= 64 MiB)"
+    );
+    println!(
+        "  daemon peak RSS growth, the run's end and the subscriber's resumes included: {growth_mib:.1} MiB"
+    );
 }
 
 async fn latency(root: &Path, repo: &Path, sha: &str) {

@@ -454,7 +454,8 @@ impl LocalExecutor {
         // Large pipes: a fast writer runs a megabyte ahead of the reader
         // instead of 64 KiB, and both sides make fewer, larger calls. Where
         // the system refuses (an unprivileged limit), the default stays.
-        let pipes = [child.stdout.as_ref().map(AsFd::as_fd), child.stderr.as_ref().map(AsFd::as_fd)];
+        let pipes =
+            [child.stdout.as_ref().map(AsFd::as_fd), child.stderr.as_ref().map(AsFd::as_fd)];
         for pipe in pipes.into_iter().flatten() {
             let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use sando_wire::{
     BackupRow, CancelRequest, ComponentPart, ComponentRecord, ComponentVerdict, ConfirmRequest,
-    Confirmation, ErrorBody, EventEnvelope, FrameError, GateKind, GateRunId, GateRunSummary, GatesResponse,
-    ReclassifyRequest, ReclassifyResponse, RecordedCase, RerunRequest, RerunResponse,
-    StateResponse, SweepResponse,
+    Confirmation, ErrorBody, EventEnvelope, FrameError, GateKind, GateRunId, GateRunSummary,
+    GatesResponse, ReclassifyRequest, ReclassifyResponse, RecordedCase, RerunRequest,
+    RerunResponse, StateResponse, SweepResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

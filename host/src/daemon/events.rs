@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::Bytes;
 use axum::extract::ws::Message;
+use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
@@ -132,5 +132,68 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{GateRunId, Stream};
+
+    fn chunk(seq: u64, len: usize) -> Event {
+        Event::GateLogChunk {
+            run_id: GateRunId::try_from(1).unwrap(),
+            seq,
+            stream: Stream::Stdout,
+            offset: seq * len as u64,
+            bytes: vec![b'x'; len].into(),
+        }
+    }
+
+    #[test]
+    fn unsent_chunks_past_the_bound_are_let_go_and_the_rest_kept_whole() {
+        let bus = EventBus::new(1024);
+        let mut slow = bus.subscribe();
+        let piece = 256 << 10;
+        let sent = LIVE_BYTES / piece + 8;
+        for seq in 0..sent as u64 {
+            bus.send(chunk(seq, piece));
+        }
+        // Nothing read yet: the bound holds, however much was sent.
+        assert!(bus.held.load(Ordering::Relaxed) <= LIVE_BYTES);
+        let mut let_go = 0;
+        let mut kept = Vec::new();
+        while let Ok(published) = slow.try_recv() {
+            match published.message() {
+                None => let_go += 1,
+                Some(Message::Binary(frame)) => {
+                    let envelope = EventEnvelope::from_binary(frame).unwrap();
+                    let Event::GateLogChunk { seq, bytes, .. } = envelope.event else {
+                        panic!("a chunk")
+                    };
+                    assert_eq!(bytes.len(), piece, "a kept chunk is whole");
+                    kept.push(seq);
+                }
+                Some(other) => panic!("a chunk is binary: {other:?}"),
+            }
+        }
+        assert_eq!(let_go, 8, "the oldest went first");
+        assert_eq!(kept, (8..sent as u64).collect::<Vec<_>>());
+        // Taken by every subscriber: nothing is held any more.
+        assert_eq!(bus.held.load(Ordering::Relaxed), 0);
+        assert!(bus.chunks.lock().unwrap().iter().all(|c| c.strong_count() == 0));
+    }
+
+    #[test]
+    fn other_events_are_text_and_never_let_go() {
+        let bus = EventBus::new(1024);
+        let mut subscriber = bus.subscribe();
+        bus.send(Event::Lagged { missed: 2 });
+        for seq in 0..(LIVE_BYTES / (1 << 20) + 4) as u64 {
+            bus.send(chunk(seq, 1 << 20));
+        }
+        let first = subscriber.try_recv().unwrap();
+        let Some(Message::Text(text)) = first.message() else { panic!("text") };
+        assert!(text.as_str().contains(r#""kind":"lagged""#), "{}", text.as_str());
     }
 }
