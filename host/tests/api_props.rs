@@ -145,7 +145,7 @@ proptest! {
 
     #[test]
     fn any_path_and_body_is_answered_below_500(
-        route in 0usize..12,
+        route in 0usize..14,
         a in segment(),
         b in segment(),
         token in any::<bool>(),
@@ -163,6 +163,8 @@ proptest! {
             8 => ("GET", format!("/api/gate-runs/{a}")),
             9 => ("GET", format!("/api/gate-runs/{a}/log")),
             10 => ("GET", format!("/logs/{a}/{b}")),
+            11 => ("POST", format!("/api/gates/{a}/rollback?part={b}")),
+            12 => ("GET", format!("/api/gate-runs/{a}/log?from={b}")),
             _ => ("POST", format!("/api/gates/{a}/reject")),
         };
         check(method, &path, token, &body)?;

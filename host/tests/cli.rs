@@ -398,3 +398,28 @@ fn gate_new_writes_a_project_and_refuses_bad_input_in_one_line() {
     assert!(stderr(&bad_kind).contains("smoke"), "{}", stderr(&bad_kind));
     assert!(!sando.path("other").exists(), "nothing written for bad input");
 }
+
+#[test]
+fn a_bad_part_or_run_id_is_refused_in_one_line_before_any_request() {
+    let sando = Sando::new();
+    sando.write("token", "t");
+    // Nothing listens at this address: each refusal comes before a request.
+    let remote = ["--url", "http://127.0.0.1:9", "--token-file", "token"];
+    let push = sando.run(&[&["gate", "push", "x.wasm", "--part", "nope"][..], &remote].concat());
+    assert_one_line_error(&push, "invalid component part \"nope\": expected gate or classifier");
+    let rollback =
+        sando.run(&[&["gate", "rollback", "cargo_test", "--part", "runner"][..], &remote].concat());
+    assert_one_line_error(
+        &rollback,
+        "invalid component part \"runner\": expected gate or classifier",
+    );
+    let record = sando.run(
+        &[&["gate", "test", "x.wasm", "cases", "--record", "cases", "--run", "abc"][..], &remote]
+            .concat(),
+    );
+    assert_one_line_error(
+        &record,
+        "--run \"abc\": invalid gate run id \"abc\": must be a positive integer",
+    );
+    assert!(!sando.path("cases").exists(), "nothing written for bad input");
+}
