@@ -53,6 +53,8 @@ pub struct Case {
 }
 
 /// Every case directory (one holding a `case.toml`) below `root`, sorted.
+/// Hidden directories are skipped: `gate test --record` writes a case in
+/// one and renames it into place, so one left behind is a record cut short.
 pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
     if !root.is_dir() {
         return Err(FixtureError::file(root, "not a directory"));
@@ -68,7 +70,8 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
             std::fs::read_dir(&dir).map_err(|e| FixtureError::file(&dir, e.to_string()))?;
         for entry in entries {
             let entry = entry.map_err(|e| FixtureError::file(&dir, e.to_string()))?;
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !hidden {
                 stack.push(entry.path());
             }
         }

@@ -64,22 +64,34 @@ pub fn record(dir: &Path, run: &str, url: &str, token_file: &Path) -> anyhow::Re
     let b64 = base64::engine::general_purpose::STANDARD;
     let stdout = b64.decode(&case.stdout_base64).context("the daemon's stdout_base64")?;
     let stderr = b64.decode(&case.stderr_base64).context("the daemon's stderr_base64")?;
-    let case_dir = dir.join(case.gate.as_str()).join(format!("run-{id}"));
+    let kind_dir = dir.join(case.gate.as_str());
+    let case_dir = kind_dir.join(format!("run-{id}"));
     anyhow::ensure!(
         !case_dir.exists(),
         "{} already exists: run {id} was recorded before",
         case_dir.display()
     );
-    std::fs::create_dir_all(&case_dir).with_context(|| format!("{}", case_dir.display()))?;
+    std::fs::create_dir_all(&kind_dir).with_context(|| format!("{}", kind_dir.display()))?;
+    // Written whole in a hidden directory beside it, then renamed into
+    // place: a record cut short leaves no half case for `gate test` to load
+    // or for the next try to refuse (`fixtures::discover` skips hidden ones).
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".run-{id}."))
+        .tempdir_in(&kind_dir)
+        .with_context(|| format!("{}", kind_dir.display()))?;
     for (name, bytes) in [
         ("case.toml", case.case_toml.as_bytes()),
         ("expected.json", case.expected_json.as_bytes()),
         ("stdout", &stdout[..]),
         ("stderr", &stderr[..]),
     ] {
-        let path = case_dir.join(name);
+        let path = partial.path().join(name);
         std::fs::write(&path, bytes).with_context(|| format!("{}", path.display()))?;
     }
+    std::fs::rename(partial.path(), &case_dir)
+        .with_context(|| format!("{}", case_dir.display()))?;
+    // Moved into place: nothing is left for it to remove.
+    let _ = partial.keep();
     println!(
         "recorded {} from run {id}: edit its expected.json to what the output should mean",
         case_dir.display()
