@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
-use support::Daemon;
+use support::{Daemon, git};
 const FLOOD_BYTES: u64 = 512 << 20;
 
 /// The process the gate runs: floods stdout, or writes time-stamped lines at a rate.
@@ -74,17 +74,6 @@ fn main() {
     std::thread::sleep(Duration::from_secs(600));
 }
 "#;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// The generator as a git project; returns the commit.
 fn generator_project(root: &Path) -> (PathBuf, String) {

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::Daemon;
+use support::{Daemon, git};
 const SERVICE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/warm_service");
 /// The one line version 0.2.0 changes (and its version, which Sando reads).
 const LINE_BEFORE: &str = "Greeting { text: format!(\"hello, {name}\"), visits }";
@@ -37,17 +37,6 @@ fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &Path)]) {
     }
     let status = command.status().unwrap();
     assert!(status.success(), "{program} {args:?} in {}", dir.display());
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn copy_service(to: &Path) {

@@ -51,3 +51,15 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Runs git in `dir` as a fixed author; its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use axum::extract::ws::Message;
-use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
@@ -93,16 +92,14 @@ impl EventBus {
             return;
         }
         let mut envelope = envelope;
-        let (message, len) = match envelope.to_frame() {
-            Frame::Text(json) => (Message::Text(json.into()), None),
-            Frame::Binary(frame) => {
-                let mut len = None;
-                if let Event::GateLogChunk { bytes, .. } = &mut envelope.event {
-                    len = Some(bytes.len());
-                    *bytes = Bytes::new();
-                }
-                (Message::Binary(frame), len)
-            }
+        let message = match envelope.to_frame() {
+            Frame::Text(json) => Message::Text(json.into()),
+            Frame::Binary(frame) => Message::Binary(frame),
+        };
+        // A chunk's bytes live in its frame only.
+        let len = match &mut envelope.event {
+            Event::GateLogChunk { bytes, .. } => Some(std::mem::take(bytes).len()),
+            _ => None,
         };
         let held = len.map(|len| (self.held.clone(), len));
         let published = Arc::new(Published { envelope, message: Mutex::new(Some(message)), held });

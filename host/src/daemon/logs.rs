@@ -89,8 +89,8 @@ impl LogSink for RunLog {
         // A full disk must not stop the gate; the chunk still goes out live.
         let _ = self.file.write_all_at(&bytes, offset);
         let Some((bus, run_id)) = &self.live else { return };
-        // Live in pieces of at most `LIVE_CHUNK`: the event ring is bounded
-        // in events, so this bounds its memory too.
+        // Live in pieces of at most `LIVE_CHUNK`: frames stay small, and the
+        // bus's bound on held bytes lets go of little at a time.
         let mut at = 0;
         while at < bytes.len() {
             let piece = bytes.slice(at..bytes.len().min(at + LIVE_CHUNK));
