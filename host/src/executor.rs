@@ -609,6 +609,7 @@ impl Executor for LocalExecutor {
                 end,
                 duration_ms: Some(elapsed(started)),
             };
+            crate::memory::give_back_freed();
             // Only now: while it is held, the supervisor keeps the tree.
             drop(lifeline);
             Finished { output, ended }
@@ -1023,10 +1024,12 @@ impl Tail {
         }
     }
 
+    /// The tail in one piece; each chunk is let go of once copied, so the
+    /// tail is not held twice over.
     fn into_vec(self) -> Vec<u8> {
         let mut all = Vec::with_capacity(self.len);
-        for chunk in &self.chunks {
-            all.extend_from_slice(chunk);
+        for chunk in self.chunks {
+            all.extend_from_slice(&chunk);
         }
         all
     }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod executor;
 pub mod fixtures;
 pub mod legacy;
+pub mod memory;
 pub mod migrate;
 pub mod run_as;
 pub mod sandbox;

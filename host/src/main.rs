@@ -433,6 +433,7 @@ fn init_logging() {
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     init_logging();
+    sando::memory::return_large_blocks_at_once();
     let config = Config::load(path)?;
     let token = daemon::read_token(&config.token)?;
     let runtime = tokio::runtime::Runtime::new()?;

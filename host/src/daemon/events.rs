@@ -21,7 +21,7 @@ pub use crate::domain::{Event, EventEnvelope, Frame};
 /// this much, its oldest chunks are let go and it is told it lagged (it
 /// resumes from the log by offset). This bounds the daemon's memory
 /// however fast a gate prints.
-pub const LIVE_BYTES: usize = 16 << 20;
+pub const LIVE_BYTES: usize = 8 << 20;
 
 /// An event as it was sent: the envelope, and its WebSocket message, built
 /// once however many clients receive it (a clone is a refcount). A log
