@@ -320,7 +320,8 @@ async fn stream_events(
         tokio::select! {
             received = events.recv() => {
                 let (missed, next) = match received {
-                    // Built once, when sent: a clone here is a refcount.
+                    // Built once, by the first client to send it: a clone
+                    // here is a refcount.
                     Ok(published) => match published.message() {
                         Some(message) => (0, Some(message)),
                         None => skip_missed(&mut events, 1),

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use axum::extract::ws::Message;
+use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
@@ -25,28 +26,58 @@ pub const LIVE_BYTES: usize = 8 << 20;
 
 /// An event as it was sent: the envelope, and its WebSocket message, built
 /// once however many clients receive it (a clone is a refcount). A log
-/// chunk's bytes are only in its message (the envelope's are empty), held
-/// until every subscriber has taken them or the bus needs the room.
+/// chunk's message is built by the first subscriber that sends it, on that
+/// subscriber's task: the thread reading the gate's pipes never copies a
+/// chunk, and a chunk no subscriber sends (all of them lagged past it, or
+/// let it go) is never copied at all. Its bytes (the envelope's are empty)
+/// are held, unbuilt or built, until every subscriber has taken them or
+/// the bus needs the room.
 #[derive(Debug)]
 pub struct Published {
     pub envelope: EventEnvelope,
-    message: Mutex<Option<Message>>,
+    message: Mutex<Slot>,
     /// A chunk's share of `LIVE_BYTES`, given back when its bytes go.
     held: Option<(Arc<AtomicUsize>, usize)>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// A chunk no subscriber has sent yet: its envelope, bytes and all.
+    Unbuilt(EventEnvelope),
+    Built(Message),
+    /// A chunk the bus let go of.
+    Released,
 }
 
 impl Published {
     /// What to send; `None` for a chunk the bus let go of: whoever gets
     /// here has fallen `LIVE_BYTES` behind, and lagged.
     pub fn message(&self) -> Option<Message> {
-        self.message.lock().expect("not poisoned").clone()
+        let mut slot = self.message.lock().expect("not poisoned");
+        match &*slot {
+            Slot::Built(message) => Some(message.clone()),
+            Slot::Released => None,
+            Slot::Unbuilt(envelope) => {
+                let message = message_of(envelope);
+                *slot = Slot::Built(message.clone());
+                Some(message)
+            }
+        }
     }
 
     fn release(&self) {
-        let released = self.message.lock().expect("not poisoned").take();
-        if let (Some(_), Some((held, len))) = (released, &self.held) {
+        let released =
+            std::mem::replace(&mut *self.message.lock().expect("not poisoned"), Slot::Released);
+        if let (Slot::Unbuilt(_) | Slot::Built(_), Some((held, len))) = (released, &self.held) {
             held.fetch_sub(*len, Ordering::Relaxed);
         }
+    }
+}
+
+fn message_of(envelope: &EventEnvelope) -> Message {
+    match envelope.to_frame() {
+        Frame::Text(json) => Message::Text(json.into()),
+        Frame::Binary(frame) => Message::Binary(frame),
     }
 }
 
@@ -91,18 +122,25 @@ impl EventBus {
         if self.sender.receiver_count() == 0 {
             return;
         }
-        let mut envelope = envelope;
-        let message = match envelope.to_frame() {
-            Frame::Text(json) => Message::Text(json.into()),
-            Frame::Binary(frame) => Message::Binary(frame),
-        };
-        // A chunk's bytes live in its frame only.
-        let len = match &mut envelope.event {
-            Event::GateLogChunk { bytes, .. } => Some(std::mem::take(bytes).len()),
-            _ => None,
+        // A chunk's bytes live in its slot only; any other event is built
+        // now (it is small, and every subscriber sends it).
+        let (envelope, slot, len) = match &envelope.event {
+            Event::GateLogChunk { bytes, .. } => {
+                let len = bytes.len();
+                // Cloning the bytes is a refcount; the bare copy drops them.
+                let mut bare = envelope.clone();
+                if let Event::GateLogChunk { bytes, .. } = &mut bare.event {
+                    *bytes = Bytes::new();
+                }
+                (bare, Slot::Unbuilt(envelope), Some(len))
+            }
+            _ => {
+                let message = message_of(&envelope);
+                (envelope, Slot::Built(message), None)
+            }
         };
         let held = len.map(|len| (self.held.clone(), len));
-        let published = Arc::new(Published { envelope, message: Mutex::new(Some(message)), held });
+        let published = Arc::new(Published { envelope, message: Mutex::new(slot), held });
         if let Some(len) = len {
             self.hold(&published, len);
         }
@@ -179,6 +217,23 @@ mod tests {
         // Taken by every subscriber: nothing is held any more.
         assert_eq!(bus.held.load(Ordering::Relaxed), 0);
         assert!(bus.chunks.lock().unwrap().iter().all(|c| c.strong_count() == 0));
+    }
+
+    #[test]
+    fn a_chunk_is_framed_once_for_every_subscriber() {
+        let bus = EventBus::new(1024);
+        let (mut first, mut second) = (bus.subscribe(), bus.subscribe());
+        bus.send(chunk(0, 1000));
+        let frame = |published: Arc<Published>| match published.message() {
+            Some(Message::Binary(frame)) => frame,
+            other => panic!("a chunk's frame: {other:?}"),
+        };
+        let (a, b) = (frame(first.try_recv().unwrap()), frame(second.try_recv().unwrap()));
+        assert_eq!(a.as_ptr(), b.as_ptr(), "both send the one frame built");
+        let Event::GateLogChunk { bytes, .. } = EventEnvelope::from_binary(a).unwrap().event else {
+            panic!("a chunk")
+        };
+        assert_eq!(bytes, vec![b'x'; 1000]);
     }
 
     #[test]
