@@ -185,10 +185,17 @@ async fn follow(
         tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
             let response = ureq::get(&url).call().unwrap();
+            let len = response
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0);
             let mut body = response.into_body().into_reader();
-            let (mut all, mut piece) = (Vec::new(), vec![0u8; 64 << 10]);
+            let (mut all, mut piece) = (Vec::with_capacity(len), vec![0u8; 1 << 20]);
             loop {
-                let n = body.read(&mut piece).unwrap();
+                // Small reads while throttled, so the pauses stay short.
+                let want = if throttle(0).is_some() { 64 << 10 } else { piece.len() };
+                let n = body.read(&mut piece[..want]).unwrap();
                 if n == 0 {
                     break all;
                 }
