@@ -159,6 +159,15 @@ struct Followed {
     lagged: u32,
 }
 
+impl Followed {
+    /// What a resume brought: the hasher it carried on, and its length.
+    fn resumed_with(&mut self, (log, len): (crc32fast::Hasher, u64)) {
+        self.log = log;
+        self.len += len;
+        self.resumed += len;
+    }
+}
+
 /// Follows one run's log as the TUI does: live chunks that continue what it
 /// has, and after each `lagged` the log from its end (`?from=`), until the
 /// run is done and one last resume. `rate` throttles how fast it reads, in
@@ -174,17 +183,16 @@ async fn follow(
 ) -> Followed {
     let mut followed =
         Followed { log: crc32fast::Hasher::new(), len: 0, live: 0, resumed: 0, lagged: 0 };
-    let throttle = {
-        let filled = filled.clone();
-        move |len: usize| {
-            rate.filter(|_| !filled.load(Ordering::Relaxed))
-                .map(|rate| Duration::from_secs_f64(len as f64 / rate as f64))
-        }
+    // The rate while it applies: until the log has filled.
+    let throttled = move || rate.filter(|_| !filled.load(Ordering::Relaxed));
+    let pause = {
+        let throttled = throttled.clone();
+        move |len: usize| throttled().map(|rate| Duration::from_secs_f64(len as f64 / rate as f64))
     };
     // The log from `from` to its end, into the hasher; how many bytes.
     let resume = |from: u64, mut log: crc32fast::Hasher| {
         let url = format!("{url}/api/gate-runs/{run_id}/log?from={from}");
-        let throttle = throttle.clone();
+        let (throttled, pause) = (throttled.clone(), pause.clone());
         tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
             let response = ureq::get(&url).call().unwrap();
@@ -192,21 +200,21 @@ async fn follow(
             let (mut len, mut piece) = (0u64, vec![0u8; 1 << 20]);
             loop {
                 // Small reads while throttled, so the pauses stay short.
-                let want = if throttle(0).is_some() { 64 << 10 } else { piece.len() };
+                let want = if throttled().is_some() { 64 << 10 } else { piece.len() };
                 let n = body.read(&mut piece[..want]).unwrap();
                 if n == 0 {
                     break (log, len);
                 }
                 log.update(&piece[..n]);
                 len += n as u64;
-                if let Some(pause) = throttle(n) {
+                if let Some(pause) = pause(n) {
                     std::thread::sleep(pause);
                 }
             }
         })
     };
     while let Some(Ok(message)) = socket.next().await {
-        if let Some(pause) = throttle(message.len()) {
+        if let Some(pause) = pause(message.len()) {
             tokio::time::sleep(pause).await;
         }
         match decode(message).map(|e| e.event) {
@@ -222,17 +230,11 @@ async fn follow(
             Some(Event::Lagged { .. }) => {
                 followed.lagged += 1;
                 let log = std::mem::take(&mut followed.log);
-                let (log, more) = resume(followed.len, log).await.unwrap();
-                followed.log = log;
-                followed.len += more;
-                followed.resumed += more;
+                followed.resumed_with(resume(followed.len, log).await.unwrap());
             }
             Some(Event::GateDone { run_id: run, .. }) if run.get() == run_id => {
                 let log = std::mem::take(&mut followed.log);
-                let (log, rest) = resume(followed.len, log).await.unwrap();
-                followed.log = log;
-                followed.len += rest;
-                followed.resumed += rest;
+                followed.resumed_with(resume(followed.len, log).await.unwrap());
                 return followed;
             }
             _ => {}
