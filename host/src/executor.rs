@@ -130,10 +130,22 @@ impl Secrets {
         }
     }
 
-    /// How many bytes at the end of a stream may begin a value not yet
-    /// complete, and must wait for the next read.
-    fn held_back(&self) -> usize {
-        self.pairs.iter().map(|(_, v)| v.len().saturating_sub(1)).max().unwrap_or(0)
+    /// How many bytes at the end of `bytes` (already masked) begin a value
+    /// not yet complete, and must wait for the next read: only those. A
+    /// fixed count would hold back the end of every read, so a finished
+    /// line would not show live until more output came, and the other
+    /// stream's output would land in the log inside it.
+    fn incomplete_at_end(&self, bytes: &[u8]) -> usize {
+        self.pairs
+            .iter()
+            .filter_map(|(_, value)| {
+                let value = value.as_bytes();
+                (1..value.len().min(bytes.len() + 1))
+                    .rev()
+                    .find(|&len| bytes.ends_with(&value[..len]))
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -957,7 +969,6 @@ async fn drain(
     // Read and not yet passed on: at most the end of a read that may be the
     // start of a secret the next read completes (nothing without secrets).
     let mut buf = BytesMut::new();
-    let held_back = secrets.held_back();
     let mut pass_on = |bytes: Bytes| {
         if let Some(sink) = &sink {
             sink.chunk(stream, bytes.clone());
@@ -972,7 +983,7 @@ async fn drain(
             Ok(0) => break,
             Ok(_) => {
                 secrets.mask(&mut buf);
-                let ready = buf.len().saturating_sub(held_back);
+                let ready = buf.len() - secrets.incomplete_at_end(&buf);
                 if ready > 0 {
                     pass_on(buf.split_to(ready).freeze());
                 }
@@ -1144,6 +1155,19 @@ mod tests {
             .collect();
         assert_eq!(streamed, masked);
         assert!(!format!("{:?}", Secrets::default()).contains("hunter2"));
+    }
+
+    #[test]
+    fn only_the_start_of_a_secret_waits_for_the_next_read() {
+        let secrets = Secrets { pairs: vec![("S".into(), "hunter2-long-value".into())] };
+        let mut line = b"the tests see hunter2-long-value\n".to_vec();
+        secrets.mask(&mut line);
+        assert_eq!(secrets.incomplete_at_end(&line), 0, "a finished line goes out whole");
+        assert_eq!(secrets.incomplete_at_end(b"x hunter2-lo"), 10);
+        assert_eq!(secrets.incomplete_at_end(b"h"), 1);
+        assert_eq!(secrets.incomplete_at_end(b""), 0);
+        assert_eq!(secrets.incomplete_at_end(b"hunter3"), 0);
+        assert_eq!(Secrets::default().incomplete_at_end(b"anything"), 0);
     }
 
     #[test]
