@@ -155,6 +155,9 @@ struct Followed {
     log: crc32fast::Hasher,
     len: u64,
     live: u64,
+    /// Live bytes that came too late (a resume had them) or too early (past
+    /// a gap, before the next resume): work the daemon and this subscriber did for nothing.
+    discarded: u64,
     resumed: u64,
     lagged: u32,
 }
@@ -181,8 +184,14 @@ async fn follow(
     rate: Option<u64>,
     filled: Arc<AtomicBool>,
 ) -> Followed {
-    let mut followed =
-        Followed { log: crc32fast::Hasher::new(), len: 0, live: 0, resumed: 0, lagged: 0 };
+    let mut followed = Followed {
+        log: crc32fast::Hasher::new(),
+        len: 0,
+        live: 0,
+        discarded: 0,
+        resumed: 0,
+        lagged: 0,
+    };
     // The rate while it applies: until the log has filled.
     let throttled = move || rate.filter(|_| !filled.load(Ordering::Relaxed));
     let pause = {
@@ -191,26 +200,20 @@ async fn follow(
     };
     // The log from `from` to its end, into the hasher; how many bytes.
     let resume = |from: u64, mut log: crc32fast::Hasher| {
-        let url = format!("{url}/api/gate-runs/{run_id}/log?from={from}");
+        let (address, path) = (address(&url), format!("/api/gate-runs/{run_id}/log?from={from}"));
         let (throttled, pause) = (throttled.clone(), pause.clone());
         tokio::task::spawn_blocking(move || {
-            use std::io::Read as _;
-            let response = ureq::get(&url).call().unwrap();
-            let mut body = response.into_body().into_reader();
-            let (mut len, mut piece) = (0u64, vec![0u8; 1 << 20]);
-            loop {
-                // Small reads while throttled, so the pauses stay short.
-                let want = if throttled().is_some() { 64 << 10 } else { piece.len() };
-                let n = body.read(&mut piece[..want]).unwrap();
-                if n == 0 {
-                    break (log, len);
-                }
-                log.update(&piece[..n]);
-                len += n as u64;
-                if let Some(pause) = pause(n) {
+            let mut len = 0u64;
+            // Small reads while throttled, so the pauses stay short.
+            let want = || if throttled().is_some() { 64 << 10 } else { 1 << 20 };
+            get_streamed(&address, &path, want, |piece| {
+                log.update(piece);
+                len += piece.len() as u64;
+                if let Some(pause) = pause(piece.len()) {
                     std::thread::sleep(pause);
                 }
-            }
+            });
+            (log, len)
         })
     };
     while let Some(Ok(message)) = socket.next().await {
@@ -225,6 +228,9 @@ async fn follow(
                     followed.log.update(new);
                     followed.len = end;
                     followed.live += new.len() as u64;
+                    followed.discarded += (bytes.len() - new.len()) as u64;
+                } else {
+                    followed.discarded += bytes.len() as u64;
                 }
             }
             Some(Event::Lagged { .. }) => {
@@ -241,6 +247,52 @@ async fn follow(
         }
     }
     panic!("the event stream ended before the run did");
+}
+
+/// `host:port` of a daemon's `http://` URL.
+fn address(url: &str) -> String {
+    url.trim_start_matches("http://").trim_end_matches('/').to_owned()
+}
+
+/// A GET whose body is handed to `each` as it arrives, in pieces of up to
+/// `want()` bytes read straight into one reused buffer: the least an HTTP
+/// client does (the header is parsed by `httparse`). ureq, as the TUI
+/// uses, copies every byte through a buffer of its own and shifts it; in a
+/// profile of this benchmark that `memmove` was about half of the
+/// subscriber's CPU, which on two cores is taken from the gate.
+fn get_streamed(address: &str, path: &str, want: impl Fn() -> usize, mut each: impl FnMut(&[u8])) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut piece = vec![0u8; 1 << 20];
+    let mut filled = 0;
+    let (header_len, mut left) = loop {
+        let n = socket.read(&mut piece[filled..]).unwrap();
+        assert!(n > 0, "the response ended inside its header");
+        filled += n;
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(header_len) = response.parse(&piece[..filled]).unwrap() {
+            assert_eq!(response.code, Some(200), "{path}");
+            let length = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse::<u64>().unwrap())
+                .expect("a log has a Content-Length");
+            break (header_len, length);
+        }
+    };
+    if filled > header_len {
+        each(&piece[header_len..filled]);
+        left -= (filled - header_len) as u64;
+    }
+    while left > 0 {
+        let n = socket.read(&mut piece[..want()]).unwrap();
+        assert!(n > 0, "the body ended {left} bytes short");
+        each(&piece[..n]);
+        left -= n as u64;
+    }
 }
 
 /// The least any daemon must do with the same output, as a second baseline:
@@ -322,12 +374,13 @@ fn sync() {
     assert!(Command::new("sync").status().unwrap().success());
 }
 
-/// CPU seconds a process has used (user and system).
-fn cpu_seconds(pid: u32) -> f64 {
+/// What a process has used so far: CPU seconds (user and system), and
+/// minor page faults (each a fresh page of memory touched).
+fn usage(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    (ticks / 100.0, fields[7].parse().unwrap())
 }
 
 /// The gate prints 512 MiB and exits; one subscriber follows its log,
@@ -347,7 +400,7 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
             break run_id.get();
         }
     };
-    let (daemon_cpu, own_cpu) = (cpu_seconds(daemon.child.id()), cpu_seconds(std::process::id()));
+    let (daemon_before, own_before) = (usage(daemon.child.id()), usage(std::process::id()));
     let started = Instant::now();
     let filled = Arc::new(AtomicBool::new(false));
     let follower = tokio::spawn(follow(socket, daemon.url.clone(), run_id, rate, filled.clone()));
@@ -360,8 +413,9 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
     let daemon_time = started.elapsed();
     filled.store(true, Ordering::Relaxed);
     let filling_mib = (daemon.peak_rss_kib().saturating_sub(before)) as f64 / 1024.0;
-    let daemon_cpu = cpu_seconds(daemon.child.id()) - daemon_cpu;
-    let own_cpu = cpu_seconds(std::process::id()) - own_cpu;
+    let (daemon_after, own_after) = (usage(daemon.child.id()), usage(std::process::id()));
+    let (daemon_cpu, own_cpu) = (daemon_after.0 - daemon_before.0, own_after.0 - own_before.0);
+    let daemon_faults = daemon_after.1 - daemon_before.1;
     let followed = tokio::time::timeout(Duration::from_secs(600), follower).await.unwrap().unwrap();
     let growth_mib = (daemon.peak_rss_kib().saturating_sub(before)) as f64 / 1024.0;
     drop(daemon);
@@ -412,8 +466,8 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
     };
     println!("512 MiB gate output, {subscriber}:");
     println!(
-        "  subscriber ended with all {log_bytes} bytes of the log (CRC-32 equal): {} live, {} by resuming, lagged {} times",
-        followed.live, followed.resumed, followed.lagged
+        "  subscriber ended with all {log_bytes} bytes of the log (CRC-32 equal): {} live, {} by resuming, lagged {} times; {} live bytes discarded",
+        followed.live, followed.resumed, followed.lagged, followed.discarded
     );
     println!(
         "  daemon path (disk log + WebSocket):           {daemon_rate:.0} MiB/s ({daemon_time:.2?})"
@@ -431,7 +485,7 @@ async fn throughput(root: &Path, repo: &Path, sha: &str, name: &str, rate: Optio
         daemon_rate / relay_rate
     );
     println!(
-        "  CPU while the log filled: daemon {daemon_cpu:.2} s, this benchmark (the subscriber) {own_cpu:.2} s"
+        "  CPU while the log filled: daemon {daemon_cpu:.2} s, this benchmark (the subscriber) {own_cpu:.2} s; daemon page faults {daemon_faults}"
     );
     println!(
         "  daemon peak RSS growth while the log filled: {filling_mib:.1} MiB (target <= 64 MiB)"

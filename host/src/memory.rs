@@ -18,6 +18,7 @@ pub fn return_large_blocks_at_once() {
     // memory of ours.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
 }
 

@@ -639,9 +639,6 @@ async fn log_of(
     from: Option<u64>,
     ranged: bool,
 ) -> Result<Response, ApiError> {
-    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-    /// How much of a log file one read takes when serving it.
-    const LOG_READ: usize = 256 << 10;
     let Some(log_ref) = run.log_ref else {
         // A run imported from the old daemon without a log file opens on
         // the old daemon's text.
@@ -659,7 +656,7 @@ async fn log_of(
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response());
     };
     let gone = |_| ApiError::NotFound(format!("the log of run {} is gone", run.run_id));
-    let mut file = tokio::fs::File::open(daemon.logs.path(&log_ref)).await.map_err(gone)?;
+    let file = tokio::fs::File::open(daemon.logs.path(&log_ref)).await.map_err(gone)?;
     let length = file.metadata().await.map_err(gone)?.len();
     let from = from.unwrap_or(0);
     if from > length {
@@ -673,14 +670,11 @@ async fn log_of(
         }
         return Ok(response);
     }
-    file.seek(std::io::SeekFrom::Start(from)).await.map_err(gone)?;
     // Streamed as read, up to the length it had when opened (a running
     // run's log grows): a resume of a large log costs no more memory than
     // a read buffer.
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file.take(length - from),
-        LOG_READ,
-    ));
+    let file = file.into_std().await;
+    let body = axum::body::Body::from_stream(super::logs::read_from(file, from, length - from));
     let mut response = (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
