@@ -21,8 +21,12 @@ pub use crate::domain::{Event, EventEnvelope, Frame};
 /// subscriber, so a subscriber slower than the gate falls behind; past
 /// this much, its oldest chunks are let go and it is told it lagged (it
 /// resumes from the log by offset). This bounds the daemon's memory
-/// however fast a gate prints.
-pub const LIVE_BYTES: usize = 8 << 20;
+/// however fast a gate prints. 16 MiB, not 8: more than a WebSocket
+/// connection holds in its socket buffers (up to about 10 MiB on
+/// loopback), so a subscriber back from a resume can read through the
+/// frames queued meanwhile without lagging again at once (with 8 MiB, a
+/// subscriber reading at full speed lagged 30 to 50 times per 512 MiB).
+pub const LIVE_BYTES: usize = 16 << 20;
 
 /// An event as it was sent: the envelope, and its WebSocket message, built
 /// once however many clients receive it (a clone is a refcount). A log
