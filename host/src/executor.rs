@@ -21,11 +21,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::process::{Child, Command};
 pub use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ProcessEnd, RawOutput};
+use crate::domain::{ProcessEnd, RawOutput, Unframed};
 pub use crate::run_as::RunAs;
 
 /// How much of each stream is kept for the classifier: the end of a tool's
@@ -43,6 +43,15 @@ pub use crate::domain::Stream;
 /// subscribers). Called from one reader task per stream.
 pub trait LogSink: Send + Sync {
     fn chunk(&self, stream: Stream, bytes: Bytes);
+
+    /// A chunk as a pipe reader hands it over: its bytes with room before
+    /// them, where a sink that frames them (the live log) can put its
+    /// header instead of copying the bytes. Returns the bytes.
+    fn chunk_with_room(&self, stream: Stream, chunk: Unframed) -> Bytes {
+        let bytes = chunk.into_bytes();
+        self.chunk(stream, bytes.clone());
+        bytes
+    }
 }
 
 /// What to start, and its bounds.
@@ -1005,15 +1014,20 @@ fn read_to_end(
     secrets: &Secrets,
 ) -> Vec<u8> {
     use std::os::fd::AsRawFd as _;
+    const ROOM: usize = Unframed::ROOM;
     let fd = pipe.as_raw_fd();
     let mut tail = Tail::default();
-    // Read and not yet passed on: at most the end of a read that may be the
-    // start of a secret the next read completes (nothing without secrets).
-    let mut buf = BytesMut::new();
-    let mut pass_on = |bytes: Bytes| {
-        if let Some(sink) = &sink {
-            sink.chunk(stream, bytes.clone());
-        }
+    // Room for a live frame's header, then what was read and not yet passed
+    // on: at most the end of a read that may be the start of a secret the
+    // next read completes (nothing without secrets).
+    let mut buf = BytesMut::with_capacity(ROOM + READ_SIZE);
+    buf.put_bytes(0, ROOM);
+    let mut pass_on = |chunk: BytesMut| {
+        let chunk = Unframed::new(chunk);
+        let bytes = match &sink {
+            Some(sink) => sink.chunk_with_room(stream, chunk),
+            None => chunk.into_bytes(),
+        };
         tail.push(bytes);
     };
     while !abandoned() {
@@ -1027,9 +1041,12 @@ fn read_to_end(
             // Nothing yet (or a signal): still wanted?
             continue;
         }
-        let room = buf.capacity() - buf.len();
+        // A chunk is at most `READ_SIZE` (held back bytes included), so it
+        // goes out live in one frame.
+        let held = buf.len() - ROOM;
+        let room = (buf.capacity() - buf.len()).min(READ_SIZE.saturating_sub(held).max(MIN_READ));
         // SAFETY: read(2) writes at most `room` bytes into the buffer's
-        // spare capacity, which is `room` bytes long, and only there.
+        // spare capacity, which is at least `room` bytes long, and only there.
         let read = unsafe { libc::read(fd, buf.spare_capacity_mut().as_mut_ptr().cast(), room) };
         match read {
             0 => break,
@@ -1039,16 +1056,26 @@ fn read_to_end(
                 // SAFETY: read(2) initialised the first `read` bytes of the
                 // spare capacity.
                 unsafe { buf.set_len(buf.len() + read as usize) };
-                secrets.mask(&mut buf);
-                let ready = buf.len() - secrets.incomplete_at_end(&buf);
+                secrets.mask(&mut buf[ROOM..]);
+                let ready = buf.len() - ROOM - secrets.incomplete_at_end(&buf[ROOM..]);
                 if ready > 0 {
-                    pass_on(buf.split_to(ready).freeze());
+                    let chunk = buf.split_to(ROOM + ready);
+                    // The next chunk's room goes before what was held back,
+                    // in a buffer with room for a whole read (else `put`
+                    // would grow it by bytes' default, 64 KiB at a time).
+                    let held = buf.split();
+                    if buf.capacity() < ROOM + held.len() + MIN_READ {
+                        buf.reserve(ROOM + held.len() + READ_SIZE);
+                    }
+                    buf.put_bytes(0, ROOM);
+                    buf.extend_from_slice(&held);
+                    pass_on(chunk);
                 }
             }
         }
     }
-    if !buf.is_empty() {
-        pass_on(buf.split().freeze());
+    if buf.len() > ROOM {
+        pass_on(buf.split());
     }
     tail.into_vec()
 }
@@ -1056,7 +1083,7 @@ fn read_to_end(
 /// How much of a pipe one read takes at most: a quarter of it, so a fast
 /// writer fills the rest while the chunk is written and sent (a whole
 /// pipe per read measured the same speed with more memory held).
-const READ_SIZE: usize = 256 << 10;
+pub const READ_SIZE: usize = 256 << 10;
 
 /// The size asked for each output pipe.
 const PIPE_SIZE: libc::c_int = 1 << 20;
@@ -1210,6 +1237,30 @@ mod tests {
             .collect();
         assert_eq!(streamed, masked);
         assert!(!format!("{:?}", Secrets::default()).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_full_pipe_is_read_in_whole_reads_each_one_chunk() {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd as _;
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        // SAFETY: F_SETPIPE_SZ on a pipe this test owns.
+        let size = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        assert!(size >= PIPE_SIZE);
+        let written: Vec<u8> = (0..PIPE_SIZE as usize).map(|i| (i % 251) as u8).collect();
+        writer.write_all(&written).unwrap();
+        drop(writer);
+        let collect = Arc::new(Collect::default());
+        let tail = drain(
+            Some(reader.into()),
+            Stream::Stdout,
+            Some(collect.clone() as Arc<dyn LogSink>),
+            Arc::new(Secrets::default()),
+        );
+        assert_eq!(tail.blocking_recv().unwrap(), written);
+        let chunks = collect.0.lock().unwrap();
+        let sizes: Vec<usize> = chunks.iter().map(|(_, bytes)| bytes.len()).collect();
+        assert_eq!(sizes, vec![READ_SIZE; PIPE_SIZE as usize / READ_SIZE], "one read, one chunk");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! A subscriber that falls behind is skipped ahead and sent `lagged`; it
 //! then resyncs from `/api/state`.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -179,9 +179,64 @@ pub enum FrameError {
     ChunkAsText,
 }
 
+/// A log chunk's bytes as they were read, with room before them for the
+/// header of their binary frame: the frame is then made around the bytes
+/// where they lie ([`Unframed::frame`]), without copying them.
+#[derive(Debug)]
+pub struct Unframed {
+    buf: BytesMut,
+}
+
+impl Unframed {
+    /// The room left before the bytes: more than the longest header (every
+    /// number at its largest is under 250 bytes).
+    pub const ROOM: usize = 320;
+
+    /// `buf`'s bytes after its first [`Unframed::ROOM`], which are room.
+    /// Shorter than that, it is all room and no bytes.
+    pub fn new(buf: BytesMut) -> Self {
+        Self { buf }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.get(Self::ROOM..).unwrap_or_default()
+    }
+
+    /// The bytes alone, without a copy.
+    pub fn into_bytes(mut self) -> Bytes {
+        if self.buf.len() < Self::ROOM {
+            return Bytes::new();
+        }
+        self.buf.split_off(Self::ROOM).freeze()
+    }
+
+    /// The binary frame of `envelope`, a `gate_log_chunk` whose bytes are
+    /// these (its own are not looked at), and the bytes: the same memory.
+    pub fn frame(mut self, envelope: &EventEnvelope) -> (Bytes, Bytes) {
+        let header = serde_json::to_vec(envelope).expect("events serialise");
+        let Some(start) = Self::ROOM.checked_sub(header.len() + 1) else {
+            // Cannot happen with the envelopes the daemon makes; still a frame.
+            let bytes = self.into_bytes();
+            let mut framed = envelope.clone();
+            if let Event::GateLogChunk { bytes: b, .. } = &mut framed.event {
+                *b = bytes.clone();
+            }
+            let Frame::Binary(frame) = framed.to_frame() else { unreachable!("a chunk") };
+            return (frame, bytes);
+        };
+        if self.buf.len() < Self::ROOM {
+            self.buf.resize(Self::ROOM, 0);
+        }
+        self.buf[start..Self::ROOM - 1].copy_from_slice(&header);
+        self.buf[Self::ROOM - 1] = b'\n';
+        let whole = self.buf.freeze();
+        (whole.slice(start..), whole.slice(Self::ROOM..))
+    }
+}
+
 impl EventEnvelope {
     /// The envelope as the daemon sends it. A chunk's bytes are copied once,
-    /// into the frame.
+    /// into the frame (unless they come as [`Unframed`]).
     pub fn to_frame(&self) -> Frame {
         let header = serde_json::to_string(self).expect("events serialise");
         match &self.event {
@@ -236,6 +291,35 @@ mod tests {
                 bytes: Bytes::from_static(bytes),
             },
         }
+    }
+
+    #[test]
+    fn an_unframed_chunk_is_framed_where_it_lies_even_with_every_number_at_its_largest() {
+        let bytes = b"not utf-8: \xff\xfe\n";
+        let largest = EventEnvelope {
+            seq: u64::MAX,
+            at: "2262-04-11T23:47:16.854775807Z".parse().unwrap(),
+            event: Event::GateLogChunk {
+                run_id: GateRunId::try_from(i64::MAX).unwrap(),
+                seq: u64::MAX,
+                stream: Stream::Stdout,
+                offset: u64::MAX,
+                bytes: Bytes::new(),
+            },
+        };
+        let mut buf = BytesMut::zeroed(Unframed::ROOM);
+        buf.extend_from_slice(bytes);
+        let read_at = buf[Unframed::ROOM..].as_ptr();
+        let unframed = Unframed::new(buf);
+        assert_eq!(unframed.bytes(), bytes);
+        let (frame, framed_bytes) = unframed.frame(&largest);
+        assert_eq!(framed_bytes.as_ptr(), read_at, "the bytes stay where they were read");
+        assert_eq!(frame.as_ptr_range().end, framed_bytes.as_ptr_range().end);
+        let mut expected = largest.clone();
+        if let Event::GateLogChunk { bytes: b, .. } = &mut expected.event {
+            *b = Bytes::from_static(bytes);
+        }
+        assert_eq!(EventEnvelope::from_binary(frame).unwrap(), expected);
     }
 
     #[test]

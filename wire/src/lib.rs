@@ -17,7 +17,7 @@ mod state;
 mod version;
 
 pub use backup_source::BackupSource;
-pub use events::{Event, EventEnvelope, Frame, FrameError, Stream};
+pub use events::{Event, EventEnvelope, Frame, FrameError, Stream, Unframed};
 pub use gate_kind::GateKind;
 pub use git_sha::GitSha;
 pub use ids::{DeployId, GateRunId, NodeId, TierId};

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
-pub use crate::domain::{Event, EventEnvelope, Frame};
+pub use crate::domain::{Event, EventEnvelope, Frame, Unframed};
+use crate::domain::{GateRunId, Stream};
 
 /// The most bytes of live log chunks the bus holds for subscribers that
 /// have not sent them yet. Reading a gate's output never waits on a
@@ -29,13 +30,15 @@ pub use crate::domain::{Event, EventEnvelope, Frame};
 pub const LIVE_BYTES: usize = 16 << 20;
 
 /// An event as it was sent: the envelope, and its WebSocket message, built
-/// once however many clients receive it (a clone is a refcount). A log
-/// chunk's message is built by the first subscriber that sends it, on that
-/// subscriber's task: the thread reading the gate's pipes never copies a
-/// chunk, and a chunk no subscriber sends (all of them lagged past it, or
-/// let it go) is never copied at all. Its bytes (the envelope's are empty)
-/// are held, unbuilt or built, until every subscriber has taken them or
-/// the bus needs the room.
+/// once however many clients receive it (a clone is a refcount). A chunk a
+/// pipe reader hands over comes with room before its bytes, and its frame
+/// is made around them where they lie (`send_chunk`): its bytes are never
+/// copied on the way to the socket but by the socket's writer. Any other
+/// chunk (the host's own lines, longer pieces) is framed by the first
+/// subscriber that sends it, on that subscriber's task, and not at all if
+/// none does. A chunk's bytes (the envelope's are empty) are held, unbuilt
+/// or built, until every subscriber has taken them or the bus needs the
+/// room.
 #[derive(Debug)]
 pub struct Published {
     pub envelope: EventEnvelope,
@@ -120,15 +123,14 @@ impl EventBus {
     }
 
     pub fn send(&self, event: Event) {
-        let envelope =
-            EventEnvelope { seq: self.seq.fetch_add(1, Ordering::Relaxed), at: Utc::now(), event };
+        let envelope = self.envelope(event);
         // No subscribers is fine: events are also reflected in /api/state.
         if self.sender.receiver_count() == 0 {
             return;
         }
         // A chunk's bytes live in its slot only; any other event is built
         // now (it is small, and every subscriber sends it).
-        let (envelope, slot, len) = match &envelope.event {
+        match &envelope.event {
             Event::GateLogChunk { bytes, .. } => {
                 let len = bytes.len();
                 // Cloning the bytes is a refcount; the bare copy drops them.
@@ -136,13 +138,43 @@ impl EventBus {
                 if let Event::GateLogChunk { bytes, .. } = &mut bare.event {
                     *bytes = Bytes::new();
                 }
-                (bare, Slot::Unbuilt(envelope), Some(len))
+                self.publish(bare, Slot::Unbuilt(envelope), Some(len));
             }
             _ => {
                 let message = message_of(&envelope);
-                (envelope, Slot::Built(message), None)
+                self.publish(envelope, Slot::Built(message), None);
             }
-        };
+        }
+    }
+
+    /// A log chunk read with room for its frame's header: the frame is
+    /// made around its bytes, on the caller's thread, without copying
+    /// them. Returns the bytes.
+    pub fn send_chunk(
+        &self,
+        run_id: GateRunId,
+        seq: u64,
+        stream: Stream,
+        offset: u64,
+        chunk: Unframed,
+    ) -> Bytes {
+        let bare =
+            self.envelope(Event::GateLogChunk { run_id, seq, stream, offset, bytes: Bytes::new() });
+        if self.sender.receiver_count() == 0 {
+            return chunk.into_bytes();
+        }
+        let (frame, bytes) = chunk.frame(&bare);
+        self.publish(bare, Slot::Built(Message::Binary(frame)), Some(bytes.len()));
+        bytes
+    }
+
+    fn envelope(&self, event: Event) -> EventEnvelope {
+        EventEnvelope { seq: self.seq.fetch_add(1, Ordering::Relaxed), at: Utc::now(), event }
+    }
+
+    /// Sends one event to every subscriber; `len` is a chunk's bytes, held
+    /// against `LIVE_BYTES` until they are sent or let go.
+    fn publish(&self, envelope: EventEnvelope, slot: Slot, len: Option<usize>) {
         let held = len.map(|len| (self.held.clone(), len));
         let published = Arc::new(Published { envelope, message: Mutex::new(slot), held });
         if let Some(len) = len {
@@ -221,6 +253,31 @@ mod tests {
         // Taken by every subscriber: nothing is held any more.
         assert_eq!(bus.held.load(Ordering::Relaxed), 0);
         assert!(bus.chunks.lock().unwrap().iter().all(|c| c.strong_count() == 0));
+    }
+
+    #[test]
+    fn a_chunk_read_with_room_is_sent_in_its_own_memory_and_held_until_taken() {
+        let bus = EventBus::new(1024);
+        let mut subscriber = bus.subscribe();
+        let mut read = bytes::BytesMut::zeroed(Unframed::ROOM);
+        read.extend_from_slice(b"\xff exact bytes\n");
+        let read_at = read[Unframed::ROOM..].as_ptr();
+        let run_id = GateRunId::try_from(9).unwrap();
+        let bytes = bus.send_chunk(run_id, 4, Stream::Stderr, 100, Unframed::new(read));
+        assert_eq!(bytes.as_ptr(), read_at, "the bytes are where they were read");
+        assert_eq!(bus.held.load(Ordering::Relaxed), bytes.len());
+        let Some(Message::Binary(frame)) = subscriber.try_recv().unwrap().message() else {
+            panic!("a chunk's frame")
+        };
+        assert_eq!(frame.as_ptr_range().end, bytes.as_ptr_range().end, "framed where it lies");
+        let envelope = EventEnvelope::from_binary(frame).unwrap();
+        let Event::GateLogChunk { run_id: r, seq, stream, offset, bytes: b } = envelope.event
+        else {
+            panic!("a chunk")
+        };
+        assert_eq!((r, seq, stream, offset), (run_id, 4, Stream::Stderr, 100));
+        assert_eq!(b, bytes);
+        assert_eq!(bus.held.load(Ordering::Relaxed), 0, "taken by its only subscriber");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::events::{Event, EventBus};
+use super::events::{Event, EventBus, Unframed};
 use bytes::{Bytes, BytesMut};
 
 use crate::domain::{GateRunId, LogRef};
@@ -114,6 +114,9 @@ fn read_at(file: &File, want: usize, offset: u64) -> std::io::Result<Bytes> {
 /// The most bytes one `gate_log_chunk` carries.
 pub const LIVE_CHUNK: usize = 256 << 10;
 
+// Every pipe read goes out live in one frame made around it.
+const _: () = assert!(crate::executor::READ_SIZE <= LIVE_CHUNK);
+
 /// A log being written: to its file always, and for gate runs also to the
 /// event bus, chunk by chunk. Each chunk gets its place in the file first
 /// (an atomic reservation) and is written there with `pwrite`, so the two
@@ -140,14 +143,22 @@ impl RunLog {
     }
 }
 
+impl RunLog {
+    /// Reserves the chunk's place in the file and writes it there; its offset.
+    fn write(&self, bytes: &[u8]) -> u64 {
+        let offset = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        // A full disk must not stop the gate; the chunk still goes out live.
+        let _ = self.file.write_all_at(bytes, offset);
+        offset
+    }
+}
+
 impl LogSink for RunLog {
     fn chunk(&self, stream: Stream, bytes: Bytes) {
         if bytes.is_empty() {
             return;
         }
-        let offset = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        // A full disk must not stop the gate; the chunk still goes out live.
-        let _ = self.file.write_all_at(&bytes, offset);
+        let offset = self.write(&bytes);
         let Some((bus, run_id)) = &self.live else { return };
         // Live in pieces of at most `LIVE_CHUNK`: frames stay small, and the
         // bus's bound on held bytes lets go of little at a time.
@@ -158,6 +169,24 @@ impl LogSink for RunLog {
             let offset = offset + at as u64;
             at += piece.len();
             bus.send(Event::GateLogChunk { run_id: *run_id, seq, stream, offset, bytes: piece });
+        }
+    }
+
+    /// A chunk of at most `LIVE_CHUNK` (a pipe reader's) goes out in one
+    /// frame made around its bytes; a longer one in pieces, as `chunk`.
+    fn chunk_with_room(&self, stream: Stream, chunk: Unframed) -> Bytes {
+        let len = chunk.bytes().len();
+        match &self.live {
+            Some((bus, run_id)) if len > 0 && len <= LIVE_CHUNK => {
+                let offset = self.write(chunk.bytes());
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                bus.send_chunk(*run_id, seq, stream, offset, chunk)
+            }
+            _ => {
+                let bytes = chunk.into_bytes();
+                self.chunk(stream, bytes.clone());
+                bytes
+            }
         }
     }
 }
