@@ -353,7 +353,11 @@ async fn stream_events(
 
 /// After `missed` events were lost to a subscriber: skips whatever else it
 /// has lost among the events waiting, so one `lagged` says it all, and
-/// returns the count with the first event it can still send.
+/// returns the count with the first event it can still send. Log chunks
+/// waiting are skipped too: each was written to its log before it was
+/// sent, so the resume the subscriber makes on `lagged` brings their bytes,
+/// and sending them as well would only give it more to discard and more
+/// to fall behind on.
 fn skip_missed(
     events: &mut tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     mut missed: u64,
@@ -361,6 +365,7 @@ fn skip_missed(
     use tokio::sync::broadcast::error::TryRecvError;
     loop {
         match events.try_recv() {
+            Ok(published) if matches!(published.event, Event::GateLogChunk { .. }) => missed += 1,
             Ok(published) => match published.message() {
                 Some(message) => return (missed, Some(message)),
                 None => missed += 1,
@@ -850,4 +855,38 @@ async fn reclassify(
 ) -> Result<Json<ReclassifyResponse>, ApiError> {
     let Json(request) = body?;
     Ok(Json(reload::reclassify(&daemon, request).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::events::EventBus;
+    use crate::domain::{GateRunId, Stream};
+
+    #[test]
+    fn after_a_lag_the_chunks_waiting_are_skipped_and_other_events_kept() {
+        let bus = EventBus::new(1024);
+        let mut subscriber = bus.subscribe();
+        let run_id = GateRunId::try_from(1).unwrap();
+        for seq in 0..3u64 {
+            let bytes = bytes::Bytes::from(vec![b'x'; 10]);
+            bus.send(Event::GateLogChunk {
+                run_id,
+                seq,
+                stream: Stream::Stdout,
+                offset: seq * 10,
+                bytes,
+            });
+        }
+        bus.send(Event::Lagged { missed: 99 });
+        let bytes = bytes::Bytes::from_static(b"later");
+        bus.send(Event::GateLogChunk { run_id, seq: 3, stream: Stream::Stdout, offset: 30, bytes });
+        let (missed, next) = skip_missed(&mut subscriber, 5);
+        assert_eq!(missed, 8, "the five lost and the three chunks waiting");
+        let Some(Message::Text(text)) = next else { panic!("the next event that is not a chunk") };
+        assert!(text.as_str().contains(r#""missed":99"#), "{}", text.as_str());
+        // Chunks sent after the skip are sent as usual.
+        let later = subscriber.try_recv().unwrap();
+        assert!(matches!(later.event, Event::GateLogChunk { seq: 3, .. }));
+    }
 }
