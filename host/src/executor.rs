@@ -1239,6 +1239,16 @@ mod tests {
         assert!(!format!("{:?}", Secrets::default()).contains("hunter2"));
     }
 
+    /// `drain` of a pipe's read end, into a `Collect`, as the executor starts it.
+    fn drain_into_collect(
+        reader: std::io::PipeReader,
+    ) -> (Arc<Collect>, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+        let collect = Arc::new(Collect::default());
+        let sink = Some(collect.clone() as Arc<dyn LogSink>);
+        let tail = drain(Some(reader.into()), Stream::Stdout, sink, Arc::new(Secrets::default()));
+        (collect, tail)
+    }
+
     #[test]
     fn a_full_pipe_is_read_in_whole_reads_each_one_chunk() {
         use std::io::Write as _;
@@ -1250,13 +1260,7 @@ mod tests {
         let written: Vec<u8> = (0..PIPE_SIZE as usize).map(|i| (i % 251) as u8).collect();
         writer.write_all(&written).unwrap();
         drop(writer);
-        let collect = Arc::new(Collect::default());
-        let tail = drain(
-            Some(reader.into()),
-            Stream::Stdout,
-            Some(collect.clone() as Arc<dyn LogSink>),
-            Arc::new(Secrets::default()),
-        );
+        let (collect, tail) = drain_into_collect(reader);
         assert_eq!(tail.blocking_recv().unwrap(), written);
         let chunks = collect.0.lock().unwrap();
         let sizes: Vec<usize> = chunks.iter().map(|(_, bytes)| bytes.len()).collect();
@@ -1267,13 +1271,7 @@ mod tests {
     fn a_reader_nobody_awaits_lets_go_of_a_pipe_still_held_open() {
         use std::io::Write as _;
         let (reader, mut writer) = std::io::pipe().unwrap();
-        let collect = Arc::new(Collect::default());
-        let tail = drain(
-            Some(reader.into()),
-            Stream::Stdout,
-            Some(collect.clone() as Arc<dyn LogSink>),
-            Arc::new(Secrets::default()),
-        );
+        let (collect, tail) = drain_into_collect(reader);
         writer.write_all(b"before\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while collect.0.lock().unwrap().is_empty() {
