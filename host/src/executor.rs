@@ -1043,19 +1043,12 @@ fn read_to_end(
         }
         // A chunk is at most `READ_SIZE` (held back bytes included), so it
         // goes out live in one frame.
-        let held = buf.len() - ROOM;
-        let room = (buf.capacity() - buf.len()).min(READ_SIZE.saturating_sub(held).max(MIN_READ));
-        // SAFETY: read(2) writes at most `room` bytes into the buffer's
-        // spare capacity, which is at least `room` bytes long, and only there.
-        let read = unsafe { libc::read(fd, buf.spare_capacity_mut().as_mut_ptr().cast(), room) };
-        match read {
-            0 => break,
-            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            -1 => break,
-            read => {
-                // SAFETY: read(2) initialised the first `read` bytes of the
-                // spare capacity.
-                unsafe { buf.set_len(buf.len() + read as usize) };
+        let waiting = buf.len() - ROOM;
+        let room =
+            (buf.capacity() - buf.len()).min(READ_SIZE.saturating_sub(waiting).max(MIN_READ));
+        match crate::read_into::read_into(pipe.as_fd(), &mut buf, room, None) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
                 secrets.mask(&mut buf[ROOM..]);
                 let ready = buf.len() - ROOM - secrets.incomplete_at_end(&buf[ROOM..]);
                 if ready > 0 {

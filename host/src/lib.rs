@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod legacy;
 pub mod memory;
 pub mod migrate;
+pub mod read_into;
 pub mod run_as;
 pub mod sandbox;
 pub mod scaffold;

@@ -85,29 +85,11 @@ pub fn read_from(
     })
 }
 
-/// Up to `want` bytes at `offset`, read into a new buffer without zeroing it first.
+/// Up to `want` bytes at `offset`, in a buffer of their own.
 fn read_at(file: &File, want: usize, offset: u64) -> std::io::Result<Bytes> {
-    use std::os::fd::AsRawFd as _;
+    use std::os::fd::AsFd as _;
     let mut piece = BytesMut::with_capacity(want);
-    let read = loop {
-        // SAFETY: pread(2) writes at most `want` bytes into the buffer's
-        // spare capacity, which is at least `want` bytes, and only there.
-        let read = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                piece.spare_capacity_mut().as_mut_ptr().cast(),
-                want,
-                offset as libc::off_t,
-            )
-        };
-        match read {
-            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            -1 => return Err(std::io::Error::last_os_error()),
-            read => break read as usize,
-        }
-    };
-    // SAFETY: pread initialised exactly `read` bytes from the start.
-    unsafe { piece.set_len(read) };
+    crate::read_into::read_into(file.as_fd(), &mut piece, want, Some(offset))?;
     Ok(piece.freeze())
 }
 
