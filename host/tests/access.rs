@@ -155,3 +155,82 @@ async fn closed_reads_origins_and_the_client_cap() {
     drop(second);
     daemon.kill();
 }
+
+/// The daemon's answer to a raw request head: its status line and body.
+fn raw_get(address: &str, head: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{head}\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    let status = answer.lines().next().unwrap_or("").to_owned();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_names_a_bad_handshake_and_answers_pings_and_closes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&config(root.path(), ""));
+    let address = daemon.url.trim_start_matches("http://").to_owned();
+    let (status, body) = raw_get(&address, "");
+    assert!(status.contains(" 426 "), "{status}");
+    assert!(body.contains("must ask to upgrade"), "{body}");
+    let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    let (status, body) = raw_get(
+        &address,
+        &format!(
+            "{upgrade}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
+        ),
+    );
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(body.contains("`Sec-WebSocket-Version` is \\\"8\\\""), "{body}");
+    let (status, body) = raw_get(&address, &format!("{upgrade}Sec-WebSocket-Version: 13\r\n"));
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(body.contains("no `Sec-WebSocket-Key`"), "{body}");
+
+    // A client's ping is answered and its close returned, with the daemon's
+    // own messages written around tungstenite's.
+    let url = format!("{}/api/events", daemon.url.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket.send(Message::Ping(b"are you there"[..].into())).await.unwrap();
+    let sha = Project { dir: root.path().join("repo") }.git(&["rev-parse", "HEAD"]);
+    let (status, body) = daemon.post("/api/rebuild", Some(TOKEN), &format!(r#"{{"sha":"{sha}"}}"#));
+    assert_eq!(status, 202, "{body}");
+    let (mut pong, mut events) = (false, 0);
+    while !(pong && events > 0) {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a pong and an event within 30 s")
+            .expect("the stream is open")
+            .unwrap();
+        match message {
+            Message::Pong(payload) => {
+                assert_eq!(&payload[..], b"are you there");
+                pong = true;
+            }
+            Message::Text(text) => {
+                assert!(text.as_str().starts_with('{'), "{}", text.as_str());
+                events += 1;
+            }
+            Message::Binary(_) => events += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    socket.send(Message::Close(None)).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap() {
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("a clean close: {e}"),
+        }
+    }
+    daemon.kill();
+}

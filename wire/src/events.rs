@@ -189,8 +189,13 @@ pub struct Unframed {
 
 impl Unframed {
     /// The room left before the bytes: more than the longest header (every
-    /// number at its largest is under 250 bytes).
+    /// number at its largest is under 250 bytes) and the longest outer
+    /// header (`OUTER`) together.
     pub const ROOM: usize = 320;
+
+    /// The most bytes an outer header may take: a WebSocket frame's header
+    /// is at most 14.
+    pub const OUTER: usize = 16;
 
     /// `buf`'s bytes after its first [`Unframed::ROOM`], which are room.
     /// Shorter than that, it is all room and no bytes.
@@ -211,10 +216,19 @@ impl Unframed {
     }
 
     /// The binary frame of `envelope`, a `gate_log_chunk` whose bytes are
-    /// these (its own are not looked at), and the bytes: the same memory.
-    pub fn frame(mut self, envelope: &EventEnvelope) -> (Bytes, Bytes) {
+    /// these (its own are not looked at), put after the header `outer`
+    /// makes from the frame's length (the frame's WebSocket header, so
+    /// the message as it goes on the wire is one piece of memory); and the
+    /// bytes: the same memory.
+    pub fn frame(
+        mut self,
+        envelope: &EventEnvelope,
+        outer: impl FnOnce(usize) -> Vec<u8>,
+    ) -> (Bytes, Bytes) {
         let header = serde_json::to_vec(envelope).expect("events serialise");
-        let Some(start) = Self::ROOM.checked_sub(header.len() + 1) else {
+        let frame_len = header.len() + 1 + self.bytes().len();
+        let outer = outer(frame_len);
+        let Some(start) = Self::ROOM.checked_sub(outer.len() + header.len() + 1) else {
             // Cannot happen with the envelopes the daemon makes; still a frame.
             let bytes = self.into_bytes();
             let mut framed = envelope.clone();
@@ -222,12 +236,14 @@ impl Unframed {
                 *b = bytes.clone();
             }
             let Frame::Binary(frame) = framed.to_frame() else { unreachable!("a chunk") };
-            return (frame, bytes);
+            return ([outer.as_slice(), &frame].concat().into(), bytes);
         };
         if self.buf.len() < Self::ROOM {
             self.buf.resize(Self::ROOM, 0);
         }
-        self.buf[start..Self::ROOM - 1].copy_from_slice(&header);
+        let header_at = start + outer.len();
+        self.buf[start..header_at].copy_from_slice(&outer);
+        self.buf[header_at..Self::ROOM - 1].copy_from_slice(&header);
         self.buf[Self::ROOM - 1] = b'\n';
         let whole = self.buf.freeze();
         (whole.slice(start..), whole.slice(Self::ROOM..))
@@ -312,9 +328,17 @@ mod tests {
         let read_at = buf[Unframed::ROOM..].as_ptr();
         let unframed = Unframed::new(buf);
         assert_eq!(unframed.bytes(), bytes);
-        let (frame, framed_bytes) = unframed.frame(&largest);
+        let outer = vec![0xee; Unframed::OUTER];
+        let mut frame_len = 0;
+        let (wire, framed_bytes) = unframed.frame(&largest, |len| {
+            frame_len = len;
+            outer.clone()
+        });
         assert_eq!(framed_bytes.as_ptr(), read_at, "the bytes stay where they were read");
-        assert_eq!(frame.as_ptr_range().end, framed_bytes.as_ptr_range().end);
+        assert_eq!(wire.as_ptr_range().end, framed_bytes.as_ptr_range().end);
+        assert_eq!(&wire[..Unframed::OUTER], outer, "the outer header comes first");
+        let frame = wire.slice(Unframed::OUTER..);
+        assert_eq!(frame.len(), frame_len, "the outer header was given the frame's length");
         let mut expected = largest.clone();
         if let Event::GateLogChunk { bytes: b, .. } = &mut expected.event {
             *b = Bytes::from_static(bytes);

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -18,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::components::ComponentError;
 use super::events::{Event, EventEnvelope};
 use super::reload;
+use super::websocket::{self, Client};
 use super::{Daemon, FetchError, Trigger};
 use crate::domain::CancelRequest;
 use crate::domain::{
@@ -166,6 +166,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    #[error(transparent)]
+    Handshake(websocket::HandshakeError),
     #[error("internal error")]
     Internal,
 }
@@ -216,6 +218,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Handshake(ref error) => error.status(),
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
@@ -279,11 +282,8 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
 /// The event stream. A browser page of another origin cannot open it (a
 /// present `Origin` must be this daemon's own, or one `allowed_origins`
 /// names), and the number of clients at once is bounded.
-async fn events(
-    State(daemon): State<Arc<Daemon>>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Result<Response, ApiError> {
+async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<Response, ApiError> {
+    let headers = request.headers();
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -302,17 +302,24 @@ async fn events(
             daemon.config.max_event_clients
         )));
     };
+    let accepted = websocket::accept(request).map_err(ApiError::Handshake)?;
     // Subscribed before the handshake is answered: every event from the
     // moment the client sees the upgrade reaches it.
     let events = daemon.bus.subscribe();
-    Ok(upgrade.on_upgrade(move |socket| stream_events(socket, events, permit)))
+    tokio::spawn(async move {
+        match Client::open(accepted.upgrade).await {
+            Ok(client) => stream_events(client, events, permit).await,
+            Err(error) => tracing::debug!(%error, "event stream client left during the upgrade"),
+        }
+    });
+    Ok(accepted.response)
 }
 
 /// Forwards the bus to one client. A client too slow to keep up is skipped
 /// ahead and told how much it missed; it never slows the gates or others.
 /// The permit is its place among the clients, given back when it leaves.
 async fn stream_events(
-    mut socket: WebSocket,
+    mut client: Client,
     mut events: tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -333,20 +340,17 @@ async fn stream_events(
                     let lagged =
                         EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed } };
                     let Ok(text) = serde_json::to_string(&lagged) else { continue };
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if client.send(&websocket::text(&text)).await.is_err() {
                         return;
                     }
                 }
                 if let Some(message) = next
-                    && socket.send(message).await.is_err()
+                    && client.send(&message).await.is_err()
                 {
                     return;
                 }
             }
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
+            () = client.closed() => return,
         }
     }
 }
@@ -361,7 +365,7 @@ async fn stream_events(
 fn skip_missed(
     events: &mut tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     mut missed: u64,
-) -> (u64, Option<Message>) {
+) -> (u64, Option<bytes::Bytes>) {
     use tokio::sync::broadcast::error::TryRecvError;
     loop {
         match events.try_recv() {
@@ -883,8 +887,10 @@ mod tests {
         bus.send(Event::GateLogChunk { run_id, seq: 3, stream: Stream::Stdout, offset: 30, bytes });
         let (missed, next) = skip_missed(&mut subscriber, 5);
         assert_eq!(missed, 8, "the five lost and the three chunks waiting");
-        let Some(Message::Text(text)) = next else { panic!("the next event that is not a chunk") };
-        assert!(text.as_str().contains(r#""missed":99"#), "{}", text.as_str());
+        let (binary, text) = websocket::tests::read(&next.expect("the next event not a chunk"));
+        assert!(!binary, "text");
+        let text = std::str::from_utf8(&text).unwrap();
+        assert!(text.contains(r#""missed":99"#), "{text}");
         // Chunks sent after the skip are sent as usual.
         let later = subscriber.try_recv().unwrap();
         assert!(matches!(later.event, Event::GateLogChunk { seq: 3, .. }));

@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use axum::extract::ws::Message;
 use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
+use super::websocket;
 pub use crate::domain::{Event, EventEnvelope, Frame, Unframed};
 use crate::domain::{GateRunId, Stream};
 
@@ -29,8 +29,9 @@ use crate::domain::{GateRunId, Stream};
 /// subscriber reading at full speed lagged 30 to 50 times per 512 MiB).
 pub const LIVE_BYTES: usize = 16 << 20;
 
-/// An event as it was sent: the envelope, and its WebSocket message, built
-/// once however many clients receive it (a clone is a refcount). A chunk a
+/// An event as it was sent: the envelope, and its WebSocket message as it
+/// goes on the wire, built once however many clients receive it (a clone
+/// is a refcount). A chunk a
 /// pipe reader hands over comes with room before its bytes, and its frame
 /// is made around them where they lie (`send_chunk`): its bytes are never
 /// copied on the way to the socket but by the socket's writer. Any other
@@ -51,7 +52,8 @@ pub struct Published {
 enum Slot {
     /// A chunk no subscriber has sent yet: its envelope, bytes and all.
     Unbuilt(EventEnvelope),
-    Built(Message),
+    /// The message on the wire (`websocket`).
+    Built(Bytes),
     /// A chunk the bus let go of.
     Released,
 }
@@ -59,7 +61,7 @@ enum Slot {
 impl Published {
     /// What to send; `None` for a chunk the bus let go of: whoever gets
     /// here has fallen `LIVE_BYTES` behind, and lagged.
-    pub fn message(&self) -> Option<Message> {
+    pub fn message(&self) -> Option<Bytes> {
         let mut slot = self.message.lock().expect("not poisoned");
         match &*slot {
             Slot::Built(message) => Some(message.clone()),
@@ -81,10 +83,10 @@ impl Published {
     }
 }
 
-fn message_of(envelope: &EventEnvelope) -> Message {
+fn message_of(envelope: &EventEnvelope) -> Bytes {
     match envelope.to_frame() {
-        Frame::Text(json) => Message::Text(json.into()),
-        Frame::Binary(frame) => Message::Binary(frame),
+        Frame::Text(json) => websocket::text(&json),
+        Frame::Binary(frame) => websocket::binary(&frame),
     }
 }
 
@@ -163,8 +165,8 @@ impl EventBus {
         if self.sender.receiver_count() == 0 {
             return chunk.into_bytes();
         }
-        let (frame, bytes) = chunk.frame(&bare);
-        self.publish(bare, Slot::Built(Message::Binary(frame)), Some(bytes.len()));
+        let (wire, bytes) = chunk.frame(&bare, |len| websocket::header(true, len));
+        self.publish(bare, Slot::Built(wire), Some(bytes.len()));
         bytes
     }
 
@@ -208,6 +210,7 @@ impl EventBus {
 
 #[cfg(test)]
 mod tests {
+    use super::websocket;
     use super::*;
     use crate::domain::{GateRunId, Stream};
 
@@ -237,7 +240,9 @@ mod tests {
         while let Ok(published) = slow.try_recv() {
             match published.message() {
                 None => let_go += 1,
-                Some(Message::Binary(frame)) => {
+                Some(wire) => {
+                    let (binary, frame) = websocket::tests::read(&wire);
+                    assert!(binary, "a chunk is binary");
                     let envelope = EventEnvelope::from_binary(frame).unwrap();
                     let Event::GateLogChunk { seq, bytes, .. } = envelope.event else {
                         panic!("a chunk")
@@ -245,7 +250,6 @@ mod tests {
                     assert_eq!(bytes.len(), piece, "a kept chunk is whole");
                     kept.push(seq);
                 }
-                Some(other) => panic!("a chunk is binary: {other:?}"),
             }
         }
         assert_eq!(let_go, 8, "the oldest went first");
@@ -266,10 +270,10 @@ mod tests {
         let bytes = bus.send_chunk(run_id, 4, Stream::Stderr, 100, Unframed::new(read));
         assert_eq!(bytes.as_ptr(), read_at, "the bytes are where they were read");
         assert_eq!(bus.held.load(Ordering::Relaxed), bytes.len());
-        let Some(Message::Binary(frame)) = subscriber.try_recv().unwrap().message() else {
-            panic!("a chunk's frame")
-        };
-        assert_eq!(frame.as_ptr_range().end, bytes.as_ptr_range().end, "framed where it lies");
+        let wire = subscriber.try_recv().unwrap().message().expect("a chunk's frame");
+        assert_eq!(wire.as_ptr_range().end, bytes.as_ptr_range().end, "framed where it lies");
+        let (binary, frame) = websocket::tests::read(&wire);
+        assert!(binary, "a chunk is binary");
         let envelope = EventEnvelope::from_binary(frame).unwrap();
         let Event::GateLogChunk { run_id: r, seq, stream, offset, bytes: b } = envelope.event
         else {
@@ -285,13 +289,13 @@ mod tests {
         let bus = EventBus::new(1024);
         let (mut first, mut second) = (bus.subscribe(), bus.subscribe());
         bus.send(chunk(0, 1000));
-        let frame = |published: Arc<Published>| match published.message() {
-            Some(Message::Binary(frame)) => frame,
-            other => panic!("a chunk's frame: {other:?}"),
-        };
-        let (a, b) = (frame(first.try_recv().unwrap()), frame(second.try_recv().unwrap()));
+        let wire = |published: Arc<Published>| published.message().expect("a chunk's frame");
+        let (a, b) = (wire(first.try_recv().unwrap()), wire(second.try_recv().unwrap()));
         assert_eq!(a.as_ptr(), b.as_ptr(), "both send the one frame built");
-        let Event::GateLogChunk { bytes, .. } = EventEnvelope::from_binary(a).unwrap().event else {
+        let (binary, frame) = websocket::tests::read(&a);
+        assert!(binary, "a chunk is binary");
+        let Event::GateLogChunk { bytes, .. } = EventEnvelope::from_binary(frame).unwrap().event
+        else {
             panic!("a chunk")
         };
         assert_eq!(bytes, vec![b'x'; 1000]);
@@ -306,7 +310,9 @@ mod tests {
             bus.send(chunk(seq, 1 << 20));
         }
         let first = subscriber.try_recv().unwrap();
-        let Some(Message::Text(text)) = first.message() else { panic!("text") };
-        assert!(text.as_str().contains(r#""kind":"lagged""#), "{}", text.as_str());
+        let (binary, text) = websocket::tests::read(&first.message().expect("never let go"));
+        assert!(!binary, "text");
+        let text = std::str::from_utf8(&text).unwrap();
+        assert!(text.contains(r#""kind":"lagged""#), "{text}");
     }
 }

@@ -10,6 +10,7 @@ pub mod reload;
 pub mod retention;
 mod shared;
 mod watch;
+pub mod websocket;
 pub(crate) mod work;
 
 use std::sync::Arc;
