@@ -195,6 +195,10 @@ async fn the_event_stream_names_a_bad_handshake_and_answers_pings_and_closes() {
     let (status, body) = raw_get(&address, &format!("{upgrade}Sec-WebSocket-Version: 13\r\n"));
     assert!(status.contains(" 400 "), "{status}");
     assert!(body.contains("no `Sec-WebSocket-Key`"), "{body}");
+    let (status, body) =
+        raw_get(&address, &format!("{upgrade}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(body.contains("no `Sec-WebSocket-Version`"), "{body}");
 
     // A client's ping is answered and its close returned, with the daemon's
     // own messages written around tungstenite's.
@@ -232,5 +236,16 @@ async fn the_event_stream_names_a_bad_handshake_and_answers_pings_and_closes() {
             Some(Err(e)) => panic!("a clean close: {e}"),
         }
     }
+
+    // The stream goes one way: a client sending more than a control frame's
+    // worth is let go, not buffered.
+    let url = format!("{}/api/events", daemon.url.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Whether the send completes before the daemon hangs up is a race.
+    let _ = socket.send(Message::Binary(vec![b'x'; 1 << 20].into())).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = socket.next().await {}
+    });
+    assert!(ended.await.is_ok(), "a client sending 1 MiB is still connected after 10 s");
     daemon.kill();
 }

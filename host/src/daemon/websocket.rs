@@ -21,9 +21,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 /// Why a request cannot open the event stream; each names the header.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,10 @@ pub enum HandshakeError {
     NotAnUpgrade,
     #[error("the WebSocket handshake has no `Sec-WebSocket-Key` header")]
     NoKey,
+    #[error(
+        "the WebSocket handshake has no `Sec-WebSocket-Version` header; this daemon speaks 13 (RFC 6455)"
+    )]
+    NoVersion,
     #[error("`Sec-WebSocket-Version` is {0:?}; this daemon speaks 13 (RFC 6455)")]
     Version(String),
 }
@@ -42,7 +46,9 @@ impl HandshakeError {
     pub fn status(&self) -> StatusCode {
         match self {
             HandshakeError::NotAnUpgrade => StatusCode::UPGRADE_REQUIRED,
-            HandshakeError::NoKey | HandshakeError::Version(_) => StatusCode::BAD_REQUEST,
+            HandshakeError::NoKey | HandshakeError::NoVersion | HandshakeError::Version(_) => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 }
@@ -67,10 +73,10 @@ pub fn accept(mut request: Request) -> Result<Accepted, HandshakeError> {
     }
     match headers.get(header::SEC_WEBSOCKET_VERSION) {
         Some(version) if version == "13" => {}
-        other => {
-            let given = other.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            return Err(HandshakeError::Version(given.unwrap_or_else(|| "missing".into())));
+        Some(other) => {
+            return Err(HandshakeError::Version(String::from_utf8_lossy(other.as_bytes()).into()));
         }
+        None => return Err(HandshakeError::NoVersion),
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::NoKey)?;
     let accept = derive_accept_key(key.as_bytes());
@@ -108,6 +114,11 @@ pub fn binary(payload: &[u8]) -> Bytes {
     [header(true, payload.len()).as_slice(), payload].concat().into()
 }
 
+/// The most a client's message may be. The stream goes one way: a client
+/// sends closes, pings and pongs, so this bounds what the daemon holds for
+/// a client that sends more (tungstenite's own default is 64 MiB).
+pub const CLIENT_MESSAGE_MAX: usize = 64 << 10;
+
 /// One client of the event stream.
 pub struct Client {
     socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
@@ -117,7 +128,11 @@ impl Client {
     /// Waits for the client to take the `101`.
     pub async fn open(upgrade: hyper::upgrade::OnUpgrade) -> Result<Self, hyper::Error> {
         let io = TokioIo::new(upgrade.await?);
-        Ok(Self { socket: WebSocketStream::from_raw_socket(io, Role::Server, None).await })
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4 << 10)
+            .max_message_size(Some(CLIENT_MESSAGE_MAX))
+            .max_frame_size(Some(CLIENT_MESSAGE_MAX));
+        Ok(Self { socket: WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await })
     }
 
     /// Writes one message made by [`text`], [`binary`] or `Unframed::frame`.
@@ -130,8 +145,9 @@ impl Client {
     }
 
     /// Waits until the client closes (its close is returned) or the
-    /// connection fails; anything else it sends is read and ignored, a
-    /// ping answered. Cancel-safe.
+    /// connection fails, or it sends a message over `CLIENT_MESSAGE_MAX`;
+    /// anything else it sends is read and ignored, a ping answered.
+    /// Cancel-safe.
     pub async fn closed(&mut self) {
         loop {
             match self.socket.next().await {
