@@ -30,13 +30,12 @@ fn config(root: &Path, extra: &str) -> std::path::PathBuf {
 /// body is sent: `Expect: 100-continue` makes a server that wants the body
 /// say `100 Continue` first.
 fn status_before_body(address: &str, path: &str, length: u64) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/wasm\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
-    )
-    .unwrap();
+    let stream = send_head(
+        address,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/wasm\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+        ),
+    );
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).unwrap();
     line.trim_end().to_owned()
@@ -156,15 +155,21 @@ async fn closed_reads_origins_and_the_client_cap() {
     daemon.kill();
 }
 
-/// The daemon's answer to a raw request head: its status line and body.
-fn raw_get(address: &str, head: &str) -> (String, String) {
+/// A connection that has sent `head` as it is, and waits at most 10 s for
+/// each read of the answer.
+fn send_head(address: &str, head: &str) -> TcpStream {
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        stream,
-        "GET /api/events HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{head}\r\n"
-    )
-    .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+}
+
+/// The daemon's answer to a raw request head: its status line and body.
+fn raw_get(address: &str, head: &str) -> (String, String) {
+    let mut stream = send_head(
+        address,
+        &format!("GET /api/events HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{head}\r\n"),
+    );
     let mut answer = String::new();
     std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
     let status = answer.lines().next().unwrap_or("").to_owned();
