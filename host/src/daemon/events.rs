@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::Utc;
 use tokio::sync::broadcast;
 
@@ -84,9 +84,19 @@ impl Published {
 }
 
 fn message_of(envelope: &EventEnvelope) -> Bytes {
-    match envelope.to_frame() {
-        Frame::Text(json) => websocket::text(&json),
-        Frame::Binary(frame) => websocket::binary(&frame),
+    match &envelope.event {
+        // Copied once, behind room for its headers, and framed as a pipe
+        // read is.
+        Event::GateLogChunk { bytes, .. } => {
+            let mut buf = BytesMut::with_capacity(Unframed::ROOM + bytes.len());
+            buf.put_bytes(0, Unframed::ROOM);
+            buf.extend_from_slice(bytes);
+            Unframed::new(buf).frame(envelope, |len| websocket::header(true, len)).0
+        }
+        _ => match envelope.to_frame() {
+            Frame::Text(json) => websocket::text(&json),
+            Frame::Binary(_) => unreachable!("only a chunk is binary"),
+        },
     }
 }
 

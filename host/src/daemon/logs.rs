@@ -123,9 +123,7 @@ impl RunLog {
     pub fn note(&self, text: &str) {
         self.chunk(Stream::Stderr, Bytes::from(format!("sando: {text}\n")));
     }
-}
 
-impl RunLog {
     /// Reserves the chunk's place in the file and writes it there; its offset.
     fn write(&self, bytes: &[u8]) -> u64 {
         let offset = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);

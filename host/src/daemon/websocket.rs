@@ -109,11 +109,6 @@ pub fn text(json: &str) -> Bytes {
     [header(false, json.len()).as_slice(), json.as_bytes()].concat().into()
 }
 
-/// A binary message, on the wire (its payload copied once, after the header).
-pub fn binary(payload: &[u8]) -> Bytes {
-    [header(true, payload.len()).as_slice(), payload].concat().into()
-}
-
 /// The most a client's message may be. The stream goes one way: a client
 /// sends closes, pings and pongs, so this bounds what the daemon holds for
 /// a client that sends more (tungstenite's own default is 64 MiB).
@@ -135,7 +130,7 @@ impl Client {
         Ok(Self { socket: WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await })
     }
 
-    /// Writes one message made by [`text`], [`binary`] or `Unframed::frame`.
+    /// Writes one message made by [`text`] or `Unframed::frame`.
     /// Whatever tungstenite still has to write (a pong, say) goes first.
     pub async fn send(&mut self, wire: &[u8]) -> std::io::Result<()> {
         self.socket.flush().await.map_err(std::io::Error::other)?;
@@ -188,7 +183,8 @@ pub(crate) mod tests {
     fn messages_are_whole_unmasked_frames_whatever_their_length() {
         for len in [0, 125, 126, 65_535, 65_536, 300_000] {
             let payload = vec![b'x'; len];
-            assert_eq!(read(&binary(&payload)), (true, Bytes::from(payload.clone())), "{len}");
+            let binary = [header(true, len).as_slice(), &payload].concat();
+            assert_eq!(read(&binary), (true, Bytes::from(payload.clone())), "{len}");
             let json = String::from_utf8(payload).unwrap();
             assert_eq!(read(&text(&json)), (false, Bytes::from(json)), "{len}");
         }
