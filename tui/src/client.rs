@@ -190,8 +190,16 @@ impl Client {
     }
 
     fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
-        decode(path, response)
+        let url = format!("{}{path}", self.base);
+        // A GET is safe to repeat, and the first may have gone out on a
+        // kept-alive connection the daemon closed (it restarted: the resync
+        // on reconnecting is the first request after), which ureq reports
+        // as an error instead of trying a new connection.
+        let response = match self.agent.get(&url).call() {
+            Err(error) if !matches!(error, ureq::Error::Timeout(_)) => self.agent.get(&url).call(),
+            first => first,
+        };
+        decode(path, self.send(response)?)
     }
 
     fn post_json<T: DeserializeOwned>(
