@@ -302,12 +302,16 @@ async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<R
             daemon.config.max_event_clients
         )));
     };
+    let connection = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<websocket::Connection>>()
+        .map(|info| info.0);
     let accepted = websocket::accept(request).map_err(ApiError::Handshake)?;
     // Subscribed before the handshake is answered: every event from the
     // moment the client sees the upgrade reaches it.
     let events = daemon.bus.subscribe();
     tokio::spawn(async move {
-        match Client::open(accepted.upgrade).await {
+        match Client::open(accepted.upgrade, connection).await {
             Ok(client) => stream_events(client, events, permit).await,
             Err(error) => tracing::debug!(%error, "event stream client left during the upgrade"),
         }
@@ -365,7 +369,7 @@ async fn stream_events(
 fn skip_missed(
     events: &mut tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     mut missed: u64,
-) -> (u64, Option<bytes::Bytes>) {
+) -> (u64, Option<websocket::Wire>) {
     use tokio::sync::broadcast::error::TryRecvError;
     loop {
         match events.try_recv() {
@@ -887,7 +891,8 @@ mod tests {
         bus.send(Event::GateLogChunk { run_id, seq: 3, stream: Stream::Stdout, offset: 30, bytes });
         let (missed, next) = skip_missed(&mut subscriber, 5);
         assert_eq!(missed, 8, "the five lost and the three chunks waiting");
-        let (binary, text) = websocket::tests::read(&next.expect("the next event not a chunk"));
+        let (binary, text) =
+            websocket::tests::read(next.expect("the next event not a chunk").bytes());
         assert!(!binary, "text");
         let text = std::str::from_utf8(&text).unwrap();
         assert!(text.contains(r#""missed":99"#), "{text}");

@@ -6,6 +6,7 @@
 //! and resumes its logs by offset.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -13,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chrono::Utc;
 use tokio::sync::broadcast;
 
-use super::websocket;
+use super::websocket::{self, FromLog, Wire};
 pub use crate::domain::{Event, EventEnvelope, Frame, Unframed};
 use crate::domain::{GateRunId, Stream};
 
@@ -53,7 +54,7 @@ enum Slot {
     /// A chunk no subscriber has sent yet: its envelope, bytes and all.
     Unbuilt(EventEnvelope),
     /// The message on the wire (`websocket`).
-    Built(Bytes),
+    Built(Wire),
     /// A chunk the bus let go of.
     Released,
 }
@@ -61,7 +62,7 @@ enum Slot {
 impl Published {
     /// What to send; `None` for a chunk the bus let go of: whoever gets
     /// here has fallen `LIVE_BYTES` behind, and lagged.
-    pub fn message(&self) -> Option<Bytes> {
+    pub fn message(&self) -> Option<Wire> {
         let mut slot = self.message.lock().expect("not poisoned");
         match &*slot {
             Slot::Built(message) => Some(message.clone()),
@@ -83,7 +84,7 @@ impl Published {
     }
 }
 
-fn message_of(envelope: &EventEnvelope) -> Bytes {
+fn message_of(envelope: &EventEnvelope) -> Wire {
     match &envelope.event {
         // Copied once, behind room for its headers, and framed as a pipe
         // read is.
@@ -91,7 +92,7 @@ fn message_of(envelope: &EventEnvelope) -> Bytes {
             let mut buf = BytesMut::with_capacity(Unframed::ROOM + bytes.len());
             buf.put_bytes(0, Unframed::ROOM);
             buf.extend_from_slice(bytes);
-            Unframed::new(buf).frame(envelope, |len| websocket::header(true, len)).0
+            Wire::new(Unframed::new(buf).frame(envelope, |len| websocket::header(true, len)).0)
         }
         _ => match envelope.to_frame() {
             Frame::Text(json) => websocket::text(&json),
@@ -161,7 +162,8 @@ impl EventBus {
 
     /// A log chunk read with room for its frame's header: the frame is
     /// made around its bytes, on the caller's thread, without copying
-    /// them. Returns the bytes.
+    /// them. `log` is the file they were written to, whole, at `offset`:
+    /// clients send them from there. Returns the bytes.
     pub fn send_chunk(
         &self,
         run_id: GateRunId,
@@ -169,6 +171,7 @@ impl EventBus {
         stream: Stream,
         offset: u64,
         chunk: Unframed,
+        log: Option<&Arc<File>>,
     ) -> Bytes {
         let bare =
             self.envelope(Event::GateLogChunk { run_id, seq, stream, offset, bytes: Bytes::new() });
@@ -176,6 +179,10 @@ impl EventBus {
             return chunk.into_bytes();
         }
         let (wire, bytes) = chunk.frame(&bare, |len| websocket::header(true, len));
+        let wire = match log {
+            Some(file) => Wire::from_log(wire, FromLog::new(file.clone(), offset, bytes.len())),
+            None => Wire::new(wire),
+        };
         self.publish(bare, Slot::Built(wire), Some(bytes.len()));
         bytes
     }
@@ -251,7 +258,7 @@ mod tests {
             match published.message() {
                 None => let_go += 1,
                 Some(wire) => {
-                    let (binary, frame) = websocket::tests::read(&wire);
+                    let (binary, frame) = websocket::tests::read(wire.bytes());
                     assert!(binary, "a chunk is binary");
                     let envelope = EventEnvelope::from_binary(frame).unwrap();
                     let Event::GateLogChunk { seq, bytes, .. } = envelope.event else {
@@ -277,12 +284,16 @@ mod tests {
         read.extend_from_slice(b"\xff exact bytes\n");
         let read_at = read[Unframed::ROOM..].as_ptr();
         let run_id = GateRunId::try_from(9).unwrap();
-        let bytes = bus.send_chunk(run_id, 4, Stream::Stderr, 100, Unframed::new(read));
+        let bytes = bus.send_chunk(run_id, 4, Stream::Stderr, 100, Unframed::new(read), None);
         assert_eq!(bytes.as_ptr(), read_at, "the bytes are where they were read");
         assert_eq!(bus.held.load(Ordering::Relaxed), bytes.len());
         let wire = subscriber.try_recv().unwrap().message().expect("a chunk's frame");
-        assert_eq!(wire.as_ptr_range().end, bytes.as_ptr_range().end, "framed where it lies");
-        let (binary, frame) = websocket::tests::read(&wire);
+        assert_eq!(
+            wire.bytes().as_ptr_range().end,
+            bytes.as_ptr_range().end,
+            "framed where it lies"
+        );
+        let (binary, frame) = websocket::tests::read(wire.bytes());
         assert!(binary, "a chunk is binary");
         let envelope = EventEnvelope::from_binary(frame).unwrap();
         let Event::GateLogChunk { run_id: r, seq, stream, offset, bytes: b } = envelope.event
@@ -301,8 +312,8 @@ mod tests {
         bus.send(chunk(0, 1000));
         let wire = |published: Arc<Published>| published.message().expect("a chunk's frame");
         let (a, b) = (wire(first.try_recv().unwrap()), wire(second.try_recv().unwrap()));
-        assert_eq!(a.as_ptr(), b.as_ptr(), "both send the one frame built");
-        let (binary, frame) = websocket::tests::read(&a);
+        assert_eq!(a.bytes().as_ptr(), b.bytes().as_ptr(), "both send the one frame built");
+        let (binary, frame) = websocket::tests::read(a.bytes());
         assert!(binary, "a chunk is binary");
         let Event::GateLogChunk { bytes, .. } = EventEnvelope::from_binary(frame).unwrap().event
         else {
@@ -320,7 +331,7 @@ mod tests {
             bus.send(chunk(seq, 1 << 20));
         }
         let first = subscriber.try_recv().unwrap();
-        let (binary, text) = websocket::tests::read(&first.message().expect("never let go"));
+        let (binary, text) = websocket::tests::read(first.message().expect("never let go").bytes());
         assert!(!binary, "text");
         let text = std::str::from_utf8(&text).unwrap();
         assert!(text.contains(r#""kind":"lagged""#), "{text}");

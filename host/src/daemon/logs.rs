@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::events::{Event, EventBus, Unframed};
@@ -32,7 +33,8 @@ impl LogsDir {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        File::create(path)
+        // Readable too: live chunks are sent from the file (`FromLog`).
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)
     }
 
     /// Opens an existing log to add to it (a blocked run evaluated again):
@@ -40,6 +42,7 @@ impl LogsDir {
     /// starts at the file's end.
     pub fn append(&self, log_ref: &LogRef) -> std::io::Result<File> {
         std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
@@ -105,7 +108,8 @@ const _: () = assert!(crate::executor::READ_SIZE <= LIVE_CHUNK);
 /// streams' readers never wait on each other, and a live chunk's `offset`
 /// is exactly where its bytes are in the file.
 pub struct RunLog {
-    file: File,
+    /// Shared with the live chunks sent from it.
+    file: Arc<File>,
     live: Option<(EventBus, GateRunId)>,
     seq: AtomicU64,
     /// Where the next chunk goes: the file's length when it was opened
@@ -116,7 +120,7 @@ pub struct RunLog {
 impl RunLog {
     pub fn new(file: File, live: Option<(EventBus, GateRunId)>) -> Self {
         let end = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Self { file, live, seq: AtomicU64::new(0), end: AtomicU64::new(end) }
+        Self { file: Arc::new(file), live, seq: AtomicU64::new(0), end: AtomicU64::new(end) }
     }
 
     /// A line of the host's own (a step starting, a command being run).
@@ -124,12 +128,13 @@ impl RunLog {
         self.chunk(Stream::Stderr, Bytes::from(format!("sando: {text}\n")));
     }
 
-    /// Reserves the chunk's place in the file and writes it there; its offset.
-    fn write(&self, bytes: &[u8]) -> u64 {
+    /// Reserves the chunk's place in the file and writes it there; its
+    /// offset, and whether all of it is there.
+    fn write(&self, bytes: &[u8]) -> (u64, bool) {
         let offset = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // A full disk must not stop the gate; the chunk still goes out live.
-        let _ = self.file.write_all_at(bytes, offset);
-        offset
+        let whole = self.file.write_all_at(bytes, offset).is_ok();
+        (offset, whole)
     }
 }
 
@@ -138,7 +143,7 @@ impl LogSink for RunLog {
         if bytes.is_empty() {
             return;
         }
-        let offset = self.write(&bytes);
+        let (offset, _) = self.write(&bytes);
         let Some((bus, run_id)) = &self.live else { return };
         // Live in pieces of at most `LIVE_CHUNK`: frames stay small, and the
         // bus's bound on held bytes lets go of little at a time.
@@ -158,9 +163,11 @@ impl LogSink for RunLog {
         let len = chunk.bytes().len();
         match &self.live {
             Some((bus, run_id)) if len > 0 && len <= LIVE_CHUNK => {
-                let offset = self.write(chunk.bytes());
+                let (offset, whole) = self.write(chunk.bytes());
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                bus.send_chunk(*run_id, seq, stream, offset, chunk)
+                // Sent from the file only if the file has every byte.
+                let log = whole.then_some(&self.file);
+                bus.send_chunk(*run_id, seq, stream, offset, chunk, log)
             }
             _ => {
                 let bytes = chunk.into_bytes();

@@ -135,10 +135,14 @@ impl Started {
         if let Some(dir) = self.daemon.config.gates_dir.clone() {
             tokio::spawn(watch::run(self.daemon.clone(), dir));
         }
-        axum::serve(self.listener, api::router(self.daemon))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| StartError::Listen { addr: url, message: e.to_string() })
+        axum::serve(
+            self.listener,
+            // The event stream sends log bytes from their files to the socket.
+            api::router(self.daemon).into_make_service_with_connect_info::<websocket::Connection>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| StartError::Listen { addr: url, message: e.to_string() })
     }
 }
 

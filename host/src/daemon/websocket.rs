@@ -5,20 +5,30 @@
 //! [`header`]) and each client's task writes those bytes to its socket
 //! ([`Client::send`]). A log chunk read from a pipe goes out in the very
 //! memory it was read into (`Unframed::frame` puts both headers in the room
-//! before it). tungstenite, which would copy every message into its own
+//! before it), and once its bytes are in the run's log file, the socket
+//! takes them from the file's pages (`sendfile`, [`FromLog`]) rather than
+//! copying them from that memory. tungstenite, which would copy every message into its own
 //! write buffer first, still reads the client's frames (close, ping) and
 //! writes its replies; a message of ours is written only once tungstenite
 //! has nothing left to write, and always whole, so the two never interleave
 //! within a frame.
 
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::Request;
+use axum::extract::connect_info::Connected;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use axum::serve::IncomingStream;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -105,38 +115,151 @@ pub fn header(binary: bool, len: usize) -> Vec<u8> {
 }
 
 /// A text message, on the wire.
-pub fn text(json: &str) -> Bytes {
-    [header(false, json.len()).as_slice(), json.as_bytes()].concat().into()
+pub fn text(json: &str) -> Wire {
+    Wire::new([header(false, json.len()).as_slice(), json.as_bytes()].concat().into())
 }
+
+/// A message as it goes on the wire, made once for every client: its
+/// bytes, and for a log chunk whose bytes are in its run's log file, where.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    bytes: Bytes,
+    from_log: Option<FromLog>,
+}
+
+/// The last `len` bytes of a message, as they lie in a log file from
+/// `offset`: written there whole before the message was made, and never
+/// written again. A client's socket takes them from the file's pages
+/// (`sendfile`), which on loopback the kernel hands to the receiving
+/// socket without copying them: the one copy of every live byte a
+/// subscriber costs the daemon (see `BENCHMARKS.md`).
+#[derive(Debug, Clone)]
+pub struct FromLog {
+    file: Arc<File>,
+    offset: u64,
+    len: usize,
+}
+
+impl FromLog {
+    /// `len` bytes of `file` from `offset`; the file must be open for reading.
+    pub fn new(file: Arc<File>, offset: u64, len: usize) -> Self {
+        Self { file, offset, len }
+    }
+}
+
+impl Wire {
+    /// A message sent from memory alone.
+    pub fn new(bytes: Bytes) -> Self {
+        Self { bytes, from_log: None }
+    }
+
+    /// A message whose last bytes are also in a log file. Fewer than
+    /// `FROM_LOG_MIN` are sent from memory: one write is cheaper than a
+    /// write and a `sendfile`.
+    pub fn from_log(bytes: Bytes, from_log: FromLog) -> Self {
+        let worth_it = from_log.len >= FROM_LOG_MIN && from_log.len <= bytes.len();
+        Self { bytes, from_log: worth_it.then_some(from_log) }
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+/// Below this, a chunk's bytes go from memory even when they are in the log.
+const FROM_LOG_MIN: usize = 16 << 10;
 
 /// The most a client's message may be. The stream goes one way: a client
 /// sends closes, pings and pongs, so this bounds what the daemon holds for
 /// a client that sends more (tungstenite's own default is 64 MiB).
 pub const CLIENT_MESSAGE_MAX: usize = 64 << 10;
 
+/// The TCP connection a request came on, as axum accepted it (its
+/// `ConnectInfo`): the socket's descriptor, and its peer to check it by.
+/// The descriptor is only a number here: [`Client::open`] takes a
+/// descriptor of its own for the socket (`dup`) while the upgraded
+/// connection still holds it open.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    fd: RawFd,
+    peer: SocketAddr,
+}
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self { fd: stream.io().as_raw_fd(), peer: *stream.remote_addr() }
+    }
+}
+
+/// Reads and writes of a connection, whatever carries them.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// One client of the event stream.
 pub struct Client {
-    socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+    /// The connection as hyper hands it over: tungstenite reads the
+    /// client's frames from it and writes its replies.
+    socket: WebSocketStream<Box<dyn Io>>,
+    /// The same socket, for the messages of ours: `sendfile` needs its
+    /// descriptor, which hyper's upgraded connection does not give. `None`
+    /// when it could not be had: messages then go through `socket`.
+    direct: Option<TcpStream>,
 }
 
 impl Client {
-    /// Waits for the client to take the `101`.
-    pub async fn open(upgrade: hyper::upgrade::OnUpgrade) -> Result<Self, hyper::Error> {
-        let io = TokioIo::new(upgrade.await?);
+    /// Waits for the client to take the `101`. `connection` is the socket
+    /// the handshake came on, if axum said.
+    pub async fn open(
+        upgrade: hyper::upgrade::OnUpgrade,
+        connection: Option<Connection>,
+    ) -> Result<Self, hyper::Error> {
+        let upgraded = upgrade.await?;
+        // While `upgraded` lives, the socket is open under its descriptor.
+        let direct = connection.and_then(|c| c.duplicate());
+        if direct.is_none() {
+            tracing::debug!("an event stream client's messages go through hyper's connection");
+        }
+        Ok(Self::over(Box::new(TokioIo::new(upgraded)), direct).await)
+    }
+
+    async fn over(socket: Box<dyn Io>, direct: Option<TcpStream>) -> Self {
         let config = WebSocketConfig::default()
             .read_buffer_size(4 << 10)
             .max_message_size(Some(CLIENT_MESSAGE_MAX))
             .max_frame_size(Some(CLIENT_MESSAGE_MAX));
-        Ok(Self { socket: WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await })
+        let socket = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
+        Self { socket, direct }
     }
 
     /// Writes one message made by [`text`] or `Unframed::frame`.
     /// Whatever tungstenite still has to write (a pong, say) goes first.
-    pub async fn send(&mut self, wire: &[u8]) -> std::io::Result<()> {
+    /// Bytes in a log go from the file; what the file does not give (it
+    /// was cut short, or cannot be sent from) goes from memory.
+    pub async fn send(&mut self, wire: &Wire) -> std::io::Result<()> {
         self.socket.flush().await.map_err(std::io::Error::other)?;
-        let io = self.socket.get_mut();
-        io.write_all(wire).await?;
-        io.flush().await
+        let bytes = &wire.bytes;
+        let Some(tcp) = &mut self.direct else {
+            let io = self.socket.get_mut();
+            io.write_all(bytes).await?;
+            return io.flush().await;
+        };
+        let mut sent = 0;
+        if let Some(from_log) = &wire.from_log {
+            let head = &bytes[..bytes.len() - from_log.len];
+            // Held back until the file's bytes follow it, so the frame's
+            // header never goes out as a small segment of its own.
+            while sent < head.len() {
+                tcp.writable().await?;
+                match tcp.try_io(Interest::WRITABLE, || send_more(tcp, &head[sent..])) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            sent += send_file(tcp, from_log).await;
+        }
+        tcp.write_all(&bytes[sent..]).await?;
+        tcp.flush().await
     }
 
     /// Waits until the client closes (its close is returned) or the
@@ -156,6 +279,67 @@ impl Client {
             }
         }
     }
+}
+
+impl Connection {
+    /// A descriptor of our own for the socket, if it is still the one the
+    /// handshake came on (the same peer).
+    fn duplicate(self) -> Option<TcpStream> {
+        // SAFETY: called while the upgraded connection, which owns the
+        // descriptor, is alive; the peer is checked below all the same.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let tcp = std::net::TcpStream::from(borrowed.try_clone_to_owned().ok()?);
+        if tcp.peer_addr().ok()? != self.peer {
+            return None;
+        }
+        // Non-blocking already (the flag is the socket's, and tokio's);
+        // said again because `from_std` requires it.
+        tcp.set_nonblocking(true).ok()?;
+        TcpStream::from_std(tcp).ok()
+    }
+}
+
+/// `send(2)` with `MSG_MORE`: what follows at once joins these bytes.
+fn send_more(tcp: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: the pointer and length are of a live slice; the descriptor
+    // is the stream's own.
+    let n =
+        unsafe { libc::send(tcp.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_MORE) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// Sends `from_log`'s bytes from its file; how many went. Fewer than all
+/// when the file ends early or cannot be sent from (the caller sends the
+/// rest from memory), or when the connection failed (so will that).
+async fn send_file(tcp: &TcpStream, from_log: &FromLog) -> usize {
+    let Ok(mut offset) = libc::off_t::try_from(from_log.offset) else { return 0 };
+    let mut sent = 0;
+    while sent < from_log.len {
+        if tcp.writable().await.is_err() {
+            break;
+        }
+        let sendfile = || {
+            // SAFETY: both descriptors are open for the call (the file is
+            // held by `from_log`, the socket by `tcp`); the kernel moves
+            // `offset` by what it sent.
+            let n = unsafe {
+                libc::sendfile(
+                    tcp.as_raw_fd(),
+                    from_log.file.as_raw_fd(),
+                    &mut offset,
+                    from_log.len - sent,
+                )
+            };
+            usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+        };
+        match tcp.try_io(Interest::WRITABLE, sendfile) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    sent
 }
 
 #[cfg(test)]
@@ -186,8 +370,68 @@ pub(crate) mod tests {
             let binary = [header(true, len).as_slice(), &payload].concat();
             assert_eq!(read(&binary), (true, Bytes::from(payload.clone())), "{len}");
             let json = String::from_utf8(payload).unwrap();
-            assert_eq!(read(&text(&json)), (false, Bytes::from(json)), "{len}");
+            assert_eq!(read(text(&json).bytes()), (false, Bytes::from(json)), "{len}");
         }
         assert!(header(true, usize::MAX >> 1).len() <= sando_wire::Unframed::OUTER);
+    }
+
+    /// A log chunk's bytes go from the file where it has them, from memory
+    /// where it does not. The file holds `f` where memory holds `m`, so the
+    /// bytes a real TCP peer reads tell where each came from.
+    #[tokio::test]
+    async fn a_chunk_in_the_log_is_sent_from_the_file_and_what_it_lacks_from_memory() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut remote = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let connection = Connection { fd: tcp.as_raw_fd(), peer };
+        let direct = connection.duplicate().expect("the socket, checked by its peer");
+        let mut client = Client::over(Box::new(tcp), Some(direct)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.log");
+        let (at, len) = (100, 64 << 10);
+        std::fs::write(&path, [vec![b'-'; at], vec![b'f'; len]].concat()).unwrap();
+        let readable = Arc::new(File::open(&path).unwrap());
+        let write_only = Arc::new(std::fs::OpenOptions::new().write(true).open(&path).unwrap());
+        let mut send = async |file: &Arc<File>, len: usize| {
+            let head = header(true, len);
+            let wire = [head.as_slice(), &vec![b'm'; len]].concat();
+            let wire = Wire::from_log(wire.into(), FromLog::new(file.clone(), at as u64, len));
+            client.send(&wire).await.unwrap();
+            let mut got = vec![0; head.len() + len];
+            let reading = remote.read_exact(&mut got);
+            tokio::time::timeout(std::time::Duration::from_secs(10), reading)
+                .await
+                .unwrap()
+                .unwrap();
+            let (binary, payload) = read(&got);
+            assert!(binary);
+            payload
+        };
+        let sources = |payload: &[u8]| {
+            let f = payload.iter().take_while(|b| **b == b'f').count();
+            assert!(payload[f..].iter().all(|b| *b == b'm'), "the file's bytes, then memory's");
+            (f, payload.len() - f)
+        };
+        assert_eq!(sources(&send(&readable, len).await), (len, 0), "all from the file");
+        assert_eq!(sources(&send(&write_only, len).await), (0, len), "a file it cannot read from");
+        let small = FROM_LOG_MIN - 1;
+        assert_eq!(sources(&send(&readable, small).await), (0, small), "too few to be worth it");
+        // The file cut short: what it still has, then the rest from memory.
+        File::options().write(true).open(&path).unwrap().set_len(at as u64 + 1000).unwrap();
+        assert_eq!(sources(&send(&readable, len).await), (1000, len - 1000));
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_taken_only_if_it_is_still_the_peer_s() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let fd = tcp.as_raw_fd();
+        assert!(Connection { fd, peer }.duplicate().is_some());
+        let elsewhere = SocketAddr::new(peer.ip(), peer.port().wrapping_add(1));
+        assert!(Connection { fd, peer: elsewhere }.duplicate().is_none(), "another peer");
+        let file = tempfile::tempfile().unwrap();
+        assert!(Connection { fd: file.as_raw_fd(), peer }.duplicate().is_none(), "not a socket");
     }
 }
