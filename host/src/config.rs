@@ -57,6 +57,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Event stream clients at once.
     pub max_event_clients: usize,
+    /// How long an event stream client may take to take one message
+    /// before it is let go, and its place with it (`event_send_timeout`).
+    pub event_send_timeout: Duration,
     /// What old versions' files and old backups the daemon removes.
     pub retention: Retention,
 }
@@ -342,6 +345,12 @@ impl Gate {
     }
 }
 
+/// How long an event stream client may take over one message by default:
+/// long enough for a client paused for a while (a terminal suspended, a
+/// laptop's network changing), short enough that clients which stopped
+/// reading do not keep `max_event_clients` full.
+pub const DEFAULT_EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The longest duration a config may give: ten years. Anything longer is a
 /// typo, and bounding it keeps every later date addition in range.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
@@ -394,6 +403,7 @@ struct RawConfig {
     #[serde(default)]
     allowed_origins: Vec<String>,
     max_event_clients: Option<Spanned<u32>>,
+    event_send_timeout: Option<Spanned<String>>,
     retention: Option<RawRetention>,
     project: RawProject,
     tiers: Vec<RawTier>,
@@ -844,6 +854,11 @@ impl Config {
                     ));
                 }
             },
+            event_send_timeout: source.duration_or(
+                &raw.event_send_timeout,
+                "event_send_timeout",
+                DEFAULT_EVENT_SEND_TIMEOUT,
+            )?,
             isolation,
             run_as,
         })
@@ -1153,6 +1168,11 @@ kind = "manual_confirm"
             "args = \"test --offline\"\ntimeout = \"20s\"\nretry = { attempts = 4, on = [\"interrupted\"] }",
         );
         let config = parse(&text).unwrap();
+        assert_eq!(config.event_send_timeout, DEFAULT_EVENT_SEND_TIMEOUT);
+        let sends = parse(&format!("event_send_timeout = \"5s\"\n{text}")).unwrap();
+        assert_eq!(sends.event_send_timeout, Duration::from_secs(5));
+        let never = parse(&format!("event_send_timeout = \"0s\"\n{text}")).unwrap_err();
+        assert!(never.to_string().contains("event_send_timeout"), "{never}");
         assert_eq!(config.defaults.kill_grace, Duration::from_secs(1));
         assert_eq!(config.defaults.on_supersede, OnSupersede::Finish);
         let tests = &config.tiers[0].gates[0];

@@ -164,17 +164,19 @@ fn send_head(address: &str, head: &str) -> TcpStream {
     stream
 }
 
-/// The daemon's answer to a raw request head: its status line and body.
-fn raw_get(address: &str, head: &str) -> (String, String) {
+/// The daemon's answer to a raw request head: its status line, its
+/// header lines (lowercase) and its body.
+fn raw_get(address: &str, head: &str) -> (String, Vec<String>, String) {
     let mut stream = send_head(
         address,
         &format!("GET /api/events HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{head}\r\n"),
     );
     let mut answer = String::new();
     std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
-    let status = answer.lines().next().unwrap_or("").to_owned();
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or("").to_owned();
+    (status, lines.map(str::to_ascii_lowercase).collect(), body.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,11 +187,16 @@ async fn the_event_stream_names_a_bad_handshake_and_answers_pings_and_closes() {
     let root = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&config(root.path(), ""));
     let address = daemon.url.trim_start_matches("http://").to_owned();
-    let (status, body) = raw_get(&address, "");
+    let (status, headers, body) = raw_get(&address, "");
     assert!(status.contains(" 426 "), "{status}");
     assert!(body.contains("must ask to upgrade"), "{body}");
+    // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+    assert!(headers.contains(&"upgrade: websocket".to_owned()), "{headers:?}");
     let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
-    let (status, body) = raw_get(
+    // RFC 6455 §4.2.2: a version it does not speak is answered with the
+    // version it does.
+    let speaks = "sec-websocket-version: 13".to_owned();
+    let (status, headers, body) = raw_get(
         &address,
         &format!(
             "{upgrade}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
@@ -197,13 +204,17 @@ async fn the_event_stream_names_a_bad_handshake_and_answers_pings_and_closes() {
     );
     assert!(status.contains(" 400 "), "{status}");
     assert!(body.contains("`Sec-WebSocket-Version` is \\\"8\\\""), "{body}");
-    let (status, body) = raw_get(&address, &format!("{upgrade}Sec-WebSocket-Version: 13\r\n"));
+    assert!(headers.contains(&speaks), "{headers:?}");
+    let (status, headers, body) =
+        raw_get(&address, &format!("{upgrade}Sec-WebSocket-Version: 13\r\n"));
     assert!(status.contains(" 400 "), "{status}");
     assert!(body.contains("no `Sec-WebSocket-Key`"), "{body}");
-    let (status, body) =
+    assert!(!headers.contains(&speaks), "the version was not the problem: {headers:?}");
+    let (status, headers, body) =
         raw_get(&address, &format!("{upgrade}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
     assert!(status.contains(" 400 "), "{status}");
     assert!(body.contains("no `Sec-WebSocket-Version`"), "{body}");
+    assert!(headers.contains(&speaks), "{headers:?}");
 
     // A client's ping is answered and its close returned, with the daemon's
     // own messages written around tungstenite's.

@@ -1,4 +1,4 @@
-//! Live logs are exact and lossless, through the real `sando serve`: a gate prints 64 MiB that are not UTF-8, at about 100 MB/s; the log file holds exactly those bytes, a WebSocket client that keeps up reassembles the log from the chunks' offsets, and one that reads slowly, lags and resumes with `?from=` reassembles the same bytes.
+//! Live logs are exact and lossless, through the real `sando serve`: a gate prints 64 MiB that are not UTF-8, at about 100 MB/s; the log file holds exactly those bytes, a WebSocket client that keeps up reassembles the log from the chunks' offsets, one that reads slowly, lags and resumes with `?from=` reassembles the same bytes, and one that stops reading is let go.
 
 mod util;
 
@@ -57,6 +57,40 @@ fn printed() -> Vec<u8> {
         all.extend_from_slice(&buf);
     }
     all
+}
+
+/// Opens the event stream and reads nothing: a client that stopped reading.
+fn stalled_client(address: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+/// Everything a stalled client was sent, up to the daemon closing the
+/// connection (panics if it is still open 30 s on): the first bytes, and
+/// how many in all.
+fn read_to_close(mut stream: std::net::TcpStream) -> (Vec<u8>, usize) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (mut first, mut total, mut buf) = (Vec::new(), 0, vec![0u8; 1 << 20]);
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (first, total),
+            Ok(n) => {
+                if first.len() < 64 {
+                    first.extend_from_slice(&buf[..n.min(64)]);
+                }
+                total += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (first, total),
+            Err(e) => panic!("the daemon kept a client that stopped reading: {e}"),
+        }
+    }
 }
 
 /// Lays chunks out by offset; panics on a gap or a disagreement.
@@ -144,6 +178,7 @@ async fn sixty_four_mib_of_bytes_arrive_exactly_live_and_after_a_lag() {
             r#"listen = "127.0.0.1:0"
 data_dir = "data"
 token_env = "SANDO_TEST_TOKEN"
+event_send_timeout = "5s"
 [project]
 repo = "{repo}"
 build = "cargo build --offline --quiet"
@@ -162,6 +197,7 @@ args = "test --offline -- --nocapture"
     let events = Events::connect(&daemon.url).await;
     let (tell_run, run) = tokio::sync::watch::channel(None);
     let slow = tokio::spawn(slow_reader(daemon.url.clone(), run));
+    let stalled = stalled_client(daemon.url.trim_start_matches("http://"));
     // The slow client is connected before anything runs.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _) = daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
@@ -172,6 +208,7 @@ args = "test --offline -- --nocapture"
         })
         .await;
     let run_id = started["event"]["run_id"].as_i64().unwrap();
+    let stalled_since = std::time::Instant::now();
     tell_run.send(Some(run_id)).unwrap();
     events
         .wait("the gate passes", Duration::from_secs(300), gate_done("cargo_test", "passed"))
@@ -211,6 +248,15 @@ args = "test --offline -- --nocapture"
         tokio::time::timeout(Duration::from_secs(300), slow).await.unwrap().unwrap();
     assert!(lagged > 0, "the slow client lagged");
     assert!(resumed == log_file, "resumed log has {} of {} bytes", resumed.len(), log_file.len());
+
+    // The client that never read was let go once a message had waited on
+    // it for `event_send_timeout`: what it was sent ends, short of the log.
+    // (Read sooner, it would have taken its message in time.)
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(stalled_since.elapsed())).await;
+    let (answer, taken) =
+        tokio::task::spawn_blocking(move || read_to_close(stalled)).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&answer[..40]));
+    assert!(taken < log_file.len(), "it stalled: {taken} bytes, the log {}", log_file.len());
 
     // `Range` serves the same bytes as `?from=`.
     let at = log_file.len() / 2;

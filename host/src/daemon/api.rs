@@ -221,7 +221,12 @@ impl IntoResponse for ApiError {
             ApiError::Handshake(ref error) => error.status(),
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let extra = match &self {
+            ApiError::Handshake(error) => error.headers(),
+            _ => Vec::new(),
+        };
         let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        response.headers_mut().extend(extra);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -310,9 +315,10 @@ async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<R
     // Subscribed before the handshake is answered: every event from the
     // moment the client sees the upgrade reaches it.
     let events = daemon.bus.subscribe();
+    let send_timeout = daemon.config.event_send_timeout;
     tokio::spawn(async move {
         match Client::open(accepted.upgrade, connection).await {
-            Ok(client) => stream_events(client, events, permit).await,
+            Ok(client) => stream_events(client, events, permit, send_timeout).await,
             Err(error) => tracing::debug!(%error, "event stream client left during the upgrade"),
         }
     });
@@ -321,12 +327,30 @@ async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<R
 
 /// Forwards the bus to one client. A client too slow to keep up is skipped
 /// ahead and told how much it missed; it never slows the gates or others.
-/// The permit is its place among the clients, given back when it leaves.
+/// One that takes no message in `send_timeout` has stopped reading, and is
+/// let go. The permit is its place among the clients, given back when it
+/// leaves.
 async fn stream_events(
     mut client: Client,
     mut events: tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    send_timeout: std::time::Duration,
 ) {
+    let send = async |client: &mut Client, wire: &websocket::Wire| match tokio::time::timeout(
+        send_timeout,
+        client.send(wire),
+    )
+    .await
+    {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::info!(
+                timeout = %humantime::format_duration(send_timeout),
+                "an event stream client took no message in event_send_timeout; let go"
+            );
+            false
+        }
+    };
     loop {
         tokio::select! {
             received = events.recv() => {
@@ -344,12 +368,12 @@ async fn stream_events(
                     let lagged =
                         EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed } };
                     let Ok(text) = serde_json::to_string(&lagged) else { continue };
-                    if client.send(&websocket::text(&text)).await.is_err() {
+                    if !send(&mut client, &websocket::text(&text)).await {
                         return;
                     }
                 }
                 if let Some(message) = next
-                    && client.send(&message).await.is_err()
+                    && !send(&mut client, &message).await
                 {
                     return;
                 }

@@ -53,6 +53,22 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// Headers the answer carries: a `426` names the protocol to upgrade
+    /// to (RFC 9110 §15.5.22), and an answer about the version says the
+    /// one this daemon speaks (RFC 6455 §4.2.2).
+    pub fn headers(&self) -> Vec<(header::HeaderName, HeaderValue)> {
+        match self {
+            HandshakeError::NotAnUpgrade => vec![
+                (header::UPGRADE, HeaderValue::from_static("websocket")),
+                (header::CONNECTION, HeaderValue::from_static("upgrade")),
+            ],
+            HandshakeError::NoVersion | HandshakeError::Version(_) => {
+                vec![(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))]
+            }
+            HandshakeError::NoKey => Vec::new(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             HandshakeError::NotAnUpgrade => StatusCode::UPGRADE_REQUIRED,
@@ -214,8 +230,8 @@ impl Client {
         connection: Option<Connection>,
     ) -> Result<Self, hyper::Error> {
         let upgraded = upgrade.await?;
-        // While `upgraded` lives, the socket is open under its descriptor.
-        let direct = connection.and_then(|c| c.duplicate());
+        // SAFETY: `upgraded`, alive here, owns the connection's descriptor.
+        let direct = connection.and_then(|c| unsafe { c.duplicate() });
         if direct.is_none() {
             tracing::debug!("an event stream client's messages go through hyper's connection");
         }
@@ -284,9 +300,14 @@ impl Client {
 impl Connection {
     /// A descriptor of our own for the socket, if it is still the one the
     /// handshake came on (the same peer).
-    fn duplicate(self) -> Option<TcpStream> {
-        // SAFETY: called while the upgraded connection, which owns the
-        // descriptor, is alive; the peer is checked below all the same.
+    ///
+    /// # Safety
+    ///
+    /// The connection's descriptor is open for the call: whatever owns it
+    /// (hyper's upgraded connection) is alive.
+    unsafe fn duplicate(self) -> Option<TcpStream> {
+        // SAFETY: open for the call, as the caller promised; the peer is
+        // checked below all the same.
         let borrowed = unsafe { BorrowedFd::borrow_raw(self.fd) };
         let tcp = std::net::TcpStream::from(borrowed.try_clone_to_owned().ok()?);
         if tcp.peer_addr().ok()? != self.peer {
@@ -385,7 +406,8 @@ pub(crate) mod tests {
         let mut remote = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (tcp, peer) = listener.accept().await.unwrap();
         let connection = Connection { fd: tcp.as_raw_fd(), peer };
-        let direct = connection.duplicate().expect("the socket, checked by its peer");
+        // SAFETY: `tcp` owns the descriptor and outlives the call.
+        let direct = unsafe { connection.duplicate() }.expect("the socket, checked by its peer");
         let mut client = Client::over(Box::new(tcp), Some(direct)).await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.log");
@@ -427,11 +449,14 @@ pub(crate) mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (tcp, peer) = listener.accept().await.unwrap();
-        let fd = tcp.as_raw_fd();
-        assert!(Connection { fd, peer }.duplicate().is_some());
-        let elsewhere = SocketAddr::new(peer.ip(), peer.port().wrapping_add(1));
-        assert!(Connection { fd, peer: elsewhere }.duplicate().is_none(), "another peer");
         let file = tempfile::tempfile().unwrap();
-        assert!(Connection { fd: file.as_raw_fd(), peer }.duplicate().is_none(), "not a socket");
+        let elsewhere = SocketAddr::new(peer.ip(), peer.port().wrapping_add(1));
+        let (fd, not_a_socket) = (tcp.as_raw_fd(), file.as_raw_fd());
+        // SAFETY: `tcp` and `file` own the descriptors and outlive the calls.
+        unsafe {
+            assert!(Connection { fd, peer }.duplicate().is_some());
+            assert!(Connection { fd, peer: elsewhere }.duplicate().is_none(), "another peer");
+            assert!(Connection { fd: not_a_socket, peer }.duplicate().is_none(), "not a socket");
+        }
     }
 }
