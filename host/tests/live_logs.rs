@@ -193,7 +193,9 @@ args = "test --offline -- --nocapture"
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&config);
+    // Its debug lines say how each event stream client is written to.
+    let daemon =
+        Daemon::start_with_env(&config, &[("SANDO_LOG", "info,sando::daemon::websocket=debug")]);
     let events = Events::connect(&daemon.url).await;
     let (tell_run, run) = tokio::sync::watch::channel(None);
     let slow = tokio::spawn(slow_reader(daemon.url.clone(), run));
@@ -257,6 +259,12 @@ args = "test --offline -- --nocapture"
         tokio::task::spawn_blocking(move || read_to_close(stalled)).await.unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&answer[..40]));
     assert!(taken < log_file.len(), "it stalled: {taken} bytes, the log {}", log_file.len());
+
+    // Every client was written to on a socket of its own: log bytes went
+    // from the file (`sendfile`), not through hyper's connection.
+    let said = daemon.stderr.lock().unwrap().clone();
+    assert!(said.contains("log bytes go from their files"), "{said}");
+    assert!(!said.contains("go through hyper's connection"), "{said}");
 
     // `Range` serves the same bytes as `?from=`.
     let at = log_file.len() / 2;

@@ -232,8 +232,11 @@ impl Client {
         let upgraded = upgrade.await?;
         // SAFETY: `upgraded`, alive here, owns the connection's descriptor.
         let direct = connection.and_then(|c| unsafe { c.duplicate() });
-        if direct.is_none() {
-            tracing::debug!("an event stream client's messages go through hyper's connection");
+        match direct {
+            Some(_) => tracing::debug!("an event stream client: log bytes go from their files"),
+            None => {
+                tracing::debug!("an event stream client: messages go through hyper's connection")
+            }
         }
         Ok(Self::over(Box::new(TokioIo::new(upgraded)), direct).await)
     }
