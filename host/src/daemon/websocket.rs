@@ -208,7 +208,7 @@ impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Connection {
 }
 
 /// Reads and writes of a connection, whatever carries them.
-pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// One client of the event stream.
