@@ -336,21 +336,6 @@ async fn stream_events(
     _permit: tokio::sync::OwnedSemaphorePermit,
     send_timeout: std::time::Duration,
 ) {
-    let send = async |client: &mut Client, wire: &websocket::Wire| match tokio::time::timeout(
-        send_timeout,
-        client.send(wire),
-    )
-    .await
-    {
-        Ok(sent) => sent.is_ok(),
-        Err(_) => {
-            tracing::info!(
-                timeout = %humantime::format_duration(send_timeout),
-                "an event stream client took no message in event_send_timeout; let go"
-            );
-            false
-        }
-    };
     loop {
         tokio::select! {
             received = events.recv() => {
@@ -368,17 +353,36 @@ async fn stream_events(
                     let lagged =
                         EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed } };
                     let Ok(text) = serde_json::to_string(&lagged) else { continue };
-                    if !send(&mut client, &websocket::text(&text)).await {
+                    if !send_within(&mut client, &websocket::text(&text), send_timeout).await {
                         return;
                     }
                 }
                 if let Some(message) = next
-                    && !send(&mut client, &message).await
+                    && !send_within(&mut client, &message, send_timeout).await
                 {
                     return;
                 }
             }
             () = client.closed() => return,
+        }
+    }
+}
+
+/// Sends one message to a client, unless it takes none in `timeout`;
+/// whether it went.
+async fn send_within(
+    client: &mut Client,
+    wire: &websocket::Wire,
+    timeout: std::time::Duration,
+) -> bool {
+    match tokio::time::timeout(timeout, client.send(wire)).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::info!(
+                timeout = %humantime::format_duration(timeout),
+                "an event stream client took no message in event_send_timeout; let go"
+            );
+            false
         }
     }
 }

@@ -268,12 +268,7 @@ impl Client {
             // Held back until the file's bytes follow it, so the frame's
             // header never goes out as a small segment of its own.
             while sent < head.len() {
-                tcp.writable().await?;
-                match tcp.try_io(Interest::WRITABLE, || send_more(tcp, &head[sent..])) {
-                    Ok(n) => sent += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
+                sent += when_writable(tcp, || send_more(tcp, &head[sent..])).await?;
             }
             sent += send_file(tcp, from_log).await;
         }
@@ -339,9 +334,6 @@ async fn send_file(tcp: &TcpStream, from_log: &FromLog) -> usize {
     let Ok(mut offset) = libc::off_t::try_from(from_log.offset) else { return 0 };
     let mut sent = 0;
     while sent < from_log.len {
-        if tcp.writable().await.is_err() {
-            break;
-        }
         let sendfile = || {
             // SAFETY: both descriptors are open for the call (the file is
             // held by `from_log`, the socket by `tcp`); the kernel moves
@@ -356,14 +348,27 @@ async fn send_file(tcp: &TcpStream, from_log: &FromLog) -> usize {
             };
             usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
         };
-        match tcp.try_io(Interest::WRITABLE, sendfile) {
-            Ok(0) => break,
+        match when_writable(tcp, sendfile).await {
+            Ok(0) | Err(_) => break,
             Ok(n) => sent += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
         }
     }
     sent
+}
+
+/// One non-blocking write of `tcp`'s, made once the socket can take it;
+/// what it returned.
+async fn when_writable(
+    tcp: &TcpStream,
+    mut write: impl FnMut() -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
+    loop {
+        tcp.writable().await?;
+        match tcp.try_io(Interest::WRITABLE, &mut write) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+    }
 }
 
 #[cfg(test)]
