@@ -87,16 +87,55 @@ def nextest_test_name(rest: str) -> Optional[str]:
     return rest or None
 
 
+NEXTEST_FAILURES = ("FAIL", "FAIL + LEAK", "FL+LK", "LEAK-FAIL", "LKFAIL", "XFAIL", "TIMEOUT", "TMT")
+TRY = re.compile(r"TRY [0-9]+ ")
+
+
 def nextest_failure(line: str) -> Optional[str]:
-    if not line or line[0] not in "FST" or " [" not in line:
+    """The full name on a line of a test nextest failed: `FAIL`, a signal
+    (`SIGABRT`, `ABORT SIG 6`), a leak, its own slow-timeout (`TIMEOUT`),
+    `XFAIL`, `FLKY-FL 2/3`; with retries `TRY n` and a short form (`TMT`)."""
+    try_prefix = TRY.match(line)
+    if try_prefix:
+        line = line[try_prefix.end() :]
+    if " [" not in line:
         return None
     status, rest = line.split(" [", 1)
-    is_signal = len(status) > 3 and status.startswith("SIG") and all(
-        "A" <= c <= "Z" for c in status[3:]
-    )
-    if not (status in ("FAIL", "TIMEOUT") or is_signal):
+    if not (
+        status in NEXTEST_FAILURES
+        or status.startswith(("SIG", "ABORT", "FLKY-FL "))
+    ):
         return None
+    # An attempt nextest will retry has a counter without numbers (`(───)`):
+    # the test is not over, and may yet pass.
+    if "]" in rest:
+        after = rest.split("]", 1)[1].lstrip(ASCII_SPACE)
+        if after.startswith("(") and ")" in after:
+            counter = after.split(")", 1)[0]
+            if not any("0" <= c <= "9" for c in counter):
+                return None
     return nextest_test_name(rest)
+
+
+def overflowed_thread(line: str) -> Optional[str]:
+    """`thread 'tests::deep' (8064) has overflowed its stack` -> `tests::deep`;
+    a thread without a test's name (`main`, `<unnamed>`) names no test."""
+    if not line.startswith("thread '"):
+        return None
+    rest = line[len("thread '") :]
+    if "'" not in rest:
+        return None
+    name, after = rest.split("'", 1)
+    if not after.endswith(" has overflowed its stack") or name in ("main", "<unnamed>"):
+        return None
+    return name
+
+
+def rerun_target(args: str) -> str:
+    """`--test golden` -> `golden`; a target without a name of its own
+    (`--lib`) is named by the whole hint."""
+    last = args.split(" ")[-1]
+    return last if last and not last.startswith("-") else args
 
 
 def nextest_summary(line: str) -> Optional[str]:
@@ -111,13 +150,21 @@ def nextest_summary(line: str) -> Optional[str]:
 class Report:
     def __init__(self) -> None:
         self.results = 0
+        # `running N tests` lines: one more than results when a test binary
+        # ended before its summary.
+        self.headers = 0
         self.passed = 0
         self.failed = 0
         self.crashed = 0
         self.first_failed: Optional[str] = None
         self.unfinished: Optional[str] = None
+        self.overflowed: Optional[str] = None
+        self.rerun_target: Optional[str] = None
         self.compile_error = False
         self.nextest: Optional[tuple] = None
+        # nextest's own name (binary id and test): the libtest output it
+        # embeds names a test without its binary.
+        self.nextest_first_failed: Optional[str] = None
         self.flaky: List[str] = []
         self.dependency_unavailable: Optional[tuple] = None
         self.no_matching_package: Optional[str] = None
@@ -132,7 +179,7 @@ class Report:
                         self.first_failed = trimmed
                     continue
                 in_failure_list = False
-            if not trimmed or trimmed[0] not in "tfpeSFTA":
+            if not trimmed or trimmed[0] not in "tfperSFTALX":
                 continue
             if trimmed.startswith("test result: "):
                 rest = trimmed[len("test result: ") :]
@@ -141,6 +188,10 @@ class Report:
                 self.failed += count_before(rest, " failed")
             elif trimmed == "failures:":
                 in_failure_list = True
+            elif trimmed.startswith("running ") and trimmed.endswith((" test", " tests")):
+                self.headers += 1
+            elif overflowed_thread(trimmed) is not None and self.overflowed is None:
+                self.overflowed = overflowed_thread(trimmed)
             elif trimmed.startswith("test "):
                 rest = trimmed[len("test ") :]
                 if rest.endswith(" ..."):
@@ -149,13 +200,26 @@ class Report:
                     self.unfinished = None
             elif trimmed.startswith(CRASHED_BINARY) and "(signal: " in trimmed:
                 self.crashed += 1
-            elif trimmed.startswith("error: could not compile") or trimmed.startswith("error[E"):
+            elif trimmed.startswith(
+                ("error: could not compile", "error[E", "error: failed to run custom build command for")
+            ):
                 self.compile_error = True
+            elif (
+                trimmed.startswith("error: test failed, to rerun pass `")
+                and self.rerun_target is None
+            ):
+                args = trimmed[len("error: test failed, to rerun pass `") :].split("`")[0]
+                self.rerun_target = rerun_target(args)
             elif nextest_summary(trimmed) is not None:
                 counts = nextest_summary(trimmed)
-                self.nextest = (count_before(counts, " passed"), count_before(counts, " failed"))
-            elif nextest_failure(trimmed) is not None and self.first_failed is None:
-                self.first_failed = nextest_failure(trimmed)
+                failed_count = (
+                    count_before(counts, " failed")
+                    + count_before(counts, " exec failed")
+                    + count_before(counts, " timed out")
+                )
+                self.nextest = (count_before(counts, " passed"), failed_count)
+            elif nextest_failure(trimmed) is not None and self.nextest_first_failed is None:
+                self.nextest_first_failed = nextest_failure(trimmed)
             elif trimmed.startswith("FLAKY "):
                 name = nextest_test_name(trimmed[len("FLAKY ") :])
                 if name is not None and name not in self.flaky:
@@ -208,8 +272,20 @@ def judge(output: RawOutput) -> GateStatus:
         if nextest_failed == 0 and exited_ok:
             return passed(nextest_passed, report.flaky, output)
         if nextest_failed > 0:
-            return failed(nextest_failed, report.first_failed)
+            return failed(nextest_failed, report.nextest_first_failed or report.first_failed)
         return unclassified()
+    # A harness = false target prints no libtest lines of its own, so cargo's
+    # rerun hint is the only trace of it; the hint alone also follows a
+    # libtest binary that exited mid-run, told apart by its `running N tests`
+    # with no result after it.
+    custom_harness_failed = (
+        report.headers == report.results
+        and report.failed + report.crashed == 0
+        and not report.compile_error
+        and not exited_ok
+    )
+    if custom_harness_failed and report.rerun_target is not None:
+        return failed(1, report.rerun_target)
     if report.results > 0:
         failed_count = report.failed + report.crashed
         if failed_count == 0 and exited_ok:
@@ -218,9 +294,11 @@ def judge(output: RawOutput) -> GateStatus:
             return failed(0, None)
         if failed_count == 0:
             return unclassified()
-        return failed(failed_count, report.first_failed or report.unfinished)
+        return failed(
+            failed_count, report.first_failed or report.overflowed or report.unfinished
+        )
     if report.crashed > 0 and not exited_ok:
-        return failed(report.crashed, report.unfinished)
+        return failed(report.crashed, report.overflowed or report.unfinished)
     if report.compile_error and not exited_ok:
         return failed(0, None)
     return unclassified()
