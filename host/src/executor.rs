@@ -11,9 +11,11 @@
 //! closes; parent-death signals and bubblewrap's `--die-with-parent` back
 //! that up.
 
+pub mod exec_shim;
+
 use std::collections::HashMap;
 use std::future::Future;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -177,6 +179,29 @@ pub struct Isolation {
 }
 
 impl Isolation {
+    /// This sandbox with what a process is started with readable at its own
+    /// path: `program`, the exec shim, and each argument that is an existing
+    /// absolute path. So a program or file under a directory the sandbox
+    /// replaces (`/tmp`) or closes to `run_as` is still there. Never what
+    /// the sandbox hides, and never over what it already makes writable.
+    pub fn with_programs(&self, program: &Path, shim: Option<&Path>, args: &[String]) -> Isolation {
+        let mut isolation = self.clone();
+        let within = |p: &Path, dirs: &[PathBuf]| dirs.iter().any(|d| p.starts_with(d));
+        let paths = args
+            .iter()
+            .map(Path::new)
+            .filter(|p| p.is_absolute() && p.parent().is_some() && p.exists());
+        for path in std::iter::once(program).chain(shim).chain(paths) {
+            if !within(path, &self.hidden)
+                && !within(path, &self.writable)
+                && !isolation.readable.iter().any(|r| r == path)
+            {
+                isolation.readable.push(path.to_path_buf());
+            }
+        }
+        isolation
+    }
+
     /// bubblewrap's arguments for this sandbox, before `--`.
     fn bwrap_args(&self, cwd: Option<&Path>) -> Vec<std::ffi::OsString> {
         let mut args: Vec<std::ffi::OsString> = Vec::new();
@@ -317,6 +342,9 @@ pub struct LocalExecutor {
     /// Marks every sandbox this executor starts (`--setenv SANDO_OWNER
     /// <owner>`), so a daemon started after a crash finds those left behind.
     owner: Option<String>,
+    /// The `sando` binary, run as the last step inside bubblewrap so a
+    /// failed exec is known as one ([`exec_shim`]).
+    exec_shim: Option<PathBuf>,
 }
 
 impl LocalExecutor {
@@ -339,7 +367,15 @@ impl LocalExecutor {
             Some(bwrap) => Containment::PidNamespace { bwrap },
             None => Containment::ProcessGroup,
         };
-        LocalExecutor { containment, grace, isolate: true, owner: None }
+        LocalExecutor { containment, grace, isolate: true, owner: None, exec_shim: None }
+    }
+
+    /// Starts every program under bubblewrap through `shim` (this `sando`
+    /// binary), so one that cannot be started is a spawn error with its
+    /// errno, not bubblewrap's text and exit status 1.
+    pub fn with_exec_shim(mut self, shim: PathBuf) -> LocalExecutor {
+        self.exec_shim = Some(shim);
+        self
     }
 
     /// Marks the sandboxes this executor starts as `owner`'s (the daemon's
@@ -414,14 +450,18 @@ impl LocalExecutor {
 
     async fn start(&self, spec: &ProcessSpec) -> Result<Started, i32> {
         let program = resolve(&spec.program, spec.cwd.as_deref())?;
+        // Written by the shim, read once the process ended.
+        let mut report: Option<(std::io::PipeReader, std::io::PipeWriter)> = None;
         let mut command = match &self.containment {
             Containment::PidNamespace { bwrap } => {
                 let mut command = Command::new(bwrap);
+                let shim = self.exec_shim.as_deref();
                 let mut run_as = None;
                 match spec.isolation.as_ref().filter(|_| self.isolate) {
                     Some(isolation) => {
+                        let isolation = isolation.with_programs(&program, shim, &spec.args);
                         command.args(isolation.bwrap_args(spec.cwd.as_deref()));
-                        run_as = isolation.run_as.as_ref();
+                        run_as = isolation.run_as;
                     }
                     None => {
                         command.args(namespace_args());
@@ -431,8 +471,13 @@ impl LocalExecutor {
                     command.args(["--setenv", "SANDO_OWNER", owner]);
                 }
                 command.arg("--");
-                if let Some(user) = run_as {
+                if let Some(user) = &run_as {
                     command.args(user.setpriv(&resolve("setpriv", None)?));
+                }
+                if let Some(shim) = shim {
+                    let pipe = std::io::pipe().map_err(|e| e.raw_os_error().unwrap_or(0))?;
+                    command.arg(shim).args(exec_shim::args(pipe.1.as_raw_fd()));
+                    report = Some(pipe);
                 }
                 command.arg(&program);
                 command
@@ -464,13 +509,26 @@ impl LocalExecutor {
         let (lifeline_in, lifeline) = std::io::pipe().map_err(|e| e.raw_os_error().unwrap_or(0))?;
         command.stdin(Stdio::from(lifeline_in));
         let daemon = std::process::id() as libc::pid_t;
+        let report_fd = report.as_ref().map(|(_, writer)| writer.as_raw_fd());
         // SAFETY: the closure runs in the forked child of a multi-threaded
         // process, so it calls only async-signal-safe system calls and
         // allocates nothing (see `supervise_or_become_child`).
         unsafe {
-            command.pre_exec(move || supervise_or_become_child(daemon));
+            command.pre_exec(move || {
+                supervise_or_become_child(daemon)?;
+                // The shim's report pipe goes through bubblewrap to the shim,
+                // which closes it on exec.
+                if let Some(fd) = report_fd
+                    && libc::fcntl(fd, libc::F_SETFD, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         let child = command.spawn().map_err(|e| e.raw_os_error().unwrap_or(0))?;
+        // Only the child's copies of the write end may stay open.
+        let report = report.map(|(reader, _writer)| reader);
         // Large pipes: a fast writer runs a megabyte ahead of the reader
         // instead of 64 KiB, and both sides make fewer, larger calls. Where
         // the system refuses (an unprivileged limit), the default stays.
@@ -479,7 +537,7 @@ impl LocalExecutor {
         for pipe in pipes.into_iter().flatten() {
             let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         }
-        Ok(Started { child, _lifeline: lifeline })
+        Ok(Started { child, _lifeline: lifeline, report })
     }
 
     /// SIGTERM to the tree, then SIGKILL after the grace period if the main
@@ -555,7 +613,7 @@ impl Executor for LocalExecutor {
                 };
                 return Finished { output, ended: Ended::Cancelled };
             }
-            let Started { mut child, _lifeline: lifeline } = match self.start(&spec).await {
+            let Started { mut child, _lifeline: lifeline, report } = match self.start(&spec).await {
                 Ok(started) => started,
                 Err(errno) => {
                     let output = RawOutput {
@@ -622,6 +680,14 @@ impl Executor for LocalExecutor {
                         Err(_) => (Ok(Vec::new()), Ok(Vec::new())),
                     }
                 }
+            };
+            // The program never started: the shim knows, whatever bubblewrap
+            // printed and however it exited.
+            let end = match report.map(|r| exec_shim::Report::read(&read_available(r))) {
+                Some(exec_shim::Report::ExecFailed(errno)) if end != ProcessEnd::StillRunning => {
+                    ProcessEnd::SpawnError(errno)
+                }
+                _ => end,
             };
             let output = RawOutput {
                 stdout: stdout.unwrap_or_default(),
@@ -696,7 +762,7 @@ fn namespace_args() -> [&'static str; 8] {
 
 /// Finds the program as `execvp` would, so a missing one is a typed spawn
 /// error (its errno) even when a wrapper starts it.
-fn resolve(program: &str, cwd: Option<&Path>) -> Result<PathBuf, i32> {
+pub(crate) fn resolve(program: &str, cwd: Option<&Path>) -> Result<PathBuf, i32> {
     let candidates: Vec<PathBuf> = if program.contains('/') {
         let path = Path::new(program);
         vec![match (path.is_absolute(), cwd) {
@@ -720,6 +786,20 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Result<PathBuf, i32> {
         }
     }
     Err(errno)
+}
+
+/// What is in `pipe` now, without waiting for writers that may still hold
+/// it (bubblewrap keeps its copy until it exits). At most a few bytes.
+fn read_available(pipe: std::io::PipeReader) -> Vec<u8> {
+    let fd = pipe.as_raw_fd();
+    let mut buf = [0u8; 16];
+    // SAFETY: flags and a read on our own descriptor, into a live buffer.
+    let read = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
+    };
+    buf[..usize::try_from(read).unwrap_or(0)].to_vec()
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -770,6 +850,8 @@ struct Started {
     /// Dropped when the daemon no longer waits for the process (or dies):
     /// the supervisor then ends the tree.
     _lifeline: std::io::PipeWriter,
+    /// What the exec shim wrote, when it runs ([`exec_shim`]).
+    report: Option<std::io::PipeReader>,
 }
 
 /// Runs in the forked child, before `exec`. It forks once more: the new
@@ -1181,7 +1263,7 @@ mod tests {
         for (executor, marker) in [(executor(), "sleep 917"), (grouped, "sleep 918")] {
             block_on(async {
                 let spec = sh(&format!("{marker} & wait"));
-                let Started { mut child, _lifeline: lifeline } =
+                let Started { mut child, _lifeline: lifeline, .. } =
                     executor.start(&spec).await.expect("starts");
                 assert!(eventually(Duration::from_secs(10), || alive(marker)), "{marker} started");
                 drop(lifeline);
@@ -1200,10 +1282,10 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         let grouped = LocalExecutor { containment: Containment::ProcessGroup, ..executor() };
         block_on(async {
-            let Started { mut child, _lifeline } =
+            let Started { mut child, _lifeline, .. } =
                 grouped.start(&sh("kill -TERM $$")).await.expect("starts");
             assert_eq!(child.wait().await.unwrap().signal(), Some(libc::SIGTERM));
-            let Started { mut child, _lifeline } =
+            let Started { mut child, _lifeline, .. } =
                 grouped.start(&sh("exit 7")).await.expect("starts");
             assert_eq!(child.wait().await.unwrap().code(), Some(7));
         });

@@ -42,7 +42,9 @@ enum Command {
         /// Check and map everything, write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Also write the report as JSON to this file.
+        /// Also write the report to this file: one JSON line per old row
+        /// (`table`, `legacy_id`, `new_id`, `status`, `outcome`), then a
+        /// line with `"table": "summary"`.
         #[arg(long)]
         report: Option<PathBuf>,
     },
@@ -98,6 +100,10 @@ enum Command {
         /// Write the new outcomes (the old ones are kept).
         #[arg(long)]
         apply: bool,
+        /// Runs imported from the old daemon: replay the text it kept through
+        /// the serving classifier, as a dry run (it is a tail, not the output).
+        #[arg(long, conflicts_with = "apply")]
+        legacy: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -267,6 +273,7 @@ struct ClassifyArgs {
 }
 
 fn main() -> ExitCode {
+    sando::executor::exec_shim::run_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -285,7 +292,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sando: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("sando: {}", sando::text::error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -322,8 +329,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate { command: GateCommand::Reject { kind, digest, remote } } => {
             remote::settle(&kind, digest.as_deref(), &remote.url, &remote.token_file, false)
         }
-        Command::Reclassify { gate, since, all, apply, remote } => {
-            remote::reclassify(&gate, since.as_deref(), all, apply, &remote.url, &remote.token_file)
+        Command::Reclassify { gate, since, all, apply, legacy, remote } => {
+            let how = remote::Reclassify { since: since.as_deref(), all, apply, legacy };
+            remote::reclassify(&gate, how, &remote.url, &remote.token_file)
         }
         Command::ImportLegacy { from, config, logs, dry_run, report } => {
             import_legacy(&from, &config, logs.as_deref(), dry_run, report.as_deref())
@@ -364,6 +372,11 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     if let Some(user) = &config.run_as {
         println!("code under test runs as {} (uid {})", user.name(), user.uid());
     }
+    if executor.isolates() {
+        for line in daemon::unreachable_paths(&config) {
+            println!("warning: {line}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -393,8 +406,7 @@ fn import_legacy(
         }
     };
     if let Some(file) = report_file {
-        let json = serde_json::to_string_pretty(report)?;
-        std::fs::write(file, json + "\n").map_err(|e| {
+        std::fs::write(file, report.json_lines()).map_err(|e| {
             anyhow::anyhow!("{}: {}", file.display(), sando::fixtures::io_message(&e))
         })?;
     }

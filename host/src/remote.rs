@@ -165,25 +165,36 @@ fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
     })
 }
 
+/// What `sando reclassify` was asked for, beside the gate.
+pub struct Reclassify<'a> {
+    pub since: Option<&'a str>,
+    pub all: bool,
+    pub apply: bool,
+    pub legacy: bool,
+}
+
 pub fn reclassify(
     gate: &str,
-    since: Option<&str>,
-    all: bool,
-    apply: bool,
+    how: Reclassify<'_>,
     url: &str,
     token_file: &Path,
 ) -> anyhow::Result<ExitCode> {
     let request = ReclassifyRequest {
         gate: kind(gate)?,
-        since: since.map(parse_since).transpose()?,
-        all,
-        apply,
+        since: how.since.map(parse_since).transpose()?,
+        all: how.all,
+        apply: how.apply,
+        legacy: how.legacy,
     };
     let answer = client(url, token_file)?.reclassify(&request)?;
-    let verb =
-        if answer.applied { "reclassified" } else { "would change (dry run; --apply writes)" };
+    let verb = match (answer.applied, how.legacy) {
+        (true, _) => "reclassified",
+        (false, true) => "would change (dry run on the old daemon's kept text; never applied)",
+        (false, false) => "would change (dry run; --apply writes)",
+    };
+    let runs = if how.legacy { "imported runs" } else { "runs" };
     println!(
-        "{} runs classified by the serving component {} (contract {}): {} {verb}, {} unchanged, {} without a recorded output",
+        "{} {runs} classified by the serving component {} (contract {}): {} {verb}, {} unchanged, {} without a recorded output",
         answer.gate,
         short(&answer.digest),
         answer.contract,

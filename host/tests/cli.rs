@@ -321,6 +321,40 @@ fn gate_test_on_a_directory_without_cases_fails() {
 }
 
 #[test]
+fn check_names_a_configured_program_the_sandbox_would_hide_and_cannot_bind() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sando = Sando::new();
+    let tool = sando.write("data/tools/migrate", "#!/bin/sh\n");
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Under /tmp is fine: it is bound at its own path when it starts.
+    let elsewhere = sando.write("tools/restore", "#!/bin/sh\n");
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "data_dir = \"data\"\n\n[project]\nrepo = \"repo\"\nbuild = \"no-such-builder --release\"\nartifact = \"app\"\n\n[[tiers]]\nname = \"staging\"\n[[tiers.gates]]\nkind = \"migration_dry_run\"\nmigrate = \"'{}'\"\nrestore = \"'{}' {{backup}}\"\n",
+        tool.display(),
+        elsewhere.display()
+    );
+    sando.write("sando.toml", config);
+    let output = sando.run(&["check", "--config", "sando.toml"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let warnings: Vec<&str> = printed.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{printed}");
+    assert!(
+        warnings[0].starts_with("warning: project.build: program `no-such-builder` is not found"),
+        "{printed}"
+    );
+    assert_eq!(
+        warnings[1],
+        format!(
+            "warning: tiers.staging.gates.migration_dry_run.migrate: {} lies in the data directory {}, which the sandbox hides from code under test, so it cannot be bound; move it elsewhere",
+            tool.display(),
+            sando.path("data").display()
+        )
+    );
+}
+
+#[test]
 fn check_validates_a_config_and_names_the_problem() {
     let sando = Sando::new();
     let good = "data_dir = \"data\"\n\n[project]\nrepo = \"repo\"\nbuild = \"cargo build\"\nartifact = \"target/debug/app\"\n\n[[tiers]]\nname = \"staging\"\n[[tiers.gates]]\nkind = \"burn_in\"\nduration = \"90s\"\n\n[[tiers]]\nname = \"prod\"\n";

@@ -3,14 +3,33 @@
 
 mod util;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// `sando` and its shipped gates copied under a temporary directory, as a
+/// checkout cloned into `/tmp` and built has them: the sandbox replaces
+/// `/tmp`, so this is where a program it does not bind disappears.
+fn sando_under_tmp(dir: &Path) -> PathBuf {
+    let release = dir.join("checkout/target/release");
+    std::fs::create_dir_all(release.join("gates")).unwrap();
+    let built = Path::new(env!("CARGO_BIN_EXE_sando"));
+    let binary = release.join("sando");
+    std::fs::copy(built, &binary).unwrap();
+    let gates = built.parent().unwrap().join("gates");
+    for entry in std::fs::read_dir(&gates).expect("target/release/gates: run ./x build").flatten() {
+        std::fs::copy(entry.path(), release.join("gates").join(entry.file_name())).unwrap();
+    }
+    binary
+}
+
 #[test]
-fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
+fn the_demo_from_a_checkout_in_tmp_shows_a_green_staging_a_yellow_prod_and_a_red_staging() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = util::Demo::start(&dir.path().join("demo"));
+    assert!(dir.path().starts_with("/tmp"), "the point is a binary under /tmp");
+    let binary = sando_under_tmp(dir.path());
+    let demo = util::Demo::start_binary(&binary, &dir.path().join("demo"), "127.0.0.1:0");
     let url = demo.url.clone();
     assert!(demo.printed.contains("token:  demo-test-token"), "{}", demo.printed);
     assert!(demo.printed.contains("sando tui --url"), "{}", demo.printed);
@@ -21,6 +40,7 @@ fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
     let agent: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut green = false;
     let (staging_red, prod_yellow) = loop {
         let state: Value = agent
             .get(format!("{url}/api/state"))
@@ -36,11 +56,16 @@ fn the_demo_shows_a_yellow_prod_and_a_red_staging() {
                 .find(|g| g["gate"] == kind)
                 .cloned()
         };
+        // 0.1.0 passed every staging gate: it is staging's current version.
+        green |= state["tiers"]
+            .as_array()
+            .and_then(|tiers| tiers.iter().find(|t| t["name"] == "staging"))
+            .is_some_and(|t| t["current_version"] == "0.1.0");
         let staging = gate("staging", "migration_dry_run")
             .filter(|g| g["version"] == "0.2.0" && g["status"] == "failed");
         let prod =
             gate("prod", "burn_in").filter(|g| g["version"] == "0.1.0" && g["status"] == "blocked");
-        if let (Some(staging), Some(prod)) = (staging, prod) {
+        if let (Some(staging), Some(prod), true) = (staging, prod, green) {
             break (staging, prod);
         }
         assert!(Instant::now() < deadline, "demo did not reach its outcomes; last state: {state}");

@@ -79,6 +79,31 @@ async fn dump(db: &Path) -> BTreeMap<String, Vec<String>> {
     tables
 }
 
+/// A `--report` file: its per-row lines, and its last line, the summary.
+fn read_report(path: &Path) -> (Vec<Value>, Value) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let summary = lines.pop().expect("a summary line");
+    assert_eq!(summary["table"], "summary", "the last line is the summary");
+    for line in &lines {
+        let keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 5, "{line}");
+        for key in ["table", "legacy_id", "new_id", "status", "outcome"] {
+            assert!(keys.contains(&key), "{line} has no {key}");
+        }
+    }
+    (lines, summary)
+}
+
+/// The report's line for `table`'s row `id`: exactly one.
+fn row_line<'a>(rows: &'a [Value], table: &str, id: &Value) -> &'a Value {
+    let found: Vec<&Value> =
+        rows.iter().filter(|r| r["table"] == table && r["legacy_id"] == *id).collect();
+    assert_eq!(found.len(), 1, "{table} {id}: {} report lines", found.len());
+    found[0]
+}
+
 fn sha256(path: &Path) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
@@ -142,7 +167,7 @@ fn expected_deploy(outcome: Option<&str>, error: Option<&str>) -> Value {
 }
 
 /// Checks every row of `legacy` against what the import made of it in `db`.
-async fn check_import(legacy: &Path, db: &Path, report: &Value) {
+async fn check_import(legacy: &Path, db: &Path, rows: &[Value], report: &Value) {
     let old = open(legacy).await;
     let new = open(db).await;
 
@@ -169,6 +194,10 @@ async fn check_import(legacy: &Path, db: &Path, report: &Value) {
         let outcome: Value = serde_json::from_str(&row.get::<String, _>("outcome_json")).unwrap();
         let expected = expected_run(&kind, passed, detail.as_deref());
         assert_eq!(outcome, expected, "run {id} ({kind}, passed {passed:?}, {detail:?})");
+        let line = row_line(rows, "gate_runs", &json!(id));
+        assert_eq!(line["new_id"], json!(id), "run ids are kept");
+        assert_eq!(line["status"], expected["kind"], "run {id}");
+        assert_eq!(line["outcome"], expected, "run {id}");
         assert_eq!(row.get::<String, _>("status"), expected["kind"].as_str().unwrap());
         assert_ne!(row.get::<String, _>("status"), "running", "run {id}");
         assert!(row.get::<Option<String>, _>("finished_at").is_some(), "run {id} has an end");
@@ -196,6 +225,11 @@ async fn check_import(legacy: &Path, db: &Path, report: &Value) {
         let outcome: Value = serde_json::from_str(&row.get::<String, _>("outcome_json")).unwrap();
         let error: Option<String> = d.get("error");
         assert_eq!(outcome, expected_deploy(d.get("outcome"), error.as_deref()), "deploy {id}");
+        let line = row_line(rows, "deploys", &json!(id));
+        assert_eq!(line["new_id"], json!(id), "deploy ids are kept");
+        assert_eq!(line["outcome"], outcome, "deploy {id}");
+        let label = if outcome["kind"] == "failed" { "failed" } else { "ok" };
+        assert_eq!(line["status"], label, "deploy {id}: {outcome}");
         assert_eq!(row.get::<Option<String>, _>("legacy_error"), error);
         assert_eq!(row.get::<String, _>("node"), d.get::<String, _>("node"));
     }
@@ -221,6 +255,8 @@ async fn check_import(legacy: &Path, db: &Path, report: &Value) {
         let new_time =
             chrono::DateTime::parse_from_rfc3339(&row.get::<String, _>("registered_at")).unwrap();
         assert_eq!(old_time, new_time);
+        let line = row_line(rows, "versions", &json!(version));
+        assert_eq!((&line["new_id"], &line["status"]), (&json!(version), &json!("imported")));
     }
     assert_eq!(report["versions"], versions.len());
 
@@ -258,7 +294,11 @@ async fn check_import(legacy: &Path, db: &Path, report: &Value) {
         assert_eq!(row.get::<String, _>("source"), b.get::<String, _>("source"));
         assert_eq!(row.get::<String, _>("path"), b.get::<String, _>("path"));
         assert!(row.get::<Option<String>, _>("removed_at").is_some());
+        let line = row_line(rows, "backups", &json!(b.get::<i64, _>("id")));
+        assert_eq!(line["status"], "kept_as_history", "its file is not here");
     }
+    let old_tiers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tiers").fetch_one(&old).await.unwrap();
 
     for table in ["gate_runs", "deploys", "versions", "backups"] {
         let old_n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
@@ -270,7 +310,12 @@ async fn check_import(legacy: &Path, db: &Path, report: &Value) {
             .await
             .unwrap();
         assert_eq!(old_n, new_n, "{table}");
+        let lines = rows.iter().filter(|r| r["table"] == table).count();
+        assert_eq!(lines as i64, old_n, "{table}: one report line per old row");
     }
+    let tier_lines = rows.iter().filter(|r| r["table"] == "tiers").count();
+    assert_eq!(tier_lines as i64, old_tiers);
+    assert_eq!(rows.len(), rows.iter().filter(|r| r["table"] != "summary").count());
     old.close().await;
     new.close().await;
 }
@@ -286,11 +331,9 @@ async fn every_seed_imports_by_the_rules_and_a_second_import_changes_nothing() {
         assert!(out.status.success(), "seed {seed}: {}", util::stderr(&out));
         let printed = util::stdout(&out);
         assert!(printed.contains("gate runs:"), "{printed}");
-        let report: Value =
-            serde_json::from_str(&std::fs::read_to_string(sando.path("report.json")).unwrap())
-                .unwrap();
+        let (rows, report) = read_report(&sando.path("report.json"));
         let db = sando.path("data/sando.sqlite");
-        check_import(&legacy, &db, &report).await;
+        check_import(&legacy, &db, &rows, &report).await;
 
         // Each old log file went to a run of its version and gate, byte for byte.
         let mut attached = 0;
@@ -336,13 +379,12 @@ async fn a_dry_run_writes_nothing_and_reports_the_same() {
     assert!(!sando.path("data").exists(), "a dry run made the data directory");
     let out = import(&sando, &legacy, &["--report", "real.json"]);
     assert!(out.status.success(), "{}", util::stderr(&out));
-    let read = |f: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(sando.path(f)).unwrap()).unwrap()
-    };
-    let (mut dry, real) = (read("dry.json"), read("real.json"));
+    let ((dry_rows, mut dry), (real_rows, real)) =
+        (read_report(&sando.path("dry.json")), read_report(&sando.path("real.json")));
     assert_eq!(dry["dry_run"], true);
     dry["dry_run"] = json!(false);
     assert_eq!(dry, real);
+    assert_eq!(dry_rows, real_rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -592,8 +634,7 @@ async fn short_shas_resolve_from_the_repository_and_an_imported_version_builds_a
 
     let out = import(&sando, &legacy, &["--report", "report.json"]);
     assert!(out.status.success(), "{}", util::stderr(&out));
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(sando.path("report.json")).unwrap()).unwrap();
+    let (_, report) = read_report(&sando.path("report.json"));
     assert_eq!(report["shas_resolved"], 1);
     assert!(!report["short_shas_kept"].as_array().unwrap().contains(&json!("0.8.0")));
     let db = sando.path("data/sando.sqlite");
@@ -623,5 +664,153 @@ async fn short_shas_resolve_from_the_repository_and_an_imported_version_builds_a
     assert!(artifact.ends_with("artifacts/0.8.0/tiny"), "{artifact}");
     assert_eq!(sha256.map(|s| s.len()), Some(64));
     pool.close().await;
+    daemon.kill();
+}
+
+/// `sando serve` on a data directory holding `db`: it must refuse, say why
+/// on one line, and leave the file's bytes as they were.
+fn serve_refuses(sando: &Sando, db: &Path) -> String {
+    let before = sha256(db);
+    let out = sando
+        .command()
+        .args(["serve", "--config", "sando.toml"])
+        .env("SANDO_TEST_TOKEN", "a-test-token")
+        .output()
+        .unwrap();
+    let err = util::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(sha256(db), before, "the refused database was written to");
+    for side in ["-wal", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(side);
+        assert!(!Path::new(&name).exists(), "{side} file left beside the refused database");
+    }
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_an_old_database_naming_the_upgrade_and_the_upgrade_then_works() {
+    for seed in [1, 7] {
+        let (sando, legacy) = setup(seed);
+        let db = sando.path("data/sando.sqlite");
+        std::fs::create_dir_all(sando.path("data")).unwrap();
+        std::fs::copy(&legacy, &db).unwrap();
+        let err = serve_refuses(&sando, &db);
+        assert!(err.contains("is the old Sando daemon's database"), "{err}");
+        // Paths as the config gives them (`data_dir = "data"`, from here).
+        assert!(err.contains("`mv data/sando.sqlite data/sando-legacy.sqlite`"), "{err}");
+        assert!(err.contains("`sando import-legacy --from data/sando-legacy.sqlite"), "{err}");
+        let aside = sando.path("data/sando-legacy.sqlite");
+        // Doing what it says upgrades.
+        std::fs::rename(&db, &aside).unwrap();
+        let out = import(&sando, &aside, &[]);
+        assert!(out.status.success(), "seed {seed}: {}", util::stderr(&out));
+        assert!(dump(&db).await["gate_runs"].len() > 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_newer_sandos_database_and_another_programs() {
+    let (sando, legacy) = setup(3);
+    assert!(import(&sando, &legacy, &[]).status.success());
+    let db = sando.path("data/sando.sqlite");
+    use sqlx::Connection as _;
+    let mut pool = sqlx::SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&db))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99991231000000, 'from the future', TRUE, X'00', 0)",
+    )
+    .execute(&mut pool)
+    .await
+    .unwrap();
+    // Checkpointed and closed, as a stopped newer daemon leaves it.
+    sqlx::query("PRAGMA journal_mode = DELETE").execute(&mut pool).await.unwrap();
+    pool.close().await.unwrap();
+    let err = serve_refuses(&sando, &db);
+    assert!(err.contains("newer Sando (its migration 99991231000000"), "{err}");
+
+    std::fs::remove_file(&db).unwrap();
+    let other =
+        SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db).create_if_missing(true))
+            .await
+            .unwrap();
+    sqlx::query("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        .execute(&other)
+        .await
+        .unwrap();
+    other.close().await;
+    let err = serve_refuses(&sando, &db);
+    assert!(err.contains("another program's SQLite database (tables: invoices)"), "{err}");
+
+    std::fs::write(&db, b"not a database at all, but bytes someone keeps").unwrap();
+    let err = serve_refuses(&sando, &db);
+    assert!(err.contains("is not a SQLite database"), "{err}");
+}
+
+/// What an old `cargo test` failure's text says failed: the count on its
+/// result line and the first name of its failures list.
+fn old_failures(detail: &str) -> Option<(u64, String)> {
+    let result = detail.lines().find(|l| l.starts_with("test result: FAILED."))?;
+    let count = result.split("; ").find_map(|part| part.strip_suffix(" failed"))?;
+    let list = detail.split("failures:\n").nth(1)?;
+    let first = list.lines().next()?.trim().to_owned();
+    Some((count.parse().ok()?, first))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reclassify_legacy_shows_what_todays_classifier_makes_of_the_kept_text_and_writes_nothing()
+{
+    let (sando, legacy) = setup(7);
+    assert!(import(&sando, &legacy, &[]).status.success());
+    let daemon = Daemon::start(&sando.path("sando.toml"));
+    sando.write("token", util::daemon::TOKEN);
+    let db = sando.path("data/sando.sqlite");
+    let before = dump(&db).await;
+    let reclassify = |extra: &[&str]| {
+        let mut args = vec!["reclassify", "--gate", "cargo_test", "--legacy", "--url", &daemon.url];
+        args.extend_from_slice(&["--token-file", "token"]);
+        args.extend_from_slice(extra);
+        sando.run(&args)
+    };
+    let out = reclassify(&[]);
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    let printed = util::stdout(&out);
+    assert!(printed.contains("imported runs classified by the serving component"), "{printed}");
+
+    let old = open(&legacy).await;
+    let runs: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, detail FROM gate_runs WHERE gate_kind = 'cargo_test' AND passed = 0 ORDER BY id",
+    )
+    .fetch_all(&old)
+    .await
+    .unwrap();
+    old.close().await;
+    let mut named = 0;
+    for (id, detail) in &runs {
+        let line = printed.lines().find(|l| l.trim_start().starts_with(&format!("run {id} (")));
+        if let Some((count, first)) = old_failures(detail) {
+            // The kept tail names the failures: today's classifier reads them.
+            let line = line.unwrap_or_else(|| panic!("run {id} not in the diff:\n{printed}"));
+            let new = line.split("  ->  ").nth(1).unwrap();
+            assert_eq!(new, format!("tests failed: {count} (first: {first})"), "run {id}");
+            named += 1;
+        }
+    }
+    assert!(named > 0, "seed 7 has failures with names:\n{printed}");
+    assert_eq!(dump(&db).await, before, "a legacy reclassification wrote to the database");
+
+    // Never applied: the command line refuses, and so does the API.
+    let out = reclassify(&["--apply"]);
+    assert_eq!(out.status.code(), Some(2), "{}", util::stderr(&out));
+    let (status, body) = daemon.post(
+        "/api/reclassify",
+        Some(util::daemon::TOKEN),
+        r#"{"gate":"cargo_test","legacy":true,"apply":true}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("dry run only"), "{body}");
     daemon.kill();
 }

@@ -242,6 +242,63 @@ fn boot_smoke_runner_watches_a_real_process() {
     );
 }
 
+/// A boot smoke run of `program` in a sandbox, by an executor that starts
+/// programs through the real `sando` binary as its exec shim, or not.
+fn sandboxed_boot_smoke(program: &std::path::Path, shim: bool) -> GateStatus {
+    let sandbox = sandbox();
+    let gate = load(&sandbox, "gate_boot_smoke");
+    let mut executor = LocalExecutor::detect(std::time::Duration::from_secs(2));
+    assert!(executor.isolates(), "these tests need bubblewrap");
+    if shim {
+        executor = executor.with_exec_shim(env!("CARGO_BIN_EXE_sando").into());
+    }
+    let program = program.to_str().unwrap();
+    let params = [("binary", program), ("seconds", "1")].map(|(k, v)| (k.into(), v.into()));
+    let mut env = RunnerEnv::new(
+        "staging".parse().unwrap(),
+        "0.8.12".parse().unwrap(),
+        GateParams::from_pairs(GateKind::BootSmoke, &params),
+        std::sync::Arc::new(executor),
+    );
+    env.allowed_programs = vec![program.to_owned()];
+    env.isolation = Some(sando::executor::Isolation::default());
+    gate.run(&sandbox, env, &gate).0.status
+}
+
+#[test]
+fn a_program_under_tmp_starts_in_the_sandbox_and_one_that_cannot_start_is_a_spawn_failure() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(dir.path().starts_with("/tmp"), "the sandbox gives code under test its own /tmp");
+    let script = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    // Under /tmp, bound at its own path: it starts and stays up.
+    let stays = script("stays", "#!/bin/sh\nexec sleep 30\n".into());
+    assert_eq!(
+        sandboxed_boot_smoke(&stays, true),
+        GateStatus::Passed { note: PassNote::StayedUp { duration_s: 1 } }
+    );
+    // Its interpreter is under /tmp too, which is not bound (only what the
+    // process is started with is): the exec fails inside the sandbox.
+    let interpreter = dir.path().join("venv-python");
+    std::fs::copy("/bin/sh", &interpreter).unwrap();
+    let needs = script("needs-venv", format!("#!{}\nexec sleep 30\n", interpreter.display()));
+    assert_eq!(
+        sandboxed_boot_smoke(&needs, true),
+        GateStatus::Failed { failure: GateFailure::SpawnFailed { os_error: libc::ENOENT } },
+        "the shim knows the exec failed, whatever bubblewrap printed"
+    );
+    // Without the shim, bubblewrap's own exit status 1 reads as the program's.
+    assert_eq!(
+        sandboxed_boot_smoke(&needs, false),
+        GateStatus::Failed { failure: GateFailure::BootExitedEarly { exit_code: Some(1) } }
+    );
+}
+
 #[test]
 fn runner_may_spawn_only_allowed_programs() {
     let sandbox = sandbox();

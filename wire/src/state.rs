@@ -528,6 +528,11 @@ pub struct ReclassifyRequest {
     /// Write the new outcomes (the old ones are kept); else a dry run.
     #[serde(default)]
     pub apply: bool,
+    /// Runs imported from the old daemon: replay the text it kept (a tail
+    /// of the output, not the output) through the serving classifier. Always
+    /// a dry run: the text is not evidence enough to change a verdict.
+    #[serde(default)]
+    pub legacy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -187,6 +187,7 @@ impl From<ComponentError> for ApiError {
                 tracing::error!(%error, "api");
                 ApiError::Internal
             }
+            ComponentError::LegacyIsDryRun => ApiError::BadRequest(error.to_string()),
             other => ApiError::Conflict(other.to_string()),
         }
     }

@@ -50,6 +50,10 @@ pub enum ComponentError {
     PendingChanged { kind: GateKind, pending: String, given: String },
     #[error("reclassifying: {0}")]
     Task(String),
+    #[error(
+        "legacy reclassification is a dry run only: the old daemon kept a tail of each output, not the output"
+    )]
+    LegacyIsDryRun,
     #[error("no earlier {kind} component to roll back to")]
     NothingToRollBackTo { kind: GateKind },
     #[error(transparent)]

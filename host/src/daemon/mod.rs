@@ -13,6 +13,8 @@ mod watch;
 pub mod websocket;
 pub(crate) mod work;
 
+pub use work::reach::unreachable as unreachable_paths;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -79,7 +81,10 @@ pub fn read_token(source: &TokenSource) -> Result<String, StartError> {
 /// the operator turned it off in so many words; without bubblewrap the
 /// daemon refuses to start rather than run it unsandboxed.
 pub fn executor_for(config: &Config) -> Result<LocalExecutor, StartError> {
-    let executor = LocalExecutor::detect(config.defaults.kill_grace);
+    let mut executor = LocalExecutor::detect(config.defaults.kill_grace);
+    if let Some(shim) = crate::executor::exec_shim::available() {
+        executor = executor.with_exec_shim(shim);
+    }
     if let Some(user) = &config.run_as
         && !executor.can_change_user()
     {

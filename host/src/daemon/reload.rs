@@ -669,7 +669,14 @@ pub async fn reclassify(
     // The classifier in service judges: a classifier-only part if one serves.
     let component = daemon.components.classifier(kind);
     let since = request.since.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-    let runs = daemon.store.runs_to_reclassify(kind, since).await?;
+    if request.legacy && request.apply {
+        return Err(ComponentError::LegacyIsDryRun);
+    }
+    let runs = if request.legacy {
+        daemon.store.legacy_runs_to_reclassify(kind, since).await?
+    } else {
+        daemon.store.runs_to_reclassify(kind, since).await?
+    };
     let unclassified = |s: &Option<GateStatus>| {
         matches!(s, Some(GateStatus::Failed { failure: GateFailure::Unclassified { .. } }))
     };

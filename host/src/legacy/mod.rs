@@ -71,6 +71,38 @@ pub struct Report {
     pub backups: usize,
     /// Backups whose file is not on this machine: kept as history, never used.
     pub backups_missing: usize,
+    /// One entry per old row, in the old tables' order: what it became.
+    #[serde(default)]
+    pub rows: Vec<RowReport>,
+}
+
+/// One old row and what the import made of it: a line of `--report`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RowReport {
+    /// The old table: `versions`, `tiers`, `gate_runs`, `deploys`, `backups`.
+    pub table: String,
+    /// The old row's key: its id, or for versions and tiers its name.
+    pub legacy_id: serde_json::Value,
+    /// Its key here (ids are kept, so the same value).
+    pub new_id: serde_json::Value,
+    /// A run's `passed`/`failed`/`blocked`, a deploy's `ok`/`failed`, else
+    /// `imported`, or `kept_as_history` (a tier the config no longer has, a
+    /// backup whose file is not here).
+    pub status: String,
+    /// A run's GateStatus or a deploy's outcome, in the contract's JSON form.
+    pub outcome: Option<serde_json::Value>,
+}
+
+impl RowReport {
+    fn new(table: &str, id: serde_json::Value, status: &str) -> RowReport {
+        RowReport {
+            table: table.to_owned(),
+            legacy_id: id.clone(),
+            new_id: id,
+            status: status.to_owned(),
+            outcome: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -176,28 +208,12 @@ async fn open_read_only(path: &Path) -> Result<SqlitePool, ImportError> {
     })
 }
 
-/// The tables and columns the old daemon's `001_init.sql` made.
-const OLD_SCHEMA: &[(&str, &[&str])] = &[
-    ("versions", &["version", "git_sha", "built_at"]),
-    ("tiers", &["name", "position", "canary"]),
-    ("tier_state", &["tier", "current_version", "candidate_version", "arrived_at"]),
-    (
-        "gate_runs",
-        &["id", "version", "tier", "gate_kind", "started_at", "finished_at", "passed", "detail"],
-    ),
-    (
-        "deploys",
-        &["id", "version", "tier", "node", "started_at", "finished_at", "outcome", "error"],
-    ),
-    ("backups", &["id", "source", "path", "fetched_at"]),
-];
-
 async fn check_schema(old: &SqlitePool, shown: &str) -> Result<(), ImportError> {
     let not_sqlite = |e: sqlx::Error| ImportError::Open {
         path: shown.to_owned(),
         message: crate::text::one_line(&e.to_string()),
     };
-    for (table, columns) in OLD_SCHEMA {
+    for (table, columns) in crate::store::LEGACY_SCHEMA {
         let rows = sqlx::query(&format!("PRAGMA table_info({table})"))
             .fetch_all(old)
             .await
@@ -302,6 +318,7 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
         deploys: Counts::default(),
         backups: 0,
         backups_missing: 0,
+        rows: Vec::new(),
     };
 
     let rows = all("SELECT version, git_sha, built_at FROM versions ORDER BY rowid").await?;
@@ -323,6 +340,7 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
             }
         };
         let registered_at = cells.required_time("built_at")?;
+        report.rows.push(RowReport::new("versions", version.to_string().into(), "imported"));
         versions.insert(version.clone());
         history.versions.push(LegacyVersion { version, git_sha, registered_at });
     }
@@ -373,6 +391,8 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
             current_version: current.as_ref().map(Version::to_string),
             candidate_not_carried: None,
         });
+        let status = if configured.is_some() { "imported" } else { "kept_as_history" };
+        report.rows.push(RowReport::new("tiers", name.as_str().into(), status));
         tiers.insert(name.clone());
         let position = configured.map_or(after_config + n as i64, |i| i as i64);
         history.tiers.push(LegacyTier { name, position, current, arrived_at });
@@ -403,6 +423,10 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
         let detail = cells.opt("detail");
         let status = map::gate_status(gate, passed, detail.as_deref());
         count(&mut report.gate_runs, status.label(), class_of(&status));
+        report.rows.push(RowReport {
+            outcome: Some(serde_json::to_value(&status).expect("a status serialises")),
+            ..RowReport::new("gate_runs", id.into(), status.label())
+        });
         history.gate_runs.push(LegacyRun {
             id: GateRunId::try_from(id)
                 .map_err(|e| cells.bad("id", &id.to_string(), reason(&e.to_string())))?,
@@ -432,6 +456,10 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
             _ => None,
         };
         count(&mut report.deploys, outcome.label(), class);
+        report.rows.push(RowReport {
+            outcome: Some(serde_json::to_value(&outcome).expect("an outcome serialises")),
+            ..RowReport::new("deploys", id.into(), outcome.label())
+        });
         history.deploys.push(LegacyDeploy {
             id,
             version: known(&cells, "version")?,
@@ -449,13 +477,16 @@ async fn read(old: &SqlitePool, config: &Config) -> Result<Read, ImportError> {
     for row in &rows {
         let cells = Cells { table: "backups", id: text(row, "id").unwrap_or_default(), row };
         let path = cells.opt("path").ok_or_else(|| cells.bad("path", "NULL", "is missing"))?;
-        history.backups.push(LegacyBackup {
+        let backup = LegacyBackup {
             id: cells.get("id")?,
             source: cells.get::<BackupSource>("source")?,
             file_missing: !Path::new(&path).is_file(),
             path,
             fetched_at: cells.required_time("fetched_at")?,
-        });
+        };
+        let status = if backup.file_missing { "kept_as_history" } else { "imported" };
+        report.rows.push(RowReport::new("backups", backup.id.into(), status));
+        history.backups.push(backup);
     }
     report.backups = history.backups.len();
     report.backups_missing = history.backups.iter().filter(|b| b.file_missing).count();
@@ -563,6 +594,27 @@ fn attach_logs(
 }
 
 impl Report {
+    /// The `--report` file: one JSON line per old row, then the summary as a
+    /// last line whose `table` is `summary`.
+    pub fn json_lines(&self) -> String {
+        let mut out = String::new();
+        for row in &self.rows {
+            out.push_str(&serde_json::to_string(row).expect("a row serialises"));
+            out.push('\n');
+        }
+        let mut summary = serde_json::Map::new();
+        summary.insert("table".into(), "summary".into());
+        let serde_json::Value::Object(fields) =
+            serde_json::to_value(self).expect("a report serialises")
+        else {
+            unreachable!("a report is an object")
+        };
+        summary.extend(fields.into_iter().filter(|(k, _)| k != "rows"));
+        out.push_str(&serde_json::to_string(&summary).expect("a summary serialises"));
+        out.push('\n');
+        out
+    }
+
     /// A few lines for the terminal.
     pub fn summary(&self) -> String {
         let classes = |c: &Counts| {

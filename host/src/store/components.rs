@@ -213,6 +213,48 @@ impl Store {
             .collect())
     }
 
+    /// Runs of `kind` imported from the old daemon, started at or after
+    /// `since`, each with the text the old daemon kept standing in for its
+    /// output: as stdout, ended as the old daemon recorded (exit 0 for a pass,
+    /// 1 for anything else, the old code not being kept).
+    pub async fn legacy_runs_to_reclassify(
+        &self,
+        kind: GateKind,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(GateRunId, Option<RawRun>)>> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
+                      outcome_json AS "outcome: GateStatus", legacy_detail AS "detail!: String"
+               FROM gate_runs
+               WHERE gate_kind = ?1 AND legacy_detail IS NOT NULL AND started_at >= ?2
+               ORDER BY id"#,
+            kind,
+            since
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let passed = matches!(row.outcome, Some(GateStatus::Passed { .. }));
+                let output = RawOutput {
+                    stdout: row.detail.into_bytes(),
+                    stderr: Vec::new(),
+                    end: ProcessEnd::Exited(if passed { 0 } else { 1 }),
+                    duration_ms: None,
+                };
+                let run = RawRun {
+                    run_id: row.run_id,
+                    tier: row.tier,
+                    version: row.version,
+                    outcome: row.outcome,
+                    output,
+                };
+                (row.run_id, Some(run))
+            })
+            .collect())
+    }
+
     /// Gives `run` a new outcome from another component, keeping the old
     /// outcome and the provenance of both.
     pub async fn reclassify(

@@ -8,6 +8,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 mod components;
+mod identify;
 mod legacy;
 mod retention;
 
@@ -18,6 +19,7 @@ use crate::domain::{
     TierId, Version,
 };
 pub use components::{RawRun, RecordedTranscript, process_end_text};
+pub use identify::{Found, LEGACY_SCHEMA};
 pub use legacy::{
     Imported, LegacyBackup, LegacyDeploy, LegacyHistory, LegacyRun, LegacySource, LegacyTier,
     LegacyVersion,
@@ -30,6 +32,9 @@ pub enum StoreError {
     Open { path: String, source: sqlx::Error },
     #[error("database {path}: applying migrations: {source}")]
     Migrate { path: String, source: sqlx::migrate::MigrateError },
+    /// A file the store will not write to: why, and what to do instead.
+    #[error("{0}")]
+    NotOurs(String),
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -102,6 +107,9 @@ impl RunCost {
     pub const ZERO: RunCost = RunCost { fuel: 0, peak_memory: 0 };
 }
 
+/// The schema, from `migrations/`, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -109,8 +117,16 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
+    /// A file that is not Sando's, or is a newer Sando's, is refused before
+    /// anything is written to it.
     pub async fn open(path: &Path) -> Result<Store> {
         let shown = path.display().to_string();
+        let found = identify::identify(path, &MIGRATOR)
+            .await
+            .map_err(|source| StoreError::Open { path: shown.clone(), source })?;
+        if let Some(refusal) = found.refusal(path) {
+            return Err(StoreError::NotOurs(refusal));
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -123,10 +139,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { path: shown.clone(), source })?;
-        sqlx::migrate!("../migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { path: shown, source })?;
+        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: shown, source })?;
         Ok(Store { pool })
     }
 

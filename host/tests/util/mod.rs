@@ -107,8 +107,14 @@ impl Demo {
     /// The demo listening on `listen` (so a daemon restarted from its
     /// config comes back on the same address).
     pub fn start_on(dir: &Path, listen: &str) -> Demo {
+        Demo::start_binary(Path::new(env!("CARGO_BIN_EXE_sando")), dir, listen)
+    }
+
+    /// The demo of the `sando` binary at `binary` (a copy elsewhere, with
+    /// its `gates/` beside it).
+    pub fn start_binary(binary: &Path, dir: &Path, listen: &str) -> Demo {
         use std::io::{BufRead, BufReader};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
+        let mut child = Command::new(binary)
             .args(["demo", "--listen", listen, "--data-dir"])
             .arg(dir)
             .env("SANDO_TOKEN", "demo-test-token")

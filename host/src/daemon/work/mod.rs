@@ -7,6 +7,7 @@ pub(crate) mod build;
 pub(crate) mod cache;
 pub(crate) mod deploy;
 pub(crate) mod gate;
+pub(crate) mod reach;
 
 pub(crate) use build::sha256_file;
 pub(crate) use gate::run_log_ref;
@@ -14,7 +15,6 @@ pub(crate) use gate::run_log_ref;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::config::TokenSource;
 use crate::daemon::shared::Daemon;
 use crate::domain::{DeployId, GateRunId};
 use crate::executor::Isolation;
@@ -24,11 +24,7 @@ use crate::executor::Isolation;
 /// directory (other versions' trees, artifacts, backups, logs, the
 /// database), the token file and the backup source invisible.
 pub(crate) fn sandbox_for(daemon: &Daemon, tree: &Path, network: bool) -> Isolation {
-    let mut hidden = vec![daemon.data_dir().to_path_buf()];
-    if let TokenSource::File(path) = &daemon.config.token {
-        hidden.push(path.clone());
-    }
-    hidden.extend(daemon.config.backup_source.clone());
+    let hidden = reach::hidden(&daemon.config);
     let mut writable = vec![tree.to_path_buf()];
     writable.extend(cache::BuildCache::of(daemon).map(|c| c.root().to_path_buf()));
     Isolation {

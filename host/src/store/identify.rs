@@ -1,0 +1,149 @@
+//! Whose database a file is, read before the store writes a byte to it: Sando's own (any version this binary knows), nothing yet, or something it must refuse (the old daemon's, another program's, a newer Sando's).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use sqlx::Row as _;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+/// The tables and columns the old, stringly-typed daemon's `001_init.sql`
+/// made: what `sando import-legacy` reads, and what marks its file here.
+pub const LEGACY_SCHEMA: &[(&str, &[&str])] = &[
+    ("versions", &["version", "git_sha", "built_at"]),
+    ("tiers", &["name", "position", "canary"]),
+    ("tier_state", &["tier", "current_version", "candidate_version", "arrived_at"]),
+    (
+        "gate_runs",
+        &["id", "version", "tier", "gate_kind", "started_at", "finished_at", "passed", "detail"],
+    ),
+    (
+        "deploys",
+        &["id", "version", "tier", "node", "started_at", "finished_at", "outcome", "error"],
+    ),
+    ("backups", &["id", "source", "path", "fetched_at"]),
+];
+
+/// What a database file holds, as far as the store is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// No file, an empty file, or a database without tables: the store may
+    /// create its schema there.
+    Empty,
+    /// Sando's own, at a migration this binary knows (pending ones are
+    /// applied on open).
+    Sando,
+    /// Sando's, migrated by a newer binary: `unknown` is its first migration
+    /// this binary does not have.
+    NewerSando { unknown: i64 },
+    /// The old, stringly-typed daemon's database.
+    Legacy,
+    /// A SQLite database of another program: some of its tables.
+    Other { tables: Vec<String> },
+    /// Not a SQLite database at all.
+    NotSqlite,
+}
+
+/// Reads what `path` holds without writing to it: a read-only connection
+/// (so no journal mode is changed and no table created), closed before the
+/// store opens it for real.
+pub(super) async fn identify(path: &Path, ours: &Migrator) -> Result<Found, sqlx::Error> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(Found::Empty) };
+    if meta.len() == 0 {
+        return Ok(Found::Empty);
+    }
+    let mut header = [0u8; 16];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read as _;
+        f.read(&mut header)
+    });
+    if !matches!(read, Ok(16)) || &header != b"SQLite format 3\0" {
+        return Ok(Found::NotSqlite);
+    }
+    let options = SqliteConnectOptions::new().filename(path).read_only(true);
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+    let found = read_found(&pool, ours).await;
+    pool.close().await;
+    found
+}
+
+async fn read_found(pool: &sqlx::SqlitePool, ours: &Migrator) -> Result<Found, sqlx::Error> {
+    let tables: BTreeSet<String> = sqlx::query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| row.get::<String, _>(0))
+    .collect();
+    if tables.is_empty() {
+        return Ok(Found::Empty);
+    }
+    if tables.contains("_sqlx_migrations") {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(pool)
+                .await?;
+        let known: BTreeSet<i64> = ours.iter().map(|m| m.version).collect();
+        let latest = known.iter().next_back().copied().unwrap_or(0);
+        let first_ours = known.iter().next().copied();
+        // Another program's sqlx migrations share nothing with ours; a newer
+        // Sando's begin with ours and go on past the last one we have.
+        if !applied.is_empty() && applied.first().copied() != first_ours {
+            return Ok(Found::Other { tables: tables.into_iter().collect() });
+        }
+        return Ok(match applied.iter().find(|v| !known.contains(v)) {
+            Some(&unknown) if unknown > latest => Found::NewerSando { unknown },
+            Some(_) => Found::Other { tables: tables.into_iter().collect() },
+            None => Found::Sando,
+        });
+    }
+    for (table, columns) in LEGACY_SCHEMA {
+        if !tables.contains(*table) {
+            return Ok(Found::Other { tables: tables.into_iter().collect() });
+        }
+        let have: BTreeSet<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| row.get::<String, _>("name"))
+            .collect();
+        if columns.iter().any(|c| !have.contains(*c)) {
+            return Ok(Found::Other { tables: tables.into_iter().collect() });
+        }
+    }
+    Ok(Found::Legacy)
+}
+
+impl Found {
+    /// Why the store refuses this file, or `None` when it may open it.
+    pub fn refusal(&self, shown: &Path) -> Option<String> {
+        let path = shown.display();
+        match self {
+            Found::Empty | Found::Sando => None,
+            Found::NewerSando { unknown } => Some(format!(
+                "{path} was written by a newer Sando (its migration {unknown} is unknown to this one); run that version, or a newer one than this"
+            )),
+            Found::Legacy => {
+                let aside = shown.with_file_name("sando-legacy.sqlite");
+                let aside = aside.display();
+                Some(format!(
+                    "{path} is the old Sando daemon's database; move it aside (`mv {path} {aside}`) and upgrade it with `sando import-legacy --from {aside} --config <your sando.toml>`"
+                ))
+            }
+            Found::Other { tables } => {
+                let mut shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+                if tables.len() > shown.len() {
+                    shown.push("…");
+                }
+                Some(format!(
+                    "{path} is another program's SQLite database (tables: {}); point data_dir elsewhere",
+                    shown.join(", ")
+                ))
+            }
+            Found::NotSqlite => {
+                Some(format!("{path} is not a SQLite database; point data_dir elsewhere"))
+            }
+        }
+    }
+}
