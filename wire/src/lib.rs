@@ -1,8 +1,8 @@
 //! The vocabulary the daemon and its clients share: newtypes minted once, by parsing, typed gate outcomes, and the HTTP/WebSocket bodies of BRIEF.md contract 6.
 //!
 //! This crate knows nothing of sandboxes or storage. With the `sqlx` feature
-//! it also maps its types to SQLite columns for the daemon's store; the TUI
-//! leaves it off.
+//! it also maps its types to SQLite columns for the daemon's store (and with
+//! `postgres`, to PostgreSQL's); the TUI leaves both off.
 
 mod backup_source;
 mod events;
@@ -13,6 +13,8 @@ mod lifecycle;
 mod outcome;
 #[cfg(feature = "sqlx")]
 mod sql;
+#[cfg(feature = "postgres")]
+mod sql_postgres;
 mod state;
 mod version;
 

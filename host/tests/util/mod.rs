@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod legacy;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
