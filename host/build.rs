@@ -1,6 +1,7 @@
-//! Builds `$OUT_DIR/schema.sqlite` from `migrations/` and points sqlx's
-//! compile-time query checks at it (`DATABASE_URL`), so every `query!` in the
-//! host is checked against the schema the daemon will run with.
+//! Builds `$OUT_DIR/schema.sqlite` from `migrations/`, and sets how sqlx's
+//! compile-time query checks run: against the committed offline data
+//! (`host/.sqlx/`), or, while `./x sqlx-prepare` writes that data, against
+//! this schema or a live PostgreSQL.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,24 @@ fn main() {
         let sql = std::fs::read_to_string(&file).expect("read migration");
         connection.execute_batch(&sql).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
-    println!("cargo:rustc-env=DATABASE_URL=sqlite://{}", db.display());
+    // Queries are checked against the offline data in `host/.sqlx/` (both
+    // backends' queries live in this crate, and sqlx's macros check against
+    // one database at a time). `./x sqlx-prepare` writes that data: a pass
+    // against this schema, then one against a PostgreSQL with
+    // `migrations/postgres` applied.
+    println!("cargo:rerun-if-env-changed=SANDO_SQLX_PREPARE");
+    println!("cargo:rustc-check-cfg=cfg(sqlx_prepare_sqlite)");
+    match std::env::var("SANDO_SQLX_PREPARE").as_deref() {
+        // Without the PostgreSQL store: SQLite accepts much of its SQL too,
+        // and would describe it as its own.
+        Ok("sqlite") => {
+            println!("cargo:rustc-env=DATABASE_URL=sqlite://{}", db.display());
+            println!("cargo:rustc-cfg=sqlx_prepare_sqlite");
+        }
+        // DATABASE_URL from the environment.
+        Ok("postgres") => {}
+        _ => println!("cargo:rustc-env=SQLX_OFFLINE=true"),
+    }
     shipped_fixtures(&out);
 }
 

@@ -743,7 +743,7 @@ async fn serve_refuses_a_newer_sandos_database_and_another_programs() {
         .unwrap();
     other.close().await;
     let err = serve_refuses(&sando, &db);
-    assert!(err.contains("another program's SQLite database (tables: invoices)"), "{err}");
+    assert!(err.contains("another program's database (tables: invoices)"), "{err}");
 
     std::fs::write(&db, b"not a database at all, but bytes someone keeps").unwrap();
     let err = serve_refuses(&sando, &db);

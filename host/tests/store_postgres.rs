@@ -1,4 +1,4 @@
-//! The PostgreSQL schema against the SQLite one, on a real PostgreSQL (`./x test` starts it): the same tables, the same columns, the same ones required.
+//! The store on a real PostgreSQL (`./x test` starts it): its schema against the SQLite one, values read back equal through both backends, refusals before any write, and the methods ported so far.
 
 mod util;
 
@@ -139,4 +139,104 @@ async fn an_outcome_written_by_one_backend_reads_back_equal_on_the_other() {
     let bad = sqlx::query_scalar::<_, Version>("SELECT 'not-semver'::text").fetch_one(&pg).await;
     assert!(bad.is_err());
     pg.close().await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_opens_only_its_own_database_and_keeps_tiers_in_order() {
+    use sando::store::PgStore;
+    let url = util::postgres::fresh_database().await;
+    let store = PgStore::open(&url).await.unwrap();
+    let tier = |n: &str| -> sando::domain::TierId { n.parse().unwrap() };
+    store.sync_tiers(&[tier("staging"), tier("prod")]).await.unwrap();
+    let names = |rows: Vec<sando::store::TierRow>| -> Vec<String> {
+        rows.into_iter().map(|r| r.name.to_string()).collect()
+    };
+    assert_eq!(names(store.tiers().await.unwrap()), ["staging", "prod"]);
+    // A tier the config drops keeps its row (its history), after the rest.
+    store.sync_tiers(&[tier("prod"), tier("canary")]).await.unwrap();
+    assert_eq!(names(store.tiers().await.unwrap()), ["prod", "staging", "canary"]);
+    // Opened again: its own, at a migration it knows.
+    assert!(PgStore::open(&url).await.is_ok());
+
+    // A newer Sando's database is refused before anything is written.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99991231000000, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let err = PgStore::open(&url).await.err().expect("refused").to_string();
+    assert!(err.contains("written by a newer Sando (its migration 99991231000000"), "{err}");
+
+    // Another program's database: refused, naming its tables; nothing made.
+    let other = util::postgres::fresh_database().await;
+    let pool = sqlx::PgPool::connect(&other).await.unwrap();
+    sqlx::query("CREATE TABLE invoices (id bigint)").execute(&pool).await.unwrap();
+    let err = PgStore::open(&other).await.err().expect("refused").to_string();
+    assert!(err.contains("another program's database (tables: invoices)"), "{err}");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1, "nothing was created beside it");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_one_line_without_the_password() {
+    // Port 1: nothing listens there.
+    let err = sando::store::PgStore::open("postgresql://sando:hunter2@127.0.0.1:1/sando")
+        .await
+        .err()
+        .expect("nothing listens on port 1")
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn a_restart_on_postgres_gives_what_was_in_flight_a_typed_outcome() {
+    let url = util::postgres::fresh_database().await;
+    let store = sando::store::PgStore::open(&url).await.unwrap();
+    store.sync_tiers(&["staging".parse().unwrap()]).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    for sql in [
+        "INSERT INTO versions (version, git_sha, registered_at, artifact)
+         VALUES ('0.1.0', 'aaaaaaa', now(), 'a')",
+        "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract)
+         VALUES ('0.1.0', 'staging', 'cargo_test', now(), 'running', 'd', '0.2.0')",
+        "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract,
+                                outcome_json)
+         VALUES ('0.1.0', 'staging', 'burn_in', now(), 'passed', 'd', '0.2.0',
+                 '{\"kind\":\"passed\",\"note\":{\"kind\":\"burn_in_elapsed\",\"seconds\":60}}')",
+        // Written with other spacing and key order than Sando writes: the
+        // same value all the same.
+        "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
+         VALUES ('0.1.0', 'staging', 'n1', now(), '{ \"kind\" : \"in_progress\" }', 'l')",
+        "INSERT INTO builds (git_sha, started_at, log_ref) VALUES ('aaaaaaa', now(), 'b')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    assert_eq!(store.interrupt_unfinished(chrono::Utc::now()).await.unwrap(), 1);
+    let runs: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT status, outcome_json FROM gate_runs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(runs[0].0, "failed");
+    assert_eq!(runs[0].1, serde_json::json!({"kind":"failed","failure":{"kind":"interrupted"}}));
+    assert_eq!(runs[1].0, "passed", "a finished run is left as it was");
+    let deploy: serde_json::Value =
+        sqlx::query_scalar("SELECT outcome_json FROM deploys").fetch_one(&pool).await.unwrap();
+    assert_eq!(deploy["failure"]["kind"], "interrupted");
+    let build: serde_json::Value =
+        sqlx::query_scalar("SELECT outcome_json FROM builds").fetch_one(&pool).await.unwrap();
+    assert_eq!(build["failure"]["kind"], "interrupted");
+    pool.close().await;
 }

@@ -76,31 +76,17 @@ async fn read_found(pool: &sqlx::SqlitePool, ours: &Migrator) -> Result<Found, s
     .iter()
     .map(|row| row.get::<String, _>(0))
     .collect();
-    if tables.is_empty() {
-        return Ok(Found::Empty);
-    }
-    if tables.contains("_sqlx_migrations") {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-                .fetch_all(pool)
-                .await?;
-        let known: BTreeSet<i64> = ours.iter().map(|m| m.version).collect();
-        let latest = known.iter().next_back().copied().unwrap_or(0);
-        let first_ours = known.iter().next().copied();
-        // Another program's sqlx migrations share nothing with ours; a newer
-        // Sando's begin with ours and go on past the last one we have.
-        if !applied.is_empty() && applied.first().copied() != first_ours {
-            return Ok(Found::Other { tables: tables.into_iter().collect() });
-        }
-        return Ok(match applied.iter().find(|v| !known.contains(v)) {
-            Some(&unknown) if unknown > latest => Found::NewerSando { unknown },
-            Some(_) => Found::Other { tables: tables.into_iter().collect() },
-            None => Found::Sando,
-        });
-    }
+    let applied: Vec<i64> = if tables.contains("_sqlx_migrations") {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let mut legacy = !tables.contains("_sqlx_migrations");
     for (table, columns) in LEGACY_SCHEMA {
-        if !tables.contains(*table) {
-            return Ok(Found::Other { tables: tables.into_iter().collect() });
+        if !legacy {
+            break;
         }
         let have: BTreeSet<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
             .fetch_all(pool)
@@ -108,24 +94,52 @@ async fn read_found(pool: &sqlx::SqlitePool, ours: &Migrator) -> Result<Found, s
             .iter()
             .map(|row| row.get::<String, _>("name"))
             .collect();
-        if columns.iter().any(|c| !have.contains(*c)) {
-            return Ok(Found::Other { tables: tables.into_iter().collect() });
-        }
+        legacy = columns.iter().all(|c| have.contains(*c));
     }
-    Ok(Found::Legacy)
+    Ok(classify(&tables, &applied, ours, legacy))
+}
+
+/// What a database holds, from its tables, the migrations its
+/// `_sqlx_migrations` lists (oldest first) and whether its tables are the
+/// old daemon's: the same decision for either backend.
+pub(super) fn classify(
+    tables: &BTreeSet<String>,
+    applied: &[i64],
+    ours: &Migrator,
+    legacy: bool,
+) -> Found {
+    let other = || Found::Other { tables: tables.iter().cloned().collect() };
+    if tables.is_empty() {
+        return Found::Empty;
+    }
+    if !tables.contains("_sqlx_migrations") {
+        return if legacy { Found::Legacy } else { other() };
+    }
+    let known: BTreeSet<i64> = ours.iter().map(|m| m.version).collect();
+    let latest = known.iter().next_back().copied().unwrap_or(0);
+    // Another program's sqlx migrations share nothing with ours; a newer
+    // Sando's begin with ours and go on past the last one we have.
+    if !applied.is_empty() && applied.first() != known.iter().next() {
+        return other();
+    }
+    match applied.iter().find(|v| !known.contains(v)) {
+        Some(&unknown) if unknown > latest => Found::NewerSando { unknown },
+        Some(_) => other(),
+        None => Found::Sando,
+    }
 }
 
 impl Found {
-    /// Why the store refuses this file, or `None` when it may open it.
-    pub fn refusal(&self, shown: &Path) -> Option<String> {
-        let path = shown.display();
+    /// Why the store refuses this database (`path`: a file, or a URL with
+    /// its password hidden), or `None` when it may open it.
+    pub fn refusal(&self, path: &str) -> Option<String> {
         match self {
             Found::Empty | Found::Sando => None,
             Found::NewerSando { unknown } => Some(format!(
                 "{path} was written by a newer Sando (its migration {unknown} is unknown to this one); run that version, or a newer one than this"
             )),
             Found::Legacy => {
-                let aside = shown.with_file_name("sando-legacy.sqlite");
+                let aside = Path::new(path).with_file_name("sando-legacy.sqlite");
                 let aside = aside.display();
                 Some(format!(
                     "{path} is the old Sando daemon's database; move it aside (`mv {path} {aside}`) and upgrade it with `sando import-legacy --from {aside} --config <your sando.toml>`"
@@ -137,7 +151,7 @@ impl Found {
                     shown.push("…");
                 }
                 Some(format!(
-                    "{path} is another program's SQLite database (tables: {}); point data_dir elsewhere",
+                    "{path} is another program's database (tables: {}); point Sando elsewhere",
                     shown.join(", ")
                 ))
             }

@@ -10,6 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 mod components;
 mod identify;
 mod legacy;
+#[cfg(not(sqlx_prepare_sqlite))]
+mod postgres;
 mod retention;
 
 pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
@@ -24,6 +26,8 @@ pub use legacy::{
     Imported, LegacyBackup, LegacyDeploy, LegacyHistory, LegacyRun, LegacySource, LegacyTier,
     LegacyVersion,
 };
+#[cfg(not(sqlx_prepare_sqlite))]
+pub use postgres::PgStore;
 pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +128,7 @@ impl Store {
         let found = identify::identify(path, &MIGRATOR)
             .await
             .map_err(|source| StoreError::Open { path: shown.clone(), source })?;
-        if let Some(refusal) = found.refusal(path) {
+        if let Some(refusal) = found.refusal(&shown) {
             return Err(StoreError::NotOurs(refusal));
         }
         let options = SqliteConnectOptions::new()
