@@ -32,7 +32,7 @@ pub fn process_end_text(end: ProcessEnd) -> String {
 
 /// A recorded output from its columns (`raw_outputs`, `transcript_outputs`);
 /// `None` when `process_end` no longer parses.
-fn output_from(
+pub(super) fn output_from(
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     process_end: &str,
@@ -47,7 +47,7 @@ fn output_from(
 }
 
 /// An output's `process_end` and `duration_ms` columns.
-fn end_columns(output: &RawOutput) -> (String, Option<i64>) {
+pub(super) fn end_columns(output: &RawOutput) -> (String, Option<i64>) {
     (process_end_text(output.end), output.duration_ms.and_then(|d| i64::try_from(d).ok()))
 }
 
@@ -63,17 +63,17 @@ fn parse_process_end(text: &str) -> Option<ProcessEnd> {
     })
 }
 
-struct ComponentRow {
-    id: i64,
-    kind: GateKind,
-    digest: String,
-    contract: String,
-    source: String,
-    part: ComponentPart,
-    state: ComponentState,
-    reason: Option<String>,
-    diff_json: String,
-    loaded_at: DateTime<Utc>,
+pub(super) struct ComponentRow {
+    pub(super) id: i64,
+    pub(super) kind: GateKind,
+    pub(super) digest: String,
+    pub(super) contract: String,
+    pub(super) source: String,
+    pub(super) part: ComponentPart,
+    pub(super) state: ComponentState,
+    pub(super) reason: Option<String>,
+    pub(super) diff_json: String,
+    pub(super) loaded_at: DateTime<Utc>,
 }
 
 impl From<ComponentRow> for ComponentRecord {
@@ -95,19 +95,19 @@ impl From<ComponentRow> for ComponentRecord {
     }
 }
 
-struct RawRow {
-    run_id: GateRunId,
-    tier: TierId,
-    version: Version,
-    outcome: Option<GateStatus>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    process_end: String,
-    duration_ms: Option<i64>,
+pub(super) struct RawRow {
+    pub(super) run_id: GateRunId,
+    pub(super) tier: TierId,
+    pub(super) version: Version,
+    pub(super) outcome: Option<GateStatus>,
+    pub(super) stdout: Vec<u8>,
+    pub(super) stderr: Vec<u8>,
+    pub(super) process_end: String,
+    pub(super) duration_ms: Option<i64>,
 }
 
 impl RawRow {
-    fn into_run(self) -> Option<RawRun> {
+    pub(super) fn into_run(self) -> Option<RawRun> {
         Some(RawRun {
             run_id: self.run_id,
             tier: self.tier,
