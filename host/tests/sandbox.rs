@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use sando::domain::{
     ComponentFault, GateBlocker, GateFailure, GateKind, GateStatus, PassNote, ProcessEnd, RawOutput,
 };
-use sando::executor::LocalExecutor;
+use sando::executor::{Executor as _, LocalExecutor};
 use sando::sandbox::{
     Backup, BurnInClock, ComponentCache, Confirmation, GateComponent, GateParams, Invocation,
     Limits, LoadError, RunnerEnv, Sandbox,
