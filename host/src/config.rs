@@ -62,6 +62,59 @@ pub struct Config {
     pub event_send_timeout: Duration,
     /// What old versions' files and old backups the daemon removes.
     pub retention: Retention,
+    /// Where the history is kept (`[store]`): `<data_dir>/sando.sqlite`
+    /// unless a URL says otherwise.
+    pub store: StoreLocation,
+}
+
+/// Where the daemon keeps its history (`[store] url` or `url_env`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file: the data directory's `sando.sqlite` by default.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by several daemons.
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL URL, which may hold a password: as written in the config,
+/// or the value of an environment variable read when the store opens.
+/// Never printed with its password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PostgresUrl {
+    Written(String),
+    Env(String),
+}
+
+impl PostgresUrl {
+    /// The URL itself (from the environment, if that is where it is).
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            PostgresUrl::Written(url) => Ok(url.clone()),
+            PostgresUrl::Env(name) => match std::env::var(name) {
+                Ok(url) if is_postgres_url(&url) => Ok(url),
+                Ok(_) => Err(format!(
+                    "store.url_env: {name} does not hold a postgres:// or postgresql:// URL"
+                )),
+                Err(_) => Err(format!("store.url_env: {name} is not set")),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            StoreLocation::Postgres(PostgresUrl::Written(url)) => {
+                write!(f, "Postgres({})", crate::executor::redact(url))
+            }
+            StoreLocation::Postgres(PostgresUrl::Env(name)) => write!(f, "Postgres(${name})"),
+        }
+    }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// `[retention]`: a version's work tree, artifact, logs and recorded outputs
@@ -405,8 +458,16 @@ struct RawConfig {
     max_event_clients: Option<Spanned<u32>>,
     event_send_timeout: Option<Spanned<String>>,
     retention: Option<RawRetention>,
+    store: Option<RawStore>,
     project: RawProject,
     tiers: Vec<RawTier>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<Spanned<String>>,
+    url_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -524,6 +585,58 @@ impl Source<'_> {
         T::Err: fmt::Display,
     {
         value.get_ref().parse().map_err(|e: T::Err| self.error(value.span(), key, e.to_string()))
+    }
+
+    /// `[store]`: a `sqlite://` path (relative to the config's directory) or
+    /// a `postgres://` URL, or the name of a variable holding the URL.
+    fn store(
+        &self,
+        raw: Option<&RawStore>,
+        data_dir: &Path,
+        resolve: impl Fn(&str) -> PathBuf,
+    ) -> Result<StoreLocation, ConfigError> {
+        let default = StoreLocation::Sqlite(data_dir.join("sando.sqlite"));
+        let Some(raw) = raw else { return Ok(default) };
+        match (&raw.url, &raw.url_env) {
+            (Some(_), Some(env)) => Err(self.error(
+                env.span(),
+                "store.url_env",
+                "set store.url or store.url_env, not both",
+            )),
+            (None, None) => Ok(default),
+            (None, Some(env)) => {
+                let name = env.get_ref();
+                let valid = !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !name.starts_with(|c: char| c.is_ascii_digit());
+                if !valid {
+                    return Err(self.error(
+                        env.span(),
+                        "store.url_env",
+                        format!("{name:?} is not an environment variable name"),
+                    ));
+                }
+                Ok(StoreLocation::Postgres(PostgresUrl::Env(name.clone())))
+            }
+            (Some(url), None) => {
+                let text = url.get_ref();
+                if is_postgres_url(text) {
+                    return Ok(StoreLocation::Postgres(PostgresUrl::Written(text.clone())));
+                }
+                let path = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:"));
+                match path.filter(|p| !p.is_empty()) {
+                    Some(path) => Ok(StoreLocation::Sqlite(resolve(path))),
+                    None => Err(self.error(
+                        url.span(),
+                        "store.url",
+                        format!(
+                            "{:?}: expected sqlite:///path/to/sando.sqlite or postgres://user@host/db",
+                            crate::executor::redact(text)
+                        ),
+                    )),
+                }
+            }
+        }
     }
 
     fn retention(&self, raw: Option<&RawRetention>) -> Result<Retention, ConfigError> {
@@ -829,9 +942,12 @@ impl Config {
                     .map_err(|message| source.error(user.span(), "run_as", message))?,
             ),
         };
+        let data_dir = resolve(raw.data_dir.get_ref());
+        let store = source.store(raw.store.as_ref(), &data_dir, resolve)?;
         Ok(Config {
             listen,
-            data_dir: resolve(raw.data_dir.get_ref()),
+            store,
+            data_dir,
             token,
             project,
             tiers,
@@ -1063,6 +1179,57 @@ kind = "manual_confirm"
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(Path::new("/etc/sando/sando.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_store_is_the_data_directorys_sqlite_file_unless_a_url_says_otherwise() {
+        let data = GOOD.lines().find(|l| l.starts_with("data_dir")).unwrap();
+        let with = |store: &str| format!("{GOOD}\n[store]\n{store}\n");
+        let at = |store: &str| parse(&with(store)).map(|c| c.store);
+        let data_dir = parse(GOOD).unwrap().data_dir;
+        assert_eq!(
+            parse(GOOD).unwrap().store,
+            StoreLocation::Sqlite(data_dir.join("sando.sqlite")),
+            "{data}"
+        );
+        assert_eq!(
+            at("url = \"sqlite://state/main.sqlite\"").unwrap(),
+            StoreLocation::Sqlite("/etc/sando/state/main.sqlite".into())
+        );
+        assert_eq!(
+            at("url = \"sqlite:///var/lib/sando/db\"").unwrap(),
+            StoreLocation::Sqlite("/var/lib/sando/db".into())
+        );
+        let written = at("url = \"postgres://sando:hunter2@db.internal/sando\"").unwrap();
+        assert_eq!(
+            written,
+            StoreLocation::Postgres(PostgresUrl::Written(
+                "postgres://sando:hunter2@db.internal/sando".into()
+            ))
+        );
+        assert!(!format!("{written:?}").contains("hunter2"), "{written:?}");
+        assert_eq!(
+            at("url_env = \"SANDO_DB\"").unwrap(),
+            StoreLocation::Postgres(PostgresUrl::Env("SANDO_DB".into()))
+        );
+        let both = at("url = \"postgres://h/d\"\nurl_env = \"SANDO_DB\"").unwrap_err();
+        assert!(
+            both.ends_with("store.url_env: set store.url or store.url_env, not both"),
+            "{both}"
+        );
+        let scheme = at("url = \"mysql://root:hunter2@db/sando\"").unwrap_err();
+        assert!(
+            scheme.contains("store.url: \"mysql://root:***@db/sando\": expected sqlite:///path"),
+            "{scheme}"
+        );
+        let name = at("url_env = \"1 BAD\"").unwrap_err();
+        assert!(name.ends_with("store.url_env: \"1 BAD\" is not an environment variable name"));
+        let typo = at("uri = \"postgres://h/d\"").unwrap_err();
+        assert!(typo.contains("unknown field `uri`"), "{typo}");
+        assert_eq!(
+            PostgresUrl::Env("SANDO_TEST_UNSET_VARIABLE".into()).resolve().unwrap_err(),
+            "store.url_env: SANDO_TEST_UNSET_VARIABLE is not set"
+        );
     }
 
     #[test]

@@ -419,7 +419,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut builds: Vec<BuildSummary> = rows
+        let builds = rows
             .into_iter()
             .map(|r| BuildSummary {
                 build_id: r.id,
@@ -431,15 +431,7 @@ impl Store {
                 previous_duration_ms: None,
             })
             .collect();
-        // Newest first: the build before each is further down the list.
-        let mut before = None;
-        for build in builds.iter_mut().rev() {
-            build.previous_duration_ms = before;
-            if build.duration_ms.is_some() {
-                before = build.duration_ms;
-            }
-        }
-        Ok(builds)
+        Ok(with_previous_durations(builds))
     }
 
     /// The latest run of a gate kind for a version, at any tier (for `/logs`).
@@ -896,6 +888,19 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// `builds`, newest first, each given the duration of the finished build
+/// before it (further down the list).
+fn with_previous_durations(mut builds: Vec<BuildSummary>) -> Vec<BuildSummary> {
+    let mut before = None;
+    for build in builds.iter_mut().rev() {
+        build.previous_duration_ms = before;
+        if build.duration_ms.is_some() {
+            before = build.duration_ms;
+        }
+    }
+    builds
 }
 
 /// Makes `version` the candidate of `tier` unless the tier already runs it

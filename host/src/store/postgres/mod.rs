@@ -4,6 +4,8 @@
 //! is here, `[store] url` does not accept `postgres://` and nothing above
 //! the store reaches this module but its tests.
 
+mod lifecycle;
+
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
