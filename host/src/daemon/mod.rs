@@ -25,6 +25,7 @@ use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{Store, StoreError};
 use events::EventBus;
 use logs::LogsDir;
+use shared::Executors;
 pub(crate) use shared::Trigger;
 pub use shared::{Daemon, FetchError};
 
@@ -77,9 +78,10 @@ pub fn read_token(source: &TokenSource) -> Result<String, StartError> {
     Ok(token)
 }
 
-/// The executor the config asks for. Code under test is sandboxed unless
-/// the operator turned it off in so many words; without bubblewrap the
-/// daemon refuses to start rather than run it unsandboxed.
+/// The local executor the config asks for (the one place that makes one).
+/// Code under test is sandboxed unless the operator turned it off in so
+/// many words; without bubblewrap the daemon refuses to start rather than
+/// run it unsandboxed.
 pub fn executor_for(config: &Config) -> Result<LocalExecutor, StartError> {
     let mut executor = LocalExecutor::detect(config.defaults.kill_grace);
     if let Some(shim) = crate::executor::exec_shim::available() {
@@ -134,7 +136,7 @@ impl Started {
         let url = self.url();
         // Tests and scripts wait for exactly this line on stderr.
         eprintln!("sando: listening on {url}");
-        tracing::info!(url, executor = self.daemon.executor.describe(), "listening");
+        tracing::info!(url, executor = self.daemon.executors.describe(), "listening");
         tokio::spawn(coordinator::supervise(self.daemon.clone()));
         tokio::spawn(retention::run(self.daemon.clone()));
         if let Some(dir) = self.daemon.config.gates_dir.clone() {
@@ -198,17 +200,19 @@ async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
     })?;
-    let executor = executor_for(&config)?.owned_by(&data_dir);
-    let orphans = executor.end_orphans();
+    // Both roles run here for now: the daemon's tools always will.
+    let local: Arc<dyn Executor> = Arc::new(executor_for(&config)?.owned_by(&data_dir));
+    let executors = Executors { tools: local.clone(), gates: local };
+    let orphans = executors.end_orphans();
     if orphans > 0 {
         tracing::warn!("{orphans} sandboxes left by the previous daemon were ended");
     }
     let max_event_clients = config.max_event_clients;
     let mut warnings = Vec::new();
-    if !executor.isolates() {
+    if !executors.gates.isolates() {
         warnings.push(format!(
             "not sandboxed (isolation = \"none\"): builds and gates run with the daemon's authority; {}",
-            executor.describe()
+            executors.gates.describe()
         ));
     }
     for warning in &warnings {
@@ -225,7 +229,7 @@ async fn start(
         // lagged; it then resumes each log by offset.
         bus: EventBus::new(1024),
         token,
-        executor: Arc::new(executor) as Arc<dyn Executor>,
+        executors,
         wake: tokio::sync::Notify::new(),
         work: shared::Work::default(),
         warnings,

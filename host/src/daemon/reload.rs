@@ -259,7 +259,7 @@ fn review_runner(
             "review".parse().expect("a valid tier name"),
             "0.0.0".parse().expect("a valid version"),
             review_params(kind),
-            daemon.executor.clone(),
+            daemon.executors.gates.clone(),
         );
         configure(&mut env);
         env

@@ -1,4 +1,4 @@
-//! What the daemon's parts share: configuration, store, sandbox, components, event bus, logs, the executor, and the registry of work in flight. It sits below every module that uses it.
+//! What the daemon's parts share: configuration, store, sandbox, components, event bus, logs, the executors (by role), and the registry of work in flight. It sits below every module that uses it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,7 +33,7 @@ pub struct Daemon {
     pub(crate) bus: EventBus,
     pub(crate) logs: LogsDir,
     pub(crate) token: String,
-    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) executors: Executors,
     /// Wakes the coordinator. Many notifications before it looks are one.
     pub(crate) wake: Notify,
     pub(crate) work: Work,
@@ -104,6 +104,40 @@ pub enum FetchError {
     Source { path: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The daemon's executors, by what they run: every process it starts goes
+/// through one of them. Today both are the same `LocalExecutor`.
+pub(crate) struct Executors {
+    /// The daemon's own processes: git, deploy and health commands. Always
+    /// local: they act for the daemon, with its authority, never sandboxed.
+    pub tools: Arc<dyn Executor>,
+    /// Code under test: the build command and gate processes, each started
+    /// with an `Isolation`.
+    pub gates: Arc<dyn Executor>,
+}
+
+impl Executors {
+    /// How processes are contained: one line, or one per role when the
+    /// roles have executors of their own.
+    pub fn describe(&self) -> String {
+        if self.same() {
+            self.gates.describe()
+        } else {
+            format!("tools: {}; gates: {}", self.tools.describe(), self.gates.describe())
+        }
+    }
+
+    /// Ends what a previous daemon left running, through each executor
+    /// once; returns how many were ended.
+    pub fn end_orphans(&self) -> usize {
+        let gates = if self.same() { 0 } else { self.gates.end_orphans() };
+        self.tools.end_orphans() + gates
+    }
+
+    fn same(&self) -> bool {
+        Arc::ptr_eq(&self.tools, &self.gates)
+    }
 }
 
 /// A way to stop one piece of work, and who asked.

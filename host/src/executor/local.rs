@@ -1,4 +1,11 @@
 //! `LocalExecutor`: processes on this machine, each tree in its own PID namespace under bubblewrap (or only its own process group where there is none), bounded, ended whole, with a cleared environment; and what a daemon started after a crash ends of what the last one left.
+//!
+//! Under bubblewrap a tree lives in its own PID namespace, which the kernel
+//! empties when the namespace's first process dies, so ending a process ends
+//! descendants that left its process group too. Children die with the
+//! daemon: each program runs under a small supervisor (`supervise.rs`)
+//! which ends it when its lifeline, a pipe only the daemon writes, closes;
+//! parent-death signals and bubblewrap's `--die-with-parent` back that up.
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;

@@ -67,7 +67,8 @@ pub struct RunnerEnv {
     pub log: Option<std::sync::Arc<dyn LogSink>>,
     /// What the runner spawned, in order (each stream's kept tail).
     pub spawned: Vec<RawOutput>,
-    /// Where its processes run.
+    /// Where its processes run: the daemon's `gates` executor, for they
+    /// are code under test.
     pub executor: Arc<dyn Executor>,
     /// Cancels the run: its process tree is ended and the runner stopped.
     pub stop: CancellationToken,

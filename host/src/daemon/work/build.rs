@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tracing::Instrument;
@@ -118,42 +117,40 @@ async fn build(
     let repo = config.project.repo.display().to_string();
     let sink: Arc<dyn LogSink> = log.clone();
     let cache = BuildCache::of(daemon);
-    // git is the daemon's; the build command runs the version's code
-    // (build scripts, proc macros), so it runs in the version's sandbox.
-    // With the shared cache, the build is offline: `cargo fetch` got its
+    // git is the daemon's own tool: it runs on the `tools` executor,
+    // unsandboxed, without the project's environment or secrets. The build
+    // command runs the version's code (build scripts, proc macros), so it
+    // runs on the `gates` executor, in the version's sandbox. With the
+    // shared cache, the build is offline: `cargo fetch` got its
     // dependencies first, in the same sandbox with the network.
-    let run_on = |program: &str,
-                  args: Vec<String>,
-                  cwd: Option<PathBuf>,
-                  timeout: Duration,
-                  network: bool| {
-        let isolation = cwd.as_deref().map(|tree| super::sandbox_for(daemon, tree, network));
+    let git = |args: Vec<String>| {
+        let spec = ProcessSpec {
+            program: "git".into(),
+            args,
+            timeout: Some(defaults.git_timeout),
+            ..ProcessSpec::default()
+        };
+        daemon.executors.tools.run(spec, Some(sink.clone()), stop.token.clone())
+    };
+    let build_on = |program: &str, args: Vec<String>, tree: &Path, network: bool| {
         let mut env = config.project.env_pairs();
         env.extend(cache.iter().flat_map(|c| c.env(!network)));
         let spec = ProcessSpec {
             program: program.to_owned(),
             args,
-            env: if program == "git" { Vec::new() } else { env },
-            cwd,
+            env,
+            cwd: Some(tree.to_path_buf()),
             stop_after: None,
-            timeout: Some(timeout),
-            isolation,
-            secrets: if program == "git" { Default::default() } else { daemon.secrets.clone() },
+            timeout: Some(defaults.build_timeout),
+            isolation: Some(super::sandbox_for(daemon, tree, network)),
+            secrets: daemon.secrets.clone(),
         };
-        daemon.executor.run(spec, Some(sink.clone()), stop.token.clone())
-    };
-    let run = |program: &str, args: Vec<String>, cwd: Option<PathBuf>, timeout: Duration| {
-        run_on(program, args, cwd, timeout, config.project.network)
+        daemon.executors.gates.run(spec, Some(sink.clone()), stop.token.clone())
     };
     let words = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
 
-    let resolved = run(
-        "git",
-        words(&["-C", &repo, "rev-parse", "--verify", "--quiet", &format!("{sha}^{{commit}}")]),
-        None,
-        defaults.git_timeout,
-    )
-    .await;
+    let commit = format!("{sha}^{{commit}}");
+    let resolved = git(words(&["-C", &repo, "rev-parse", "--verify", "--quiet", &commit])).await;
     stopped(resolved.ended)?;
     let full: GitSha = match resolved.output.end {
         ProcessEnd::SpawnError(os_error) => return Err(BuildFailure::Spawn { os_error }),
@@ -177,7 +174,7 @@ async fn build(
             words(&["clone", "--quiet", "--shared", "--no-checkout", &repo, &partial_arg]),
             words(&["-C", &partial_arg, "checkout", "--quiet", "--detach", full.as_str()]),
         ] {
-            let out = run("git", args, None, defaults.git_timeout).await;
+            let out = git(args).await;
             stopped(out.ended)?;
             succeeded(out.output.end, |exit_code| BuildFailure::Checkout { exit_code })?;
         }
@@ -213,17 +210,14 @@ async fn build(
             "fetching dependencies into the shared build cache {}",
             cache.root().display()
         ));
-        let out =
-            run_on("cargo", words(&["fetch"]), Some(tree.clone()), defaults.build_timeout, true)
-                .await;
+        let out = build_on("cargo", words(&["fetch"]), &tree, true).await;
         stopped(out.ended)?;
         succeeded(out.output.end, |exit_code| BuildFailure::BuildCommand { exit_code })?;
     }
 
     let build = &config.project.build;
     log.note(&crate::executor::redact(&format!("running {build}")));
-    let out =
-        run(&build.program, build.args.clone(), Some(tree.clone()), defaults.build_timeout).await;
+    let out = build_on(&build.program, build.args.clone(), &tree, config.project.network).await;
     stopped(out.ended)?;
     succeeded(out.output.end, |exit_code| BuildFailure::BuildCommand { exit_code })?;
     let version = manifest_version(&tree.join("Cargo.toml"))

@@ -148,7 +148,7 @@ async fn deploy(
     // A deploy is never cut short by a cancel: a half-installed node is worse
     // than a finished one.
     let never = CancellationToken::new();
-    let done = daemon.executor.run(install, Some(log.clone()), never.clone()).await;
+    let done = daemon.executors.tools.run(install, Some(log.clone()), never.clone()).await;
     if let Ended::TimedOut(after) = done.ended {
         return failed(DeployFailure::Timeout { after_s: after.as_secs() });
     }
@@ -163,7 +163,7 @@ async fn deploy(
     let Some(health) = &node.health else { return DeployOutcome::Ok };
     let health = substitute(health, defaults.health_timeout);
     note_line(&log, &format!("health check: {} {}", health.program, health.args.join(" ")));
-    let done = daemon.executor.run(health, Some(log), never).await;
+    let done = daemon.executors.tools.run(health, Some(log), never).await;
     if let Ended::TimedOut(after) = done.ended {
         return failed(DeployFailure::Timeout { after_s: after.as_secs() });
     }

@@ -233,7 +233,7 @@ async fn runner_env(
         tier.name.clone(),
         version.version.clone(),
         GateParams::ManualConfirm,
-        daemon.executor.clone(),
+        daemon.executors.gates.clone(),
     );
     env.cwd = Some(tree.clone());
     env.env = daemon.config.project.env_pairs();

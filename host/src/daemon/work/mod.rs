@@ -1,7 +1,9 @@
 //! The workers: each does one thing the planner asked for (a build, a gate run, a wave of deploys) and reports what it touched, so a panic still ends as a typed outcome.
 //!
-//! Workers run processes only through the daemon's `Executor`; they never
-//! decide what comes next.
+//! Workers run processes only through the daemon's executors, each by what
+//! it runs: the daemon's own tools (git, deploy and health commands) through
+//! `tools`, code under test (the build command, gate processes) through
+//! `gates`. They never decide what comes next.
 
 pub(crate) mod build;
 pub(crate) mod cache;
