@@ -4,6 +4,7 @@
 //! is here, `[store] url` does not accept `postgres://` and nothing above
 //! the store reaches this module but its tests.
 
+mod components;
 mod lifecycle;
 
 use std::collections::BTreeSet;
