@@ -5,7 +5,9 @@
 //! the store reaches this module but its tests.
 
 mod components;
+mod legacy;
 mod lifecycle;
+mod retention;
 
 use std::collections::BTreeSet;
 
