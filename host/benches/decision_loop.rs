@@ -9,6 +9,11 @@
 #[path = "../tests/util/daemon.rs"]
 #[allow(dead_code)]
 mod daemon_util;
+// What `daemon_util` names as `super::postgres`: the suite's PostgreSQL,
+// which this benchmark does not use.
+#[path = "../tests/util/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -426,8 +426,9 @@ async fn kill_9_before_a_requested_build_starts_then_restart_builds_it() {
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::write(partial.join("Cargo.toml"), "not a manifest").unwrap();
 
-    // Builds are quick now; both requests survive the kill.
-    let text = text.replace(
+    // Builds are quick now; both requests survive the kill. (Read again:
+    // the config may have been given a `[store]` since.)
+    let text = std::fs::read_to_string(&config).unwrap().replace(
         "build = \"sh -c 'sleep 906 & wait; true'\"",
         "build = \"cargo build --offline --quiet\"",
     );

@@ -240,3 +240,47 @@ async fn a_restart_on_postgres_gives_what_was_in_flight_a_typed_outcome() {
     assert_eq!(build["failure"]["kind"], "interrupted");
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_database_is_refused_until_the_first_is_gone() {
+    let url = util::postgres::fresh_database().await;
+    let (first, _) = util::legacy::setup(1);
+    let (second, _) = util::legacy::setup(1);
+    for sando in [&first, &second] {
+        let config = std::fs::read_to_string(sando.path("sando.toml")).unwrap();
+        sando.write("sando.toml", format!("{config}\n[store]\nurl = \"{url}\"\n"));
+    }
+    let mut daemon = util::daemon::Daemon::start(&first.path("sando.toml"));
+    let refused = second
+        .command()
+        .args(["serve", "--config", "sando.toml"])
+        .env("SANDO_TEST_TOKEN", util::daemon::TOKEN)
+        .output()
+        .unwrap();
+    let err = util::stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("another Sando daemon is serving this database"), "{err}");
+    // Its lock connection cut by the server: it stops rather than act on
+    // beside a daemon that may take the lock now.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(cut, [true], "one daemon held the lead");
+    let status = daemon.exited_within(std::time::Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", daemon.stderr.lock().unwrap());
+    assert!(daemon.stderr.lock().unwrap().contains("the connection holding the lead is gone"));
+    let takes_over = util::daemon::Daemon::start(&second.path("sando.toml"));
+    assert_eq!(takes_over.state()["tiers"].as_array().unwrap().len(), 2);
+    // Gone however it went (here: kill -9), its lock goes with its session.
+    takes_over.kill();
+    let again = util::daemon::Daemon::start(&first.path("sando.toml"));
+    again.kill();
+    pool.close().await;
+}

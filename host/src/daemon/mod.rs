@@ -169,7 +169,8 @@ async fn start(
     for sub in ["logs", "worktrees", "artifacts", "backups"] {
         std::fs::create_dir_all(data_dir.join(sub)).map_err(data_err)?;
     }
-    let store = Store::open(&data_dir.join("sando.sqlite")).await?;
+    let store = Store::connect(&config.store).await?;
+    store.lead().await?;
     let tiers: Vec<_> = config.tiers.iter().map(|t| t.name.clone()).collect();
     store.sync_tiers(&tiers).await?;
     let interrupted = store.interrupt_unfinished(Utc::now()).await?;

@@ -668,7 +668,10 @@ pub async fn reclassify(
     let kind = request.gate;
     // The classifier in service judges: a classifier-only part if one serves.
     let component = daemon.components.classifier(kind);
-    let since = request.since.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    // No run is older than 1970; and PostgreSQL's times begin in 4713 BC,
+    // long after chrono's earliest.
+    let epoch = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    let since = request.since.unwrap_or(epoch).max(epoch);
     if request.legacy && request.apply {
         return Err(ComponentError::LegacyIsDryRun);
     }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::domain::{
     BackupSource, Canary, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId,
     TierId, Version,
@@ -165,9 +165,11 @@ pub async fn import(request: &ImportRequest<'_>) -> Result<Outcome, ImportError>
     }
     let report_json = serde_json::to_string(&report).expect("a report serialises");
     let source = LegacySource { path: &shown, sha256: &sha256, report_json: &report_json };
-    let db = data_dir.join("sando.sqlite");
-    if request.dry_run && !db.exists() {
+    let location = &request.config.store;
+    let missing = matches!(location, StoreLocation::Sqlite(db) if !db.exists());
+    if request.dry_run && missing {
         // A dry run leaves no database behind: it writes into a scratch one.
+        // (On PostgreSQL it writes into the real one, and rolls back.)
         let scratch = tempfile::tempdir().map_err(|e| ImportError::Open {
             path: "a scratch directory".into(),
             message: crate::fixtures::io_message(&e),
@@ -175,7 +177,7 @@ pub async fn import(request: &ImportRequest<'_>) -> Result<Outcome, ImportError>
         let store = Store::open(&scratch.path().join("sando.sqlite")).await?;
         return finish(&store, &history, &source, report, false).await;
     }
-    finish(&Store::open(&db).await?, &history, &source, report, !request.dry_run).await
+    finish(&Store::connect(location).await?, &history, &source, report, !request.dry_run).await
 }
 
 async fn finish(

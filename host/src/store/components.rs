@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 use crate::domain::{
     ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary,
     GateStatus, ProcessEnd, RawOutput, RunState, TierId, VerdictChange, Version,
@@ -118,7 +118,7 @@ impl RawRow {
     }
 }
 
-impl Store {
+impl SqliteStore {
     pub async fn record_raw_output(
         &self,
         run: GateRunId,
@@ -476,7 +476,7 @@ pub struct RecordedTranscript {
     pub outputs: Vec<RawOutput>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Keeps a run's transcript (again, for a run evaluated again in place).
     pub async fn record_transcript(
         &self,

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 use crate::domain::{
     BackupSource, DeployOutcome, GateKind, GateRunId, GateStatus, GitSha, IMPORTED_RUN, LogRef,
     NodeId, TierId, Version,
@@ -89,7 +89,7 @@ pub enum Imported {
     Refused(String),
 }
 
-impl Store {
+impl SqliteStore {
     /// Writes `history` in one transaction, committed only when `commit`.
     /// Ids of runs, deploys and backups are kept; a target that already uses
     /// one, or already holds one of the versions, refuses the import.

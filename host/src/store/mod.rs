@@ -8,6 +8,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 mod components;
+mod dispatch;
 mod identify;
 mod legacy;
 #[cfg(not(sqlx_prepare_sqlite))]
@@ -21,6 +22,7 @@ use crate::domain::{
     TierId, Version,
 };
 pub use components::{RawRun, RecordedTranscript, process_end_text};
+pub use dispatch::Store;
 pub use identify::{Found, LEGACY_SCHEMA};
 pub use legacy::{
     Imported, LegacyBackup, LegacyDeploy, LegacyHistory, LegacyRun, LegacySource, LegacyTier,
@@ -114,16 +116,17 @@ impl RunCost {
 /// The schema, from `migrations/`, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// The store on one SQLite file (WAL), the embedded default.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database and applies pending migrations.
     /// A file that is not Sando's, or is a newer Sando's, is refused before
     /// anything is written to it.
-    pub async fn open(path: &Path) -> Result<Store> {
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
         let shown = path.display().to_string();
         let found = identify::identify(path, &MIGRATOR)
             .await
@@ -144,7 +147,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open { path: shown.clone(), source })?;
         MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: shown, source })?;
-        Ok(Store { pool })
+        Ok(SqliteStore { pool })
     }
 
     /// Records the configured tiers (in order); tiers removed from the config

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 use crate::domain::Version;
 
 /// A version whose files are still kept, as retention sees it.
@@ -21,7 +21,7 @@ pub struct BackupAge {
     pub fetched_at: DateTime<Utc>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Versions whose files a sweep has not removed.
     pub async fn versions_with_files(&self) -> Result<Vec<VersionAge>> {
         let rows = sqlx::query!(

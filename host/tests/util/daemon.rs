@@ -80,6 +80,11 @@ impl Daemon {
 
     /// Started with `env` added to its environment.
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let written = std::fs::read_to_string(config).expect("read the config");
+        if let Some(store) = super::postgres::store_table().filter(|_| !written.contains("[store]"))
+        {
+            std::fs::write(config, written + &store).expect("name the store in the config");
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_sando"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .envs(env.iter().copied())
@@ -146,6 +151,18 @@ impl Daemon {
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How it exited, if it did within `within`.
+    pub fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait on sando serve") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn kill(mut self) {

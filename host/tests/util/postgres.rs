@@ -26,3 +26,20 @@ pub async fn fresh_database() -> String {
     let (base, _) = url.rsplit_once('/').expect("a URL with a database");
     format!("{base}/{name}")
 }
+
+/// When the suite runs on PostgreSQL (`SANDO_TEST_STORE=postgres`, as
+/// `./x test`'s second pass over the daemon's tests does), a `[store]`
+/// table naming a fresh database for one daemon; else nothing.
+pub fn store_table() -> Option<String> {
+    if std::env::var("SANDO_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    // Callers may be inside a runtime already: make the database on a
+    // thread of its own.
+    let url = std::thread::spawn(|| {
+        tokio::runtime::Runtime::new().expect("a runtime").block_on(fresh_database())
+    })
+    .join()
+    .expect("a fresh database");
+    Some(format!("\n[store]\nurl = \"{url}\"\n"))
+}

@@ -1,8 +1,8 @@
 //! The store on PostgreSQL (`migrations/postgres/`), for several daemons on one database: the same values as on SQLite, in PostgreSQL's types.
 //!
-//! Being ported method by method from the SQLite store; until every method
-//! is here, `[store] url` does not accept `postgres://` and nothing above
-//! the store reaches this module but its tests.
+//! One daemon acts on a database at a time: it holds a session advisory
+//! lock on a connection of its own (`lead`). Until standbys exist, a second
+//! `sando serve` on the same database is refused.
 
 mod components;
 mod legacy;
@@ -10,10 +10,11 @@ mod lifecycle;
 mod retention;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 
 use super::{Result, StoreError, TierRow, identify};
 use crate::domain::{
@@ -24,9 +25,16 @@ use crate::domain::{
 /// The PostgreSQL schema, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// The advisory lock key the acting daemon holds: "sando" in ASCII.
+const LEAD_LOCK: i64 = 0x73_61_6e_64_6f;
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    url: Arc<str>,
+    /// The connection holding the lead lock, once taken: closed (and the
+    /// lock with it) when the daemon ends, however it ends.
+    lead: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
 }
 
 impl PgStore {
@@ -37,10 +45,11 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<PgStore> {
         let shown = crate::executor::redact(url);
         let open_error = |source| StoreError::Open { path: shown.clone(), source };
+        let options = connect_options(url).map_err(open_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(open_error)?;
         let found = identify_postgres(&pool).await.map_err(open_error)?;
@@ -49,7 +58,34 @@ impl PgStore {
             return Err(StoreError::NotOurs(refusal));
         }
         MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: shown, source })?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, url: url.into(), lead: Default::default() })
+    }
+
+    /// Takes the lead of this database for the life of the process: the
+    /// daemon that acts on it. Refused, naming the database, while another
+    /// daemon holds it.
+    pub async fn lead(&self) -> Result<()> {
+        let mut held = self.lead.lock().await;
+        if held.is_some() {
+            return Ok(());
+        }
+        let shown = crate::executor::redact(&self.url);
+        let open_error = |source| StoreError::Open { path: shown.clone(), source };
+        let options = connect_options(&self.url).map_err(open_error)?;
+        let mut conn = PgConnection::connect_with(&options).await.map_err(open_error)?;
+        let taken: bool =
+            sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "taken!""#, LEAD_LOCK)
+                .fetch_one(&mut conn)
+                .await?;
+        if !taken {
+            return Err(StoreError::NotOurs(format!(
+                "{shown}: another Sando daemon is serving this database (standby daemons are not supported yet); stop it first"
+            )));
+        }
+        *held = Some(conn);
+        drop(held);
+        tokio::spawn(keep_the_lead(self.lead.clone(), shown));
+        Ok(())
     }
 
     /// Records the configured tiers (in order); tiers removed from the config
@@ -117,6 +153,31 @@ impl PgStore {
         tx.commit().await?;
         Ok(runs)
     }
+}
+
+/// Looks at the lead connection every two seconds; once it is gone (the
+/// server restarted, the network dropped it), the lock is too, and another
+/// daemon may take it: this one stops at once rather than act beside it.
+/// Its processes end with it, as after a crash, and a restart takes the
+/// lead again if it is free.
+async fn keep_the_lead(lead: Arc<tokio::sync::Mutex<Option<PgConnection>>>, shown: String) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let mut held = lead.lock().await;
+        let Some(conn) = held.as_mut() else { return };
+        let alive = tokio::time::timeout(std::time::Duration::from_secs(5), conn.ping()).await;
+        if !matches!(alive, Ok(Ok(()))) {
+            tracing::error!("{shown}: the connection holding the lead is gone; stopping");
+            eprintln!("sando: {shown}: the connection holding the lead is gone; stopping");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// How every connection is made: the server keeps its notices below
+/// warnings (a migration's "already exists, skipping") to itself.
+fn connect_options(url: &str) -> std::result::Result<PgConnectOptions, sqlx::Error> {
+    Ok(url.parse::<PgConnectOptions>()?.options([("client_min_messages", "warning")]))
 }
 
 /// What the database at `pool` holds, read before anything is written.
