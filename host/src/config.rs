@@ -29,6 +29,9 @@ pub struct ConfigError {
 /// The whole daemon configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file this was read from: hidden from code under test, since it
+    /// may hold the store's password.
+    pub source: PathBuf,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub token: TokenSource,
@@ -945,6 +948,7 @@ impl Config {
         let data_dir = resolve(raw.data_dir.get_ref());
         let store = source.store(raw.store.as_ref(), &data_dir, resolve)?;
         Ok(Config {
+            source: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             listen,
             store,
             data_dir,

@@ -123,6 +123,30 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Work with the store that keeps the history.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a whole SQLite history into an empty PostgreSQL database, ids
+    /// kept, in one transaction, each table verified (rows and a digest)
+    /// before it commits. The SQLite file is only read.
+    Copy {
+        /// The SQLite history: `sqlite:///var/lib/sando/sando.sqlite` (or its path).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: `postgres://user@host/db`.
+        #[arg(long, required_unless_present = "to_env", conflicts_with = "to_env")]
+        to: Option<String>,
+        /// The name of an environment variable holding that URL (keeps a
+        /// password off the command line).
+        #[arg(long)]
+        to_env: Option<String>,
+    },
 }
 
 /// Where the daemon is and how to authenticate to it.
@@ -339,6 +363,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc { dry_run, remote } => remote::gc(dry_run, &remote.url, &remote.token_file),
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Store { command: StoreCommand::Copy { from, to, to_env } } => {
+            store_copy(&from, to.as_deref(), to_env.as_deref())
+        }
         Command::Tui { url, token_file } => {
             sando_tui::run(sando_tui::Options { url, token_file })?;
             Ok(ExitCode::SUCCESS)
@@ -353,6 +380,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             migrate(&database_url, &source)
         }
     }
+}
+
+fn store_copy(from: &str, to: Option<&str>, to_env: Option<&str>) -> anyhow::Result<ExitCode> {
+    use sando::config::PostgresUrl;
+    let shown = sando::executor::redact;
+    if from.starts_with("postgres://") || from.starts_with("postgresql://") {
+        anyhow::bail!(
+            "--from {}: a copy reads a SQLite history (sqlite:///path/sando.sqlite)",
+            shown(from)
+        );
+    }
+    let path =
+        from.strip_prefix("sqlite://").or_else(|| from.strip_prefix("sqlite:")).unwrap_or(from);
+    let url = match (to, to_env) {
+        (Some(url), _) => PostgresUrl::Written(url.to_owned()),
+        (None, Some(name)) => PostgresUrl::Env(name.to_owned()),
+        (None, None) => anyhow::bail!("--to or --to-env names the PostgreSQL database"),
+    };
+    let url = url.resolve().map_err(|e| anyhow::anyhow!(e.replace("store.url_env", "--to-env")))?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        anyhow::bail!("--to {}: expected a postgres:// URL", shown(&url));
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(sando::store::copy::sqlite_to_postgres(Path::new(path), &url))?;
+    for table in &report.tables {
+        println!("{:<20} {:>9} rows  sha256 {}", table.table, table.rows, table.sha256);
+    }
+    let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+    println!(
+        "copied {rows} rows of {} tables from {} to {} in one transaction, each table's rows and digest equal on both sides; {} was only read",
+        report.tables.len(),
+        report.from,
+        report.to,
+        report.from
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {

@@ -681,7 +681,7 @@ fn serve_refuses(sando: &Sando, db: &Path) -> String {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(sha256(db), before, "the refused database was written to");
-    for side in ["-wal", "-journal"] {
+    for side in ["-wal", "-shm", "-journal"] {
         let mut name = db.as_os_str().to_owned();
         name.push(side);
         assert!(!Path::new(&name).exists(), "{side} file left beside the refused database");
@@ -726,9 +726,10 @@ async fn serve_refuses_a_newer_sandos_database_and_another_programs() {
     .execute(&mut pool)
     .await
     .unwrap();
-    // Checkpointed and closed, as a stopped newer daemon leaves it.
-    sqlx::query("PRAGMA journal_mode = DELETE").execute(&mut pool).await.unwrap();
+    // Closed, as a stopped newer daemon leaves it: still in WAL mode, its
+    // log checkpointed and gone.
     pool.close().await.unwrap();
+    assert!(!sando.path("data/sando.sqlite-wal").exists());
     let err = serve_refuses(&sando, &db);
     assert!(err.contains("newer Sando (its migration 99991231000000"), "{err}");
 

@@ -117,6 +117,15 @@ async fn an_outcome_written_by_one_backend_reads_back_equal_on_the_other() {
             sqlx::query_scalar("SELECT ?1").bind(&through_pg).fetch_one(&sqlite).await.unwrap();
         assert_eq!(&back, outcome);
     }
+    // A NUL that code under test printed into a test's name: jsonb cannot
+    // hold it, so it is kept as U+FFFD rather than failing the write.
+    let nul: sando::domain::GateStatus = serde_json::from_str(
+        r#"{"kind":"failed","failure":{"kind":"cargo_test","failed_count":1,"first_failed":"t::a\u0000b"}}"#,
+    )
+    .unwrap();
+    let read: serde_json::Value =
+        sqlx::query_scalar("SELECT $1::jsonb").bind(&nul).fetch_one(&pg).await.unwrap();
+    assert_eq!(read["failure"]["first_failed"], "t::a\u{FFFD}b");
     let deploy =
         DeployOutcome::Failed { failure: DeployFailure::Transport { exit_code: Some(12) } };
     let read: DeployOutcome =
@@ -145,7 +154,7 @@ async fn an_outcome_written_by_one_backend_reads_back_equal_on_the_other() {
 async fn the_postgres_store_opens_only_its_own_database_and_keeps_tiers_in_order() {
     use sando::store::PgStore;
     let url = util::postgres::fresh_database().await;
-    let store = PgStore::open(&url).await.unwrap();
+    let store = PgStore::open(&url, sando::store::Role::Command).await.unwrap();
     let tier = |n: &str| -> sando::domain::TierId { n.parse().unwrap() };
     store.sync_tiers(&[tier("staging"), tier("prod")]).await.unwrap();
     let names = |rows: Vec<sando::store::TierRow>| -> Vec<String> {
@@ -156,7 +165,7 @@ async fn the_postgres_store_opens_only_its_own_database_and_keeps_tiers_in_order
     store.sync_tiers(&[tier("prod"), tier("canary")]).await.unwrap();
     assert_eq!(names(store.tiers().await.unwrap()), ["prod", "staging", "canary"]);
     // Opened again: its own, at a migration it knows.
-    assert!(PgStore::open(&url).await.is_ok());
+    assert!(PgStore::open(&url, sando::store::Role::Command).await.is_ok());
 
     // A newer Sando's database is refused before anything is written.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
@@ -168,14 +177,19 @@ async fn the_postgres_store_opens_only_its_own_database_and_keeps_tiers_in_order
     .await
     .unwrap();
     pool.close().await;
-    let err = PgStore::open(&url).await.err().expect("refused").to_string();
+    let err =
+        PgStore::open(&url, sando::store::Role::Command).await.err().expect("refused").to_string();
     assert!(err.contains("written by a newer Sando (its migration 99991231000000"), "{err}");
 
     // Another program's database: refused, naming its tables; nothing made.
     let other = util::postgres::fresh_database().await;
     let pool = sqlx::PgPool::connect(&other).await.unwrap();
     sqlx::query("CREATE TABLE invoices (id bigint)").execute(&pool).await.unwrap();
-    let err = PgStore::open(&other).await.err().expect("refused").to_string();
+    let err = PgStore::open(&other, sando::store::Role::Command)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("another program's database (tables: invoices)"), "{err}");
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
@@ -190,11 +204,14 @@ async fn the_postgres_store_opens_only_its_own_database_and_keeps_tiers_in_order
 #[tokio::test]
 async fn an_unreachable_postgres_is_one_line_without_the_password() {
     // Port 1: nothing listens there.
-    let err = sando::store::PgStore::open("postgresql://sando:hunter2@127.0.0.1:1/sando")
-        .await
-        .err()
-        .expect("nothing listens on port 1")
-        .to_string();
+    let err = sando::store::PgStore::open(
+        "postgresql://sando:hunter2@127.0.0.1:1/sando",
+        sando::store::Role::Command,
+    )
+    .await
+    .err()
+    .expect("nothing listens on port 1")
+    .to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -203,7 +220,7 @@ async fn an_unreachable_postgres_is_one_line_without_the_password() {
 #[tokio::test]
 async fn a_restart_on_postgres_gives_what_was_in_flight_a_typed_outcome() {
     let url = util::postgres::fresh_database().await;
-    let store = sando::store::PgStore::open(&url).await.unwrap();
+    let store = sando::store::PgStore::open(&url, sando::store::Role::Command).await.unwrap();
     store.sync_tiers(&["staging".parse().unwrap()]).await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     for sql in [
@@ -261,6 +278,8 @@ async fn a_second_daemon_on_the_same_database_is_refused_until_the_first_is_gone
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("another Sando daemon is serving this database"), "{err}");
+    let first_pid = daemon.pid();
+    assert!(err.contains(&format!("(pid {first_pid}) from ")), "the holder is named: {err}");
     // Its lock connection cut by the server: it stops rather than act on
     // beside a daemon that may take the lock now.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();

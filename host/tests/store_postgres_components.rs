@@ -77,7 +77,7 @@ async fn both() -> Both {
     let path = dir.path().join("sando.sqlite");
     let sqlite = Store::open(&path).await.unwrap();
     let url = util::postgres::fresh_database().await;
-    let pg = PgStore::open(&url).await.unwrap();
+    let pg = PgStore::open(&url, sando::store::Role::Command).await.unwrap();
     let tiers = [tier("staging"), tier("prod")];
     sqlite.sync_tiers(&tiers).await.unwrap();
     pg.sync_tiers(&tiers).await.unwrap();
@@ -588,7 +588,7 @@ async fn components_live_the_same_lives_on_both_backends() {
 #[tokio::test]
 async fn daemons_sharing_a_postgres_settle_a_candidate_once_and_pend_one_at_a_time() {
     let url = util::postgres::fresh_database().await;
-    let store = PgStore::open(&url).await.unwrap();
+    let store = PgStore::open(&url, sando::store::Role::Command).await.unwrap();
     let kind = GateKind::CargoTest;
     let no_diff: &'static [VerdictChange] = &[];
     store

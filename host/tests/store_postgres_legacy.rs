@@ -72,7 +72,7 @@ impl Both {
         let sqlite_pool =
             SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path)).await.unwrap();
         let url = util::postgres::fresh_database().await;
-        let pg = PgStore::open(&url).await.unwrap();
+        let pg = PgStore::open(&url, sando::store::Role::Command).await.unwrap();
         let pg_pool = PgPool::connect(&url).await.unwrap();
         Both { _dir: dir, sqlite, pg, sqlite_pool, pg_pool }
     }

@@ -169,8 +169,7 @@ async fn start(
     for sub in ["logs", "worktrees", "artifacts", "backups"] {
         std::fs::create_dir_all(data_dir.join(sub)).map_err(data_err)?;
     }
-    let store = Store::connect(&config.store).await?;
-    store.lead().await?;
+    let store = Store::serve(&config.store).await?;
     let tiers: Vec<_> = config.tiers.iter().map(|t| t.name.clone()).collect();
     store.sync_tiers(&tiers).await?;
     let interrupted = store.interrupt_unfinished(Utc::now()).await?;

@@ -27,21 +27,27 @@ impl Isolation {
     /// This sandbox with what a process is started with readable at its own
     /// path: `program`, the exec shim, and each argument that is an existing
     /// absolute path. So a program or file under a directory the sandbox
-    /// replaces (`/tmp`) or closes to `run_as` is still there. Never what
-    /// the sandbox hides, and never over what it already makes writable.
+    /// replaces (`/tmp`) or closes to `run_as` is still there. Only regular
+    /// files named by their real path (a directory could hold, and a link
+    /// lead to, what the sandbox hides), never under `/dev`, `/proc` or
+    /// `/sys`, never inside what the sandbox hides, and never over what it
+    /// makes writable.
     pub fn with_programs(&self, program: &Path, shim: Option<&Path>, args: &[String]) -> Isolation {
         let mut isolation = self.clone();
+        let real = |p: &Path| std::fs::canonicalize(p).ok();
+        let hidden: Vec<PathBuf> = self.hidden.iter().filter_map(|h| real(h)).collect();
+        let writable: Vec<PathBuf> = self.writable.iter().filter_map(|w| real(w)).collect();
         let within = |p: &Path, dirs: &[PathBuf]| dirs.iter().any(|d| p.starts_with(d));
-        let paths = args
-            .iter()
-            .map(Path::new)
-            .filter(|p| p.is_absolute() && p.parent().is_some() && p.exists());
-        for path in std::iter::once(program).chain(shim).chain(paths) {
-            if !within(path, &self.hidden)
-                && !within(path, &self.writable)
-                && !isolation.readable.iter().any(|r| r == path)
+        let system = ["/dev", "/proc", "/sys"].map(PathBuf::from);
+        let args = args.iter().map(Path::new).filter(|p| p.is_absolute());
+        for path in std::iter::once(program).chain(shim).chain(args) {
+            let Some(file) = real(path).filter(|r| r == path && r.is_file()) else { continue };
+            if !within(&file, &system)
+                && !within(&file, &hidden)
+                && !within(&file, &writable)
+                && !isolation.readable.contains(&file)
             {
-                isolation.readable.push(path.to_path_buf());
+                isolation.readable.push(file);
             }
         }
         isolation
@@ -114,6 +120,37 @@ mod tests {
     use super::super::testing::executor;
     use super::super::{CancellationToken, Executor, ProcessSpec, block_on};
     use super::*;
+
+    #[test]
+    fn only_regular_files_outside_what_is_hidden_are_bound_for_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let data = root.join("data");
+        std::fs::create_dir_all(data.join("tree")).unwrap();
+        std::fs::write(data.join("token"), "secret").unwrap();
+        std::fs::write(root.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::write(data.join("tree/file"), "").unwrap();
+        std::os::unix::fs::symlink(data.join("token"), root.join("link")).unwrap();
+        let isolation = Isolation {
+            hidden: vec![data.clone()],
+            writable: vec![data.join("tree")],
+            ..Isolation::default()
+        };
+        let shown = |p: &Path| p.display().to_string();
+        let args = [
+            shown(&root),                              // holds the hidden directory
+            shown(&data.join("token")),                // inside it
+            format!("{}/../data/token", shown(&data)), // inside it, by another name
+            shown(&root.join("link")),                 // a link to it
+            shown(&data.join("tree/file")),            // already writable
+            "/dev/null".into(),
+            "/proc/self/status".into(),
+            "relative/tool".into(),
+            shown(&root.join("missing")),
+        ];
+        let bound = isolation.with_programs(&root.join("tool"), None, &args).readable;
+        assert_eq!(bound, [root.join("tool")]);
+    }
 
     #[test]
     fn a_sandbox_hides_the_daemons_files_and_the_network() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::postgres::PgStore;
+use super::postgres::{PgStore, Role};
 use super::{
     Attempt, BackupAge, Imported, LegacyHistory, LegacySource, OpenRebuild, PlanDeploy, PlanRun,
     RawRun, RecordedTranscript, Result, RunComponents, RunCost, SqliteStore, StoreError, TierRow,
@@ -51,26 +51,28 @@ impl Store {
         Ok(Store { backend: Backend::Sqlite(SqliteStore::open(path).await?) })
     }
 
-    /// Opens the store the config names: its SQLite file, or its PostgreSQL
-    /// database (the URL read from the environment when it says so).
+    /// Opens the store the config names, for a command: its SQLite file, or
+    /// its PostgreSQL database (the URL read from the environment when it
+    /// says so).
     pub async fn connect(location: &StoreLocation) -> Result<Store> {
+        Store::open_as(location, Role::Command).await
+    }
+
+    /// Opens the store the config names for the daemon that acts on it: on
+    /// PostgreSQL it takes the database's lead first, refused while another
+    /// daemon holds it. (A SQLite file is its data directory's alone; two
+    /// daemons on one data directory are not guarded against yet.)
+    pub async fn serve(location: &StoreLocation) -> Result<Store> {
+        Store::open_as(location, Role::Lead).await
+    }
+
+    async fn open_as(location: &StoreLocation, role: Role) -> Result<Store> {
         match location {
             StoreLocation::Sqlite(path) => Store::open(path).await,
             StoreLocation::Postgres(url) => {
                 let url = url.resolve().map_err(StoreError::NotOurs)?;
-                Ok(Store { backend: Backend::Postgres(PgStore::open(&url).await?) })
+                Ok(Store { backend: Backend::Postgres(PgStore::open(&url, role).await?) })
             }
-        }
-    }
-
-    /// Makes this process the one daemon acting on the store: on PostgreSQL
-    /// a second daemon is refused while the first lives. (A SQLite file is
-    /// its data directory's alone; two daemons on one data directory are not
-    /// guarded against yet.)
-    pub async fn lead(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(()),
-            Backend::Postgres(store) => store.lead().await,
         }
     }
 

@@ -52,15 +52,25 @@ pub(super) async fn identify(path: &Path, ours: &Migrator) -> Result<Found, sqlx
     if meta.len() == 0 {
         return Ok(Found::Empty);
     }
-    let mut header = [0u8; 16];
+    let mut header = [0u8; 20];
     let read = std::fs::File::open(path).and_then(|mut f| {
         use std::io::Read as _;
         f.read(&mut header)
     });
-    if !matches!(read, Ok(16)) || &header != b"SQLite format 3\0" {
+    if !matches!(read, Ok(20)) || &header[..16] != b"SQLite format 3\0" {
         return Ok(Found::NotSqlite);
     }
-    let options = SqliteConnectOptions::new().filename(path).read_only(true);
+    // A WAL-mode file (format versions 2) with nothing beside it: nothing is
+    // pending in a log, and a read-only open would still make -wal and -shm
+    // files next to it; read it as immutable instead.
+    let side = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name).exists()
+    };
+    let wal = header[18] == 2 || header[19] == 2;
+    let immutable = wal && !side("-wal") && !side("-shm");
+    let options = SqliteConnectOptions::new().filename(path).read_only(true).immutable(immutable);
     let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
     let found = read_found(&pool, ours).await;
     pool.close().await;
@@ -114,6 +124,11 @@ pub(super) fn classify(
     }
     if !tables.contains("_sqlx_migrations") {
         return if legacy { Found::Legacy } else { other() };
+    }
+    // sqlx made its table, and then nothing of ours was applied: whatever
+    // else is there is not ours.
+    if applied.is_empty() && tables.len() > 1 {
+        return other();
     }
     let known: BTreeSet<i64> = ours.iter().map(|m| m.version).collect();
     let latest = known.iter().next_back().copied().unwrap_or(0);

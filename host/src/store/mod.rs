@@ -8,6 +8,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 mod components;
+#[cfg(not(sqlx_prepare_sqlite))]
+pub mod copy;
 mod dispatch;
 mod identify;
 mod legacy;
@@ -29,7 +31,7 @@ pub use legacy::{
     LegacyVersion,
 };
 #[cfg(not(sqlx_prepare_sqlite))]
-pub use postgres::PgStore;
+pub use postgres::{PgStore, Role};
 pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]

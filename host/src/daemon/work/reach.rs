@@ -2,17 +2,29 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Command, Config, Gate, TokenSource};
+use crate::config::{Command, Config, Gate, StoreLocation, TokenSource};
 
 /// What every sandbox hides: the data directory (other versions' trees,
-/// artifacts, backups, logs, the database), the token file and the backup
-/// source.
+/// artifacts, backups, logs, the database), the token file, the backup
+/// source, the config file (it may hold the store's password), the store's
+/// SQLite file wherever it is, and PostgreSQL's password file.
 pub(crate) fn hidden(config: &Config) -> Vec<PathBuf> {
-    let mut hidden = vec![config.data_dir.clone()];
+    let mut hidden = vec![config.data_dir.clone(), config.source.clone()];
     if let TokenSource::File(path) = &config.token {
         hidden.push(path.clone());
     }
     hidden.extend(config.backup_source.clone());
+    if let StoreLocation::Sqlite(db) = &config.store {
+        for side in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(side);
+            hidden.push(name.into());
+        }
+    }
+    match std::env::var_os("PGPASSFILE") {
+        Some(file) => hidden.push(file.into()),
+        None => hidden.extend(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass"))),
+    }
     // Relative to the daemon's directory when the config was given that way:
     // compared with resolved programs, and mounted, as absolute paths.
     hidden.into_iter().map(|p| std::path::absolute(&p).unwrap_or(p)).collect()
@@ -68,11 +80,15 @@ pub fn unreachable(config: &Config) -> Vec<String> {
 
 fn what(config: &Config, dir: &Path) -> String {
     let is = |configured: &Path| std::path::absolute(configured).is_ok_and(|p| p == dir);
-    if is(&config.data_dir) {
+    if is(&config.source) {
+        format!("the config file {}", dir.display())
+    } else if is(&config.data_dir) {
         format!("the data directory {}", dir.display())
     } else if config.backup_source.as_deref().is_some_and(is) {
         format!("the backup source {}", dir.display())
-    } else {
+    } else if matches!(&config.token, TokenSource::File(token) if is(token)) {
         format!("the token file {}", dir.display())
+    } else {
+        format!("{} (the store's files and PostgreSQL's password file stay hidden)", dir.display())
     }
 }

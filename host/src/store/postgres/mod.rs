@@ -1,8 +1,9 @@
 //! The store on PostgreSQL (`migrations/postgres/`), for several daemons on one database: the same values as on SQLite, in PostgreSQL's types.
 //!
 //! One daemon acts on a database at a time: it holds a session advisory
-//! lock on a connection of its own (`lead`). Until standbys exist, a second
-//! `sando serve` on the same database is refused.
+//! lock on a connection of its own (`Role::Lead`), taken before it reads or
+//! migrates anything. Until standbys exist, a second `sando serve` on the
+//! same database is refused, naming the daemon that holds it.
 
 mod components;
 mod legacy;
@@ -37,53 +38,90 @@ pub struct PgStore {
     lead: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
 }
 
+/// Whether the store is opened by the daemon that acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `sando serve`: takes the lead before anything is read or migrated.
+    Lead,
+    /// A command (`sando import-legacy`, `sando store copy`).
+    Command,
+}
+
 impl PgStore {
     /// Connects to `url`, refuses a database that is not Sando's (another
     /// program's tables, a newer Sando's migrations) before writing to it,
-    /// and applies pending migrations. Errors show the URL without its
-    /// password.
-    pub async fn open(url: &str) -> Result<PgStore> {
-        let shown = crate::executor::redact(url);
+    /// and applies pending migrations; as the daemon that acts on it, first
+    /// takes its lead, so a second daemon (a newer one in a rollout, say)
+    /// neither migrates nor acts while the first lives. Errors show the URL
+    /// without its password.
+    pub async fn open(url: &str, role: Role) -> Result<PgStore> {
+        let shown = shown(url);
         let open_error = |source| StoreError::Open { path: shown.clone(), source };
         let options = connect_options(url).map_err(open_error)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
-        let found = identify_postgres(&pool).await.map_err(open_error)?;
+        let store = PgStore {
+            pool: PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .map_err(open_error)?,
+            url: url.into(),
+            lead: Default::default(),
+        };
+        if role == Role::Lead {
+            store.take_lead().await?;
+        }
+        let found = identify_postgres(&store.pool).await.map_err(open_error)?;
         if let Some(refusal) = found.refusal(&shown) {
-            pool.close().await;
+            store.pool.close().await;
             return Err(StoreError::NotOurs(refusal));
         }
-        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: shown, source })?;
-        Ok(PgStore { pool, url: url.into(), lead: Default::default() })
+        MIGRATOR
+            .run(&store.pool)
+            .await
+            .map_err(|source| StoreError::Migrate { path: shown, source })?;
+        Ok(store)
     }
 
-    /// Takes the lead of this database for the life of the process: the
-    /// daemon that acts on it. Refused, naming the database, while another
-    /// daemon holds it.
-    pub async fn lead(&self) -> Result<()> {
-        let mut held = self.lead.lock().await;
-        if held.is_some() {
-            return Ok(());
-        }
-        let shown = crate::executor::redact(&self.url);
+    /// The pool, for the copy that fills a new database.
+    pub(in crate::store) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Takes the lead of this database for the life of the process, on a
+    /// connection of its own named for the daemon. Refused, naming the
+    /// database and the daemon that holds it, while another does.
+    async fn take_lead(&self) -> Result<()> {
+        let shown = shown(&self.url);
         let open_error = |source| StoreError::Open { path: shown.clone(), source };
-        let options = connect_options(&self.url).map_err(open_error)?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let name = format!("sando serve on {} (pid {})", host.trim(), std::process::id());
+        let options = connect_options(&self.url).map_err(open_error)?.application_name(&name);
         let mut conn = PgConnection::connect_with(&options).await.map_err(open_error)?;
         let taken: bool =
             sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "taken!""#, LEAD_LOCK)
                 .fetch_one(&mut conn)
                 .await?;
         if !taken {
+            let holder = sqlx::query_scalar!(
+                r#"SELECT format('%s from %s since %s', a.application_name,
+                                 coalesce(host(a.client_addr), 'a local socket'),
+                                 to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'))
+                          AS "holder!"
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                   WHERE l.locktype = 'advisory' AND l.granted
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                     AND ((l.classid::bigint << 32) | l.objid::bigint) = $1"#,
+                LEAD_LOCK
+            )
+            .fetch_optional(&mut conn)
+            .await?
+            .unwrap_or_else(|| "a daemon that is just ending".into());
             return Err(StoreError::NotOurs(format!(
-                "{shown}: another Sando daemon is serving this database (standby daemons are not supported yet); stop it first"
+                "{shown}: another Sando daemon is serving this database ({holder}); standby daemons are not supported yet: stop it first"
             )));
         }
-        *held = Some(conn);
-        drop(held);
+        *self.lead.lock().await = Some(conn);
         tokio::spawn(keep_the_lead(self.lead.clone(), shown));
         Ok(())
     }
@@ -174,6 +212,21 @@ async fn keep_the_lead(lead: Arc<tokio::sync::Mutex<Option<PgConnection>>>, show
     }
 }
 
+/// `url` as it may be shown: who, where and which database, never a
+/// password (written in the URL or as a parameter).
+pub(in crate::store) fn shown(url: &str) -> String {
+    match url.parse::<PgConnectOptions>() {
+        Ok(o) => format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or_default()
+        ),
+        Err(_) => "a postgres:// URL that does not parse".into(),
+    }
+}
+
 /// How every connection is made: the server keeps its notices below
 /// warnings (a migration's "already exists, skipping") to itself.
 fn connect_options(url: &str) -> std::result::Result<PgConnectOptions, sqlx::Error> {
@@ -182,9 +235,12 @@ fn connect_options(url: &str) -> std::result::Result<PgConnectOptions, sqlx::Err
 
 /// What the database at `pool` holds, read before anything is written.
 async fn identify_postgres(pool: &PgPool) -> std::result::Result<identify::Found, sqlx::Error> {
+    // pg_class, not information_schema: the latter shows only the tables
+    // this role may use, and another role's must count too.
     let tables: BTreeSet<String> = sqlx::query_scalar!(
-        r#"SELECT table_name::text AS "name!" FROM information_schema.tables
-           WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"#
+        r#"SELECT c.relname::text AS "name!" FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"#
     )
     .fetch_all(pool)
     .await?

@@ -1,0 +1,118 @@
+//! `sando store copy` through the real binary, on a real PostgreSQL (`./x test` starts it): an old daemon's imported history copied whole, the SQLite file only read, then served the same from PostgreSQL; and the copies it refuses.
+
+mod util;
+
+use serde_json::Value;
+use util::daemon::Daemon;
+
+fn sha256(path: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `/api/state` without what changes from one moment to the next.
+fn settled(mut state: Value) -> Value {
+    state["scheduler"]["planned_at"] = Value::Null;
+    for worker in state["scheduler"]["workers"].as_array_mut().unwrap() {
+        worker["since"] = Value::Null;
+    }
+    state
+}
+
+fn served(config: &std::path::Path, runs: &[i64]) -> (Value, Vec<String>) {
+    let daemon = Daemon::start(config);
+    let state = settled(daemon.state());
+    let logs = runs
+        .iter()
+        .map(|id| {
+            let (status, body) = daemon.get(&format!("/api/gate-runs/{id}/log"));
+            format!("{status} {body}")
+        })
+        .collect();
+    daemon.kill();
+    (state, logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_history_copied_to_postgres_is_served_the_same() {
+    let (sando, legacy) = util::legacy::setup(7);
+    let logs = util::legacy::seed_dir(7).join("logs");
+    let imported = sando.run(&[
+        "import-legacy",
+        "--from",
+        legacy.to_str().unwrap(),
+        "--config",
+        "sando.toml",
+        "--logs",
+        logs.to_str().unwrap(),
+    ]);
+    assert!(imported.status.success(), "{}", util::stderr(&imported));
+    let db = sando.path("data/sando.sqlite");
+    let before = sha256(&db);
+    let url = util::postgres::fresh_database().await;
+    let from = format!("sqlite://{}", db.display());
+
+    let out = sando.run(&["store", "copy", "--from", &from, "--to", &url]);
+    let printed = util::stdout(&out);
+    assert!(out.status.success(), "{}{printed}", util::stderr(&out));
+    assert_eq!(sha256(&db), before, "the SQLite file was written to");
+    let last = printed.lines().last().unwrap();
+    assert!(last.starts_with("copied ") && last.contains(" rows of 16 tables "), "{printed}");
+    let gate_runs = printed.lines().find(|l| l.starts_with("gate_runs ")).unwrap();
+    let old = sqlx::SqlitePool::connect(&format!("sqlite://{}", legacy.display())).await.unwrap();
+    let old_runs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM gate_runs").fetch_one(&old).await.unwrap();
+    // Runs with the old daemon's log files attached, to read back served.
+    let attached: Vec<i64> = {
+        let pool = sqlx::SqlitePool::connect(&from).await.unwrap();
+        let ids = sqlx::query_scalar("SELECT id FROM gate_runs ORDER BY id LIMIT 5")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        ids
+    };
+    old.close().await;
+    assert!(gate_runs.contains(&format!(" {old_runs} rows ")), "{gate_runs}");
+
+    // Served from either store: the same state, the same logs.
+    let on_sqlite = served(&sando.path("sando.toml"), &attached);
+    let config = std::fs::read_to_string(sando.path("sando.toml")).unwrap();
+    sando.write("postgres.toml", format!("{config}\n[store]\nurl = \"{url}\"\n"));
+    let on_postgres = served(&sando.path("postgres.toml"), &attached);
+    assert!(on_sqlite.0["versions"].as_array().unwrap().len() > 3, "{}", on_sqlite.0);
+    assert_eq!(on_sqlite.0, on_postgres.0);
+    assert_eq!(on_sqlite.1, on_postgres.1);
+
+    // Into a database that is not empty: refused, nothing changed.
+    let again = sando.run(&["store", "copy", "--from", &from, "--to", &url]);
+    let err = util::stderr(&again);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not empty (legacy_imports has 1 rows)"), "{err}");
+}
+
+#[tokio::test]
+async fn a_copy_from_what_is_not_a_sando_history_is_refused_in_one_line() {
+    let sando = util::Sando::new();
+    let url = util::postgres::fresh_database().await;
+    let old = util::legacy::seed_dir(1).join("legacy.sqlite");
+    let cases = [
+        (old.display().to_string(), "is the old Sando daemon's database"),
+        ("sqlite:///no/such/file.sqlite".to_owned(), "/no/such/file.sqlite: no such file"),
+        (url.clone(), "a copy reads a SQLite history"),
+    ];
+    for (from, expected) in cases {
+        let out = sando.run(&["store", "copy", "--from", &from, "--to", &url]);
+        let err = util::stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{from}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{from}: {err}");
+    }
+    let out = sando
+        .command()
+        .args(["store", "copy", "--from", "x.sqlite", "--to-env", "SANDO_NO_SUCH_URL"])
+        .output()
+        .unwrap();
+    assert!(util::stderr(&out).contains("--to-env: SANDO_NO_SUCH_URL is not set"));
+}
