@@ -789,6 +789,17 @@ async fn reclassify_legacy_shows_what_todays_classifier_makes_of_the_kept_text_a
     .await
     .unwrap();
     old.close().await;
+    // Imported runs whose old daemon kept no text are counted, not lost.
+    let old = open(&legacy).await;
+    let silent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gate_runs WHERE gate_kind = 'cargo_test' AND detail IS NULL",
+    )
+    .fetch_one(&old)
+    .await
+    .unwrap();
+    old.close().await;
+    assert!(silent > 0, "seed 7 has runs without text");
+    assert!(printed.contains(&format!(", {silent} without a recorded output")), "{printed}");
     let mut named = 0;
     for (id, detail) in &runs {
         let line = printed.lines().find(|l| l.trim_start().starts_with(&format!("run {id} (")));

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{Result, SqliteStore};
 use crate::domain::{
     ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary,
-    GateStatus, ProcessEnd, RawOutput, RunState, TierId, VerdictChange, Version,
+    GateStatus, IMPORTED_RUN, ProcessEnd, RawOutput, RunState, TierId, VerdictChange, Version,
 };
 use crate::sandbox::transcript::{Call, Transcript};
 
@@ -17,6 +17,29 @@ pub struct RawRun {
     pub version: Version,
     pub outcome: Option<GateStatus>,
     pub output: RawOutput,
+}
+
+impl RawRun {
+    /// An imported run with the text the old daemon kept standing in for its
+    /// output: as stdout, ended as the old daemon recorded (exit 0 for a
+    /// pass, 1 for anything else, the old code not being kept). `None`
+    /// without a kept text: a run without a recorded output.
+    pub(super) fn from_legacy(
+        run_id: GateRunId,
+        tier: TierId,
+        version: Version,
+        outcome: Option<GateStatus>,
+        detail: Option<String>,
+    ) -> Option<RawRun> {
+        let passed = matches!(outcome, Some(GateStatus::Passed { .. }));
+        let output = RawOutput {
+            stdout: detail?.into_bytes(),
+            stderr: Vec::new(),
+            end: ProcessEnd::Exited(if passed { 0 } else { 1 }),
+            duration_ms: None,
+        };
+        Some(RawRun { run_id, tier, version, outcome, output })
+    }
 }
 
 /// `ProcessEnd` as the `process_end` column holds it: `exited 0`,
@@ -224,33 +247,22 @@ impl SqliteStore {
     ) -> Result<Vec<(GateRunId, Option<RawRun>)>> {
         let rows = sqlx::query!(
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
-                      outcome_json AS "outcome: GateStatus", legacy_detail AS "detail!: String"
+                      outcome_json AS "outcome: GateStatus", legacy_detail AS "detail: String"
                FROM gate_runs
-               WHERE gate_kind = ?1 AND legacy_detail IS NOT NULL AND started_at >= ?2
+               WHERE gate_kind = ?1 AND component_digest = ?3 AND started_at >= ?2
                ORDER BY id"#,
             kind,
-            since
+            since,
+            IMPORTED_RUN
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .map(|row| {
-                let passed = matches!(row.outcome, Some(GateStatus::Passed { .. }));
-                let output = RawOutput {
-                    stdout: row.detail.into_bytes(),
-                    stderr: Vec::new(),
-                    end: ProcessEnd::Exited(if passed { 0 } else { 1 }),
-                    duration_ms: None,
-                };
-                let run = RawRun {
-                    run_id: row.run_id,
-                    tier: row.tier,
-                    version: row.version,
-                    outcome: row.outcome,
-                    output,
-                };
-                (row.run_id, Some(run))
+                let run =
+                    RawRun::from_legacy(row.run_id, row.tier, row.version, row.outcome, row.detail);
+                (row.run_id, run)
             })
             .collect())
     }

@@ -12,7 +12,7 @@ use sqlx::{Postgres, Transaction};
 use super::PgStore;
 use crate::domain::{
     ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary,
-    GateStatus, ProcessEnd, RawOutput, RunState, TierId, VerdictChange, Version,
+    GateStatus, IMPORTED_RUN, RawOutput, RunState, TierId, VerdictChange, Version,
 };
 use crate::sandbox::transcript::{Call, Transcript};
 use crate::store::Result;
@@ -130,33 +130,22 @@ impl PgStore {
     ) -> Result<Vec<(GateRunId, Option<RawRun>)>> {
         let rows = sqlx::query!(
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
-                      outcome_json AS "outcome: GateStatus", legacy_detail AS "detail!: String"
+                      outcome_json AS "outcome: GateStatus", legacy_detail AS "detail: String"
                FROM gate_runs
-               WHERE gate_kind = $1 AND legacy_detail IS NOT NULL AND started_at >= $2
+               WHERE gate_kind = $1 AND component_digest = $3 AND started_at >= $2
                ORDER BY id"#,
             kind as GateKind,
-            since
+            since,
+            IMPORTED_RUN
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .map(|row| {
-                let passed = matches!(row.outcome, Some(GateStatus::Passed { .. }));
-                let output = RawOutput {
-                    stdout: row.detail.into_bytes(),
-                    stderr: Vec::new(),
-                    end: ProcessEnd::Exited(if passed { 0 } else { 1 }),
-                    duration_ms: None,
-                };
-                let run = RawRun {
-                    run_id: row.run_id,
-                    tier: row.tier,
-                    version: row.version,
-                    outcome: row.outcome,
-                    output,
-                };
-                (row.run_id, Some(run))
+                let run =
+                    RawRun::from_legacy(row.run_id, row.tier, row.version, row.outcome, row.detail);
+                (row.run_id, run)
             })
             .collect())
     }
