@@ -245,14 +245,17 @@ async fn read_sqlite(
 ) -> Result<Vec<Vec<Cell>>> {
     let sql = select(table, columns, order, page, offset);
     let rows = sqlx::query(&sql).fetch_all(pool).await?;
+    cells(&rows, columns, |row, i, column| sqlite_cell(row, i, column, table))
+}
+
+/// Each row's cells, column by column, as `cell` reads them.
+fn cells<R>(
+    rows: &[R],
+    columns: &[Column],
+    cell: impl Fn(&R, usize, &Column) -> Result<Cell>,
+) -> Result<Vec<Vec<Cell>>> {
     rows.iter()
-        .map(|row| {
-            columns
-                .iter()
-                .enumerate()
-                .map(|(i, column)| sqlite_cell(row, i, column, table))
-                .collect::<Result<Vec<Cell>>>()
-        })
+        .map(|row| columns.iter().enumerate().map(|(i, column)| cell(row, i, column)).collect())
         .collect()
 }
 
@@ -291,15 +294,7 @@ async fn read_postgres(
 ) -> Result<Vec<Vec<Cell>>> {
     let sql = select(table, columns, order, page, offset);
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|row| {
-            columns
-                .iter()
-                .enumerate()
-                .map(|(i, column)| postgres_cell(row, i, column.kind))
-                .collect::<Result<Vec<Cell>>>()
-        })
-        .collect()
+    cells(&rows, columns, |row, i, column| postgres_cell(row, i, column.kind))
 }
 
 fn postgres_cell(row: &PgRow, i: usize, kind: Kind) -> Result<Cell> {

@@ -76,14 +76,6 @@ impl Store {
         }
     }
 
-    /// Which backend, for the operator: `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
-    }
-
     delegate! {
         /// Records the configured tiers (in order); tiers removed from the config
         /// keep their rows, so history is never lost.

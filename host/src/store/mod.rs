@@ -25,7 +25,7 @@ use crate::domain::{
 };
 pub use components::{RawRun, RecordedTranscript, process_end_text};
 pub use dispatch::Store;
-pub use identify::{Found, LEGACY_SCHEMA};
+pub use identify::LEGACY_SCHEMA;
 pub use legacy::{
     Imported, LegacyBackup, LegacyDeploy, LegacyHistory, LegacyRun, LegacySource, LegacyTier,
     LegacyVersion,
