@@ -68,7 +68,25 @@ pub struct Config {
     /// Where the history is kept (`[store]`): `<data_dir>/sando.sqlite`
     /// unless a URL says otherwise.
     pub store: StoreLocation,
+    /// How this daemon stands for the lead of a shared store (`[store]
+    /// advertise` and `leader_lease`); a SQLite store has one daemon.
+    pub leadership: LeadershipConfig,
 }
+
+/// `[store] advertise` and `leader_lease`: what a daemon on a shared store
+/// tells the others, and how long its lead lasts unrenewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadershipConfig {
+    /// The URL clients of a standby are sent to while this daemon leads;
+    /// `None`: `http://` and the address it listens on.
+    pub advertise: Option<String>,
+    /// How long a leader that stops renewing its lead (paused, partitioned)
+    /// keeps it before a standby ends its session and takes over.
+    pub lease: Duration,
+}
+
+/// The default `leader_lease`.
+pub const DEFAULT_LEADER_LEASE: Duration = Duration::from_secs(10);
 
 /// Where the daemon keeps its history (`[store] url` or `url_env`).
 #[derive(Clone, PartialEq, Eq)]
@@ -471,6 +489,8 @@ struct RawConfig {
 struct RawStore {
     url: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
+    advertise: Option<Spanned<String>>,
+    leader_lease: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -588,6 +608,40 @@ impl Source<'_> {
         T::Err: fmt::Display,
     {
         value.get_ref().parse().map_err(|e: T::Err| self.error(value.span(), key, e.to_string()))
+    }
+
+    /// `[store] advertise` and `leader_lease`.
+    fn leadership(&self, raw: Option<&RawStore>) -> Result<LeadershipConfig, ConfigError> {
+        let (advertise, lease) =
+            raw.map_or((None, None), |r| (r.advertise.as_ref(), r.leader_lease.clone()));
+        let advertise = match advertise {
+            None => None,
+            Some(url) => {
+                let text = url.get_ref().trim_end_matches('/');
+                let host = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
+                if !host.is_some_and(|h| !h.is_empty() && !h.contains(['/', '?', '#', ' '])) {
+                    return Err(self.error(
+                        url.span(),
+                        "store.advertise",
+                        format!(
+                            "{:?}: expected http://host:port (how clients reach this daemon)",
+                            url.get_ref()
+                        ),
+                    ));
+                }
+                Some(text.to_owned())
+            }
+        };
+        let lease = self.duration_or(&lease, "store.leader_lease", DEFAULT_LEADER_LEASE)?;
+        if lease < Duration::from_secs(2) {
+            let span = raw.and_then(|r| r.leader_lease.as_ref()).map_or(0..0, |l| l.span());
+            return Err(self.error(
+                span,
+                "store.leader_lease",
+                "must be at least 2s (a leader renews its lead three times per lease)",
+            ));
+        }
+        Ok(LeadershipConfig { advertise, lease })
     }
 
     /// `[store]`: a `sqlite://` path (relative to the config's directory) or
@@ -947,10 +1001,12 @@ impl Config {
         };
         let data_dir = resolve(raw.data_dir.get_ref());
         let store = source.store(raw.store.as_ref(), &data_dir, resolve)?;
+        let leadership = source.leadership(raw.store.as_ref())?;
         Ok(Config {
             source: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             listen,
             store,
+            leadership,
             data_dir,
             token,
             project,

@@ -67,8 +67,10 @@ async fn postgres_schema(url: &str) -> Schema {
 #[tokio::test]
 async fn the_postgres_schema_has_the_sqlite_schemas_tables_and_columns() {
     let url = util::postgres::fresh_database().await;
-    let (sqlite, postgres) = (sqlite_schema().await, postgres_schema(&url).await);
+    let (sqlite, mut postgres) = (sqlite_schema().await, postgres_schema(&url).await);
     assert!(sqlite.len() > 10, "{sqlite:?}");
+    // Only a store several daemons share has a leader.
+    assert!(postgres.remove("leader").is_some(), "{postgres:?}");
     assert_eq!(
         sqlite.keys().collect::<Vec<_>>(),
         postgres.keys().collect::<Vec<_>>(),
@@ -259,7 +261,7 @@ async fn a_restart_on_postgres_gives_what_was_in_flight_a_typed_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_daemon_on_the_same_database_is_refused_until_the_first_is_gone() {
+async fn a_second_daemon_on_the_same_database_stands_by_until_the_first_is_gone() {
     let url = util::postgres::fresh_database().await;
     let (first, _) = util::legacy::setup(1);
     let (second, _) = util::legacy::setup(1);
@@ -268,20 +270,22 @@ async fn a_second_daemon_on_the_same_database_is_refused_until_the_first_is_gone
         sando.write("sando.toml", format!("{config}\n[store]\nurl = \"{url}\"\n"));
     }
     let mut daemon = util::daemon::Daemon::start(&first.path("sando.toml"));
-    let refused = second
-        .command()
-        .args(["serve", "--config", "sando.toml"])
-        .env("SANDO_TEST_TOKEN", util::daemon::TOKEN)
-        .output()
-        .unwrap();
-    let err = util::stderr(&refused);
-    assert_eq!(refused.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("another Sando daemon is serving this database"), "{err}");
+    let standby = util::daemon::Daemon::start(&second.path("sando.toml"));
     let first_pid = daemon.pid();
-    assert!(err.contains(&format!("(pid {first_pid}) from ")), "the holder is named: {err}");
+    let stood_by = wait_for_line(&standby, "standing by: ");
+    assert!(
+        stood_by.contains(&format!("(pid {first_pid}) leads (epoch 1, at {})", daemon.url)),
+        "{stood_by}"
+    );
+    let leader = &standby.state()["leader"];
+    assert_eq!(
+        (leader["epoch"].as_i64(), leader["this_daemon"].as_bool()),
+        (Some(1), Some(false)),
+        "{leader}"
+    );
+    assert_eq!(daemon.state()["leader"]["this_daemon"], true);
     // Its lock connection cut by the server: it stops rather than act on
-    // beside a daemon that may take the lock now.
+    // beside a daemon that may take the lock now, and the standby does.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let cut: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_locks
@@ -292,14 +296,29 @@ async fn a_second_daemon_on_the_same_database_is_refused_until_the_first_is_gone
     .await
     .unwrap();
     assert_eq!(cut, [true], "one daemon held the lead");
-    let status = daemon.exited_within(std::time::Duration::from_secs(10));
+    let status = daemon.exited_within(std::time::Duration::from_secs(15));
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", daemon.stderr.lock().unwrap());
-    assert!(daemon.stderr.lock().unwrap().contains("the connection holding the lead is gone"));
-    let takes_over = util::daemon::Daemon::start(&second.path("sando.toml"));
-    assert_eq!(takes_over.state()["tiers"].as_array().unwrap().len(), 2);
+    assert!(daemon.stderr.lock().unwrap().contains("this daemon no longer leads (epoch 1)"));
+    wait_for_line(&standby, "this daemon leads (epoch 2)");
+    assert_eq!(standby.state()["tiers"].as_array().unwrap().len(), 2);
+    assert_eq!(standby.state()["leader"]["this_daemon"], true);
     // Gone however it went (here: kill -9), its lock goes with its session.
-    takes_over.kill();
+    standby.kill();
     let again = util::daemon::Daemon::start(&first.path("sando.toml"));
+    assert_eq!(again.state()["leader"]["epoch"], 3);
     again.kill();
     pool.close().await;
+}
+
+/// Waits up to 30 s for a line of the daemon's stderr holding `text`.
+fn wait_for_line(daemon: &util::daemon::Daemon, text: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stderr = daemon.stderr.lock().unwrap().clone();
+        if let Some(line) = stderr.lines().find(|l| l.contains(text)) {
+            return line.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no {text:?} in: {stderr}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

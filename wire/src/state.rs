@@ -36,6 +36,24 @@ pub struct StateResponse {
     /// Recent builds, newest first (absent from daemons before it).
     #[serde(default)]
     pub builds: Vec<BuildSummary>,
+    /// Who leads the daemons sharing a PostgreSQL store; absent when the
+    /// store has one daemon (SQLite), and from daemons before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderState>,
+}
+
+/// The leading daemon: the one that plans, runs gates, deploys and sweeps;
+/// the others serve reads and send writes to `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderState {
+    /// Raised by each takeover; every write the leader makes carries it.
+    pub epoch: i64,
+    /// The leading daemon: host and process id.
+    pub holder: String,
+    pub url: String,
+    pub since: DateTime<Utc>,
+    /// Whether the daemon that answered is the leader.
+    pub this_daemon: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,10 +23,10 @@ use crate::domain::CancelRequest;
 use crate::domain::{
     BackupRow, ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest,
     Confirmation, Decision, ErrorBody, GateComponents, GateKind, GateRunId, GateRunSummary,
-    GatesResponse, GitSha, RebuildRequest, ReclassifyRequest, ReclassifyResponse, RecordedCase,
-    RerunRequest, RerunResponse, RunState, StateResponse, TierState, Version,
+    GatesResponse, GitSha, LeaderState, RebuildRequest, ReclassifyRequest, ReclassifyResponse,
+    RecordedCase, RerunRequest, RerunResponse, RunState, StateResponse, TierState, Version,
 };
-use crate::store::StoreError;
+use crate::store::{Standing, StoreError};
 
 /// Gate components are small (the shipped ones are under 200 KiB); this
 /// leaves room for debug builds without letting a request fill memory.
@@ -54,7 +54,9 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gates/{kind}/rollback", post(rollback_component))
         .route("/api/reclassify", post(reclassify))
         .route("/api/retention/sweep", post(sweep))
-        .route_layer(middleware::from_fn_with_state(daemon.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(daemon.clone(), require_token))
+        // Outermost: a standby sends a write on before reading anything.
+        .route_layer(middleware::from_fn_with_state(daemon.clone(), to_leader));
     let reading = Router::new()
         .route("/api/state", get(state))
         .route("/api/events", get(events))
@@ -134,6 +136,34 @@ async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// A standby answers a write with `307` to the leader's advertised URL
+/// (the same path and query): the client sends it again there, with its
+/// token. Redirecting rather than proxying keeps a standby from ever
+/// holding an operator's request in flight across a takeover.
+async fn to_leader(
+    State(daemon): State<Arc<Daemon>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if daemon.store.standing().acts() {
+        return Ok(next.run(request).await);
+    }
+    match daemon.store.leader().await? {
+        // A leader whose lease has run out is being replaced.
+        Some(leader)
+            if (Utc::now() - leader.renewed_at).to_std().unwrap_or_default()
+                < daemon.config.leadership.lease =>
+        {
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            Err(ApiError::ToLeader(format!("{}{path}", leader.url)))
+        }
+        _ => Err(ApiError::Unavailable(
+            "no daemon leads this store right now (a takeover is under way): try again in a few seconds"
+                .into(),
+        )),
+    }
+}
+
 /// With `public_read = false`, reading needs the token too.
 async fn require_read_access(
     State(daemon): State<Arc<Daemon>>,
@@ -166,6 +196,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// A write sent to a standby: where the leader takes it.
+    #[error("this daemon is a standby: the leading daemon takes writes at {0}")]
+    ToLeader(String),
     #[error(transparent)]
     Handshake(websocket::HandshakeError),
     #[error("internal error")]
@@ -174,8 +207,17 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "api");
-        ApiError::Internal
+        match error {
+            // Lost the lead between the check and the write: nothing was
+            // written, and the client may send it again to the new leader.
+            StoreError::Standby | StoreError::Deposed { .. } => {
+                ApiError::Unavailable(format!("{error}; send it again"))
+            }
+            error => {
+                tracing::error!(%error, "api");
+                ApiError::Internal
+            }
+        }
     }
 }
 
@@ -219,11 +261,15 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::ToLeader(_) => StatusCode::TEMPORARY_REDIRECT,
             ApiError::Handshake(ref error) => error.status(),
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let extra = match &self {
             ApiError::Handshake(error) => error.headers(),
+            ApiError::ToLeader(url) => header::HeaderValue::from_str(url)
+                .map(|url| vec![(header::LOCATION, url)])
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
@@ -282,6 +328,13 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         scheduler: Some(daemon.work.status()),
         warnings: daemon.warnings.clone(),
         builds: daemon.store.recent_builds(10).await?,
+        leader: daemon.store.leader().await?.map(|leader| LeaderState {
+            this_daemon: daemon.store.standing() == Standing::Leads(leader.epoch),
+            epoch: leader.epoch,
+            holder: leader.holder,
+            url: leader.url,
+            since: leader.since,
+        }),
     }))
 }
 

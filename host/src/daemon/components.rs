@@ -69,6 +69,9 @@ impl Components {
         store: &Store,
         dir: PathBuf,
     ) -> Result<Components, ComponentError> {
+        // A standby records nothing: the leader does, and will again when
+        // this daemon takes over (`refresh`).
+        let acts = store.standing().acts();
         let mut serving = HashMap::new();
         for kind in GateKind::ALL {
             let history = store.components_of(kind).await?;
@@ -88,7 +91,7 @@ impl Components {
                     let (component, bytes) = load_shipped(sandbox, kind)?;
                     let digest = component.digest().to_string();
                     save(&dir, &digest, &bytes);
-                    if kept.is_none_or(|r| r.digest != digest) {
+                    if acts && kept.is_none_or(|r| r.digest != digest) {
                         store
                             .insert_component(
                                 kind,
@@ -109,7 +112,7 @@ impl Components {
             serving.insert(kind, Serving { gate: Arc::new(component), classifier });
         }
         // A candidate pending before the restart is gone from memory: say so.
-        for record in store.pending_components().await? {
+        for record in store.pending_components().await?.into_iter().filter(|_| acts) {
             store
                 .settle_pending(record.id, false, "the daemon restarted before it was accepted")
                 .await?;
@@ -120,6 +123,18 @@ impl Components {
             pending: Mutex::new(HashMap::new()),
             dir,
         })
+    }
+
+    /// Loads again what serves each kind, from the store: a standby taking
+    /// over serves what the last leader served, and records it as `load`
+    /// does.
+    pub async fn refresh(&self, sandbox: &Sandbox, store: &Store) -> Result<(), ComponentError> {
+        let _changes = self.changes.lock().await;
+        let fresh = Components::load(sandbox, store, self.dir.clone()).await?;
+        *self.serving.write().expect("serving lock") =
+            fresh.serving.into_inner().expect("serving lock");
+        self.pending.lock().expect("pending lock").clear();
+        Ok(())
     }
 
     /// The whole gate new runs of `kind` use: their runner.

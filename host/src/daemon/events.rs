@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::Utc;
@@ -121,6 +121,10 @@ pub struct EventBus {
     /// Bytes of chunks held, and the chunks in the order they were sent.
     held: Arc<AtomicUsize>,
     chunks: Arc<Mutex<VecDeque<Weak<Published>>>>,
+    /// Where events go on to the other daemons of a shared store (set
+    /// while this daemon leads one). Log chunks do not: standbys read logs
+    /// from their files.
+    forward: Arc<OnceLock<tokio::sync::mpsc::Sender<Event>>>,
 }
 
 impl EventBus {
@@ -132,10 +136,27 @@ impl EventBus {
             seq: Arc::new(AtomicU64::new(1)),
             held: Arc::default(),
             chunks: Arc::default(),
+            forward: Arc::default(),
         }
     }
 
+    /// From now on, every event but a log chunk also goes to the returned
+    /// receiver (at most 4096 behind: past that, the others miss some and
+    /// their clients resync from `/api/state`).
+    pub fn forward(&self) -> tokio::sync::mpsc::Receiver<Event> {
+        let (send, receive) = tokio::sync::mpsc::channel(4096);
+        if self.forward.set(send).is_err() {
+            tracing::error!("events are forwarded once");
+        }
+        receive
+    }
+
     pub fn send(&self, event: Event) {
+        if let Some(forward) = self.forward.get()
+            && !matches!(event, Event::GateLogChunk { .. })
+        {
+            let _ = forward.try_send(event.clone());
+        }
         let envelope = self.envelope(event);
         // No subscribers is fine: events are also reflected in /api/state.
         if self.sender.receiver_count() == 0 {

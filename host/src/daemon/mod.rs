@@ -22,7 +22,7 @@ use chrono::Utc;
 use crate::config::{Config, IsolationMode, TokenSource};
 use crate::executor::{Executor, LocalExecutor, Secrets};
 use crate::sandbox::{ComponentCache, Limits, Sandbox};
-use crate::store::{Store, StoreError};
+use crate::store::{Candidacy, Standing, Store, StoreError};
 use events::EventBus;
 use logs::LogsDir;
 use shared::Executors;
@@ -137,10 +137,10 @@ impl Started {
         // Tests and scripts wait for exactly this line on stderr.
         eprintln!("sando: listening on {url}");
         tracing::info!(url, executor = self.daemon.executors.describe(), "listening");
-        tokio::spawn(coordinator::supervise(self.daemon.clone()));
-        tokio::spawn(retention::run(self.daemon.clone()));
-        if let Some(dir) = self.daemon.config.gates_dir.clone() {
-            tokio::spawn(watch::run(self.daemon.clone(), dir));
+        if self.daemon.store.standing().acts() {
+            act(self.daemon.clone());
+        } else {
+            tokio::spawn(stand_by(self.daemon.clone()));
         }
         axum::serve(
             self.listener,
@@ -169,25 +169,17 @@ async fn start(
     for sub in ["logs", "worktrees", "artifacts", "backups"] {
         std::fs::create_dir_all(data_dir.join(sub)).map_err(data_err)?;
     }
-    let store = Store::serve(&config.store).await?;
-    let tiers: Vec<_> = config.tiers.iter().map(|t| t.name.clone()).collect();
-    store.sync_tiers(&tiers).await?;
-    let interrupted = store.interrupt_unfinished(Utc::now()).await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            "{interrupted} gate runs were interrupted by the last shutdown; their retry policy runs them again"
-        );
-    }
-    // Work trees a killed build left half-made are made again.
-    let worktrees = data_dir.join("worktrees");
-    if let Ok(entries) = std::fs::read_dir(&worktrees) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".partial") {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
-
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+        StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
+    })?;
+    let candidacy = Candidacy {
+        url: match &config.leadership.advertise {
+            Some(url) => url.clone(),
+            None => listener.local_addr().map(|a| format!("http://{a}")).unwrap_or_default(),
+        },
+        lease: config.leadership.lease,
+    };
+    let store = Store::serve(&config.store, candidacy).await?;
     let sandbox = Sandbox::new(
         Limits::default(),
         Some(ComponentCache::new(data_dir.join("component-cache"))),
@@ -197,16 +189,9 @@ async fn start(
     std::fs::create_dir_all(&components_dir).map_err(data_err)?;
     let components = components::Components::load(&sandbox, &store, components_dir).await?;
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
-        StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
-    })?;
     // Both roles run here for now: the daemon's tools always will.
     let local: Arc<dyn Executor> = Arc::new(executor_for(&config)?.owned_by(&data_dir));
     let executors = Executors { tools: local.clone(), gates: local };
-    let orphans = executors.end_orphans();
-    if orphans > 0 {
-        tracing::warn!("{orphans} sandboxes left by the previous daemon were ended");
-    }
     let max_event_clients = config.max_event_clients;
     let mut warnings = Vec::new();
     if !executors.gates.isolates() {
@@ -237,5 +222,120 @@ async fn start(
         secrets,
         cache_lock: tokio::sync::Mutex::new(()),
     });
+    if daemon.store.standing().acts() {
+        take_office(&daemon).await?;
+    }
     Ok((listener, daemon))
+}
+
+/// What a daemon does when it comes to act on its store (at start, or
+/// when a standby takes over), before it plans anything: the crash
+/// recovery a restart runs. Whatever the last daemon left in flight gets a
+/// typed outcome (a gate run `interrupted`, retried by its policy; a
+/// deploy again), half-made work trees go, and so does what it left
+/// running here.
+async fn take_office(daemon: &Daemon) -> Result<(), StartError> {
+    let store = &daemon.store;
+    let tiers: Vec<_> = daemon.config.tiers.iter().map(|t| t.name.clone()).collect();
+    store.sync_tiers(&tiers).await?;
+    let interrupted = store.interrupt_unfinished(Utc::now()).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            "{interrupted} gate runs were interrupted by the last shutdown; their retry policy runs them again"
+        );
+    }
+    // Work trees a killed build left half-made are made again.
+    if let Ok(entries) = std::fs::read_dir(daemon.data_dir().join("worktrees")) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".partial") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let orphans = daemon.executors.end_orphans();
+    if orphans > 0 {
+        tracing::warn!("{orphans} sandboxes left by the previous daemon were ended");
+    }
+    Ok(())
+}
+
+/// Starts the decision loop, the retention sweep, the component watch and,
+/// on a shared store, the events going out to the standbys.
+fn act(daemon: Arc<Daemon>) {
+    if let Standing::Leads(_) = daemon.store.standing() {
+        tokio::spawn(publish(daemon.clone()));
+    }
+    tokio::spawn(coordinator::supervise(daemon.clone()));
+    tokio::spawn(retention::run(daemon.clone()));
+    if let Some(dir) = daemon.config.gates_dir.clone() {
+        tokio::spawn(watch::run(daemon.clone(), dir));
+    }
+}
+
+/// A standby: serves reads, passes the leader's events to its own clients,
+/// and takes over when the lead comes free (or its lease runs out).
+async fn stand_by(daemon: Arc<Daemon>) {
+    match daemon.store.leader().await {
+        Ok(Some(leader)) => eprintln!(
+            "sando: standing by: {} leads (epoch {}, at {})",
+            leader.holder, leader.epoch, leader.url
+        ),
+        _ => eprintln!("sando: standing by"),
+    }
+    let relay = match daemon.store.listen().await {
+        Ok(Some(events)) => Some(tokio::spawn(relay(daemon.clone(), events))),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("the leader's events will not reach this daemon's clients: {e}");
+            None
+        }
+    };
+    let taken = match daemon.store.lead().await {
+        Ok(()) => {
+            if let Some(relay) = relay {
+                relay.abort();
+            }
+            // Its components are what served when it started; the leader
+            // may have changed them since.
+            match take_office(&daemon).await {
+                Ok(()) => daemon
+                    .components
+                    .refresh(&daemon.sandbox, &daemon.store)
+                    .await
+                    .map_err(Into::into),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = taken {
+        eprintln!("sando: taking the lead: {}", crate::text::error_line(&e));
+        std::process::exit(1);
+    }
+    if let Standing::Leads(epoch) = daemon.store.standing() {
+        eprintln!("sando: this daemon leads (epoch {epoch})");
+    }
+    daemon.trigger(Trigger::Evaluate);
+    act(daemon);
+}
+
+/// The leader's events, to this standby's clients.
+async fn relay(daemon: Arc<Daemon>, mut events: tokio::sync::mpsc::Receiver<String>) {
+    while let Some(json) = events.recv().await {
+        match serde_json::from_str::<events::Event>(&json) {
+            Ok(event) => daemon.bus.send(event),
+            Err(e) => tracing::debug!("an event this daemon does not know: {e}"),
+        }
+    }
+}
+
+/// This leader's events, to the standbys' clients.
+async fn publish(daemon: Arc<Daemon>) {
+    let mut events = daemon.bus.forward();
+    while let Some(event) = events.recv().await {
+        let json = serde_json::to_string(&event).expect("events serialize");
+        if let Err(e) = daemon.store.publish(&json).await {
+            tracing::warn!("an event did not reach the standbys: {e}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use super::leadership::{Candidacy, Leader, Standing};
 use super::postgres::{PgStore, Role};
 use super::{
     Attempt, BackupAge, Imported, LegacyHistory, LegacySource, OpenRebuild, PlanDeploy, PlanRun,
@@ -58,12 +59,13 @@ impl Store {
         Store::open_as(location, Role::Command).await
     }
 
-    /// Opens the store the config names for the daemon that acts on it: on
-    /// PostgreSQL it takes the database's lead first, refused while another
-    /// daemon holds it. (A SQLite file is its data directory's alone; two
-    /// daemons on one data directory are not guarded against yet.)
-    pub async fn serve(location: &StoreLocation) -> Result<Store> {
-        Store::open_as(location, Role::Lead).await
+    /// Opens the store the config names for `sando serve`. A SQLite file
+    /// is its data directory's alone (two daemons on one data directory are
+    /// not guarded against yet). On PostgreSQL the daemon leads if the lead
+    /// is free (taken before anything is read or migrated), else stands by:
+    /// [`Store::lead`] waits for the lead.
+    pub async fn serve(location: &StoreLocation, candidacy: Candidacy) -> Result<Store> {
+        Store::open_as(location, Role::Serve(candidacy)).await
     }
 
     async fn open_as(location: &StoreLocation, role: Role) -> Result<Store> {
@@ -73,6 +75,47 @@ impl Store {
                 let url = url.resolve().map_err(StoreError::NotOurs)?;
                 Ok(Store { backend: Backend::Postgres(PgStore::open(&url, role).await?) })
             }
+        }
+    }
+
+    /// How this daemon stands: what the store lets it write.
+    pub fn standing(&self) -> Standing {
+        match &self.backend {
+            Backend::Sqlite(_) => Standing::Alone,
+            Backend::Postgres(store) => store.standing(),
+        }
+    }
+
+    /// Waits until this daemon leads (at once if it does, or is alone).
+    pub async fn lead(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(store) => store.lead().await.map(drop),
+        }
+    }
+
+    /// Who leads the daemons sharing this store; `None` when it has one.
+    pub async fn leader(&self) -> Result<Option<Leader>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(store) => store.leader().await,
+        }
+    }
+
+    /// Sends an event (its JSON) to the daemons sharing this store.
+    pub async fn publish(&self, event: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(store) => store.publish(event).await,
+        }
+    }
+
+    /// The events the leader of a shared store publishes; `None` when this
+    /// store has one daemon.
+    pub async fn listen(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(store) => store.listen().await.map(Some),
         }
     }
 

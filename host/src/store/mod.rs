@@ -12,6 +12,7 @@ mod components;
 pub mod copy;
 mod dispatch;
 mod identify;
+pub mod leadership;
 mod legacy;
 #[cfg(not(sqlx_prepare_sqlite))]
 mod postgres;
@@ -26,11 +27,12 @@ use crate::domain::{
 pub use components::{RawRun, RecordedTranscript, process_end_text};
 pub use dispatch::Store;
 pub use identify::LEGACY_SCHEMA;
+#[cfg(not(sqlx_prepare_sqlite))]
+pub use leadership::{Candidacy, Leader, Standing};
 pub use legacy::{
     Imported, LegacyBackup, LegacyDeploy, LegacyHistory, LegacyRun, LegacySource, LegacyTier,
     LegacyVersion,
 };
-#[cfg(not(sqlx_prepare_sqlite))]
 pub use postgres::{PgStore, Role};
 pub use retention::{BackupAge, VersionAge};
 
@@ -45,6 +47,13 @@ pub enum StoreError {
     NotOurs(String),
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
+    /// A write on a standby: the leader makes every write.
+    #[error("this daemon is a standby: the leading daemon makes every write")]
+    Standby,
+    /// A write after another daemon took the lead: refused, in the same
+    /// transaction that would have made it.
+    #[error("this daemon no longer leads (its epoch {epoch} was superseded): nothing was written")]
+    Deposed { epoch: i64 },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -28,6 +28,7 @@ impl PgStore {
         output: &RawOutput,
     ) -> Result<()> {
         let (end, duration) = end_columns(output);
+        let mut tx = self.write().await?;
         sqlx::query!(
             "INSERT INTO raw_outputs (gate_run_id, gate_kind, stdout, stderr, process_end, duration_ms)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -41,8 +42,9 @@ impl PgStore {
             end,
             duration
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -165,7 +167,7 @@ impl PgStore {
         // The classifier that decided it before: its own, before 0.2.
         let old_digest = run.classifier_digest.as_ref().unwrap_or(&run.component_digest);
         let old_contract = run.classifier_contract.as_ref().unwrap_or(&run.contract);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query!(
             "INSERT INTO reclassifications (gate_run_id, old_outcome_json, old_digest, old_contract,
                                             new_outcome_json, new_digest, new_contract, at)
@@ -221,7 +223,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<i64> {
         let diff = serde_json::to_value(diff).expect("verdict changes serialize");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         lock_components(&mut tx).await?;
         match state {
             // One pending component per kind at most.
@@ -266,7 +268,7 @@ impl PgStore {
     /// Settles a pending component: serving (the one before retires) or
     /// rejected. Returns false if it was no longer pending.
     pub async fn settle_pending(&self, id: i64, accept: bool, reason: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         // Locked first: a daemon settling the same candidate waits, then
         // finds it settled.
         lock_components(&mut tx).await?;
@@ -377,7 +379,7 @@ impl PgStore {
         outputs: &[RawOutput],
     ) -> Result<()> {
         let json = serde_json::to_value(transcript).expect("a transcript serialises");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         // The transcript's row first (an update in place, unlike SQLite's
         // replace): its lock makes another recording of the run wait until
         // this one is committed, then replace its outputs whole.

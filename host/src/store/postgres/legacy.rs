@@ -23,7 +23,7 @@ impl PgStore {
         now: DateTime<Utc>,
         commit: bool,
     ) -> Result<Imported> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         // Two imports at once (several daemons share one database) take
         // turns: the second finds the first's row and changes nothing.
         sqlx::query!("LOCK TABLE legacy_imports IN SHARE ROW EXCLUSIVE MODE")

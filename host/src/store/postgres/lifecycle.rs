@@ -37,6 +37,7 @@ impl PgStore {
     }
 
     pub async fn insert_version(&self, row: &VersionRow) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query!(
             "INSERT INTO versions (version, git_sha, registered_at, artifact) VALUES ($1, $2, $3, $4)",
             &row.version as &Version,
@@ -44,8 +45,9 @@ impl PgStore {
             row.registered_at,
             row.artifact
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -86,7 +88,7 @@ impl PgStore {
         now: DateTime<Utc>,
         log_ref: impl FnOnce(GateRunId) -> LogRef,
     ) -> Result<(GateRunId, LogRef)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let (number, of) = (i64::from(attempt.number), i64::from(attempt.of));
         let id = sqlx::query_scalar!(
             "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract,
@@ -126,6 +128,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let label = status.label();
+        let mut tx = self.write().await?;
         sqlx::query!(
             "UPDATE gate_runs SET status = $1, outcome_json = $2, finished_at = $3, evaluated_at = $3,
                                   fuel = $4, peak_memory = $5
@@ -137,8 +140,9 @@ impl PgStore {
             cost.peak_memory,
             id as GateRunId
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -270,8 +274,10 @@ impl PgStore {
         log_ref: &LogRef,
         now: DateTime<Utc>,
     ) -> Result<DeployId> {
-        let mut conn = self.pool.acquire().await?;
-        insert_deploy_on(&mut conn, tier, version, node, log_ref, now).await
+        let mut tx = self.write().await?;
+        let id = insert_deploy_on(&mut tx, tier, version, node, log_ref, now).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn finish_deploy(
@@ -280,14 +286,16 @@ impl PgStore {
         outcome: &DeployOutcome,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query!(
             "UPDATE deploys SET outcome_json = $1, finished_at = $2 WHERE id = $3",
             outcome as &DeployOutcome,
             now,
             id as DeployId
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -311,14 +319,17 @@ impl PgStore {
         path: &str,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        Ok(sqlx::query_scalar!(
+        let mut tx = self.write().await?;
+        let value = sqlx::query_scalar!(
             "INSERT INTO backups (source, path, fetched_at) VALUES ($1, $2, $3) RETURNING id",
             source as &BackupSource,
             path,
             now
         )
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(value)
     }
 
     pub async fn latest_backup(&self) -> Result<Option<BackupRow>> {
@@ -338,6 +349,7 @@ impl PgStore {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query!(
             "INSERT INTO confirmations (gate_run_id, version, tier, confirmed_by, confirmed_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -347,13 +359,15 @@ impl PgStore {
             by,
             now
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Records that `run` should run again. Asking twice is one request.
     pub async fn request_rerun(&self, run: GateRunId, by: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query!(
             "INSERT INTO rerun_requests (gate_run_id, requested_by, requested_at)
              VALUES ($1, $2, $3) ON CONFLICT (gate_run_id) DO NOTHING",
@@ -361,8 +375,9 @@ impl PgStore {
             by,
             now
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -387,13 +402,16 @@ impl PgStore {
     // ---- the decision loop ---------------------------------------------------
 
     pub async fn insert_rebuild_request(&self, sha: &GitSha, now: DateTime<Utc>) -> Result<i64> {
-        Ok(sqlx::query_scalar!(
+        let mut tx = self.write().await?;
+        let value = sqlx::query_scalar!(
             "INSERT INTO rebuild_requests (git_sha, requested_at) VALUES ($1, $2) RETURNING id",
             sha as &GitSha,
             now
         )
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(value)
     }
 
     /// Requests still needing a build, oldest first, with how many builds
@@ -420,17 +438,20 @@ impl PgStore {
         cancelled_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        Ok(sqlx::query!(
+        let mut tx = self.write().await?;
+        let value = sqlx::query!(
             "UPDATE rebuild_requests SET settled_at = $1, cancelled_by = $2
              WHERE id = $3 AND settled_at IS NULL",
             now,
             cancelled_by,
             id
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
-            > 0)
+            > 0;
+        tx.commit().await?;
+        Ok(value)
     }
 
     /// The open request for `sha` (full, or a 7-character prefix), if any.
@@ -452,7 +473,8 @@ impl PgStore {
         log_ref: &LogRef,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        Ok(sqlx::query_scalar!(
+        let mut tx = self.write().await?;
+        let value = sqlx::query_scalar!(
             "INSERT INTO builds (git_sha, started_at, log_ref, request_id) VALUES ($1, $2, $3, $4)
              RETURNING id",
             sha as &GitSha,
@@ -460,8 +482,10 @@ impl PgStore {
             log_ref as &LogRef,
             request_id
         )
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(value)
     }
 
     /// Ends a build in one transaction: its outcome; the version it made and
@@ -477,7 +501,7 @@ impl PgStore {
         settle: bool,
         now: DateTime<Utc>,
     ) -> Result<Option<Version>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query!(
             "UPDATE builds SET outcome_json = $1, finished_at = $2 WHERE id = $3",
             outcome as &BuildOutcome,
@@ -588,7 +612,7 @@ impl PgStore {
         next: Option<&TierId>,
         now: DateTime<Utc>,
     ) -> Result<Option<Version>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query!(
             "UPDATE tiers SET current_version = $1,
                  candidate_version = CASE WHEN candidate_version = $1 THEN NULL ELSE candidate_version END
@@ -627,13 +651,15 @@ impl PgStore {
 
     /// Clears `tier`'s candidate if it is still `version`.
     pub async fn drop_candidate(&self, tier: &TierId, version: &Version) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query!(
             "UPDATE tiers SET candidate_version = NULL WHERE name = $1 AND candidate_version = $2",
             tier as &TierId,
             version as &Version
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -649,7 +675,7 @@ impl PgStore {
         log_ref: &LogRef,
         now: DateTime<Utc>,
     ) -> Result<DeployId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
         let id = insert_deploy_on(&mut tx, tier, version, node, log_ref, now).await?;
         tx.commit().await?;
@@ -663,6 +689,7 @@ impl PgStore {
         outcome: &DeployOutcome,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query!(
             "UPDATE deploys SET outcome_json = $1, finished_at = $2 WHERE id = $3 AND outcome_json = $4",
             outcome as &DeployOutcome,
@@ -670,8 +697,9 @@ impl PgStore {
             id as DeployId,
             DeployOutcome::InProgress as DeployOutcome
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -682,14 +710,16 @@ impl PgStore {
         outcome: &BuildOutcome,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query!(
             "UPDATE builds SET outcome_json = $1, finished_at = $2 WHERE id = $3 AND outcome_json IS NULL",
             outcome as &BuildOutcome,
             now,
             id
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

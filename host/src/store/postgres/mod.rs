@@ -1,11 +1,13 @@
 //! The store on PostgreSQL (`migrations/postgres/`), for several daemons on one database: the same values as on SQLite, in PostgreSQL's types.
 //!
-//! One daemon acts on a database at a time: it holds a session advisory
-//! lock on a connection of its own (`Role::Lead`), taken before it reads or
-//! migrates anything. Until standbys exist, a second `sando serve` on the
-//! same database is refused, naming the daemon that holds it.
+//! One daemon leads a database at a time (`leader.rs`): it holds a session
+//! advisory lock on a connection of its own and the `leader` row's newest
+//! epoch, and every write it makes goes through [`PgStore::write`], which
+//! checks that epoch in the same transaction. The others are standbys:
+//! they read, and write nothing.
 
 mod components;
+mod leader;
 mod legacy;
 mod lifecycle;
 mod retention;
@@ -15,8 +17,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+use super::leadership::{Candidacy, Standing};
 use super::{Result, StoreError, TierRow, identify};
 use crate::domain::{
     BuildFailure, BuildOutcome, DeployFailure, DeployOutcome, GateFailure, GateStatus, TierId,
@@ -26,38 +29,49 @@ use crate::domain::{
 /// The PostgreSQL schema, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// The advisory lock key the acting daemon holds: "sando" in ASCII.
-const LEAD_LOCK: i64 = 0x73_61_6e_64_6f;
-
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     url: Arc<str>,
-    /// The connection holding the lead lock, once taken: closed (and the
-    /// lock with it) when the daemon ends, however it ends.
+    /// The connection that holds (or stands for) the lead lock: closed, and
+    /// the lock with it, when the daemon ends, however it ends.
     lead: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    standing: Arc<leader::StandingCell>,
+    candidacy: Option<Arc<Candidacy>>,
 }
 
-/// Whether the store is opened by the daemon that acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the store is opened.
+#[derive(Debug, Clone)]
 pub enum Role {
-    /// `sando serve`: takes the lead before anything is read or migrated.
-    Lead,
+    /// `sando serve`: leads if the lead is free (before anything is read or
+    /// migrated), else stands by.
+    Serve(Candidacy),
     /// A command (`sando import-legacy`, `sando store copy`).
     Command,
 }
 
 impl PgStore {
-    /// Connects to `url`, refuses a database that is not Sando's (another
-    /// program's tables, a newer Sando's migrations) before writing to it,
-    /// and applies pending migrations; as the daemon that acts on it, first
-    /// takes its lead, so a second daemon (a newer one in a rollout, say)
-    /// neither migrates nor acts while the first lives. Errors show the URL
-    /// without its password.
+    /// Connects to `url` and refuses a database that is not Sando's
+    /// (another program's tables, a newer Sando's migrations) before writing
+    /// to it. A command, or a daemon that takes the lead, then applies
+    /// pending migrations: the lead is taken first, so a second daemon (a
+    /// newer one in a rollout, say) neither migrates nor acts while the
+    /// first lives; it stands by. Errors show the URL without its password.
     pub async fn open(url: &str, role: Role) -> Result<PgStore> {
         let shown = shown(url);
         let open_error = |source| StoreError::Open { path: shown.clone(), source };
-        let options = connect_options(url).map_err(open_error)?;
+        let mut options = connect_options(url).map_err(open_error)?;
+        let candidacy = match role {
+            Role::Serve(candidacy) => {
+                // A leader paused inside a transaction holds the leader row
+                // against the takeover: the server ends such a session
+                // after a lease, so the takeover waits at most that long.
+                let idle = format!("{}ms", candidacy.lease.as_millis());
+                options = options.options([("idle_in_transaction_session_timeout", idle)]);
+                Some(Arc::new(candidacy))
+            }
+            Role::Command => None,
+        };
         let store = PgStore {
             pool: PgPoolOptions::new()
                 .max_connections(8)
@@ -67,20 +81,36 @@ impl PgStore {
                 .map_err(open_error)?,
             url: url.into(),
             lead: Default::default(),
+            standing: Arc::new(leader::StandingCell::new(if candidacy.is_some() {
+                Standing::Standby
+            } else {
+                Standing::Command
+            })),
+            candidacy,
         };
-        if role == Role::Lead {
-            store.take_lead().await?;
-        }
+        let leads = match &store.candidacy {
+            Some(_) => store.try_lead().await?,
+            None => true,
+        };
         let found = identify_postgres(&store.pool).await.map_err(open_error)?;
         if let Some(refusal) = found.refusal(&shown) {
             store.pool.close().await;
             return Err(StoreError::NotOurs(refusal));
         }
-        MIGRATOR
-            .run(&store.pool)
-            .await
-            .map_err(|source| StoreError::Migrate { path: shown, source })?;
+        if leads {
+            store.migrate().await?;
+        }
+        if store.candidacy.is_some() && leads {
+            store.take_office().await?;
+        }
         Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|source| StoreError::Migrate { path: shown(&self.url), source })
     }
 
     /// The pool, for the copy that fills a new database.
@@ -88,48 +118,36 @@ impl PgStore {
         &self.pool
     }
 
-    /// Takes the lead of this database for the life of the process, on a
-    /// connection of its own named for the daemon. Refused, naming the
-    /// database and the daemon that holds it, while another does.
-    async fn take_lead(&self) -> Result<()> {
-        let shown = shown(&self.url);
-        let open_error = |source| StoreError::Open { path: shown.clone(), source };
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let name = format!("sando serve on {} (pid {})", host.trim(), std::process::id());
-        let options = connect_options(&self.url).map_err(open_error)?.application_name(&name);
-        let mut conn = PgConnection::connect_with(&options).await.map_err(open_error)?;
-        let taken: bool =
-            sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "taken!""#, LEAD_LOCK)
-                .fetch_one(&mut conn)
-                .await?;
-        if !taken {
-            let holder = sqlx::query_scalar!(
-                r#"SELECT format('%s from %s since %s', a.application_name,
-                                 coalesce(host(a.client_addr), 'a local socket'),
-                                 to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'))
-                          AS "holder!"
-                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                   WHERE l.locktype = 'advisory' AND l.granted
-                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                     AND ((l.classid::bigint << 32) | l.objid::bigint) = $1"#,
-                LEAD_LOCK
-            )
-            .fetch_optional(&mut conn)
-            .await?
-            .unwrap_or_else(|| "a daemon that is just ending".into());
-            return Err(StoreError::NotOurs(format!(
-                "{shown}: another Sando daemon is serving this database ({holder}); standby daemons are not supported yet: stop it first"
-            )));
+    /// A transaction for a write. A leader's first checks that its epoch
+    /// is still the leader row's, and holds the row (`FOR SHARE`) until it
+    /// commits, so a takeover waits for it and every write after the
+    /// takeover is refused: a deposed leader writes nothing. A standby's
+    /// is refused outright.
+    pub(super) async fn write(&self) -> Result<Transaction<'static, Postgres>> {
+        let standing = self.standing.get();
+        if standing == Standing::Standby {
+            return Err(StoreError::Standby);
         }
-        *self.lead.lock().await = Some(conn);
-        tokio::spawn(keep_the_lead(self.lead.clone(), shown));
-        Ok(())
+        let mut tx = self.pool.begin().await?;
+        if let Standing::Leads(epoch) = standing {
+            let held = sqlx::query_scalar!(
+                r#"SELECT epoch AS "epoch!" FROM leader WHERE id = 1 AND epoch = $1 FOR SHARE"#,
+                epoch
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                self.standing.deposed(epoch);
+                return Err(StoreError::Deposed { epoch });
+            }
+        }
+        Ok(tx)
     }
 
     /// Records the configured tiers (in order); tiers removed from the config
     /// keep their rows, so history is never lost.
     pub async fn sync_tiers(&self, tiers: &[TierId]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for (position, tier) in tiers.iter().enumerate() {
             let position = position as i64;
             sqlx::query!(
@@ -159,7 +177,7 @@ impl PgStore {
     /// Gives every run, build and deploy left in flight by a previous daemon
     /// a typed outcome. Returns how many gate runs were interrupted.
     pub async fn interrupt_unfinished(&self, now: DateTime<Utc>) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let interrupted = GateStatus::failed(GateFailure::Interrupted);
         let runs = sqlx::query!(
             "UPDATE gate_runs SET status = 'failed', outcome_json = $1, finished_at = $2
@@ -190,25 +208,6 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         Ok(runs)
-    }
-}
-
-/// Looks at the lead connection every two seconds; once it is gone (the
-/// server restarted, the network dropped it), the lock is too, and another
-/// daemon may take it: this one stops at once rather than act beside it.
-/// Its processes end with it, as after a crash, and a restart takes the
-/// lead again if it is free.
-async fn keep_the_lead(lead: Arc<tokio::sync::Mutex<Option<PgConnection>>>, shown: String) {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let mut held = lead.lock().await;
-        let Some(conn) = held.as_mut() else { return };
-        let alive = tokio::time::timeout(std::time::Duration::from_secs(5), conn.ping()).await;
-        if !matches!(alive, Ok(Ok(()))) {
-            tracing::error!("{shown}: the connection holding the lead is gone; stopping");
-            eprintln!("sando: {shown}: the connection holding the lead is gone; stopping");
-            std::process::exit(1);
-        }
     }
 }
 

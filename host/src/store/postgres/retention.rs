@@ -49,7 +49,7 @@ impl PgStore {
     /// Forgets a version's recorded outputs and transcripts and marks its
     /// files removed, in one transaction.
     pub async fn sweep_version(&self, version: &Version, now: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query!(
             "DELETE FROM transcript_outputs WHERE gate_run_id IN (SELECT id FROM gate_runs WHERE version = $1)",
             version as &Version
@@ -81,13 +81,15 @@ impl PgStore {
 
     /// Marks a backup's file removed; its path, if it was still kept.
     pub async fn remove_backup(&self, id: i64, now: DateTime<Utc>) -> Result<Option<String>> {
+        let mut tx = self.write().await?;
         let path = sqlx::query_scalar!(
             "UPDATE backups SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL RETURNING path",
             now,
             id
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(path)
     }
 }
