@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use util::daemon::{Daemon, Events, Project, TOKEN, gate, gate_done, tier};
+use util::daemon::{
+    Daemon, Events, Project, TOKEN, assert_none_left, gate, gate_done, poll_state, processes_with,
+    tier, wait_for_process,
+};
 
 /// A config with `staging` (the given gates, one node) and `prod` (the
 /// given gates, one node). `extra` goes at the top (e.g. `[defaults]`).
@@ -61,43 +64,6 @@ deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
 const CARGO_TEST: &str = "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline\"";
 const CONFIRM: &str = "[[tiers.gates]]\nkind = \"manual_confirm\"";
 
-/// Every process whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline
-                .contains(marker)
-                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
-        })
-        .collect()
-}
-
-/// Waits until some process holds `marker` (a test or deploy got that far).
-fn wait_for_process(marker: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while processes_with(marker).is_empty() {
-        assert!(Instant::now() < deadline, "no process with {marker:?} started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until no process holds `marker`, or fails naming them.
-fn assert_none_left(marker: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = processes_with(marker);
-        if left.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "processes left behind: {left:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A test body that starts `setsid sleep <seconds>` and waits for it: a
 /// descendant that leaves the process group and keeps the pipes.
 fn hangs_on(seconds: u32) -> String {
@@ -118,24 +84,6 @@ async fn wait_promoted(events: &Events, tier_name: &'static str, version: &'stat
             e["kind"] == "promoted" && e["tier"] == tier_name && e["version"] == version
         })
         .await
-}
-
-/// Polls `/api/state` until `pred` holds.
-fn poll_state(
-    daemon: &Daemon,
-    what: &str,
-    within: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let state = daemon.state();
-        if pred(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {state}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

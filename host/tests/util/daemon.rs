@@ -291,3 +291,58 @@ pub fn gate<'a>(tier: &'a Value, kind: &str) -> &'a Value {
         .find(|g| g["gate"] == kind)
         .unwrap_or_else(|| panic!("{kind} in {tier}"))
 }
+
+/// Every process whose command line holds `marker`.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(marker)
+                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// Waits until some process holds `marker` (a test or deploy got that far).
+pub fn wait_for_process(marker: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while processes_with(marker).is_empty() {
+        assert!(Instant::now() < deadline, "no process with {marker:?} started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until no process holds `marker`, or fails naming them.
+pub fn assert_none_left(marker: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = processes_with(marker);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `/api/state` until `pred` holds.
+pub fn poll_state(
+    daemon: &Daemon,
+    what: &str,
+    within: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let state = daemon.state();
+        if pred(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
