@@ -230,7 +230,10 @@ async fn a_paused_leader_is_deposed_writes_nothing_after_and_steps_down() {
         "{run}"
     );
     assert_eq!(first_outcome(pool.clone()).await, interrupted, "the deposed leader wrote nothing");
-    assert_eq!(count(&pool, "SELECT count(*) FROM gate_runs WHERE gate_kind = 'cargo_test'").await, 2);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM gate_runs WHERE gate_kind = 'cargo_test'").await,
+        2
+    );
     assert_eq!(count(&pool, "SELECT epoch FROM leader").await, 2);
     standby.kill();
     pool.close().await;
@@ -243,4 +246,54 @@ fn nix_kill(pid: u32, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standbys_clients_see_a_running_gates_log_as_the_leaders_do() {
+    let url = util::postgres::fresh_database().await;
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    // Both streams, in many writes over a second or two.
+    let body = "for i in 0..400 { println!(\"out line {i}\"); eprintln!(\"err line {i}\"); std::thread::sleep(std::time::Duration::from_millis(3)); }";
+    let sha = project.commit("0.1.0", body);
+    let staging =
+        "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline -- --nocapture\"";
+    let prod = root.path().join("nodes/prod-1/tiny");
+    let config = write_config(
+        root.path(),
+        &project.dir,
+        &url,
+        staging,
+        &format!("cp {{artifact}} {}", prod.display()),
+    );
+    let leader = Daemon::start(&config);
+    let standby = Daemon::start(&config);
+    wait_for_line(&standby, "standing by: ", Duration::from_secs(30));
+    let (on_leader, on_standby) =
+        (Events::connect(&leader.url).await, Events::connect(&standby.url).await);
+    let (status, answer) =
+        leader.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202, "{answer}");
+    let done = |e: &serde_json::Value| e["kind"] == "gate_done" && e["gate"] == "cargo_test";
+    let finished = on_leader.wait("cargo_test done", Duration::from_secs(180), done).await;
+    on_standby.wait("cargo_test done, through the standby", Duration::from_secs(10), done).await;
+    let run_id = finished["event"]["run_id"].as_i64().unwrap();
+    let of_run = |events: &Events| {
+        let mut chunks: Vec<_> = events
+            .chunks()
+            .into_iter()
+            .filter(|c| c.run_id == run_id)
+            .map(|c| (c.offset, c.stdout, c.bytes.to_vec()))
+            .collect();
+        chunks.sort();
+        chunks
+    };
+    let (leaders, standbys) = (of_run(&on_leader), of_run(&on_standby));
+    assert!(leaders.len() > 10, "{} chunks", leaders.len());
+    assert_eq!(standbys, leaders, "the same chunks: offsets, streams and bytes");
+    let text: Vec<u8> = standbys.iter().flat_map(|(_, _, b)| b.clone()).collect();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("out line 399") && text.contains("err line 399"), "{text}");
+    leader.kill();
+    standby.kill();
 }

@@ -124,7 +124,18 @@ pub struct EventBus {
     /// Where events go on to the other daemons of a shared store (set
     /// while this daemon leads one). Log chunks do not: standbys read logs
     /// from their files.
-    forward: Arc<OnceLock<tokio::sync::mpsc::Sender<Event>>>,
+    forward: Arc<OnceLock<tokio::sync::mpsc::Sender<Forwarded>>>,
+}
+
+/// What a leader sends the standbys of a shared store: an event, or where
+/// a log chunk's bytes are in its run's log file (which every daemon
+/// reaches in the data directory they share), so the bytes themselves never
+/// go through the database.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarded {
+    Event(Event),
+    Chunk { run_id: GateRunId, seq: u64, stream: Stream, offset: u64, len: u64 },
 }
 
 impl EventBus {
@@ -140,10 +151,11 @@ impl EventBus {
         }
     }
 
-    /// From now on, every event but a log chunk also goes to the returned
-    /// receiver (at most 4096 behind: past that, the others miss some and
-    /// their clients resync from `/api/state`).
-    pub fn forward(&self) -> tokio::sync::mpsc::Receiver<Event> {
+    /// From now on, every event also goes to the returned receiver, a log
+    /// chunk as where it is (at most 4096 behind: past that, the others
+    /// miss some and their clients resync from `/api/state` and resume
+    /// logs by offset).
+    pub fn forward(&self) -> tokio::sync::mpsc::Receiver<Forwarded> {
         let (send, receive) = tokio::sync::mpsc::channel(4096);
         if self.forward.set(send).is_err() {
             tracing::error!("events are forwarded once");
@@ -152,10 +164,17 @@ impl EventBus {
     }
 
     pub fn send(&self, event: Event) {
-        if let Some(forward) = self.forward.get()
-            && !matches!(event, Event::GateLogChunk { .. })
-        {
-            let _ = forward.try_send(event.clone());
+        if let Some(forward) = self.forward.get() {
+            let _ = forward.try_send(match &event {
+                Event::GateLogChunk { run_id, seq, stream, offset, bytes } => Forwarded::Chunk {
+                    run_id: *run_id,
+                    seq: *seq,
+                    stream: *stream,
+                    offset: *offset,
+                    len: bytes.len() as u64,
+                },
+                event => Forwarded::Event(event.clone()),
+            });
         }
         let envelope = self.envelope(event);
         // No subscribers is fine: events are also reflected in /api/state.
@@ -194,6 +213,10 @@ impl EventBus {
         chunk: Unframed,
         log: Option<&Arc<File>>,
     ) -> Bytes {
+        if let Some(forward) = self.forward.get() {
+            let len = chunk.bytes().len() as u64;
+            let _ = forward.try_send(Forwarded::Chunk { run_id, seq, stream, offset, len });
+        }
         let bare =
             self.envelope(Event::GateLogChunk { run_id, seq, stream, offset, bytes: Bytes::new() });
         if self.sender.receiver_count() == 0 {

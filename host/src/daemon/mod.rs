@@ -20,6 +20,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::config::{Config, IsolationMode, TokenSource};
+use crate::domain::GateRunId;
 use crate::executor::{Executor, LocalExecutor, Secrets};
 use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{Candidacy, Standing, Store, StoreError};
@@ -319,21 +320,58 @@ async fn stand_by(daemon: Arc<Daemon>) {
     act(daemon);
 }
 
-/// The leader's events, to this standby's clients.
+/// The leader's events, to this standby's clients; a log chunk's bytes
+/// read from its run's log file in the shared data directory.
 async fn relay(daemon: Arc<Daemon>, mut events: tokio::sync::mpsc::Receiver<String>) {
+    use std::collections::hash_map::Entry;
+    use std::os::unix::fs::FileExt;
+    let mut logs: std::collections::HashMap<GateRunId, Option<std::fs::File>> = Default::default();
     while let Some(json) = events.recv().await {
-        match serde_json::from_str::<events::Event>(&json) {
-            Ok(event) => daemon.bus.send(event),
+        match serde_json::from_str::<events::Forwarded>(&json) {
+            Ok(events::Forwarded::Event(event)) => {
+                if let events::Event::GateDone { run_id, .. } = &event {
+                    logs.remove(run_id);
+                }
+                daemon.bus.send(event);
+            }
+            Ok(events::Forwarded::Chunk { run_id, seq, stream, offset, len }) => {
+                let file = match logs.entry(run_id) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => new.insert(open_log(&daemon, run_id).await),
+                };
+                let Some(file) = file else { continue };
+                let mut bytes = vec![0; len.min(logs::LIVE_CHUNK as u64) as usize];
+                if file.read_exact_at(&mut bytes, offset).is_ok() {
+                    let bytes = bytes.into();
+                    daemon.bus.send(events::Event::GateLogChunk {
+                        run_id,
+                        seq,
+                        stream,
+                        offset,
+                        bytes,
+                    });
+                }
+            }
             Err(e) => tracing::debug!("an event this daemon does not know: {e}"),
         }
     }
 }
 
+/// A running gate's log, as the leader writes it in the shared data directory.
+async fn open_log(daemon: &Daemon, run_id: GateRunId) -> Option<std::fs::File> {
+    let log = daemon.store.gate_run(run_id).await.ok()??.log_ref?;
+    std::fs::File::open(daemon.logs.path(&log))
+        .inspect_err(|e| {
+            tracing::warn!(%run_id, "a running gate's log is not in the shared data directory: {e}")
+        })
+        .ok()
+}
+
 /// This leader's events, to the standbys' clients.
 async fn publish(daemon: Arc<Daemon>) {
     let mut events = daemon.bus.forward();
-    while let Some(event) = events.recv().await {
-        let json = serde_json::to_string(&event).expect("events serialize");
+    while let Some(forwarded) = events.recv().await {
+        let json = serde_json::to_string(&forwarded).expect("events serialize");
         if let Err(e) = daemon.store.publish(&json).await {
             tracing::warn!("an event did not reach the standbys: {e}");
         }

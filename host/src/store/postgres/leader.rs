@@ -229,13 +229,17 @@ impl PgStore {
     }
 }
 
-/// Renews the lead three times a lease, on the lock's connection. Once a
-/// renewal fails (the session was ended, the server is gone, the epoch
-/// superseded), another daemon may lead: this one stops at once rather
-/// than act beside it, and its processes end with it, as after a crash.
-/// Its writes meanwhile were refused by their epoch.
+/// Renews the lead three times a lease, on the lock's connection. A
+/// renewal that is slow is tried again while the lead is still sure (a
+/// standby waits a whole lease from the last renewal before it ends this
+/// daemon's session). Once the epoch is superseded, the connection is gone
+/// (and the lock with it), or a lease passes without a renewal, another
+/// daemon may lead: this one stops at once rather than act beside it, and
+/// its processes end with it, as after a crash. Its writes meanwhile were
+/// refused by their epoch.
 async fn keep_the_lead(store: PgStore, epoch: i64, lease: Duration) {
     let every = lease / 3;
+    let mut renewed_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
         let renewed = tokio::time::timeout(every, async {
@@ -247,10 +251,17 @@ async fn keep_the_lead(store: PgStore, epoch: i64, lease: Duration) {
         })
         .await;
         let why = match renewed {
-            Ok(Ok(done)) if done.rows_affected() == 1 => continue,
+            Ok(Ok(done)) if done.rows_affected() == 1 => {
+                renewed_at = tokio::time::Instant::now();
+                continue;
+            }
+            Err(_) if renewed_at.elapsed() < lease => {
+                tracing::warn!(epoch, "renewing the lead is slow; trying again");
+                continue;
+            }
             Ok(Ok(_)) => "another daemon took the lead".to_owned(),
             Ok(Err(e)) => format!("the lead's connection failed: {e}"),
-            Err(_) => "the lead could not be renewed in time".to_owned(),
+            Err(_) => "the lead was not renewed for a whole lease".to_owned(),
         };
         store.standing.deposed(epoch);
         let line = format!(
