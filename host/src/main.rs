@@ -77,9 +77,11 @@ enum Command {
     },
     /// Open the operator's terminal UI on a running daemon.
     Tui {
-        /// The daemon's address, as `sando serve` prints it.
-        #[arg(long, default_value = "http://127.0.0.1:7878")]
-        url: String,
+        /// The daemon's address, as `sando serve` prints it. Given more than
+        /// once (daemons sharing a PostgreSQL store), the TUI uses whichever
+        /// answers and follows the leader after a takeover.
+        #[arg(long = "url", default_value = "http://127.0.0.1:7878")]
+        url: Vec<String>,
         /// A file holding the API token (`<data_dir>/token`); without it the
         /// TUI is read-only.
         #[arg(long)]
@@ -367,7 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store_copy(&from, to.as_deref(), to_env.as_deref())
         }
         Command::Tui { url, token_file } => {
-            sando_tui::run(sando_tui::Options { url, token_file })?;
+            sando_tui::run(sando_tui::Options { urls: url, token_file })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, data_dir } => {

@@ -297,3 +297,61 @@ async fn a_standbys_clients_see_a_running_gates_log_as_the_leaders_do() {
     leader.kill();
     standby.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tui_on_the_standby_shows_a_gates_log_to_its_verdict_through_a_takeover() {
+    use util::tmux::Tmux;
+    let url = util::postgres::fresh_database().await;
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let body = "for i in 0..30 { println!(\"tick {i:02}\"); std::thread::sleep(std::time::Duration::from_millis(250)); }";
+    let sha = project.commit("0.1.0", body);
+    let staging =
+        "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline -- --nocapture\"";
+    let prod = root.path().join("nodes/prod-1/tiny");
+    let config = write_config(
+        root.path(),
+        &project.dir,
+        &url,
+        staging,
+        &format!("cp {{artifact}} {}", prod.display()),
+    );
+    let leader = Daemon::start(&config);
+    let standby = Daemon::start(&config);
+    wait_for_line(&standby, "standing by: ", Duration::from_secs(30));
+    let token = root.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let command = format!(
+        "env -u RUST_BACKTRACE {sando} tui --url {standby} --url {leader} --token-file {token}; sleep 600",
+        sando = env!("CARGO_BIN_EXE_sando"),
+        standby = standby.url,
+        leader = leader.url,
+        token = token.display(),
+    );
+    let tmux = Tmux::start(140, 40, &command);
+    tmux.wait("the standby's header", Duration::from_secs(30), |s| {
+        s.contains(&format!("standby; leader {} (epoch 1)", leader.url))
+    });
+    let (status, answer) =
+        leader.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202, "{answer}");
+    tmux.wait("cargo_test running", Duration::from_secs(180), |s| s.contains("cargo_test"));
+    tmux.keys(&["g", "Enter"]);
+    tmux.wait("the live log, through the standby", Duration::from_secs(60), |s| {
+        s.contains("staging · 0.1.0 · cargo_test") && s.contains("tick 03")
+    });
+
+    leader.kill();
+    tmux.wait("the standby leads", Duration::from_secs(LEASE_SECS + 10), |s| {
+        s.contains("leader, epoch 2")
+    });
+    let screen = tmux.wait("attempt 2 to its verdict", Duration::from_secs(120), |s| {
+        s.contains("attempt 2 of 3") && s.contains("✓ passed")
+    });
+    let text = screen.text();
+    for i in 20..30 {
+        assert!(text.contains(&format!("tick {i:02}")), "tick {i} missing:\n{text}");
+    }
+    assert!(screen.contains("● live"), "{text}");
+    standby.kill();
+}

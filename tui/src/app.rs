@@ -79,6 +79,8 @@ pub enum Command {
 /// What the client reports back.
 #[derive(Debug)]
 pub enum Msg {
+    /// The event stream is (re)connecting to this daemon, one of several.
+    Attached(String),
     Connected,
     Disconnected(String),
     State(StateResponse),
@@ -282,6 +284,10 @@ impl App {
 
     pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
         match msg {
+            Msg::Attached(url) => {
+                self.url = url;
+                Vec::new()
+            }
             Msg::Connected => {
                 self.connection = Connection::Live;
                 // Whatever happened while away is in the state, not the stream.
@@ -292,10 +298,16 @@ impl App {
                 Vec::new()
             }
             Msg::State(state) => {
+                let shown = self.detail_run();
                 self.apply_state(state);
-                Vec::new()
+                self.follow_detail(shown)
             }
-            Msg::Event(envelope) => self.apply_event(envelope),
+            Msg::Event(envelope) => {
+                let shown = self.detail_run();
+                let mut commands = self.apply_event(envelope);
+                commands.extend(self.follow_detail(shown));
+                commands
+            }
             Msg::Undecodable(_) => {
                 self.undecodable += 1;
                 Vec::new()
@@ -338,6 +350,41 @@ impl App {
                 self.status = Some(StatusLine { ok, text });
                 Vec::new()
             }
+        }
+    }
+
+    /// The run a detail screen shows, as known now.
+    fn detail_run(&self) -> Option<GateRunSummary> {
+        let Screen::Detail(detail) = &self.screen else { return None };
+        self.run(detail.run_id).cloned()
+    }
+
+    /// After the state changed under a detail screen whose run it no
+    /// longer holds (a newer run of the gate replaced it: a retry after an
+    /// interruption or a takeover, a rerun): a screen following its log
+    /// moves on to the newer run, live; any other keeps its run, fetched
+    /// as it is now.
+    fn follow_detail(&mut self, shown: Option<GateRunSummary>) -> Vec<Command> {
+        let (Screen::Detail(detail), Some(shown)) = (&self.screen, shown) else {
+            return Vec::new();
+        };
+        if self.run(detail.run_id).is_some() {
+            return Vec::new();
+        }
+        let follow = detail.follow;
+        let newer = self.tier(&shown.tier).and_then(|tier| {
+            tier.gates
+                .iter()
+                .find(|r| {
+                    r.gate == shown.gate && r.version == shown.version && r.run_id > shown.run_id
+                })
+                .cloned()
+        });
+        let run_id = shown.run_id;
+        self.runs.insert(run_id, shown);
+        match newer {
+            Some(newer) if follow => self.open_detail(&newer),
+            _ => vec![Command::FetchRun(run_id)],
         }
     }
 

@@ -2,6 +2,8 @@
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -32,28 +34,52 @@ pub enum ClientError {
     BadUrl { url: String },
 }
 
-/// The daemon's HTTP API, typed.
+/// The daemon's HTTP API, typed; over one daemon, or several sharing a
+/// store (a leader and its standbys), whichever answers.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    daemons: Arc<[String]>,
+    /// Which of `daemons` answered last: asked first next time.
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
-        authority(&base)?;
+        Client::over(&[base.to_owned()], token)
+    }
+
+    /// A client of the daemons at `bases` (at least one): a request goes to
+    /// the one that answered last, and to the next when it cannot be
+    /// reached; a write a standby sends on (`307`) goes to the leader, but
+    /// only when the leader is one of `bases`: the token goes nowhere else.
+    pub fn over(bases: &[String], token: Option<String>) -> Result<Self, ClientError> {
+        let daemons: Vec<String> =
+            bases.iter().map(|b| b.trim_end_matches('/').to_owned()).collect();
+        for base in &daemons {
+            authority(base)?;
+        }
+        if daemons.is_empty() {
+            return Err(ClientError::BadUrl { url: String::new() });
+        }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Ok(Self { base, token, agent })
+        Ok(Self { daemons: daemons.into(), current: Arc::default(), token, agent })
     }
 
+    /// The daemon that answered last (the first given, before any did).
     pub fn base(&self) -> &str {
-        &self.base
+        &self.daemons[self.current.load(Ordering::Relaxed) % self.daemons.len()]
+    }
+
+    /// Every daemon this client may ask.
+    pub fn daemons(&self) -> &[String] {
+        &self.daemons
     }
 
     pub fn state(&self) -> Result<StateResponse, ClientError> {
@@ -71,7 +97,7 @@ impl Client {
 
     pub fn log(&self, id: GateRunId) -> Result<String, ClientError> {
         let path = format!("/api/gate-runs/{id}/log");
-        let mut response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
+        let mut response = self.get(&path)?;
         let status = response.status().as_u16();
         let text =
             response.body_mut().with_config().limit(MAX_LOG_DOWNLOAD).read_to_string().map_err(
@@ -84,7 +110,7 @@ impl Client {
     /// One run's persisted log from byte `from` on, exactly as written.
     pub fn log_from(&self, id: GateRunId, from: u64) -> Result<Vec<u8>, ClientError> {
         let path = format!("/api/gate-runs/{id}/log?from={from}");
-        let mut response = self.send(self.agent.get(format!("{}{path}", self.base)).call())?;
+        let mut response = self.get(&path)?;
         let status = response.status().as_u16();
         let bytes =
             response.body_mut().with_config().limit(MAX_LOG_DOWNLOAD).read_to_vec().map_err(
@@ -123,10 +149,7 @@ impl Client {
         part: Option<ComponentPart>,
     ) -> Result<ComponentVerdict, ClientError> {
         let path = format!("/api/gates/{kind}?accept_changes={accept_changes}{}", part_query(part));
-        let request = self
-            .authorized(self.agent.post(format!("{}{path}", self.base)))
-            .content_type("application/wasm");
-        verdict(&path, self.send(request.send(bytes))?)
+        verdict(&path, self.post(&path, Some("application/wasm"), bytes)?)
     }
 
     pub fn rollback_component(
@@ -139,8 +162,7 @@ impl Client {
             "/api/gates/{kind}/rollback?accept_changes={accept_changes}{}",
             part_query(part)
         );
-        let request = self.authorized(self.agent.post(format!("{}{path}", self.base)));
-        verdict(&path, self.send(request.send_empty())?)
+        verdict(&path, self.post(&path, None, &[])?)
     }
 
     /// Accepts (or rejects) the candidate waiting for `kind`; with `digest`,
@@ -174,32 +196,8 @@ impl Client {
         self.post_json(path, &serde_json::json!({}))
     }
 
-    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
-            Some(token) => request.header("Authorization", format!("Bearer {token}")),
-            None => request,
-        }
-    }
-
-    fn send(
-        &self,
-        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
-        result
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })
-    }
-
     fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        // A GET is safe to repeat, and the first may have gone out on a
-        // kept-alive connection the daemon closed (it restarted: the resync
-        // on reconnecting is the first request after), which ureq reports
-        // as an error instead of trying a new connection.
-        let response = match self.agent.get(&url).call() {
-            Err(error) if !matches!(error, ureq::Error::Timeout(_)) => self.agent.get(&url).call(),
-            first => first,
-        };
-        decode(path, self.send(response)?)
+        decode(path, self.get(path)?)
     }
 
     fn post_json<T: DeserializeOwned>(
@@ -207,12 +205,107 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, ClientError> {
-        let request = self
-            .authorized(self.agent.post(format!("{}{path}", self.base)))
-            .content_type("application/json");
         let body = serde_json::to_string(body).expect("request bodies serialize");
-        decode(path, self.send(request.send(body))?)
+        decode(path, self.post(path, Some("application/json"), body.as_bytes())?)
     }
+
+    fn get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        self.call(path, true, &|base| {
+            let url = format!("{base}{path}");
+            // A GET is safe to repeat, and the first may have gone out on a
+            // kept-alive connection the daemon closed (it restarted: the
+            // resync on reconnecting is the first request after), which
+            // ureq reports as an error instead of trying a new connection.
+            match self.agent.get(&url).call() {
+                Err(error) if !matches!(error, ureq::Error::Timeout(_)) => {
+                    self.agent.get(&url).call()
+                }
+                first => first,
+            }
+        })
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        self.call(path, false, &|base| {
+            let mut request = self.agent.post(format!("{base}{path}"));
+            if let Some(token) = &self.token {
+                request = request.header("Authorization", format!("Bearer {token}"));
+            }
+            match content_type {
+                Some(content_type) => request.content_type(content_type).send(body),
+                None => request.send_empty(),
+            }
+        })
+    }
+
+    /// Sends a request by `send` to the daemon that answered last; to the
+    /// next when one cannot be reached (a write only when nothing was sent:
+    /// it is never sent twice); once on to the leader when a standby says
+    /// so.
+    fn call(
+        &self,
+        path: &str,
+        repeatable: bool,
+        send: &dyn Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut unreachable = None;
+        for step in 0..self.daemons.len() {
+            let index = (first + step) % self.daemons.len();
+            let base = &self.daemons[index];
+            match send(base) {
+                Ok(response) if response.status().as_u16() == 307 => {
+                    let location = response
+                        .headers()
+                        .get("location")
+                        .and_then(|l| l.to_str().ok())
+                        .unwrap_or_default();
+                    let Some(leader) = self
+                        .daemons
+                        .iter()
+                        .position(|d| location.strip_prefix(d.as_str()) == Some(path))
+                    else {
+                        return Err(ClientError::Refused {
+                            status: 307,
+                            message: format!(
+                                "{base} is a standby and the leading daemon is at {location:?}, not one of the daemons given (add it with --url)"
+                            ),
+                        });
+                    };
+                    self.current.store(leader, Ordering::Relaxed);
+                    return send(&self.daemons[leader])
+                        .map_err(|e| unreachable_at(&self.daemons[leader], e));
+                }
+                Ok(response) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(e) if repeatable || not_sent(&e) => unreachable = Some(unreachable_at(base, e)),
+                Err(e) => return Err(unreachable_at(base, e)),
+            }
+        }
+        Err(unreachable.expect("at least one daemon"))
+    }
+}
+
+/// Whether a request failed before anything reached a daemon.
+fn not_sent(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Io(e) => {
+            matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotConnected)
+        }
+        _ => false,
+    }
+}
+
+fn unreachable_at(base: &str, error: ureq::Error) -> ClientError {
+    ClientError::Unreachable { url: base.to_owned(), reason: error.to_string() }
 }
 
 fn decode<T: DeserializeOwned>(
@@ -349,13 +442,18 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
 }
 
 /// Keeps a WebSocket on `/api/events` open for as long as the UI runs,
-/// reconnecting with backoff; each (re)connection is announced so the UI
-/// resyncs from `/api/state`.
-pub fn follow_events(base: String, msgs: Sender<Msg>) {
+/// reconnecting with backoff, to the next of `daemons` each time (every
+/// daemon sharing a store sends the leader's events); each (re)connection
+/// is announced so the UI resyncs from `/api/state` and resumes its logs by
+/// offset.
+pub fn follow_events(daemons: Vec<String>, msgs: Sender<Msg>) {
     let mut backoff = Duration::from_millis(200);
-    loop {
+    for base in daemons.iter().cycle() {
         let started = Instant::now();
-        let error = match stream_events(&base, &msgs) {
+        if daemons.len() > 1 && msgs.send(Msg::Attached(base.clone())).is_err() {
+            return;
+        }
+        let error = match stream_events(base, &msgs) {
             Ok(()) => "the daemon closed the event stream".to_owned(),
             Err(e) => e,
         };

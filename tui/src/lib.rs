@@ -28,7 +28,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub url: String,
+    /// One daemon, or several sharing a store (any order).
+    pub urls: Vec<String>,
     pub token_file: Option<PathBuf>,
 }
 
@@ -61,7 +62,7 @@ pub fn run(options: Options) -> Result<(), TuiError> {
         }
         None => None,
     };
-    let client = Client::new(&options.url, token.clone())?;
+    let client = Client::over(&options.urls, token.clone())?;
     let operator = std::env::var("USER").ok().filter(|u| !u.is_empty());
     let mut app =
         App::new(client.base(), operator.unwrap_or_else(|| "operator".into()), token.is_some());
@@ -76,10 +77,10 @@ pub fn run(options: Options) -> Result<(), TuiError> {
             .spawn(move || client::serve_commands(client, cmd_rx, msgs))?;
     }
     {
-        let base = client.base().to_owned();
+        let daemons = client.daemons().to_vec();
         std::thread::Builder::new()
             .name("sando-tui-events".into())
-            .spawn(move || client::follow_events(base, msg_tx))?;
+            .spawn(move || client::follow_events(daemons, msg_tx))?;
     }
     // The state first, so the screen fills before the stream connects.
     let _ = cmd_tx.send(Command::Resync);

@@ -76,6 +76,14 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(" │ "),
         Span::styled(format!("{dot} {label}"), Style::new().fg(color)),
     ];
+    if let Some(leader) = app.state.as_ref().and_then(|s| s.leader.as_ref()) {
+        // Daemons sharing a store: which one this is, and who leads.
+        spans.push(Span::raw(if leader.this_daemon {
+            format!(" │ leader, epoch {}", leader.epoch)
+        } else {
+            format!(" │ standby; leader {} (epoch {})", leader.url, leader.epoch)
+        }));
+    }
     if app.state.as_ref().and_then(|s| s.scheduler.as_ref()).is_some_and(|s| !s.alive) {
         spans.push(Span::styled(
             " │ decision loop stopped".to_owned(),

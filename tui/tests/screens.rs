@@ -626,3 +626,36 @@ fn durations_sit_beside_the_previous_versions() {
     let detail = lines(draw(&app, 120, 30).backend().buffer()).join("\n");
     assert!(detail.contains("(1m30s)  0.1.0 took 1m10s"), "{detail}");
 }
+
+#[test]
+fn a_detail_following_its_log_moves_to_the_gates_retry_and_the_header_says_who_leads() {
+    let mut app = app();
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    // A takeover: run 13 was interrupted, attempt 2 (run 21) runs now, and
+    // this daemon is a standby whose leader changed.
+    let mut body = serde_json::to_value(state()).unwrap();
+    body["tiers"][0]["gates"][2] =
+        run(21, "staging", "0.2.0", "boot_smoke", "running", Value::Null);
+    body["leader"] = json!({"epoch": 2, "holder": "sando serve on b (pid 7)", "url": "http://10.0.0.2:7878",
+                            "since": "2026-11-27T12:25:00Z", "this_daemon": false});
+    let commands = app.on_msg(Msg::State(serde_json::from_value(body).unwrap()));
+    assert!(
+        commands.is_empty(),
+        "run 21 is running: its live tail, nothing to fetch: {commands:?}"
+    );
+    let screen = lines(draw(&app, 120, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("run 21"), "{screen}");
+    assert!(screen.contains("standby; leader http://10.0.0.2:7878 (epoch 2)"), "{screen}");
+
+    // Not following (scrolled up), a replaced run stays, fetched as it is now.
+    key(&mut app, KeyCode::PageUp);
+    let mut body = serde_json::to_value(state()).unwrap();
+    body["tiers"][0]["gates"][2] =
+        run(22, "staging", "0.2.0", "boot_smoke", "running", Value::Null);
+    let commands = app.on_msg(Msg::State(serde_json::from_value(body).unwrap()));
+    assert_eq!(commands, [Command::FetchRun(GateRunId::try_from(21).unwrap())]);
+    let screen = lines(draw(&app, 120, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("run 21"), "{screen}");
+}

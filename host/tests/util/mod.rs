@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod legacy;
 pub mod postgres;
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
