@@ -322,3 +322,90 @@ fn wait_for_line(daemon: &util::daemon::Daemon, text: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// `sando serve` on `url`: its exit code and stderr, or a failure if it
+/// is still serving after 30 s.
+fn serve_on(url: &str) -> (Option<i32>, String) {
+    let (sando, _) = util::legacy::setup(1);
+    let config = std::fs::read_to_string(sando.path("sando.toml")).unwrap();
+    sando.write("sando.toml", format!("{config}\n[store]\nurl = \"{url}\"\n"));
+    let mut child = sando
+        .command()
+        .args(["serve", "--config", "sando.toml"])
+        .env("SANDO_TEST_TOKEN", util::daemon::TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sando serve on {url} is serving");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), util::stderr(&output))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_sando_serve_cannot_use_is_one_line_and_nothing_is_written() {
+    let cluster = util::postgres::cluster_url();
+    let (code, err) = serve_on("postgresql://postgres:hunter2@127.0.0.1:1/sando");
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("postgres://postgres@127.0.0.1:1/sando") && !err.contains("hunter2"),
+        "{err}"
+    );
+
+    // The suite's cluster asks for a password over TCP.
+    let password = cluster.split_once("postgres:").unwrap().1.split_once('@').unwrap().0.to_owned();
+    assert!(!password.is_empty(), "the suite's cluster has a password: {cluster}");
+    let wrong = cluster.replacen(&password, "not-the-password-1", 1);
+    let (code, err) = serve_on(&wrong);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("password authentication failed for user \"postgres\""), "{err}");
+    assert!(!err.contains("not-the-password-1") && !err.contains(&password), "{err}");
+
+    let other = util::postgres::fresh_database().await;
+    let pool = sqlx::PgPool::connect(&other).await.unwrap();
+    sqlx::query("CREATE TABLE invoices (id bigint)").execute(&pool).await.unwrap();
+    let (code, err) = serve_on(&other);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("another program's database (tables: invoices)"), "{err}");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["invoices"], "nothing was made beside it");
+    pool.close().await;
+
+    let newer = util::postgres::fresh_database().await;
+    sando::store::PgStore::open(&newer, sando::store::Role::Command).await.unwrap();
+    let pool = sqlx::PgPool::connect(&newer).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99991231000000, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (code, err) = serve_on(&newer);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("written by a newer Sando (its migration 99991231000000"), "{err}");
+    let written: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM leader) + (SELECT count(*) FROM tiers) + (SELECT count(*) FROM components)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(written, 0, "no leader, tier or component was written");
+    pool.close().await;
+}
