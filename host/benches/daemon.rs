@@ -540,39 +540,7 @@ async fn state_with_history(root: &Path) {
     let (repo, _) = (root.join("unused-repo"), ());
     let config = config(root, "history", &repo, "");
     drop(Daemon::start(&config)); // creates the schema and the tier
-    let db = root.join("history-data/sando.sqlite");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    let kinds = ["cargo_test", "migration_dry_run", "boot_smoke", "burn_in", "manual_confirm"];
-    let outcome = r#"{"kind":"failed","failure":{"kind":"cargo_test","failed_count":3,"first_failed":"tests::parse"}}"#;
-    for v in 0..1000 {
-        let version = format!("0.{v}.0");
-        sqlx::query("INSERT INTO versions (version, git_sha, registered_at, artifact) VALUES (?, ?, ?, '/x')")
-            .bind(&version)
-            .bind(format!("{v:040x}"))
-            .bind(format!("2026-01-01T00:00:{:02}.{v:06}Z", v % 60))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        for r in 0..100 {
-            sqlx::query(
-                "INSERT INTO gate_runs (version, tier, gate_kind, started_at, finished_at, status, outcome_json, log_ref, component_digest, contract)
-                 VALUES (?, 'bench', ?, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'failed', ?, 'x.log', 'digest', '0.1.0')",
-            )
-            .bind(&version)
-            .bind(kinds[r % kinds.len()])
-            .bind(outcome)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        }
-    }
-    sqlx::query("UPDATE tiers SET candidate_version = '0.999.0', current_version = '0.998.0'")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    pool.close().await;
+    support::seed_history(&root.join("history-data/sando.sqlite")).await;
 
     let daemon = Daemon::start(&config);
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();

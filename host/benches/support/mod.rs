@@ -63,3 +63,42 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "git {args:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// Fills the SQLite history at `db` (made by a daemon whose one tier is
+/// `bench`) with 1,000 versions of 100 finished gate runs each, and makes
+/// the newest the tier's candidate.
+#[allow(dead_code)] // not every benchmark seeds a history
+pub async fn seed_history(db: &Path) {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let kinds = ["cargo_test", "migration_dry_run", "boot_smoke", "burn_in", "manual_confirm"];
+    let outcome = r#"{"kind":"failed","failure":{"kind":"cargo_test","failed_count":3,"first_failed":"tests::parse"}}"#;
+    for v in 0..1000 {
+        let version = format!("0.{v}.0");
+        sqlx::query("INSERT INTO versions (version, git_sha, registered_at, artifact) VALUES (?, ?, ?, '/x')")
+            .bind(&version)
+            .bind(format!("{v:040x}"))
+            .bind(format!("2026-01-01T00:00:{:02}.{v:06}Z", v % 60))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for r in 0..100 {
+            sqlx::query(
+                "INSERT INTO gate_runs (version, tier, gate_kind, started_at, finished_at, status, outcome_json, log_ref, component_digest, contract)
+                 VALUES (?, 'bench', ?, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'failed', ?, 'x.log', 'digest', '0.1.0')",
+            )
+            .bind(&version)
+            .bind(kinds[r % kinds.len()])
+            .bind(outcome)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+    }
+    sqlx::query("UPDATE tiers SET candidate_version = '0.999.0', current_version = '0.998.0'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    pool.close().await;
+}

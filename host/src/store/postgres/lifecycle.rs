@@ -193,29 +193,32 @@ impl PgStore {
         tier: &TierId,
         version: &Version,
     ) -> Result<Vec<PreviousRun>> {
-        let rows = sqlx::query!(
-            r#"SELECT id AS "id!: GateRunId", gate_kind AS "gate!: GateKind", version AS "version!: Version",
-                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at!: DateTime<Utc>"
-               FROM gate_runs
-               WHERE id IN (SELECT MAX(id) FROM gate_runs
-                            WHERE tier = $1 AND version != $2 AND status IN ('passed', 'failed')
-                              AND finished_at IS NOT NULL
-                            GROUP BY gate_kind)
-               ORDER BY id"#,
-            tier as &TierId,
-            version as &Version
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PreviousRun {
-                gate: r.gate,
+        // One walk back per kind along `gate_runs_by_tier_kind`, from the
+        // newest: a tier's whole history is never read.
+        let mut runs = Vec::new();
+        for gate in GateKind::ALL {
+            let row = sqlx::query!(
+                r#"SELECT id AS "id!: GateRunId", version AS "version!: Version",
+                          started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at!: DateTime<Utc>"
+                   FROM gate_runs
+                   WHERE tier = $1 AND gate_kind = $2 AND version != $3
+                     AND status IN ('passed', 'failed') AND finished_at IS NOT NULL
+                   ORDER BY id DESC LIMIT 1"#,
+                tier as &TierId,
+                gate as GateKind,
+                version as &Version
+            )
+            .fetch_optional(&self.pool)
+            .await?;
+            runs.extend(row.map(|r| PreviousRun {
+                gate,
                 version: r.version,
                 run_id: r.id,
                 duration_ms: (r.finished_at - r.started_at).num_milliseconds(),
-            })
-            .collect())
+            }));
+        }
+        runs.sort_by_key(|r| r.run_id);
+        Ok(runs)
     }
 
     /// The newest `limit` builds, each with the duration of the finished
