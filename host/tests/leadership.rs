@@ -353,5 +353,18 @@ async fn a_tui_on_the_standby_shows_a_gates_log_to_its_verdict_through_a_takeove
         assert!(text.contains(&format!("tick {i:02}")), "tick {i} missing:\n{text}");
     }
     assert!(screen.contains("● live"), "{text}");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let runs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, attempt FROM gate_runs WHERE gate_kind = 'cargo_test' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        runs,
+        [("failed".to_owned(), 1), ("passed".to_owned(), 2)],
+        "the interrupted run and its retry, each recorded once"
+    );
+    pool.close().await;
     standby.kill();
 }

@@ -10,13 +10,36 @@ fn sha256(path: &std::path::Path) -> String {
     sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `/api/state` without what changes from one moment to the next.
+/// `/api/state` without what changes from one moment to the next, or
+/// from one store to the other by design: who leads (only a shared store
+/// has a leader), and times past the microsecond (PostgreSQL keeps
+/// microseconds; SQLite what the clock gave).
 fn settled(mut state: Value) -> Value {
     state["scheduler"]["planned_at"] = Value::Null;
     for worker in state["scheduler"]["workers"].as_array_mut().unwrap() {
         worker["since"] = Value::Null;
     }
+    state.as_object_mut().unwrap().remove("leader");
+    to_microseconds(&mut state);
     state
+}
+
+/// Every RFC 3339 time in `value` cut to the microsecond.
+fn to_microseconds(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+                let time = time.with_timezone(&chrono::Utc);
+                let cut =
+                    chrono::DurationRound::duration_trunc(time, chrono::TimeDelta::microseconds(1))
+                        .unwrap();
+                *text = cut.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(to_microseconds),
+        Value::Object(fields) => fields.values_mut().for_each(to_microseconds),
+        _ => {}
+    }
 }
 
 fn served(config: &std::path::Path, runs: &[i64]) -> (Value, Vec<String>) {
@@ -115,4 +138,62 @@ async fn a_copy_from_what_is_not_a_sando_history_is_refused_in_one_line() {
         .output()
         .unwrap();
     assert!(util::stderr(&out).contains("--to-env: SANDO_NO_SUCH_URL is not set"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_the_demo_made_copied_to_postgres_is_served_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = util::Demo::start(&dir.path().join("demo"));
+    // Settled: 0.2.0 red at staging, 0.1.0 waiting for an operator at prod
+    // (burn-in over), so serving it again changes nothing.
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let runs: Vec<i64> = loop {
+        let state: Value = agent
+            .get(format!("{}/api/state", demo.url))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(Value::Null);
+        let gates: Vec<&Value> = state["tiers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t["gates"].as_array().into_iter().flatten())
+            .collect();
+        let settled = |gate: &str, status: &str| {
+            gates.iter().any(|g| g["gate"] == gate && g["status"] == status)
+        };
+        if settled("migration_dry_run", "failed") && settled("manual_confirm", "blocked") {
+            break gates.iter().filter_map(|g| g["run_id"].as_i64()).collect();
+        }
+        assert!(std::time::Instant::now() < deadline, "the demo did not settle: {state}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    demo.kill();
+    let db = demo.dir.join("state/sando.sqlite");
+    let before = sha256(&db);
+    let url = util::postgres::fresh_database().await;
+    let out = util::Sando::new().run(&[
+        "store",
+        "copy",
+        "--from",
+        &format!("sqlite://{}", db.display()),
+        "--to",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    assert_eq!(sha256(&db), before, "the SQLite file was written to");
+
+    let config = demo.dir.join("sando.toml");
+    let on_sqlite = served(&config, &runs);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(demo.dir.join("postgres.toml"), format!("{text}\n[store]\nurl = \"{url}\"\n"))
+        .unwrap();
+    let on_postgres = served(&demo.dir.join("postgres.toml"), &runs);
+    assert!(runs.len() >= 4, "{runs:?}");
+    assert!(on_sqlite.1.iter().all(|log| log.starts_with("200 ")), "{:?}", on_sqlite.1);
+    assert_eq!(on_sqlite.0, on_postgres.0);
+    assert_eq!(on_sqlite.1, on_postgres.1);
 }
