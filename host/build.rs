@@ -5,8 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// This crate's directory, read when the script runs: cargo reuses a
+/// compiled build script for a checkout at another path (the held-back
+/// copy `./x test` builds, a CI clone on the same target), so a path baked
+/// in with `env!` would point into that other checkout.
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+}
+
 fn main() {
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let migrations = manifest_dir().join("../migrations");
     println!("cargo:rerun-if-changed={}", migrations.display());
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let db = out.join("schema.sqlite");
@@ -47,7 +55,7 @@ fn main() {
 /// `$OUT_DIR/shipped_fixtures.rs`: every case under `fixtures/<kind>/`,
 /// its files compiled into the binary, so the shadow test always has them.
 fn shipped_fixtures(out: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let root = manifest_dir().join("../fixtures");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut cases = Vec::new();
     let mut stack = vec![root.clone()];

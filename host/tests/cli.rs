@@ -457,3 +457,23 @@ fn a_bad_part_or_run_id_is_refused_in_one_line_before_any_request() {
     );
     assert!(!sando.path("cases").exists(), "nothing written for bad input");
 }
+
+#[test]
+fn a_second_sando_serve_on_one_sqlite_history_is_refused_naming_the_first() {
+    let (sando, _) = util::legacy::setup(1);
+    let first = util::daemon::Daemon::start(&sando.path("sando.toml"));
+    let second = sando
+        .command()
+        .args(["serve", "--config", "sando.toml"])
+        .env("SANDO_TEST_TOKEN", util::daemon::TOKEN)
+        .output()
+        .unwrap();
+    assert_one_line_error(&second, "another sando serve");
+    let err = stderr(&second);
+    assert!(err.contains(&format!("(pid {}) is serving this history", first.pid())), "{err}");
+    assert!(err.contains("data/sando.sqlite"), "{err}");
+    // Gone however it went (here: kill -9), the history is free again.
+    first.kill();
+    let again = util::daemon::Daemon::start(&sando.path("sando.toml"));
+    assert_eq!(again.state()["tiers"].as_array().unwrap().len(), 2);
+}

@@ -325,7 +325,8 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         versions: daemon.store.recent_versions(20).await?,
         deploys: daemon.store.recent_deploys(20).await?,
         pending_components: daemon.store.pending_components().await?,
-        scheduler: Some(daemon.work.status()),
+        // A standby plans nothing: the leader's decision loop is not its own.
+        scheduler: daemon.store.standing().acts().then(|| daemon.work.status()),
         warnings: daemon.warnings.clone(),
         builds: daemon.store.recent_builds(10).await?,
         leader: daemon.store.leader().await?.map(|leader| LeaderState {

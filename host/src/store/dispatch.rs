@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -30,6 +31,8 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// The SQLite history's serve lock, held for the daemon's life.
+    _serving: Option<Arc<std::fs::File>>,
 }
 
 /// Each method once, as a signature: the same call on whichever backend
@@ -49,7 +52,7 @@ macro_rules! delegate {
 impl Store {
     /// Opens (creating if needed) the SQLite file at `path`.
     pub async fn open(path: &Path) -> Result<Store> {
-        Ok(Store { backend: Backend::Sqlite(SqliteStore::open(path).await?) })
+        Ok(Store { backend: Backend::Sqlite(SqliteStore::open(path).await?), _serving: None })
     }
 
     /// Opens the store the config names, for a command: its SQLite file, or
@@ -65,6 +68,13 @@ impl Store {
     /// is free (taken before anything is read or migrated), else stands by:
     /// [`Store::lead`] waits for the lead.
     pub async fn serve(location: &StoreLocation, candidacy: Candidacy) -> Result<Store> {
+        if let StoreLocation::Sqlite(path) = location {
+            // Opened first: a file that is not a Sando history is refused
+            // before anything (a lock file beside it too) is made.
+            let mut store = Store::open(path).await?;
+            store._serving = Some(Arc::new(serve_lock(path)?));
+            return Ok(store);
+        }
         Store::open_as(location, Role::Serve(candidacy)).await
     }
 
@@ -73,7 +83,8 @@ impl Store {
             StoreLocation::Sqlite(path) => Store::open(path).await,
             StoreLocation::Postgres(url) => {
                 let url = url.resolve().map_err(StoreError::NotOurs)?;
-                Ok(Store { backend: Backend::Postgres(PgStore::open(&url, role).await?) })
+                let store = PgStore::open(&url, role).await?;
+                Ok(Store { backend: Backend::Postgres(store), _serving: None })
             }
         }
     }
@@ -253,4 +264,44 @@ impl Store {
         /// Marks a backup's file removed; its path, if it was still kept.
         pub async fn remove_backup(&self, id: i64, now: DateTime<Utc>) -> Result<Option<String>>;
     }
+}
+
+/// Takes `<history>.lock` for the life of the process (the kernel lets go
+/// when it ends, however it ends): a second `sando serve` on the same
+/// SQLite history is refused, naming the first, before it plans anything.
+fn serve_lock(history: &Path) -> Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let mut name = history.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let failed = |e: std::io::Error| {
+        StoreError::NotOurs(format!("{}: {}", path.display(), crate::fixtures::io_message(&e)))
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(StoreError::NotOurs(format!(
+                "{}: another sando serve ({}) is serving this history; stop it first (daemons share a history only on PostgreSQL)",
+                history.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+    }
+    file.set_len(0).map_err(failed)?;
+    file.rewind().map_err(failed)?;
+    write!(file, "pid {}", std::process::id()).map_err(failed)?;
+    Ok(file)
 }

@@ -5,7 +5,10 @@
 use std::path::Path;
 
 fn main() {
-    let wit_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../wit/gate.wit");
+    // Read when the script runs, not baked in when it is compiled: cargo
+    // reuses a compiled build script for a checkout at another path.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let wit_path = Path::new(&manifest_dir).join("../../../wit/gate.wit");
     println!("cargo:rerun-if-changed={}", wit_path.display());
     let wit = std::fs::read_to_string(&wit_path).expect("read wit/gate.wit");
     let current = wit
