@@ -15,6 +15,9 @@ pub use crate::domain::Canary;
 use crate::domain::{GateFailure, GateKind, NodeId, TierId};
 use crate::run_as::RunAs;
 
+mod executor;
+pub use executor::{Cpus, ExecutorKind, Memory, SlurmConfig, SlurmName, SlurmResources};
+
 /// A config problem, located: `sando.toml:12:5: tiers[1].gates[0].duration: …`.
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}:{column}: {key}: {message}", path.display())]
@@ -68,6 +71,8 @@ pub struct Config {
     /// Where the history is kept (`[store]`): `<data_dir>/sando.sqlite`
     /// unless a URL says otherwise.
     pub store: StoreLocation,
+    /// Where builds and gate processes run (`[executor]`).
+    pub executor: ExecutorKind,
 }
 
 /// Where the daemon keeps its history (`[store] url` or `url_env`).
@@ -462,6 +467,7 @@ struct RawConfig {
     event_send_timeout: Option<Spanned<String>>,
     retention: Option<RawRetention>,
     store: Option<RawStore>,
+    executor: Option<executor::RawExecutor>,
     project: RawProject,
     tiers: Vec<RawTier>,
 }
@@ -947,7 +953,9 @@ impl Config {
         };
         let data_dir = resolve(raw.data_dir.get_ref());
         let store = source.store(raw.store.as_ref(), &data_dir, resolve)?;
+        let executor = source.executor(raw.executor.as_ref(), resolve)?;
         Ok(Config {
+            executor,
             source: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             listen,
             store,
