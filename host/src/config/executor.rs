@@ -145,6 +145,19 @@ impl fmt::Display for Memory {
     }
 }
 
+impl crate::config::Config {
+    /// Where the files builds and gates use are kept (work trees,
+    /// artifacts, backups, the build cache): the data directory, or with
+    /// Slurm `<shared_dir>/files`, which the nodes see at the same path.
+    /// The store, the logs and the components stay in the data directory.
+    pub fn work_dir(&self) -> PathBuf {
+        match &self.executor {
+            ExecutorKind::Local => self.data_dir.clone(),
+            ExecutorKind::Slurm(slurm) => slurm.shared_dir.join("files"),
+        }
+    }
+}
+
 // ---- the section as written ----------------------------------------------
 
 #[derive(Deserialize, Default)]

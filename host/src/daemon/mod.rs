@@ -15,12 +15,14 @@ pub(crate) mod work;
 
 pub use work::reach::unreachable as unreachable_paths;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::{Config, IsolationMode, TokenSource};
-use crate::executor::{Executor, LocalExecutor, Secrets};
+use crate::config::{Config, ExecutorKind, IsolationMode, TokenSource};
+use crate::domain::GateKind;
+use crate::executor::{Executor, LocalExecutor, Secrets, SlurmExecutor};
 use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{Store, StoreError};
 use events::EventBus;
@@ -105,6 +107,51 @@ pub fn executor_for(config: &Config) -> Result<LocalExecutor, StartError> {
     }
 }
 
+/// The daemon's two executors: its tools always here, code under test here
+/// or on Slurm (`[executor]`).
+pub(crate) fn executors_for(config: &Config) -> Result<Executors, StartError> {
+    let local = executor_for(config)?;
+    let tools: Arc<dyn Executor> = Arc::new(local.clone().owned_by(&config.data_dir));
+    let ExecutorKind::Slurm(slurm) = &config.executor else {
+        return Ok(Executors { tools: tools.clone(), gates: tools, per_gate: HashMap::new() });
+    };
+    let on_slurm = |gate: Option<GateKind>| -> Arc<dyn Executor> {
+        Arc::new(SlurmExecutor::new(
+            local.clone(),
+            slurm.resources_for(gate),
+            &slurm.shared_dir,
+            &config.data_dir,
+        ))
+    };
+    let per_gate = slurm.per_gate.keys().map(|&kind| (kind, on_slurm(Some(kind)))).collect();
+    Ok(Executors { tools, gates: on_slurm(None), per_gate })
+}
+
+/// What `sando check` can know of where code under test runs before
+/// anything does: with Slurm, a controller that does not answer, a
+/// partition it does not have, a shared directory the daemon cannot write.
+/// One line each.
+pub async fn executor_problems(config: &Config) -> Vec<String> {
+    let ExecutorKind::Slurm(slurm) = &config.executor else { return Vec::new() };
+    let Ok(local) = executor_for(config) else { return Vec::new() };
+    let mut problems = Vec::new();
+    let gates = std::iter::once(None).chain(slurm.per_gate.keys().copied().map(Some));
+    for gate in gates {
+        let executor = SlurmExecutor::new(
+            local.clone(),
+            slurm.resources_for(gate),
+            &slurm.shared_dir,
+            &config.data_dir,
+        );
+        for problem in executor.check().await {
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+    }
+    problems
+}
+
 /// Serves until the process ends.
 pub async fn serve(config: Config, token: String) -> Result<(), StartError> {
     Started::start(config, token).await?.run(std::future::pending()).await
@@ -166,8 +213,14 @@ async fn start(
         message: crate::fixtures::io_message(&e),
     };
     std::fs::create_dir_all(&data_dir).map_err(data_err)?;
-    for sub in ["logs", "worktrees", "artifacts", "backups"] {
-        std::fs::create_dir_all(data_dir.join(sub)).map_err(data_err)?;
+    std::fs::create_dir_all(data_dir.join("logs")).map_err(data_err)?;
+    // The gates' files: in the data directory, or where the nodes see them.
+    let work_dir = config.work_dir();
+    for sub in ["worktrees", "artifacts", "backups"] {
+        std::fs::create_dir_all(work_dir.join(sub)).map_err(|e| StartError::DataDir {
+            path: work_dir.display().to_string(),
+            message: crate::fixtures::io_message(&e),
+        })?;
     }
     let store = Store::serve(&config.store).await?;
     let tiers: Vec<_> = config.tiers.iter().map(|t| t.name.clone()).collect();
@@ -179,7 +232,7 @@ async fn start(
         );
     }
     // Work trees a killed build left half-made are made again.
-    let worktrees = data_dir.join("worktrees");
+    let worktrees = work_dir.join("worktrees");
     if let Ok(entries) = std::fs::read_dir(&worktrees) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().ends_with(".partial") {
@@ -200,9 +253,7 @@ async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
     })?;
-    // Both roles run here for now: the daemon's tools always will.
-    let local: Arc<dyn Executor> = Arc::new(executor_for(&config)?.owned_by(&data_dir));
-    let executors = Executors { tools: local.clone(), gates: local };
+    let executors = executors_for(&config)?;
     let orphans = executors.end_orphans();
     if orphans > 0 {
         tracing::warn!("{orphans} sandboxes left by the previous daemon were ended");
