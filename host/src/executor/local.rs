@@ -150,7 +150,7 @@ impl LocalExecutor {
         }
         line.push("--".into());
         if let Some(user) = &run_as {
-            line.extend(user.setpriv(&resolve("setpriv", None)?).into_iter().map(Into::into));
+            line.extend(user.setpriv(&resolve("setpriv", None)?));
         }
         if let (Some(shim), Some(fd)) = (shim, report) {
             line.push(shim.as_os_str().to_owned());

@@ -138,7 +138,7 @@ impl SlurmExecutor {
                     let args =
                         ["show".into(), "partition".into(), partition.to_string(), "-o".into()];
                     if let Err(e) = self.slurm("scontrol", &args).await {
-                        problems.push(format!("executor.partition: {partition:?}: {e}"));
+                        problems.push(format!("executor.partition: \"{partition}\": {e}"));
                     }
                 }
             }
@@ -198,13 +198,15 @@ impl SlurmExecutor {
         }
         // Slurm's tools print their own name first, and sometimes several
         // lines of which the last says why.
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let (stderr, stdout) =
+            (String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
         let said = stderr
             .lines()
             .rev()
             .find(|l| !l.trim().is_empty())
-            .or_else(|| String::from_utf8_lossy(&output.stdout).lines().next().map(|_| ""))
+            .or_else(|| stdout.lines().find(|l| !l.trim().is_empty()))
             .unwrap_or("")
+            .trim()
             .to_owned();
         let said = if said.is_empty() { format!("exit status {}", output.status) } else { said };
         Err(SlurmError::Failed { tool, said: crate::text::one_line(&said) })
