@@ -237,7 +237,9 @@ kind = "manual_confirm"
             .unwrap();
         let queued = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(!queued.contains(&shared.display().to_string()), "{queued}");
-        assert_eq!(std::fs::read_dir(shared.join("jobs")).unwrap().count(), 0);
+        for daemons in std::fs::read_dir(shared.join("jobs")).unwrap().flatten() {
+            assert_eq!(std::fs::read_dir(daemons.path()).unwrap().count(), 0);
+        }
     }
     let state = daemon.state();
     assert_eq!(tier(&state, "staging")["current_version"], "0.1.0");

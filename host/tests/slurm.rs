@@ -185,8 +185,9 @@ fn a_job_gives_the_same_bytes_chunks_and_end_as_a_local_process() {
     }
     assert_nothing_queued(shared.path());
     // The jobs' files go with them.
-    let jobs = shared.path().join("jobs");
-    assert_eq!(std::fs::read_dir(jobs).unwrap().count(), 0);
+    let jobs: Vec<_> = std::fs::read_dir(shared.path().join("jobs")).unwrap().flatten().collect();
+    assert_eq!(jobs.len(), 1, "one daemon's jobs");
+    assert_eq!(std::fs::read_dir(jobs[0].path()).unwrap().count(), 0);
 }
 
 #[test]
@@ -654,6 +655,58 @@ async fn a_cancel_over_the_api_ends_the_job_and_an_outside_scancel_is_retried() 
     events
         .wait("the retry passed", Duration::from_secs(120), |e| {
             gate_done("cargo_test", "passed")(e) && e["version"] == "0.2.0"
+        })
+        .await;
+    assert_nothing_queued(&shared);
+    daemon.kill();
+}
+
+/// Not yet adoption (issue #28's last part): a daemon killed while its
+/// gate's job runs leaves the job running; the next daemon of the same data
+/// directory cancels it on sight, and the run, interrupted, runs again in
+/// a job of its own and passes. Nothing is left in `squeue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_left_by_a_killed_daemon_is_cancelled_on_sight_and_its_run_runs_again() {
+    let root = shared_dir();
+    let shared = root.path().join("shared");
+    let (daemon, project) = waiting_daemon(root.path(), &shared);
+    let events = Events::connect(&daemon.url).await;
+    let sha = project.commit("0.1.0", WAITS_THE_FIRST_TIME);
+    let (status, body) =
+        daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !events.chunks().iter().any(|c| String::from_utf8_lossy(&c.bytes).contains("waiting")) {
+        assert!(Instant::now() < deadline, "the test never started waiting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let jobs = queued_under(&shared);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = jobs[0].split_whitespace().next().unwrap().to_owned();
+    // kill -9: the job outlives the daemon.
+    daemon.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(queued_under(&shared).len(), 1, "the job outlived its daemon");
+
+    let daemon = Daemon::start(&root.path().join("sando.toml"));
+    let events = Events::connect(&daemon.url).await;
+    // Cancelled before the daemon listened (then COMPLETING a moment).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = Command::new("scontrol").args(["show", "job", "-o", &job]).output().unwrap();
+        let state = String::from_utf8_lossy(&state.stdout).into_owned();
+        if state.contains("JobState=CANCELLED") {
+            break;
+        }
+        assert!(
+            state.contains("JobState=COMPLETING") && Instant::now() < deadline,
+            "cancelled on sight: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    events
+        .wait("the run again, passed", Duration::from_secs(120), |e| {
+            gate_done("cargo_test", "passed")(e) && e["version"] == "0.1.0"
         })
         .await;
     assert_nothing_queued(&shared);

@@ -9,7 +9,7 @@
 //! tool's run costs a few milliseconds against a job's second or more.
 //!
 //! What a job sees: its script, `job.sh`, and its output files are in a
-//! directory of its own under `<shared_dir>/jobs/`, which the daemon and
+//! directory of its own under `<shared_dir>/jobs/<name>/`, which the daemon and
 //! every node see at the same path. The script starts the program exactly
 //! as the local executor would (`LocalExecutor::command_line`), with
 //! stdout and stderr to files the daemon follows, and the exec shim's
@@ -79,7 +79,8 @@ pub struct SlurmExecutor {
     /// Builds each job's command line: the sandbox it runs in on the node.
     local: LocalExecutor,
     resources: SlurmResources,
-    /// `<shared_dir>/jobs`: one directory per job.
+    /// `<shared_dir>/jobs/<name>`: one directory per job of this daemon's
+    /// (another daemon sharing the directory has its own).
     jobs: PathBuf,
     /// Every job's name: this daemon's, so one started after a crash finds
     /// what the last one left (`end_orphans`).
@@ -113,11 +114,12 @@ impl SlurmExecutor {
             .into_iter()
             .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
             .collect();
+        let name = format!("sando-{:016x}", hasher.finish());
         SlurmExecutor {
             local,
             resources,
-            jobs: shared_dir.join("jobs"),
-            name: format!("sando-{:016x}", hasher.finish()),
+            jobs: shared_dir.join("jobs").join(&name),
+            name,
             slurm_env,
         }
     }
@@ -690,7 +692,8 @@ impl Executor for SlurmExecutor {
 
     /// Cancels every job of this daemon a previous one left (a daemon
     /// killed while a job ran: its run was marked interrupted and will run
-    /// again), and removes their directories. Returns how many.
+    /// again), and removes their directories (this daemon's own only).
+    /// Returns how many.
     fn end_orphans(&self) -> usize {
         let run = |tool: &str, args: &[&str]| {
             std::process::Command::new(tool)
