@@ -191,6 +191,35 @@ fn a_job_gives_the_same_bytes_chunks_and_end_as_a_local_process() {
 }
 
 #[test]
+fn arguments_and_variables_reach_the_program_as_they_are_never_as_shell() {
+    let shared = shared_dir();
+    let planted = shared.path().join("planted");
+    let words = [
+        "a b".to_owned(),
+        "$(touch PLANTED)".replace("PLANTED", &planted.display().to_string()),
+        "'q'".to_owned(),
+        "\"dq\"".to_owned(),
+        "x;y".to_owned(),
+        "\\back".to_owned(),
+        "line\nbreak".to_owned(),
+        "`id`".to_owned(),
+        String::new(),
+    ];
+    let mut spec = sandboxed(shared.path(), "printf '[%s]' \"$@\"; printf '{%s}' \"$WEIRD\"");
+    spec.args.push("sh".into());
+    spec.args.extend(words.iter().cloned());
+    spec.env.push(("WEIRD".into(), "a'b\"c $(id) `id` \\ \n end".into()));
+    let (on_slurm, _) = run(&slurm(shared.path(), "gates"), spec.clone(), None);
+    let (here, _) = run(&local(), spec, None);
+    let printed = String::from_utf8_lossy(&on_slurm.output.stdout).into_owned();
+    let expected: String = words.iter().map(|w| format!("[{w}]")).collect::<String>()
+        + "{a'b\"c $(id) `id` \\ \n end}";
+    assert_eq!(printed, expected);
+    assert_eq!(on_slurm.output.stdout, here.output.stdout);
+    assert!(!planted.exists());
+}
+
+#[test]
 fn the_sandbox_on_the_node_hides_what_it_hides_locally() {
     let shared = shared_dir();
     let hidden = shared.path().join("hidden");
