@@ -405,10 +405,16 @@ fn sando_check_names_each_slurm_problem_in_one_line() {
     assert!(line.contains("cannot be written"), "{line}");
 }
 
+/// What a demo run gave: every gate's log of both versions, by
+/// `<version>/<gate>`, and how long each build and gate run took (ms).
+struct DemoRun {
+    logs: Vec<(String, String)>,
+    took: Vec<(String, i64)>,
+}
+
 /// `sando demo`, locally or on the suite's cluster, until 0.1.0 is green
-/// in staging and yellow in prod and 0.2.0 red in staging; then every
-/// gate's log of both versions, by `<version>/<gate>`.
-fn demo_logs(dir: &Path, shared: Option<&Path>) -> Vec<(String, String)> {
+/// in staging and yellow in prod and 0.2.0 red in staging.
+fn demo_logs(dir: &Path, shared: Option<&Path>) -> DemoRun {
     use std::io::{BufRead, BufReader};
     let mut command = Command::new(env!("CARGO_BIN_EXE_sando"));
     command
@@ -479,9 +485,35 @@ fn demo_logs(dir: &Path, shared: Option<&Path>) -> Vec<(String, String)> {
             }
         }
     }
+    // How long each took, from the daemon's own record.
+    let ms = |run: &Value| {
+        let at = |key: &str| {
+            run[key].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        };
+        at("finished_at").zip(at("started_at")).map(|(end, start)| (end - start).num_milliseconds())
+    };
+    let mut took = Vec::new();
+    for id in 1..=20 {
+        let Some(run) = get(&format!("/api/gate-runs/{id}"))
+            .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+            .filter(|r| r["run_id"].is_number())
+        else {
+            continue;
+        };
+        if let Some(ms) = ms(&run) {
+            took.push((format!("{} {} {}", run["version"], run["tier"], run["gate"]), ms));
+        }
+    }
+    let state: Value =
+        get("/api/state").and_then(|b| serde_json::from_str(&b).ok()).unwrap_or(Value::Null);
+    for build in state["builds"].as_array().into_iter().flatten().rev() {
+        if let Some(ms) = build["duration_ms"].as_i64() {
+            took.push((format!("build {}", build["build_id"]), ms));
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
-    logs
+    DemoRun { logs, took }
 }
 
 /// A log with what differs from run to run (times, ports, ids, paths of
@@ -524,8 +556,19 @@ fn the_demo_on_slurm_passes_and_fails_as_locally_with_logs_of_the_same_form() {
     let here = tempfile::Builder::new().tempdir_in(shared.path()).unwrap();
     let there = tempfile::Builder::new().tempdir_in(shared.path()).unwrap();
     let on_slurm_shared = shared.path().join("cluster");
-    let local_logs = demo_logs(here.path(), None);
-    let slurm_logs = demo_logs(there.path(), Some(&on_slurm_shared));
+    let local = demo_logs(here.path(), None);
+    let slurm = demo_logs(there.path(), Some(&on_slurm_shared));
+    // The figures BENCHMARKS.md records (`-- --nocapture` shows them):
+    // each build and gate run, on Slurm and locally, in this one run.
+    for ((what, on_slurm), (_, locally)) in slurm.took.iter().zip(&local.took) {
+        eprintln!(
+            "{what}: slurm {:.2} s, local {:.2} s, ratio {:.2}",
+            *on_slurm as f64 / 1000.0,
+            *locally as f64 / 1000.0,
+            *on_slurm as f64 / (*locally).max(1) as f64
+        );
+    }
+    let (local_logs, slurm_logs) = (local.logs, slurm.logs);
     let jobs =
         std::fs::read_to_string(Path::new(&slurm_conf()).parent().unwrap().join("jobcomp.txt"))
             .unwrap_or_default();
