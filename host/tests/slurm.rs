@@ -383,7 +383,12 @@ fn sando_check_names_each_slurm_problem_in_one_line() {
     let conf = std::fs::read_to_string(slurm_conf()).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let unreachable = dir.join("unreachable.conf");
-    std::fs::write(&unreachable, format!("{conf}\nSlurmctldPort={port}\n")).unwrap();
+    let conf: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("SlurmctldPort="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&unreachable, format!("{conf}SlurmctldPort={port}\n")).unwrap();
     let (ok, text) = check(
         dir,
         &slurm("gates", &dir.join("shared")),
@@ -393,6 +398,7 @@ fn sando_check_names_each_slurm_problem_in_one_line() {
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("executor")).collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert!(lines[0].contains("the Slurm controller is not reachable"), "{text}");
+    assert!(lines[0].contains("DOWN") || lines[0].contains("connect"), "what Slurm said: {text}");
 
     // A shared directory under a file: nobody can make it.
     std::fs::write(dir.join("a-file"), "").unwrap();
