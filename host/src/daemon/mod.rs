@@ -290,3 +290,38 @@ async fn start(
     });
     Ok((listener, daemon))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+    use crate::domain::GateKind;
+
+    #[test]
+    fn slurm_takes_the_gates_role_with_an_executor_per_gate_kind_that_has_its_own() {
+        let config = Config::parse(
+            Path::new("/etc/sando/sando.toml"),
+            "data_dir = \"data\"\n[project]\nrepo = \"repo\"\nbuild = \"true\"\nartifact = \"a\"\n\
+             [[tiers]]\nname = \"staging\"\n\
+             [executor]\nkind = \"slurm\"\npartition = \"gates\"\nshared_dir = \"/shared\"\n\
+             [executor.gates.cargo_test]\ncpus = 8\n",
+        )
+        .unwrap();
+        let executors = super::executors_for(&config).unwrap();
+        assert!(executors.tools.describe().starts_with("local"), "{}", executors.tools.describe());
+        assert!(
+            executors
+                .gates
+                .describe()
+                .starts_with("slurm, partition gates, jobs under /shared/jobs/sando-")
+        );
+        let tests = executors.for_gate(GateKind::CargoTest);
+        assert!(!std::sync::Arc::ptr_eq(&tests, &executors.gates), "cargo_test has its own");
+        let smoke = executors.for_gate(GateKind::BootSmoke);
+        assert!(std::sync::Arc::ptr_eq(&smoke, &executors.gates), "boot_smoke shares the role's");
+        assert_eq!(config.work_dir(), Path::new("/shared/files"));
+        // The sandbox hides the whole shared directory but what it binds.
+        assert!(super::work::reach::hidden(&config).contains(&Path::new("/shared").to_owned()));
+    }
+}
