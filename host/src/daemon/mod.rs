@@ -120,7 +120,10 @@ pub(crate) fn executors_for(config: &Config) -> Result<Executors, StartError> {
             local.clone(),
             slurm.resources_for(gate),
             &slurm.shared_dir,
-            &config.data_dir,
+            // Jobs are named after the shared directory, which every daemon
+            // of one store shares: one that takes over from another (or
+            // starts after a crash) ends what the last one left.
+            &slurm.shared_dir,
         ))
     };
     let per_gate = slurm.per_gate.keys().map(|&kind| (kind, on_slurm(Some(kind)))).collect();
@@ -141,7 +144,10 @@ pub async fn executor_problems(config: &Config) -> Vec<String> {
             local.clone(),
             slurm.resources_for(gate),
             &slurm.shared_dir,
-            &config.data_dir,
+            // Jobs are named after the shared directory, which every daemon
+            // of one store shares: one that takes over from another (or
+            // starts after a crash) ends what the last one left.
+            &slurm.shared_dir,
         );
         for problem in executor.check().await {
             if !problems.contains(&problem) {

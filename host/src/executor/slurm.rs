@@ -82,8 +82,9 @@ pub struct SlurmExecutor {
     /// `<shared_dir>/jobs/<name>`: one directory per job of this daemon's
     /// (another daemon sharing the directory has its own).
     jobs: PathBuf,
-    /// Every job's name: this daemon's, so one started after a crash finds
-    /// what the last one left (`end_orphans`).
+    /// Every job's name, from its owner: the daemon's, so one started after
+    /// a crash, or taking over a shared store's lead, finds what the last
+    /// one left (`end_orphans`).
     name: String,
     /// The environment every Slurm command runs with (`SLURM_CONF`).
     slurm_env: Vec<(OsString, OsString)>,
@@ -99,7 +100,7 @@ enum Why {
 }
 
 impl SlurmExecutor {
-    /// Jobs of `owner` (the daemon's data directory) under
+    /// Jobs of `owner` (the daemon uses `shared_dir`: see `name`) under
     /// `<shared_dir>/jobs`, each running `local`'s sandbox on its node.
     pub fn new(
         local: LocalExecutor,
