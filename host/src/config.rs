@@ -15,6 +15,9 @@ pub use crate::domain::Canary;
 use crate::domain::{GateFailure, GateKind, NodeId, TierId};
 use crate::run_as::RunAs;
 
+mod executor;
+pub use executor::{Cpus, ExecutorKind, Memory, SlurmConfig, SlurmName, SlurmResources};
+
 /// A config problem, located: `sando.toml:12:5: tiers[1].gates[0].duration: …`.
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}:{column}: {key}: {message}", path.display())]
@@ -71,6 +74,8 @@ pub struct Config {
     /// How this daemon stands for the lead of a shared store (`[store]
     /// advertise` and `leader_lease`); a SQLite store has one daemon.
     pub leadership: LeadershipConfig,
+    /// Where builds and gate processes run (`[executor]`).
+    pub executor: ExecutorKind,
 }
 
 /// `[store] advertise` and `leader_lease`: what a daemon on a shared store
@@ -480,6 +485,7 @@ struct RawConfig {
     event_send_timeout: Option<Spanned<String>>,
     retention: Option<RawRetention>,
     store: Option<RawStore>,
+    executor: Option<executor::RawExecutor>,
     project: RawProject,
     tiers: Vec<RawTier>,
 }
@@ -1002,7 +1008,9 @@ impl Config {
         let data_dir = resolve(raw.data_dir.get_ref());
         let store = source.store(raw.store.as_ref(), &data_dir, resolve)?;
         let leadership = source.leadership(raw.store.as_ref())?;
+        let executor = source.executor(raw.executor.as_ref(), resolve)?;
         Ok(Config {
+            executor,
             source: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             listen,
             store,

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::Config;
@@ -62,7 +62,14 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DemoError + '_ {
 
 /// Sets the demo up in `dir` (wiping a previous demo there), starts the
 /// daemon, pushes both commits, and serves until Ctrl-C.
-pub async fn run(dir: &Path, listen: SocketAddr, token: Option<String>) -> Result<(), DemoError> {
+/// With `slurm` (a partition and a shared directory), builds and gates run
+/// as Slurm jobs.
+pub async fn run(
+    dir: &Path,
+    listen: SocketAddr,
+    token: Option<String>,
+    slurm: Option<(String, PathBuf)>,
+) -> Result<(), DemoError> {
     prepare_dir(dir)?;
     let dir = dir.canonicalize().map_err(io(dir))?;
     let repo = dir.join("repo");
@@ -75,7 +82,14 @@ pub async fn run(dir: &Path, listen: SocketAddr, token: Option<String>) -> Resul
     let token_file = dir.join("token");
     write_private(&token_file, &format!("{token}\n")).map_err(io(&token_file))?;
     let config_path = dir.join("sando.toml");
-    std::fs::write(&config_path, config_text(&dir, listen)?).map_err(io(&config_path))?;
+    let mut text = config_text(&dir, listen, slurm.as_ref().map(|(_, shared)| shared.as_path()))?;
+    if let Some((partition, shared)) = &slurm {
+        text.push_str(&format!(
+            "\n[executor]\nkind = \"slurm\"\npartition = {partition:?}\nshared_dir = {:?}\n",
+            shared.display().to_string()
+        ));
+    }
+    std::fs::write(&config_path, text).map_err(io(&config_path))?;
     let config = Config::load(&config_path)?;
 
     let started = Started::start(config, token.clone()).await?;
@@ -216,7 +230,7 @@ async fn make_backup(dir: &Path, backup: &Path) -> Result<(), DemoError> {
     std::fs::remove_dir_all(&only_first).map_err(io(&only_first))
 }
 
-fn config_text(dir: &Path, listen: SocketAddr) -> Result<String, DemoError> {
+fn config_text(dir: &Path, listen: SocketAddr, shared: Option<&Path>) -> Result<String, DemoError> {
     let sando = std::env::current_exe().map_err(io(Path::new("sando")))?;
     let nodes = dir.join("nodes");
     for node in ["staging-1", "prod-1", "prod-2"] {
@@ -225,7 +239,11 @@ fn config_text(dir: &Path, listen: SocketAddr) -> Result<String, DemoError> {
     }
     // In a directory of its own: the migration gate's sandbox may write
     // there (SQLite's journals sit beside the database) and nowhere else.
-    let scratch_dir = dir.join("scratch");
+    // On Slurm, where the nodes see it.
+    let scratch_dir = match shared {
+        Some(shared) => shared.join("demo-scratch"),
+        None => dir.join("scratch"),
+    };
     std::fs::create_dir_all(&scratch_dir).map_err(io(&scratch_dir))?;
     let scratch = scratch_dir.join("scratch.sqlite");
     let node = |name: &str| {

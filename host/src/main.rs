@@ -74,6 +74,13 @@ enum Command {
         /// The demo's directory (wiped and recreated on each run).
         #[arg(long, default_value = "sando-demo")]
         data_dir: PathBuf,
+        /// Run builds and gates as Slurm jobs in this partition (with
+        /// `--slurm-shared-dir`), as `[executor] kind = "slurm"`.
+        #[arg(long, requires = "slurm_shared_dir")]
+        slurm_partition: Option<String>,
+        /// The directory the daemon and the Slurm nodes share.
+        #[arg(long, requires = "slurm_partition")]
+        slurm_shared_dir: Option<PathBuf>,
     },
     /// Open the operator's terminal UI on a running daemon.
     Tui {
@@ -372,10 +379,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sando_tui::run(sando_tui::Options { urls: url, token_file })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, data_dir } => {
+        Command::Demo { listen, data_dir, slurm_partition, slurm_shared_dir } => {
             init_logging();
             let token = std::env::var("SANDO_TOKEN").ok().filter(|t| !t.trim().is_empty());
-            tokio::runtime::Runtime::new()?.block_on(sando::demo::run(&data_dir, listen, token))?;
+            let shared = slurm_shared_dir.map(|d| std::path::absolute(&d).unwrap_or(d));
+            let slurm = slurm_partition.zip(shared);
+            tokio::runtime::Runtime::new()?
+                .block_on(sando::demo::run(&data_dir, listen, token, slurm))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { command: MigrateCommand::Run { database_url, source } } => {
@@ -427,6 +437,13 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let order: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
     // A config the daemon would refuse to serve is not ok.
     let executor = daemon::executor_for(&config)?;
+    let problems = tokio::runtime::Runtime::new()?.block_on(daemon::executor_problems(&config));
+    if !problems.is_empty() {
+        for problem in &problems {
+            println!("{}: {problem}", path.display());
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     println!("{}: ok ({}; {gates} gates, {nodes} nodes)", path.display(), order.join(" -> "));
     if !executor.isolates() {
         println!(

@@ -12,20 +12,47 @@ const BACKUP_SECRET: &str = "PROD-SECRET-ROW-7f3a";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_commit_reaches_nothing_and_leaks_nothing() {
-    hostile_commit(None).await;
+    hostile_commit(None, false).await;
 }
 
 /// The same, with `run_as`: the code under test runs as `nobody`, owns its
 /// work tree, and still builds and tests with the daemon's toolchain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_commit_run_as_an_unprivileged_user_reaches_nothing() {
-    hostile_commit(Some("nobody")).await;
+    hostile_commit(Some("nobody"), false).await;
 }
 
-async fn hostile_commit(run_as: Option<&str>) {
-    let root = tempfile::tempdir().unwrap();
+/// The same, its build and tests run as Slurm jobs on the suite's cluster
+/// (`./x test` starts it): the node runs the same sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_commit_run_as_a_slurm_job_reaches_nothing() {
+    hostile_commit(None, true).await;
+}
+
+async fn hostile_commit(run_as: Option<&str>, on_slurm: bool) {
+    // On Slurm, where the node sees it: not under /tmp, which sandboxes replace.
+    let root = match on_slurm {
+        false => tempfile::tempdir().unwrap(),
+        true => {
+            std::env::var("SLURM_CONF").expect("SLURM_CONF: run the suite with ./x test");
+            let base = util::target_dir().join("slurm-tests");
+            std::fs::create_dir_all(&base).unwrap();
+            tempfile::tempdir_in(base).unwrap()
+        }
+    };
     let project = Project::new(root.path());
     let data = root.path().join("data");
+    // Work trees, artifacts and backups: in the data directory, or with
+    // Slurm under the shared directory's `files`.
+    let shared = root.path().join("shared");
+    let work = if on_slurm { shared.join("files") } else { data.clone() };
+    let executor = match on_slurm {
+        true => format!(
+            "[executor]\nkind = \"slurm\"\npartition = \"gates\"\nshared_dir = \"{}\"\n",
+            shared.display()
+        ),
+        false => String::new(),
+    };
     let token_file = root.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let backup_source = root.path().join("prod-db.sqlite");
@@ -57,6 +84,7 @@ args = "test --offline -- --nocapture"
 name = "prod"
 [[tiers.gates]]
 kind = "manual_confirm"
+{executor}
 "#,
             run_as = run_as.map(|user| format!("run_as = {user:?}")).unwrap_or_default(),
             token = token_file.display(),
@@ -112,10 +140,10 @@ kind = "manual_confirm"
         token = token_file.display().to_string(),
         db = data.join("sando.sqlite").display().to_string(),
         backup = backup_source.display().to_string(),
-        backups = data.join("backups").display().to_string(),
+        backups = work.join("backups").display().to_string(),
         planted = data.join("planted").display().to_string(),
         outside = root.path().join("planted").display().to_string(),
-        artifact = data.join("artifacts/0.1.0/tiny").display().to_string(),
+        artifact = work.join("artifacts/0.1.0/tiny").display().to_string(),
     );
     let sha = project.commit_lib(
         "0.1.0",
@@ -158,14 +186,14 @@ kind = "manual_confirm"
         Some(user) => sando::run_as::RunAs::lookup(user).unwrap().uid(),
     };
     assert!(log.contains(&format!("running as uid {uid}\n")), "{log}");
-    let target = data.join("worktrees").join(&sha).join("target");
+    let target = work.join("worktrees").join(&sha).join("target");
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&target).unwrap()), uid);
 
     // Nothing was changed, and what was deployed is what was built.
     assert!(!data.join("planted").exists());
     assert!(!root.path().join("planted").exists());
     let deployed = std::fs::read(node.join("tiny")).unwrap();
-    assert_eq!(deployed, std::fs::read(data.join("artifacts/0.1.0/tiny")).unwrap());
+    assert_eq!(deployed, std::fs::read(work.join("artifacts/0.1.0/tiny")).unwrap());
     assert_ne!(deployed, b"evil");
 
     // No secret anywhere an outsider can read.
@@ -200,6 +228,18 @@ kind = "manual_confirm"
         }
         assert!(Instant::now() < deadline, "left behind: {left:?}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+    if on_slurm {
+        // Every job ended, and its files went with it.
+        let out = std::process::Command::new("squeue")
+            .args(["--noheader", "--format=%i %Z"])
+            .output()
+            .unwrap();
+        let queued = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!queued.contains(&shared.display().to_string()), "{queued}");
+        for daemons in std::fs::read_dir(shared.join("jobs")).unwrap().flatten() {
+            assert_eq!(std::fs::read_dir(daemons.path()).unwrap().count(), 0);
+        }
     }
     let state = daemon.state();
     assert_eq!(tier(&state, "staging")["current_version"], "0.1.0");

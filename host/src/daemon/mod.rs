@@ -15,13 +15,14 @@ pub(crate) mod work;
 
 pub use work::reach::unreachable as unreachable_paths;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::{Config, IsolationMode, TokenSource};
-use crate::domain::GateRunId;
-use crate::executor::{Executor, LocalExecutor, Secrets};
+use crate::config::{Config, ExecutorKind, IsolationMode, TokenSource};
+use crate::domain::{GateKind, GateRunId};
+use crate::executor::{Executor, LocalExecutor, Secrets, SlurmExecutor};
 use crate::sandbox::{ComponentCache, Limits, Sandbox};
 use crate::store::{Candidacy, Standing, Store, StoreError};
 use events::EventBus;
@@ -106,6 +107,57 @@ pub fn executor_for(config: &Config) -> Result<LocalExecutor, StartError> {
     }
 }
 
+/// The daemon's two executors: its tools always here, code under test here
+/// or on Slurm (`[executor]`).
+pub(crate) fn executors_for(config: &Config) -> Result<Executors, StartError> {
+    let local = executor_for(config)?;
+    let tools: Arc<dyn Executor> = Arc::new(local.clone().owned_by(&config.data_dir));
+    let ExecutorKind::Slurm(slurm) = &config.executor else {
+        return Ok(Executors { tools: tools.clone(), gates: tools, per_gate: HashMap::new() });
+    };
+    let on_slurm = |gate: Option<GateKind>| -> Arc<dyn Executor> {
+        Arc::new(SlurmExecutor::new(
+            local.clone(),
+            slurm.resources_for(gate),
+            &slurm.shared_dir,
+            // Jobs are named after the shared directory, which every daemon
+            // of one store shares: one that takes over from another (or
+            // starts after a crash) ends what the last one left.
+            &slurm.shared_dir,
+        ))
+    };
+    let per_gate = slurm.per_gate.keys().map(|&kind| (kind, on_slurm(Some(kind)))).collect();
+    Ok(Executors { tools, gates: on_slurm(None), per_gate })
+}
+
+/// What `sando check` can know of where code under test runs before
+/// anything does: with Slurm, a controller that does not answer, a
+/// partition it does not have, a shared directory the daemon cannot write.
+/// One line each.
+pub async fn executor_problems(config: &Config) -> Vec<String> {
+    let ExecutorKind::Slurm(slurm) = &config.executor else { return Vec::new() };
+    let Ok(local) = executor_for(config) else { return Vec::new() };
+    let mut problems = Vec::new();
+    let gates = std::iter::once(None).chain(slurm.per_gate.keys().copied().map(Some));
+    for gate in gates {
+        let executor = SlurmExecutor::new(
+            local.clone(),
+            slurm.resources_for(gate),
+            &slurm.shared_dir,
+            // Jobs are named after the shared directory, which every daemon
+            // of one store shares: one that takes over from another (or
+            // starts after a crash) ends what the last one left.
+            &slurm.shared_dir,
+        );
+        for problem in executor.check().await {
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+    }
+    problems
+}
+
 /// Serves until the process ends.
 pub async fn serve(config: Config, token: String) -> Result<(), StartError> {
     Started::start(config, token).await?.run(std::future::pending()).await
@@ -167,8 +219,14 @@ async fn start(
         message: crate::fixtures::io_message(&e),
     };
     std::fs::create_dir_all(&data_dir).map_err(data_err)?;
-    for sub in ["logs", "worktrees", "artifacts", "backups"] {
-        std::fs::create_dir_all(data_dir.join(sub)).map_err(data_err)?;
+    std::fs::create_dir_all(data_dir.join("logs")).map_err(data_err)?;
+    // The gates' files: in the data directory, or where the nodes see them.
+    let work_dir = config.work_dir();
+    for sub in ["worktrees", "artifacts", "backups"] {
+        std::fs::create_dir_all(work_dir.join(sub)).map_err(|e| StartError::DataDir {
+            path: work_dir.display().to_string(),
+            message: crate::fixtures::io_message(&e),
+        })?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         StartError::Listen { addr: config.listen.to_string(), message: e.to_string() }
@@ -190,9 +248,7 @@ async fn start(
     std::fs::create_dir_all(&components_dir).map_err(data_err)?;
     let components = components::Components::load(&sandbox, &store, components_dir).await?;
 
-    // Both roles run here for now: the daemon's tools always will.
-    let local: Arc<dyn Executor> = Arc::new(executor_for(&config)?.owned_by(&data_dir));
-    let executors = Executors { tools: local.clone(), gates: local };
+    let executors = executors_for(&config)?;
     let max_event_clients = config.max_event_clients;
     let mut warnings = Vec::new();
     if !executors.gates.isolates() {
@@ -246,7 +302,7 @@ async fn take_office(daemon: &Daemon) -> Result<(), StartError> {
         );
     }
     // Work trees a killed build left half-made are made again.
-    if let Ok(entries) = std::fs::read_dir(daemon.data_dir().join("worktrees")) {
+    if let Ok(entries) = std::fs::read_dir(daemon.work_dir().join("worktrees")) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().ends_with(".partial") {
                 let _ = std::fs::remove_dir_all(entry.path());
@@ -375,5 +431,37 @@ async fn publish(daemon: Arc<Daemon>) {
         if let Err(e) = daemon.store.publish(&json).await {
             tracing::warn!("an event did not reach the standbys: {e}");
         }
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+    use crate::domain::GateKind;
+
+    #[test]
+    fn slurm_takes_the_gates_role_with_an_executor_per_gate_kind_that_has_its_own() {
+        let config = Config::parse(
+            Path::new("/etc/sando/sando.toml"),
+            "data_dir = \"data\"\n[project]\nrepo = \"repo\"\nbuild = \"true\"\nartifact = \"a\"\n\
+             [[tiers]]\nname = \"staging\"\n\
+             [executor]\nkind = \"slurm\"\npartition = \"gates\"\nshared_dir = \"/shared\"\n\
+             [executor.gates.cargo_test]\ncpus = 8\n",
+        )
+        .unwrap();
+        let executors = super::executors_for(&config).unwrap();
+        assert!(executors.tools.describe().starts_with("local"), "{}", executors.tools.describe());
+        assert!(
+            executors
+                .gates
+                .describe()
+                .starts_with("slurm, partition gates, jobs under /shared/jobs/sando-")
+        );
+        let tests = executors.for_gate(GateKind::CargoTest);
+        assert!(!std::sync::Arc::ptr_eq(&tests, &executors.gates), "cargo_test has its own");
+        let smoke = executors.for_gate(GateKind::BootSmoke);
+        assert!(std::sync::Arc::ptr_eq(&smoke, &executors.gates), "boot_smoke shares the role's");
+        assert_eq!(config.work_dir(), Path::new("/shared/files"));
+        // The sandbox hides the whole shared directory but what it binds.
+        assert!(super::work::reach::hidden(&config).contains(&Path::new("/shared").to_owned()));
     }
 }

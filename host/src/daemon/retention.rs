@@ -104,13 +104,14 @@ pub async fn sweep(daemon: &Arc<Daemon>, dry_run: bool) -> Result<Sweep, StoreEr
         return Ok(sweep);
     }
     let data = daemon.data_dir();
+    let work = daemon.work_dir();
     for version in &sweep.versions {
         let Some(row) = daemon.store.version(version).await? else { continue };
         // Files first, then rows: a kill in between leaves the version
         // unswept, and the next sweep removes what is left and marks it.
         let gone = [
-            data.join("worktrees").join(row.git_sha.as_str()),
-            data.join("artifacts").join(version.to_string()),
+            work.join("worktrees").join(row.git_sha.as_str()),
+            work.join("artifacts").join(version.to_string()),
             data.join("logs").join(version.to_string()),
         ];
         for path in gone {

@@ -1,7 +1,7 @@
 //! What the daemon's parts share: configuration, store, sandbox, components, event bus, logs, the executors (by role), and the registry of work in flight. It sits below every module that uses it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -60,6 +60,12 @@ impl Daemon {
         &self.config.data_dir
     }
 
+    /// Where the files of builds and gates are: work trees, artifacts,
+    /// backups, the build cache ([`crate::config::Config::work_dir`]).
+    pub fn work_dir(&self) -> PathBuf {
+        self.config.work_dir()
+    }
+
     /// Asks for a build of a commit (what `POST /api/rebuild` does). The
     /// request is a row before this returns, so a restart resumes it.
     pub async fn rebuild(&self, sha: GitSha) -> Result<i64, StoreError> {
@@ -80,7 +86,7 @@ impl Daemon {
         let source = self.config.backup_source.clone().ok_or(FetchError::NotConfigured)?;
         let fetched_at = Utc::now();
         let target = self
-            .data_dir()
+            .work_dir()
             .join("backups")
             .join(format!("{}.backup", fetched_at.timestamp_millis()));
         tokio::fs::copy(&source, &target).await.map_err(|e| FetchError::Source {
@@ -115,6 +121,9 @@ pub(crate) struct Executors {
     /// Code under test: the build command and gate processes, each started
     /// with an `Isolation`.
     pub gates: Arc<dyn Executor>,
+    /// A gate kind's own, where its resources differ (Slurm's per-gate
+    /// overrides); else `gates`.
+    pub per_gate: std::collections::HashMap<crate::domain::GateKind, Arc<dyn Executor>>,
 }
 
 impl Executors {
@@ -133,6 +142,11 @@ impl Executors {
     pub fn end_orphans(&self) -> usize {
         let gates = if self.same() { 0 } else { self.gates.end_orphans() };
         self.tools.end_orphans() + gates
+    }
+
+    /// The executor a gate of `kind` runs on.
+    pub fn for_gate(&self, kind: crate::domain::GateKind) -> Arc<dyn Executor> {
+        self.per_gate.get(&kind).unwrap_or(&self.gates).clone()
     }
 
     fn same(&self) -> bool {

@@ -7,7 +7,8 @@
 //! which ends it when its lifeline, a pipe only the daemon writes, closes;
 //! parent-death signals and bubblewrap's `--die-with-parent` back that up.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -119,42 +120,62 @@ impl LocalExecutor {
         LocalExecutor { containment: Containment::ProcessGroup, ..self }
     }
 
+    /// The command line that starts `program` as this executor does, up to
+    /// the program itself (its arguments follow): bubblewrap with the
+    /// spec's sandbox (or only a PID namespace), the change of user, and the
+    /// exec shim reporting to `report` when there is a shim and a
+    /// descriptor. Also what a Slurm job runs on its node.
+    pub(super) fn command_line(
+        &self,
+        spec: &ProcessSpec,
+        program: &Path,
+        report: Option<RawFd>,
+    ) -> Result<Vec<OsString>, i32> {
+        let Containment::PidNamespace { bwrap } = &self.containment else {
+            return Ok(vec![program.as_os_str().to_owned()]);
+        };
+        let mut line: Vec<OsString> = vec![bwrap.as_os_str().to_owned()];
+        let shim = self.exec_shim.as_deref().filter(|_| report.is_some());
+        let mut run_as = None;
+        match spec.isolation.as_ref().filter(|_| self.isolate) {
+            Some(isolation) => {
+                let isolation = isolation.with_programs(program, shim, &spec.args);
+                line.extend(isolation.bwrap_args(spec.cwd.as_deref()));
+                run_as = isolation.run_as;
+            }
+            None => line.extend(namespace_args().map(OsString::from)),
+        }
+        if let Some(owner) = &self.owner {
+            line.extend(["--setenv", "SANDO_OWNER", owner].map(OsString::from));
+        }
+        line.push("--".into());
+        if let Some(user) = &run_as {
+            line.extend(user.setpriv(&resolve("setpriv", None)?));
+        }
+        if let (Some(shim), Some(fd)) = (shim, report) {
+            line.push(shim.as_os_str().to_owned());
+            line.extend(exec_shim::args(fd));
+        }
+        line.push(program.as_os_str().to_owned());
+        Ok(line)
+    }
+
+    /// Whether programs start through the exec shim.
+    pub(super) fn has_exec_shim(&self) -> bool {
+        self.exec_shim.is_some() && self.contains_trees()
+    }
+
     pub(super) async fn start(&self, spec: &ProcessSpec) -> Result<Started, i32> {
         let program = resolve(&spec.program, spec.cwd.as_deref())?;
         // Written by the shim, read once the process ended.
-        let mut report: Option<(std::io::PipeReader, std::io::PipeWriter)> = None;
-        let mut command = match &self.containment {
-            Containment::PidNamespace { bwrap } => {
-                let mut command = Command::new(bwrap);
-                let shim = self.exec_shim.as_deref();
-                let mut run_as = None;
-                match spec.isolation.as_ref().filter(|_| self.isolate) {
-                    Some(isolation) => {
-                        let isolation = isolation.with_programs(&program, shim, &spec.args);
-                        command.args(isolation.bwrap_args(spec.cwd.as_deref()));
-                        run_as = isolation.run_as;
-                    }
-                    None => {
-                        command.args(namespace_args());
-                    }
-                }
-                if let Some(owner) = &self.owner {
-                    command.args(["--setenv", "SANDO_OWNER", owner]);
-                }
-                command.arg("--");
-                if let Some(user) = &run_as {
-                    command.args(user.setpriv(&resolve("setpriv", None)?));
-                }
-                if let Some(shim) = shim {
-                    let pipe = std::io::pipe().map_err(|e| e.raw_os_error().unwrap_or(0))?;
-                    command.arg(shim).args(exec_shim::args(pipe.1.as_raw_fd()));
-                    report = Some(pipe);
-                }
-                command.arg(&program);
-                command
-            }
-            Containment::ProcessGroup => Command::new(&program),
+        let report = match self.has_exec_shim() {
+            true => Some(std::io::pipe().map_err(|e| e.raw_os_error().unwrap_or(0))?),
+            false => None,
         };
+        let line =
+            self.command_line(spec, &program, report.as_ref().map(|(_, w)| w.as_raw_fd()))?;
+        let mut command = Command::new(&line[0]);
+        command.args(&line[1..]);
         command
             .args(&spec.args)
             .env_clear()

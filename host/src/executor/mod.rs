@@ -12,13 +12,16 @@
 //! `pipes.rs` the threads that read a process's output; `isolation.rs` the
 //! sandbox for code under test; `secrets.rs` the operator's secrets, kept
 //! out of what a process printed; `exec_shim.rs` the last step inside a
-//! sandbox, which tells a failed exec from the program's own exit.
+//! sandbox, which tells a failed exec from the program's own exit;
+//! `slurm.rs` `SlurmExecutor`, which runs the same sandbox as a Slurm
+//! batch job on a cluster's node.
 
 pub mod exec_shim;
 mod isolation;
 mod local;
 mod pipes;
 mod secrets;
+mod slurm;
 mod supervise;
 
 use std::future::Future;
@@ -38,6 +41,7 @@ pub use local::LocalExecutor;
 pub(crate) use local::resolve;
 pub use pipes::READ_SIZE;
 pub use secrets::{SHORTEST_SECRET, Secrets, redact};
+pub use slurm::{SlurmError, SlurmExecutor};
 
 /// How much of each stream is kept for the classifier: the end of a tool's
 /// output is where its verdict is (libtest's and nextest's summaries, cargo's
@@ -81,7 +85,7 @@ pub struct ProcessSpec {
 }
 
 /// Why a process stopped, beyond its own exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// It exited, was killed by something else, or reached `stop_after`.
     Normally,
@@ -89,6 +93,12 @@ pub enum Ended {
     TimedOut(Duration),
     /// Its cancellation token fired; its tree was ended.
     Cancelled,
+    /// What it ran on failed it, not the program: a node that failed, a
+    /// job preempted or cancelled from outside Sando, a scheduler that
+    /// refused it or cannot be reached. One line saying what (what the
+    /// scheduler said). An infrastructure failure: the run is retried by
+    /// its class, never judged by what the program printed.
+    Lost(String),
 }
 
 #[derive(Debug, Clone)]

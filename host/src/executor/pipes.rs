@@ -32,9 +32,47 @@ pub(super) fn drain(
         return tail;
     };
     let reader = move || {
-        let tail = read_to_end(&pipe, stream, || done.is_closed(), sink, &secrets);
+        let tail = read_to_end(&pipe, stream, || done.is_closed(), || true, sink, &secrets);
         let _ = done.send(tail);
     };
+    spawn_reader(stream, reader);
+    tail
+}
+
+/// Follows a file another machine's process writes (a Slurm job's output
+/// under the shared directory) as [`drain`] reads a pipe: the same chunks,
+/// masked the same way, kept the same way. The end of the file is the end
+/// of the output only once `ended` is set (the job is over, so its writes
+/// are done); until then, reaching it means waiting `FOLLOW_EVERY` for more.
+pub(super) fn follow(
+    file: std::fs::File,
+    stream: Stream,
+    sink: Option<Arc<dyn LogSink>>,
+    secrets: Arc<Secrets>,
+    ended: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::sync::oneshot::Receiver<Vec<u8>> {
+    let (done, tail) = tokio::sync::oneshot::channel();
+    let file = std::os::fd::OwnedFd::from(file);
+    let reader = move || {
+        let at_end = || {
+            if ended.load(std::sync::atomic::Ordering::Acquire) {
+                return true;
+            }
+            std::thread::sleep(FOLLOW_EVERY);
+            false
+        };
+        let tail = read_to_end(&file, stream, || done.is_closed(), at_end, sink, &secrets);
+        let _ = done.send(tail);
+    };
+    spawn_reader(stream, reader);
+    tail
+}
+
+/// How long a follower at the end of a file that may still grow waits
+/// before it reads again.
+pub(super) const FOLLOW_EVERY: Duration = Duration::from_millis(20);
+
+fn spawn_reader(stream: Stream, reader: impl FnOnce() + Send + 'static) {
     let name = match stream {
         Stream::Stdout => "sando-stdout",
         Stream::Stderr => "sando-stderr",
@@ -43,19 +81,21 @@ pub(super) fn drain(
         // The pipe closes with the closure: the process sees a broken pipe.
         tracing::error!(error = %e, "cannot start a thread to read a process's output");
     }
-    tail
 }
 
 /// How often a reader with nothing to read checks whether it is still wanted.
 const POLL_EVERY: Duration = Duration::from_millis(200);
 
-/// The body of [`drain`]'s thread: reads until the end of the pipe, or
-/// until `abandoned` (checked before every read, and at least every
-/// `POLL_EVERY` while the pipe is quiet).
+/// The body of [`drain`]'s and [`follow`]'s threads: reads until the end
+/// of the pipe or file, or until `abandoned` (checked before every read,
+/// and at least every `POLL_EVERY` while the pipe is quiet). A read that
+/// finds nothing is the end only if `at_end` says so; when it first does,
+/// one more read takes what was written before it said so.
 fn read_to_end(
     pipe: &std::os::fd::OwnedFd,
     stream: Stream,
     abandoned: impl Fn() -> bool,
+    at_end: impl Fn() -> bool,
     sink: Option<Arc<dyn LogSink>>,
     secrets: &Secrets,
 ) -> Vec<u8> {
@@ -76,6 +116,8 @@ fn read_to_end(
         };
         tail.push(bytes);
     };
+    // `at_end` said so once: the next empty read is the end.
+    let mut last_look = false;
     while !abandoned() {
         if buf.capacity() - buf.len() < MIN_READ {
             buf.reserve(READ_SIZE);
@@ -93,7 +135,9 @@ fn read_to_end(
         let room =
             (buf.capacity() - buf.len()).min(READ_SIZE.saturating_sub(waiting).max(MIN_READ));
         match crate::read_into::read_into(pipe.as_fd(), &mut buf, room, None) {
-            Ok(0) | Err(_) => break,
+            Ok(0) if last_look => break,
+            Ok(0) => last_look = at_end(),
+            Err(_) => break,
             Ok(_) => {
                 secrets.mask(&mut buf[ROOM..]);
                 let ready = buf.len() - ROOM - secrets.incomplete_at_end(&buf[ROOM..]);

@@ -185,7 +185,7 @@ impl State {
                 Some(left) if !left.is_zero() => Some(left),
                 _ => {
                     env.ended = Ended::TimedOut(Duration::ZERO);
-                    return Err(wasmtime::Error::new(Stopped(env.ended)));
+                    return Err(wasmtime::Error::new(Stopped(env.ended.clone())));
                 }
             },
             None => None,
@@ -219,7 +219,7 @@ impl State {
         let finished = executor::block_on(executor.run(spec, sink, stop));
         env.spawned.push(finished.output.clone());
         if finished.ended != Ended::Normally {
-            env.ended = finished.ended;
+            env.ended = finished.ended.clone();
             return Err(wasmtime::Error::new(Stopped(finished.ended)));
         }
         Ok(finished.output)

@@ -163,7 +163,7 @@ async fn build(
 
     // A work tree is made under a temporary name and renamed into place when
     // complete, so a tree a kill left half-made is never mistaken for one.
-    let worktrees = daemon.data_dir().join("worktrees");
+    let worktrees = daemon.work_dir().join("worktrees");
     let tree = worktrees.join(full.as_str());
     if !tree.exists() {
         let partial = worktrees.join(format!("{full}.partial"));
@@ -250,7 +250,7 @@ async fn build(
     let source = inside_tree(&base, &relative).ok_or_else(|| BuildFailure::ArtifactMissing {
         path: config.project.artifact.display().to_string(),
     })?;
-    let dir = daemon.data_dir().join("artifacts").join(version.to_string());
+    let dir = daemon.work_dir().join("artifacts").join(version.to_string());
     let name = config
         .project
         .artifact
@@ -329,6 +329,8 @@ fn stopped(ended: Ended) -> Result<(), BuildFailure> {
         Ended::TimedOut(after) => Err(BuildFailure::Timeout { after_s: after.as_secs() }),
         // The caller names who cancelled.
         Ended::Cancelled => Err(BuildFailure::Cancelled { by: String::new() }),
+        // The cluster failed the build, not the build itself.
+        Ended::Lost(why) => Err(BuildFailure::HostFault { message: why }),
     }
 }
 

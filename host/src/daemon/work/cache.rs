@@ -22,7 +22,7 @@ impl BuildCache {
             .config
             .project
             .build_cache
-            .then(|| BuildCache { root: daemon.data_dir().join("cache") })
+            .then(|| BuildCache { root: daemon.work_dir().join("cache") })
     }
 
     /// The directory the sandbox must leave writable.

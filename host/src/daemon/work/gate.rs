@@ -173,12 +173,17 @@ async fn run_inner(
                 peak_memory: i64::try_from(c.usage.peak_memory_bytes).unwrap_or(i64::MAX),
             };
             // The host, not the component, says why a stopped run stopped.
-            let status = match (stop.by(), env.ended) {
+            let status = match (stop.by(), &env.ended) {
                 (Some(by), _) => GateStatus::failed(GateFailure::Cancelled { by }),
                 (None, Ended::TimedOut(_)) => GateStatus::failed(GateFailure::Timeout {
                     gate: job.gate,
                     after_s: u32::try_from(spec.timeout.as_secs()).unwrap_or(u32::MAX),
                 }),
+                // An infrastructure failure (a node, the scheduler): the
+                // host's fault, retried by its class, whatever was printed.
+                (None, Ended::Lost(why)) => {
+                    GateStatus::failed(GateFailure::HostFault { message: why.clone() })
+                }
                 (None, _) => c.status,
             };
             (status, cost)
@@ -228,12 +233,12 @@ async fn runner_env(
     log: Arc<RunLog>,
     stop: &Stop,
 ) -> Result<RunnerEnv, StoreError> {
-    let tree = daemon.data_dir().join("worktrees").join(version.git_sha.as_str());
+    let tree = daemon.work_dir().join("worktrees").join(version.git_sha.as_str());
     let mut env = RunnerEnv::new(
         tier.name.clone(),
         version.version.clone(),
         GateParams::ManualConfirm,
-        daemon.executors.gates.clone(),
+        daemon.executors.for_gate(spec.kind()),
     );
     env.cwd = Some(tree.clone());
     env.env = daemon.config.project.env_pairs();

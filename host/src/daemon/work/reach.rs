@@ -14,6 +14,10 @@ pub(crate) fn hidden(config: &Config) -> Vec<PathBuf> {
         hidden.push(path.clone());
     }
     hidden.extend(config.backup_source.clone());
+    // Other versions' trees and other jobs' files, when they are there.
+    if let crate::config::ExecutorKind::Slurm(slurm) = &config.executor {
+        hidden.push(slurm.shared_dir.clone());
+    }
     if let StoreLocation::Sqlite(db) = &config.store {
         for side in ["", "-wal", "-shm", "-journal"] {
             let mut name = db.clone().into_os_string();
