@@ -431,6 +431,9 @@ async fn publish(daemon: Arc<Daemon>) {
         if let Err(e) = daemon.store.publish(&json).await {
             tracing::warn!("an event did not reach the standbys: {e}");
         }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
