@@ -147,7 +147,7 @@ async fn durable_intent_cost() {
     store.sync_tiers(std::slice::from_ref(&tier)).await.unwrap();
     let version: sando::domain::Version = "1.0.0".parse().unwrap();
     store
-        .insert_version(&sando::store::VersionRow {
+        .insert_version(&sando::store::VersionRecord {
             version: version.clone(),
             git_sha: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
             registered_at: Utc::now(),

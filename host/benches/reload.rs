@@ -9,6 +9,7 @@
 //!
 //! Run with `./x bench` (or `cargo bench -p sando --bench reload` after `./x build`).
 
+use sando::store::VersionRecord;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use chrono::Utc;
 use sando::config::Config;
 use sando::daemon::reload::submit;
 use sando::daemon::{Daemon, Started};
-use sando::domain::{Decision, Event, GateKind, GateStatus, TierId, VersionRow};
+use sando::domain::{Decision, Event, GateKind, GateStatus, TierId};
 use sando::fixtures::Case;
 use sando::sandbox::{ComponentCache, Limits, Sandbox};
 use sando::store::{RunCost, Store};
@@ -189,7 +190,7 @@ async fn record_history(root: &Path, runs: usize) -> Vec<sando::domain::RawOutpu
     let store = Store::open(&root.join("data/sando.sqlite")).await.unwrap();
     let tier: TierId = "staging".parse().unwrap();
     store.sync_tiers(std::slice::from_ref(&tier)).await.unwrap();
-    let version = VersionRow {
+    let version = VersionRecord {
         version: "0.1.0".parse().unwrap(),
         git_sha: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
         registered_at: Utc::now(),

@@ -5,10 +5,11 @@ mod util;
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use sando::domain::{
     ComponentPart, ComponentState, GateBlocker, GateFailure, GateKind, GateRunId, GateStatus,
-    PassNote, ProcessEnd, RawOutput, TierId, VerdictChange, Version, VersionRow,
+    PassNote, ProcessEnd, RawOutput, TierId, VerdictChange, Version,
 };
 use sando::sandbox::transcript::{Call, SpawnCall, Transcript};
 use sando::sandbox::{GateParams, Invocation};
+use sando::store::VersionRecord;
 use sando::store::{Attempt, PgStore, RunComponents, RunCost, Store};
 use sqlx::{PgPool, SqlitePool};
 
@@ -85,7 +86,7 @@ async fn both() -> Both {
     let pg_pool = PgPool::connect(&url).await.unwrap();
     let both = Both { sqlite, pg, sqlite_pool, pg_pool, _dir: dir };
     for (n, v) in ["0.1.0", "0.2.0"].into_iter().enumerate() {
-        let row = VersionRow {
+        let row = VersionRecord {
             version: version(v),
             git_sha: format!("{n}{}", "a".repeat(39)).parse().unwrap(),
             registered_at: at(n as i64),

@@ -26,7 +26,7 @@ use crate::domain::{
     GatesResponse, GitSha, LeaderState, RebuildRequest, ReclassifyRequest, ReclassifyResponse,
     RecordedCase, RerunRequest, RerunResponse, RunState, StateResponse, TierState, Version,
 };
-use crate::store::{Standing, StoreError};
+use crate::store::{RunRecord, Standing, StoreError};
 
 /// Gate components are small (the shipped ones are under 200 KiB); this
 /// leaves room for debug builds without letting a request fill memory.
@@ -303,7 +303,13 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
         let candidate = row.and_then(|r| r.candidate_version.clone());
         let (gates, confirmation, previous_runs) = match candidate.as_ref().or(current.as_ref()) {
             Some(version) => (
-                daemon.store.latest_runs(&tier.name, version).await?,
+                daemon
+                    .store
+                    .latest_runs(&tier.name, version)
+                    .await?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect(),
                 daemon.store.confirmation(&tier.name, version).await?,
                 daemon.store.previous_runs(&tier.name, version).await?,
             ),
@@ -322,7 +328,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
     }
     Ok(Json(StateResponse {
         tiers,
-        versions: daemon.store.recent_versions(20).await?,
+        versions: daemon.store.recent_versions(20).await?.into_iter().map(Into::into).collect(),
         deploys: daemon.store.recent_deploys(20).await?,
         pending_components: daemon.store.pending_components().await?,
         // A standby plans nothing: the leader's decision loop is not its own.
@@ -528,7 +534,7 @@ fn run_id(text: &str) -> Result<GateRunId, ApiError> {
 }
 
 /// The run a path names: 400 if the id does not parse, 404 if there is none.
-async fn find_run(daemon: &Daemon, text: &str) -> Result<GateRunSummary, ApiError> {
+async fn find_run(daemon: &Daemon, text: &str) -> Result<RunRecord, ApiError> {
     let id = run_id(text)?;
     daemon.store.gate_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))
 }
@@ -543,7 +549,7 @@ async fn gate_run(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Json<GateRunSummary>, ApiError> {
-    Ok(Json(find_run(&daemon, &id).await?))
+    Ok(Json(find_run(&daemon, &id).await?.into()))
 }
 
 /// A fixture case made from what the run's classifier was given.
@@ -731,7 +737,7 @@ async fn gate_run_log(
 
 async fn log_of(
     daemon: &Daemon,
-    run: GateRunSummary,
+    run: RunRecord,
     from: Option<u64>,
     ranged: bool,
 ) -> Result<Response, ApiError> {

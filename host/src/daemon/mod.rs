@@ -1,6 +1,7 @@
 //! The daemon (`sando serve`): shared state, start-up, and the wiring of scheduler, API and event stream.
 
 pub mod api;
+mod bodies;
 pub mod components;
 mod coordinator;
 pub mod events;

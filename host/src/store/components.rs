@@ -1,11 +1,12 @@
 //! The store's part of hot reload: gate components and what became of them, the raw outputs runs were classified from, and reclassifications.
 
+use crate::store::RunRecord;
 use chrono::{DateTime, Utc};
 
 use super::{Result, SqliteStore};
 use crate::domain::{
-    ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary,
-    GateStatus, IMPORTED_RUN, ProcessEnd, RawOutput, RunState, TierId, VerdictChange, Version,
+    ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateStatus, IMPORTED_RUN,
+    ProcessEnd, RawOutput, RunState, TierId, VerdictChange, Version,
 };
 use crate::sandbox::transcript::{Call, Transcript};
 
@@ -271,7 +272,7 @@ impl SqliteStore {
     /// outcome and the provenance of both.
     pub async fn reclassify(
         &self,
-        run: &GateRunSummary,
+        run: &RunRecord,
         new: &GateStatus,
         digest: &str,
         contract: &str,

@@ -1,5 +1,6 @@
 //! `Store`: the one store the daemon, the legacy import and the command line use, over SQLite (the embedded default) or PostgreSQL (several daemons on one database). Nothing above it knows which.
 
+use crate::store::{RunRecord, VersionRecord};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +18,7 @@ use crate::config::StoreLocation;
 use crate::domain::{
     BackupRow, BackupSource, BuildOutcome, BuildSummary, ComponentPart, ComponentRecord,
     ComponentState, Confirmation, DeployId, DeployOutcome, DeploySummary, GateKind, GateRunId,
-    GateRunSummary, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RawOutput, TierId,
-    VerdictChange, Version, VersionRow,
+    GateStatus, GitSha, LogRef, NodeId, PreviousRun, RawOutput, TierId, VerdictChange, Version,
 };
 use crate::sandbox::transcript::Transcript;
 
@@ -137,11 +137,11 @@ impl Store {
         /// Gives every run, build and deploy left in flight by a previous daemon
         /// a typed outcome. Returns how many gate runs were interrupted.
         pub async fn interrupt_unfinished(&self, now: DateTime<Utc>) -> Result<u64>;
-        pub async fn version(&self, version: &Version) -> Result<Option<VersionRow>>;
-        pub async fn version_by_sha(&self, sha: &GitSha) -> Result<Option<VersionRow>>;
-        pub async fn insert_version(&self, row: &VersionRow) -> Result<()>;
+        pub async fn version(&self, version: &Version) -> Result<Option<VersionRecord>>;
+        pub async fn version_by_sha(&self, sha: &GitSha) -> Result<Option<VersionRecord>>;
+        pub async fn insert_version(&self, row: &VersionRecord) -> Result<()>;
         /// The `limit` most recently registered versions, newest first.
-        pub async fn recent_versions(&self, limit: i64) -> Result<Vec<VersionRow>>;
+        pub async fn recent_versions(&self, limit: i64) -> Result<Vec<VersionRecord>>;
         pub async fn tiers(&self) -> Result<Vec<TierRow>>;
         pub async fn arrival(&self, tier: &TierId, version: &Version) -> Result<Option<DateTime<Utc>>>;
         /// Inserts the run before it starts, so its id exists for every event,
@@ -150,9 +150,9 @@ impl Store {
         #[allow(clippy::too_many_arguments)]
         pub async fn insert_gate_run(&self, tier: &TierId, version: &Version, gate: GateKind, component: RunComponents<'_>, attempt: Attempt, now: DateTime<Utc>, log_ref: impl FnOnce(GateRunId) -> LogRef) -> Result<(GateRunId, LogRef)>;
         pub async fn finish_gate_run(&self, id: GateRunId, status: &GateStatus, cost: RunCost, now: DateTime<Utc>) -> Result<()>;
-        pub async fn gate_run(&self, id: GateRunId) -> Result<Option<GateRunSummary>>;
+        pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>>;
         /// The latest run of each gate kind of `version` at `tier`.
-        pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<GateRunSummary>>;
+        pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>>;
         /// For each gate kind, its latest finished run at `tier` for a version
         /// other than `version`: what the shown runs are compared with.
         pub async fn previous_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<PreviousRun>>;
@@ -160,13 +160,13 @@ impl Store {
         /// build before it.
         pub async fn recent_builds(&self, limit: i64) -> Result<Vec<BuildSummary>>;
         /// The latest run of a gate kind for a version, at any tier (for `/logs`).
-        pub async fn latest_run_of(&self, version: &Version, gate: GateKind) -> Result<Option<GateRunSummary>>;
+        pub async fn latest_run_of(&self, version: &Version, gate: GateKind) -> Result<Option<RunRecord>>;
         pub async fn insert_deploy(&self, tier: &TierId, version: &Version, node: &NodeId, log_ref: &LogRef, now: DateTime<Utc>) -> Result<DeployId>;
         pub async fn finish_deploy(&self, id: DeployId, outcome: &DeployOutcome, now: DateTime<Utc>) -> Result<()>;
         pub async fn recent_deploys(&self, limit: i64) -> Result<Vec<DeploySummary>>;
         pub async fn insert_backup(&self, source: &BackupSource, path: &str, now: DateTime<Utc>) -> Result<i64>;
         pub async fn latest_backup(&self) -> Result<Option<BackupRow>>;
-        pub async fn insert_confirmation(&self, run: &GateRunSummary, by: &str, now: DateTime<Utc>) -> Result<()>;
+        pub async fn insert_confirmation(&self, run: &RunRecord, by: &str, now: DateTime<Utc>) -> Result<()>;
         /// Records that `run` should run again. Asking twice is one request.
         pub async fn request_rerun(&self, run: GateRunId, by: &str, now: DateTime<Utc>) -> Result<()>;
         /// The first confirmation given for `version` at `tier`, if any.
@@ -184,7 +184,7 @@ impl Store {
         /// that version as the first tier's candidate (unless the tier already
         /// runs or waits for something newer); the request settled unless the
         /// outcome asks for another build. Returns the candidate it replaced.
-        pub async fn finish_build_and_register(&self, build_id: i64, request_id: i64, outcome: &BuildOutcome, registered: Option<(&VersionRow, Option<&str>, &TierId)>, settle: bool, now: DateTime<Utc>) -> Result<Option<Version>>;
+        pub async fn finish_build_and_register(&self, build_id: i64, request_id: i64, outcome: &BuildOutcome, registered: Option<(&VersionRecord, Option<&str>, &TierId)>, settle: bool, now: DateTime<Utc>) -> Result<Option<Version>>;
         /// The latest run of each gate kind of `version` at `tier`, with what
         /// the planner needs: attempt, last evaluation, and a rerun request.
         pub async fn plan_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<PlanRun>>;
@@ -226,7 +226,7 @@ impl Store {
         pub async fn legacy_runs_to_reclassify(&self, kind: GateKind, since: DateTime<Utc>) -> Result<Vec<(GateRunId, Option<RawRun>)>>;
         /// Gives `run` a new outcome from another component, keeping the old
         /// outcome and the provenance of both.
-        pub async fn reclassify(&self, run: &GateRunSummary, new: &GateStatus, digest: &str, contract: &str, now: DateTime<Utc>) -> Result<()>;
+        pub async fn reclassify(&self, run: &RunRecord, new: &GateStatus, digest: &str, contract: &str, now: DateTime<Utc>) -> Result<()>;
         /// How many times a run was classified again.
         pub async fn reclassification_count(&self, run: GateRunId) -> Result<i64>;
         #[allow(clippy::too_many_arguments)]

@@ -16,9 +16,10 @@ pub mod leadership;
 mod legacy;
 #[cfg(not(sqlx_prepare_sqlite))]
 mod postgres;
+mod records;
 mod retention;
 
-pub use crate::domain::{BackupRow, Confirmation, DeploySummary, GateRunSummary, VersionRow};
+pub use crate::domain::{BackupRow, Confirmation, DeploySummary};
 use crate::domain::{
     BackupSource, BuildFailure, BuildOutcome, BuildSummary, DeployFailure, DeployId, DeployOutcome,
     GateFailure, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RunState,
@@ -34,6 +35,7 @@ pub use legacy::{
     LegacyVersion,
 };
 pub use postgres::{PgStore, Role};
+pub use records::{RunRecord, VersionRecord};
 pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]
@@ -212,9 +214,9 @@ impl SqliteStore {
         Ok(runs)
     }
 
-    pub async fn version(&self, version: &Version) -> Result<Option<VersionRow>> {
+    pub async fn version(&self, version: &Version) -> Result<Option<VersionRecord>> {
         Ok(sqlx::query_as!(
-            VersionRow,
+            VersionRecord,
             r#"SELECT version AS "version: Version", git_sha AS "git_sha: GitSha",
                       registered_at AS "registered_at: DateTime<Utc>", artifact
                FROM versions WHERE version = ?1"#,
@@ -224,9 +226,9 @@ impl SqliteStore {
         .await?)
     }
 
-    pub async fn version_by_sha(&self, sha: &GitSha) -> Result<Option<VersionRow>> {
+    pub async fn version_by_sha(&self, sha: &GitSha) -> Result<Option<VersionRecord>> {
         Ok(sqlx::query_as!(
-            VersionRow,
+            VersionRecord,
             r#"SELECT version AS "version: Version", git_sha AS "git_sha: GitSha",
                       registered_at AS "registered_at: DateTime<Utc>", artifact
                FROM versions WHERE git_sha = ?1 OR substr(git_sha, 1, 7) = ?1"#,
@@ -236,7 +238,7 @@ impl SqliteStore {
         .await?)
     }
 
-    pub async fn insert_version(&self, row: &VersionRow) -> Result<()> {
+    pub async fn insert_version(&self, row: &VersionRecord) -> Result<()> {
         sqlx::query!(
             "INSERT INTO versions (version, git_sha, registered_at, artifact) VALUES (?1, ?2, ?3, ?4)",
             row.version,
@@ -250,9 +252,9 @@ impl SqliteStore {
     }
 
     /// The `limit` most recently registered versions, newest first.
-    pub async fn recent_versions(&self, limit: i64) -> Result<Vec<VersionRow>> {
+    pub async fn recent_versions(&self, limit: i64) -> Result<Vec<VersionRecord>> {
         Ok(sqlx::query_as!(
-            VersionRow,
+            VersionRecord,
             r#"SELECT version AS "version: Version", git_sha AS "git_sha: GitSha",
                       registered_at AS "registered_at: DateTime<Utc>", artifact
                FROM versions ORDER BY registered_at DESC LIMIT ?1"#,
@@ -350,9 +352,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn gate_run(&self, id: GateRunId) -> Result<Option<GateRunSummary>> {
+    pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>> {
         Ok(sqlx::query_as!(
-            GateRunSummary,
+            RunRecord,
             r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
                       gate_kind AS "gate: GateKind", status AS "status: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
@@ -367,13 +369,9 @@ impl SqliteStore {
     }
 
     /// The latest run of each gate kind of `version` at `tier`.
-    pub async fn latest_runs(
-        &self,
-        tier: &TierId,
-        version: &Version,
-    ) -> Result<Vec<GateRunSummary>> {
+    pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>> {
         Ok(sqlx::query_as!(
-            GateRunSummary,
+            RunRecord,
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
@@ -456,9 +454,9 @@ impl SqliteStore {
         &self,
         version: &Version,
         gate: GateKind,
-    ) -> Result<Option<GateRunSummary>> {
+    ) -> Result<Option<RunRecord>> {
         Ok(sqlx::query_as!(
-            GateRunSummary,
+            RunRecord,
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
@@ -546,7 +544,7 @@ impl SqliteStore {
 
     pub async fn insert_confirmation(
         &self,
-        run: &GateRunSummary,
+        run: &RunRecord,
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -685,7 +683,7 @@ impl SqliteStore {
         build_id: i64,
         request_id: i64,
         outcome: &BuildOutcome,
-        registered: Option<(&VersionRow, Option<&str>, &TierId)>,
+        registered: Option<(&VersionRecord, Option<&str>, &TierId)>,
         settle: bool,
         now: DateTime<Utc>,
     ) -> Result<Option<Version>> {

@@ -13,7 +13,7 @@ use crate::daemon::logs::RunLog;
 use crate::daemon::shared::{Daemon, Stop};
 use crate::domain::{BuildFailure, BuildOutcome, GitSha, LogRef, ProcessEnd, Version};
 use crate::executor::{Ended, LogSink, ProcessSpec};
-use crate::store::{StoreError, VersionRow};
+use crate::store::{StoreError, VersionRecord};
 
 pub(crate) async fn run(
     daemon: Arc<Daemon>,
@@ -111,7 +111,7 @@ async fn build(
     sha: &GitSha,
     log: Arc<RunLog>,
     stop: &Stop,
-) -> Result<(VersionRow, Option<String>), BuildFailure> {
+) -> Result<(VersionRecord, Option<String>), BuildFailure> {
     let config = &daemon.config;
     let defaults = &config.defaults;
     let repo = config.project.repo.display().to_string();
@@ -269,7 +269,7 @@ async fn build(
         message: format!("hashing the artifact: {}", crate::fixtures::io_message(&e)),
     })?;
     log.note(&format!("kept the artifact, sha256 {sha256}"));
-    let row = VersionRow {
+    let row = VersionRecord {
         version,
         git_sha: full,
         registered_at: Utc::now(),

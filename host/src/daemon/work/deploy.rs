@@ -15,7 +15,7 @@ use crate::daemon::logs::RunLog;
 use crate::daemon::shared::Daemon;
 use crate::domain::{DeployFailure, DeployOutcome, LogRef, NodeId, ProcessEnd, TierId, Version};
 use crate::executor::{CancellationToken, Ended, LogSink, ProcessSpec};
-use crate::store::{StoreError, VersionRow};
+use crate::store::{StoreError, VersionRecord};
 
 pub(crate) async fn run(
     daemon: Arc<Daemon>,
@@ -51,7 +51,7 @@ async fn deploy_node(
     daemon: &Arc<Daemon>,
     tier: &Tier,
     node: &Node,
-    version: &VersionRow,
+    version: &VersionRecord,
     progress: &SharedProgress,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
@@ -99,7 +99,7 @@ async fn deploy(
     daemon: &Daemon,
     tier: &Tier,
     node: &Node,
-    version: &VersionRow,
+    version: &VersionRecord,
     log: RunLog,
 ) -> DeployOutcome {
     let defaults = &daemon.config.defaults;

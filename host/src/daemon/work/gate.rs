@@ -19,7 +19,7 @@ use crate::sandbox::transcript::Transcript;
 use crate::sandbox::{
     Backup, BurnInClock, Confirmation, Contract, GateParams, Invocation, RunnerEnv,
 };
-use crate::store::{Attempt, RunComponents, RunCost, StoreError, VersionRow};
+use crate::store::{Attempt, RunComponents, RunCost, StoreError, VersionRecord};
 
 /// What the planner asked for.
 #[derive(Debug, Clone)]
@@ -229,7 +229,7 @@ async fn runner_env(
     daemon: &Arc<Daemon>,
     tier: &Tier,
     spec: &GateSpec,
-    version: &VersionRow,
+    version: &VersionRecord,
     log: Arc<RunLog>,
     stop: &Stop,
 ) -> Result<RunnerEnv, StoreError> {

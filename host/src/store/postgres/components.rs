@@ -6,13 +6,14 @@
 //! the component rows are locked while a component is inserted or settled:
 //! two daemons settle a candidate once, and never both pend one.
 
+use crate::store::RunRecord;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::PgStore;
 use crate::domain::{
-    ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateRunSummary,
-    GateStatus, IMPORTED_RUN, RawOutput, RunState, TierId, VerdictChange, Version,
+    ComponentPart, ComponentRecord, ComponentState, GateKind, GateRunId, GateStatus, IMPORTED_RUN,
+    RawOutput, RunState, TierId, VerdictChange, Version,
 };
 use crate::sandbox::transcript::{Call, Transcript};
 use crate::store::Result;
@@ -156,7 +157,7 @@ impl PgStore {
     /// outcome and the provenance of both.
     pub async fn reclassify(
         &self,
-        run: &GateRunSummary,
+        run: &RunRecord,
         new: &GateStatus,
         digest: &str,
         contract: &str,

@@ -1,20 +1,21 @@
 //! The PostgreSQL store's part of a version's life: versions, gate runs, builds, deploys, backups, confirmations, and the decision loop's rows (as `store/mod.rs` is for SQLite).
 
+use crate::store::{RunRecord, VersionRecord};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::PgStore;
 use crate::domain::{
     BackupRow, BackupSource, BuildOutcome, BuildSummary, Confirmation, DeployId, DeployOutcome,
-    DeploySummary, GateKind, GateRunId, GateRunSummary, GateStatus, GitSha, LogRef, NodeId,
-    PreviousRun, RunState, TierId, Version, VersionRow,
+    DeploySummary, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RunState,
+    TierId, Version,
 };
 use crate::store::{Attempt, OpenRebuild, PlanDeploy, PlanRun, Result, RunComponents, RunCost};
 
 impl PgStore {
-    pub async fn version(&self, version: &Version) -> Result<Option<VersionRow>> {
+    pub async fn version(&self, version: &Version) -> Result<Option<VersionRecord>> {
         Ok(sqlx::query_as!(
-            VersionRow,
+            VersionRecord,
             r#"SELECT version AS "version: Version", git_sha AS "git_sha: GitSha",
                       registered_at AS "registered_at: DateTime<Utc>", artifact
                FROM versions WHERE version = $1"#,
@@ -24,9 +25,9 @@ impl PgStore {
         .await?)
     }
 
-    pub async fn version_by_sha(&self, sha: &GitSha) -> Result<Option<VersionRow>> {
+    pub async fn version_by_sha(&self, sha: &GitSha) -> Result<Option<VersionRecord>> {
         Ok(sqlx::query_as!(
-            VersionRow,
+            VersionRecord,
             r#"SELECT version AS "version: Version", git_sha AS "git_sha: GitSha",
                       registered_at AS "registered_at: DateTime<Utc>", artifact
                FROM versions WHERE git_sha = $1 OR substr(git_sha, 1, 7) = $1"#,
@@ -36,7 +37,7 @@ impl PgStore {
         .await?)
     }
 
-    pub async fn insert_version(&self, row: &VersionRow) -> Result<()> {
+    pub async fn insert_version(&self, row: &VersionRecord) -> Result<()> {
         let mut tx = self.write().await?;
         sqlx::query!(
             "INSERT INTO versions (version, git_sha, registered_at, artifact) VALUES ($1, $2, $3, $4)",
@@ -52,9 +53,9 @@ impl PgStore {
     }
 
     /// The `limit` most recently registered versions, newest first.
-    pub async fn recent_versions(&self, limit: i64) -> Result<Vec<VersionRow>> {
+    pub async fn recent_versions(&self, limit: i64) -> Result<Vec<VersionRecord>> {
         Ok(sqlx::query_as!(
-            VersionRow,
+            VersionRecord,
             r#"SELECT version AS "version: Version", git_sha AS "git_sha: GitSha",
                       registered_at AS "registered_at: DateTime<Utc>", artifact
                FROM versions ORDER BY registered_at DESC LIMIT $1"#,
@@ -146,9 +147,9 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn gate_run(&self, id: GateRunId) -> Result<Option<GateRunSummary>> {
+    pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>> {
         Ok(sqlx::query_as!(
-            GateRunSummary,
+            RunRecord,
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
@@ -163,13 +164,9 @@ impl PgStore {
     }
 
     /// The latest run of each gate kind of `version` at `tier`.
-    pub async fn latest_runs(
-        &self,
-        tier: &TierId,
-        version: &Version,
-    ) -> Result<Vec<GateRunSummary>> {
+    pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>> {
         Ok(sqlx::query_as!(
-            GateRunSummary,
+            RunRecord,
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
@@ -252,9 +249,9 @@ impl PgStore {
         &self,
         version: &Version,
         gate: GateKind,
-    ) -> Result<Option<GateRunSummary>> {
+    ) -> Result<Option<RunRecord>> {
         Ok(sqlx::query_as!(
-            GateRunSummary,
+            RunRecord,
             r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
                       gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
                       started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
@@ -348,7 +345,7 @@ impl PgStore {
 
     pub async fn insert_confirmation(
         &self,
-        run: &GateRunSummary,
+        run: &RunRecord,
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -500,7 +497,7 @@ impl PgStore {
         build_id: i64,
         request_id: i64,
         outcome: &BuildOutcome,
-        registered: Option<(&VersionRow, Option<&str>, &TierId)>,
+        registered: Option<(&VersionRecord, Option<&str>, &TierId)>,
         settle: bool,
         now: DateTime<Utc>,
     ) -> Result<Option<Version>> {

@@ -1,0 +1,38 @@
+//! What the store returns for a version and a gate run: its own values, which the API turns into wire bodies (`daemon/bodies.rs`), so a column can change without changing what clients read, and the reverse.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{GateKind, GateRunId, GateStatus, GitSha, LogRef, RunState, TierId, Version};
+
+/// A registered version: the commit it was built from and its artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub version: Version,
+    pub git_sha: GitSha,
+    pub registered_at: DateTime<Utc>,
+    /// Where the artifact is kept, under the data directory.
+    pub artifact: String,
+}
+
+/// One gate run: where it ran, its outcome, and the components that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub run_id: GateRunId,
+    pub tier: TierId,
+    pub version: Version,
+    pub gate: GateKind,
+    pub status: RunState,
+    /// `None` while running.
+    pub outcome: Option<GateStatus>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub log_ref: Option<LogRef>,
+    pub component_digest: String,
+    pub contract: String,
+    pub classifier_digest: Option<String>,
+    pub classifier_contract: Option<String>,
+    pub fuel: Option<i64>,
+    pub peak_memory: Option<i64>,
+    pub attempt: i64,
+    pub max_attempts: i64,
+}
