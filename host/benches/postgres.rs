@@ -5,7 +5,11 @@
 //! 2. `verdict`: a push (`POST /api/rebuild` of a new commit) to its
 //!    `cargo_test` verdict, a daemon on each store, alternating;
 //! 3. `takeover`: two daemons on one database, the leader killed with
-//!    SIGKILL twenty times; the time until the standby says it leads.
+//!    SIGKILL twenty times; the time until the standby says it leads;
+//! 4. `relay`: a gate printing 64 MiB, followed live by a client of the
+//!    leader and one of a standby (chunks forwarded as where they are,
+//!    the bytes read from the shared log file): the standby's client's
+//!    time to the last byte against the leader's, and the bytes it got.
 //!
 //! Needs a PostgreSQL: `./x bench` starts one (`SANDO_TEST_PG_URL`).
 //! Run one with `cargo bench -p sando --bench postgres -- takeover`.
@@ -267,6 +271,87 @@ async fn takeover(root: &Path) {
     );
 }
 
+/// Follows `run`'s live chunks on `url` until `total` bytes came or the
+/// run is done; the time from the first chunk to the last, the bytes and
+/// whether every chunk continued the one before.
+async fn follow_live(url: String, started: Instant) -> (Duration, u64, bool) {
+    use futures_util::StreamExt;
+    use sando::domain::{Event, EventEnvelope};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{}/api/events", url.replace("http://", "ws://")))
+            .await
+            .unwrap();
+    let (mut bytes, mut next, mut in_order, mut last) = (0u64, 0u64, true, started);
+    while let Some(Ok(message)) = socket.next().await {
+        let envelope = match message {
+            Message::Binary(frame) => EventEnvelope::from_binary(frame).unwrap(),
+            Message::Text(text) => EventEnvelope::from_text(&text).unwrap(),
+            _ => continue,
+        };
+        match envelope.event {
+            Event::GateLogChunk { offset, bytes: chunk, .. } => {
+                in_order &= offset == next;
+                next = offset + chunk.len() as u64;
+                bytes += chunk.len() as u64;
+                last = Instant::now();
+            }
+            Event::GateDone { .. } => break,
+            _ => {}
+        }
+    }
+    (last - started, bytes, in_order)
+}
+
+async fn relay(root: &Path) {
+    const MIB: usize = 64;
+    let dir = root.join("flood");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        format!(
+            "#[test]\nfn floods() {{ use std::io::Write; let line = [b'x'; 1023]; let mut out = std::io::stdout().lock(); for _ in 0..{} {{ out.write_all(&line).unwrap(); out.write_all(b\"\\n\").unwrap(); }} }}\n",
+            MIB * 1024
+        ),
+    )
+    .unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "flood"]);
+    let sha = git(&dir, &["rev-parse", "HEAD"]);
+    let url = fresh_database("relay").await;
+    let gate = "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline -- --nocapture\"";
+    let config = config(root, "relay", &dir, gate, &format!("[store]\nurl = \"{url}\""));
+    let leader = Daemon::start(&config);
+    let standby = Daemon::start(&config);
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let on_leader = tokio::spawn(follow_live(leader.url.clone(), started));
+    let on_standby = tokio::spawn(follow_live(standby.url.clone(), started));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    leader.rebuild(&sha);
+    let (leader_time, leader_bytes, leader_order) = on_leader.await.unwrap();
+    let (standby_time, standby_bytes, standby_order) = on_standby.await.unwrap();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("a gate printing {MIB} MiB, followed live on the leader and on a standby:");
+    println!(
+        "  leader's client: {:.1} MiB, in order {leader_order}; standby's client: {:.1} MiB, in order {standby_order}",
+        mib(leader_bytes),
+        mib(standby_bytes)
+    );
+    println!(
+        "  from the push to the last live byte: leader {leader_time:.2?}, standby {standby_time:.2?}; standby / leader {:.3}",
+        standby_time.as_secs_f64() / leader_time.as_secs_f64()
+    );
+}
+
 fn main() {
     let root = tempfile::tempdir().unwrap();
     let runtime =
@@ -282,6 +367,9 @@ fn main() {
         }
         if chosen("takeover") {
             takeover(root.path()).await;
+        }
+        if chosen("relay") {
+            relay(root.path()).await;
         }
     });
 }

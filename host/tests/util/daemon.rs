@@ -56,7 +56,11 @@ impl Project {
     pub fn commit_lib(&self, version: &str, lib_rs: &str) -> String {
         std::fs::write(
             self.dir.join("Cargo.toml"),
-            format!("[package]\nname = \"tiny\"\nversion = \"{version}\"\nedition = \"2021\"\n"),
+            // A workspace of its own: a project under the suite's target
+            // dir (the Slurm tests' shared directory) is inside Sando's.
+            format!(
+                "[package]\nname = \"tiny\"\nversion = \"{version}\"\nedition = \"2021\"\n\n[workspace]\n"
+            ),
         )
         .unwrap();
         std::fs::write(self.dir.join("src/lib.rs"), lib_rs).unwrap();
