@@ -73,33 +73,69 @@ fn wait_for_line(daemon: &Daemon, text: &str, within: Duration) -> String {
     }
 }
 
+/// One database, one config and one data directory, two daemons on them:
+/// the first leads, the second stands by. The commit's test is
+/// `test_body`, staging's gates `staging`, prod's deploy what `prod_deploy`
+/// makes of the test's directory.
+struct Pair {
+    url: String,
+    root: tempfile::TempDir,
+    sha: String,
+    leader: Daemon,
+    standby: Daemon,
+    /// The standby's `standing by: …` line.
+    stood_by: String,
+}
+
+async fn leader_and_standby(
+    test_body: &str,
+    staging: &str,
+    prod_deploy: impl FnOnce(&Path) -> String,
+) -> Pair {
+    let url = util::postgres::fresh_database().await;
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let sha = project.commit("0.1.0", test_body);
+    let deploy = prod_deploy(root.path());
+    let config = write_config(root.path(), &project.dir, &url, staging, &deploy);
+    let leader = Daemon::start(&config);
+    let standby = Daemon::start(&config);
+    let stood_by = wait_for_line(&standby, "standing by: ", Duration::from_secs(30));
+    Pair { url, root, sha, leader, standby, stood_by }
+}
+
+/// prod's deploy: a copy of the artifact to its node.
+fn copy_to_prod(root: &Path) -> String {
+    format!("cp {{artifact}} {}", root.join("nodes/prod-1/tiny").display())
+}
+
+const NOCAPTURE: &str =
+    "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline -- --nocapture\"";
+
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_leader_mid_deploy_the_standby_takes_over_and_deploys_once_more() {
-    let url = util::postgres::fresh_database().await;
-    let root = tempfile::tempdir().unwrap();
-    let project = Project::new(root.path());
-    let sha = project.commit("0.1.0", "assert_eq!(super::answer(), 42);");
     // prod's deploy sleeps the first time, so the kill lands mid-deploy.
-    let script = root.path().join("deploy.sh");
-    let marker = root.path().join("deploy-tried");
-    std::fs::write(
-        &script,
-        format!(
-            "if [ ! -e {m} ]; then touch {m}; sleep 906; fi\ncp \"$1\" \"$2\"\n",
-            m = marker.display()
-        ),
-    )
-    .unwrap();
+    let Pair { url, root, sha, leader, standby, stood_by } =
+        leader_and_standby("assert_eq!(super::answer(), 42);", "", |root| {
+            let script = root.join("deploy.sh");
+            let marker = root.join("deploy-tried");
+            std::fs::write(
+                &script,
+                format!(
+                    "if [ ! -e {m} ]; then touch {m}; sleep 906; fi\ncp \"$1\" \"$2\"\n",
+                    m = marker.display()
+                ),
+            )
+            .unwrap();
+            let prod = root.join("nodes/prod-1/tiny");
+            format!("sh {} {{artifact}} {}", script.display(), prod.display())
+        })
+        .await;
     let prod = root.path().join("nodes/prod-1/tiny");
-    let deploy = format!("sh {} {{artifact}} {}", script.display(), prod.display());
-    let config = write_config(root.path(), &project.dir, &url, "", &deploy);
-    let leader = Daemon::start(&config);
-    let standby = Daemon::start(&config);
-    let stood_by = wait_for_line(&standby, "standing by: ", Duration::from_secs(30));
     assert!(
         stood_by.contains(&format!("(pid {}) leads (epoch 1, at {})", leader.pid(), leader.url)),
         "{stood_by}"
@@ -171,22 +207,13 @@ async fn kill_9_of_the_leader_mid_deploy_the_standby_takes_over_and_deploys_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_is_deposed_writes_nothing_after_and_steps_down() {
-    let url = util::postgres::fresh_database().await;
-    let root = tempfile::tempdir().unwrap();
-    let project = Project::new(root.path());
-    let sha = project.commit("0.1.0", "std::thread::sleep(std::time::Duration::from_secs(6));");
     let staging = "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline\"";
-    let prod = root.path().join("nodes/prod-1/tiny");
-    let config = write_config(
-        root.path(),
-        &project.dir,
-        &url,
+    let Pair { url, root: _root, sha, mut leader, standby, .. } = leader_and_standby(
+        "std::thread::sleep(std::time::Duration::from_secs(6));",
         staging,
-        &format!("cp {{artifact}} {}", prod.display()),
-    );
-    let mut leader = Daemon::start(&config);
-    let standby = Daemon::start(&config);
-    wait_for_line(&standby, "standing by: ", Duration::from_secs(30));
+        copy_to_prod,
+    )
+    .await;
     let events = Events::connect(&standby.url).await;
     let (status, answer) =
         leader.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
@@ -250,25 +277,10 @@ fn nix_kill(pid: u32, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standbys_clients_see_a_running_gates_log_as_the_leaders_do() {
-    let url = util::postgres::fresh_database().await;
-    let root = tempfile::tempdir().unwrap();
-    let project = Project::new(root.path());
     // Both streams, in many writes over a second or two.
     let body = "for i in 0..400 { println!(\"out line {i}\"); eprintln!(\"err line {i}\"); std::thread::sleep(std::time::Duration::from_millis(3)); }";
-    let sha = project.commit("0.1.0", body);
-    let staging =
-        "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline -- --nocapture\"";
-    let prod = root.path().join("nodes/prod-1/tiny");
-    let config = write_config(
-        root.path(),
-        &project.dir,
-        &url,
-        staging,
-        &format!("cp {{artifact}} {}", prod.display()),
-    );
-    let leader = Daemon::start(&config);
-    let standby = Daemon::start(&config);
-    wait_for_line(&standby, "standing by: ", Duration::from_secs(30));
+    let Pair { root: _root, sha, leader, standby, .. } =
+        leader_and_standby(body, NOCAPTURE, copy_to_prod).await;
     let (on_leader, on_standby) =
         (Events::connect(&leader.url).await, Events::connect(&standby.url).await);
     let (status, answer) =
@@ -301,24 +313,9 @@ async fn a_standbys_clients_see_a_running_gates_log_as_the_leaders_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tui_on_the_standby_shows_a_gates_log_to_its_verdict_through_a_takeover() {
     use util::tmux::Tmux;
-    let url = util::postgres::fresh_database().await;
-    let root = tempfile::tempdir().unwrap();
-    let project = Project::new(root.path());
     let body = "for i in 0..30 { println!(\"tick {i:02}\"); std::thread::sleep(std::time::Duration::from_millis(250)); }";
-    let sha = project.commit("0.1.0", body);
-    let staging =
-        "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline -- --nocapture\"";
-    let prod = root.path().join("nodes/prod-1/tiny");
-    let config = write_config(
-        root.path(),
-        &project.dir,
-        &url,
-        staging,
-        &format!("cp {{artifact}} {}", prod.display()),
-    );
-    let leader = Daemon::start(&config);
-    let standby = Daemon::start(&config);
-    wait_for_line(&standby, "standing by: ", Duration::from_secs(30));
+    let Pair { url, root, sha, leader, standby, .. } =
+        leader_and_standby(body, NOCAPTURE, copy_to_prod).await;
     let token = root.path().join("token");
     std::fs::write(&token, TOKEN).unwrap();
     let command = format!(
