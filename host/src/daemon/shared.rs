@@ -113,7 +113,8 @@ pub enum FetchError {
 }
 
 /// The daemon's executors, by what they run: every process it starts goes
-/// through one of them. Today both are the same `LocalExecutor`.
+/// through one of them. Both are the same `LocalExecutor` unless
+/// `[executor] kind = "slurm"` makes `gates` a `SlurmExecutor`.
 pub(crate) struct Executors {
     /// The daemon's own processes: git, deploy and health commands. Always
     /// local: they act for the daemon, with its authority, never sandboxed.
