@@ -10,16 +10,14 @@ fn sha256(path: &std::path::Path) -> String {
     sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `/api/state` without what changes from one moment to the next, or
-/// from one store to the other by design: who leads (only a shared store
-/// has a leader), and times past the microsecond (PostgreSQL keeps
-/// microseconds; SQLite what the clock gave).
+/// `/api/state` without what is the daemon's own rather than the
+/// history's: its decision loop (workers appear as it starts them), who
+/// leads (only a shared store has a leader); and times past the
+/// microsecond (PostgreSQL keeps microseconds; SQLite what the clock gave).
 fn settled(mut state: Value) -> Value {
-    state["scheduler"]["planned_at"] = Value::Null;
-    for worker in state["scheduler"]["workers"].as_array_mut().unwrap() {
-        worker["since"] = Value::Null;
-    }
-    state.as_object_mut().unwrap().remove("leader");
+    let fields = state.as_object_mut().unwrap();
+    fields.remove("scheduler");
+    fields.remove("leader");
     to_microseconds(&mut state);
     state
 }

@@ -82,19 +82,20 @@ impl Secrets {
     }
 }
 
-/// `text` with the password of every `scheme://user:password@host` replaced
-/// by `***`, for command lines echoed into logs.
+/// `text` with the password of every `scheme://user:password@host`, and
+/// of every `password=` query parameter (libpq's), replaced by `***`, for
+/// command lines echoed into logs. A URL ends at whitespace only: a quote
+/// may be part of a password.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
-        // The authority ends at the first '/', whitespace or quote.
-        let end = after
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
-            .unwrap_or(after.len());
-        let authority = &after[..end];
+        let url_end = after.find(char::is_whitespace).unwrap_or(after.len());
+        let url = &after[..url_end];
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let authority = &url[..authority_end];
         match authority.rfind('@').and_then(|a| authority[..a].find(':').map(|c| (c, a))) {
             Some((colon, at)) => {
                 out.push_str(&authority[..=colon]);
@@ -103,10 +104,29 @@ pub fn redact(text: &str) -> String {
             }
             None => out.push_str(authority),
         }
-        rest = &after[end..];
+        out.push_str(&redact_query(&url[authority_end..]));
+        rest = &after[url_end..];
     }
     out.push_str(rest);
     out
+}
+
+/// A URL's path and query with the value of each `password=` parameter
+/// replaced by `***` (a closing quote kept).
+fn redact_query(tail: &str) -> String {
+    let Some(q) = tail.find('?') else { return tail.to_owned() };
+    let (path, query) = tail.split_at(q + 1);
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("password") => {
+                let quotes = &value[value.trim_end_matches(['\'', '"']).len()..];
+                format!("{key}=***{quotes}")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{path}{}", params.join("&"))
 }
 
 #[cfg(test)]
@@ -165,5 +185,18 @@ mod tests {
         );
         assert_eq!(redact("no urls here: just://words"), "no urls here: just://words");
         assert_eq!(redact("x://u:p:q@h"), "x://u:***@h");
+        // A quote in the password, and the URL quoted.
+        assert_eq!(
+            redact("--url 'postgres://sando:it's-me@db/s' next"),
+            "--url 'postgres://sando:***@db/s' next"
+        );
+        // libpq's password parameter, alone or among others.
+        assert_eq!(
+            redact(
+                "postgres://sando@db/s?password=hunter2 and 'x://h/p?sslmode=require&PASSWORD=s3'"
+            ),
+            "postgres://sando@db/s?password=*** and 'x://h/p?sslmode=require&PASSWORD=***'"
+        );
+        assert_eq!(redact("http://h/?passwords=fine"), "http://h/?passwords=fine");
     }
 }
