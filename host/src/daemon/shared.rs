@@ -85,14 +85,19 @@ impl Daemon {
     pub async fn fetch_backup(&self) -> Result<BackupRow, FetchError> {
         let source = self.config.backup_source.clone().ok_or(FetchError::NotConfigured)?;
         let fetched_at = Utc::now();
-        let target = self
-            .work_dir()
-            .join("backups")
-            .join(format!("{}.backup", fetched_at.timestamp_millis()));
-        tokio::fs::copy(&source, &target).await.map_err(|e| FetchError::Source {
+        let source_error = |e: std::io::Error| FetchError::Source {
             path: source.display().to_string(),
             message: crate::fixtures::io_message(&e),
-        })?;
+        };
+        let backups = self.work_dir().join("backups");
+        let target_error = |e: std::io::Error| FetchError::Source {
+            path: backups.display().to_string(),
+            message: crate::fixtures::io_message(&e),
+        };
+        let mut from = tokio::fs::File::open(&source).await.map_err(source_error)?;
+        let (target, mut to) = new_backup_file(&backups, fetched_at).await.map_err(target_error)?;
+        tokio::io::copy(&mut from, &mut to).await.map_err(source_error)?;
+        to.sync_all().await.map_err(target_error)?;
         let source = BackupSource::Local { path: source.display().to_string() };
         let path = target.display().to_string();
         let id = self.store.insert_backup(&source, &path, fetched_at).await?;
@@ -100,6 +105,27 @@ impl Daemon {
         self.trigger(Trigger::Evaluate);
         Ok(BackupRow { id, source, path, fetched_at })
     }
+}
+
+/// A new file for a backup fetched at `at`, named by the time, never one
+/// that exists: two fetches in one millisecond (or two daemons sharing the
+/// data directory) each get their own, so sweeping one never takes the
+/// other's bytes.
+async fn new_backup_file(
+    dir: &Path,
+    at: DateTime<Utc>,
+) -> std::io::Result<(std::path::PathBuf, tokio::fs::File)> {
+    let millis = at.timestamp_millis();
+    for n in 0u32.. {
+        let name = if n == 0 { format!("{millis}.backup") } else { format!("{millis}-{n}.backup") };
+        let path = dir.join(name);
+        match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("some name is free")
 }
 
 #[derive(Debug, thiserror::Error)]
