@@ -382,24 +382,23 @@ async fn kill_9_before_a_requested_build_starts_then_restart_builds_it() {
     );
     std::fs::write(&config, &text).unwrap();
     let daemon = Daemon::start(&config);
+    // Registering a version and offering it to a tier are two steps (the
+    // planner's next pass offers it), so wait for the offer itself: the
+    // newest ready version becomes staging's candidate, or already current.
     let state =
-        poll_state(&daemon, "both versions registered", Duration::from_secs(120), |state| {
-            let versions: Vec<&str> = state["versions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|v| v["version"].as_str())
-                .collect();
-            versions.contains(&"0.1.0") && versions.contains(&"0.2.0")
+        poll_state(&daemon, "0.2.0 offered to staging", Duration::from_secs(120), |state| {
+            let staging = tier(state, "staging");
+            staging["candidate_version"] == "0.2.0" || staging["current_version"] == "0.2.0"
         });
+    let versions: Vec<&str> = state["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["version"].as_str())
+        .collect();
+    assert!(versions.contains(&"0.1.0") && versions.contains(&"0.2.0"), "{versions:?}");
     assert!(!partial.exists(), "the half-made tree is gone");
     assert!(root.path().join(format!("data/worktrees/{second}/Cargo.toml")).is_file());
-    // Newest ready first: 0.2.0 is staging's candidate or already current.
-    let staging = tier(&state, "staging");
-    assert!(
-        staging["candidate_version"] == "0.2.0" || staging["current_version"] == "0.2.0",
-        "{staging}"
-    );
     daemon.kill();
 }
 

@@ -2,7 +2,7 @@
 
 mod util;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -739,28 +739,78 @@ async fn a_cancel_over_the_api_ends_the_job_and_an_outside_scancel_is_retried() 
     daemon.kill();
 }
 
-/// Not yet adoption (issue #28's last part): a daemon killed while its
-/// gate's job runs leaves the job running; the next daemon of the same data
-/// directory cancels it on sight, and the run, interrupted, runs again in
-/// a job of its own and passes. Nothing is left in `squeue`.
+/// A test that counts its starts in its work tree, prints `waiting`, and
+/// passes once `release` appears there.
+const WAITS_FOR_RELEASE: &str = r#"
+    use std::io::Write;
+    let mut starts = std::fs::OpenOptions::new().append(true).create(true).open("starts").unwrap();
+    starts.write_all(b"started\n").unwrap();
+    println!("waiting");
+    while !std::path::Path::new("release").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("released");
+"#;
+
+/// The one directory under `root` holding a file named `name`.
+fn dir_holding(root: &Path, name: &str) -> Option<PathBuf> {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_name() == name {
+                return Some(dir.clone());
+            } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            }
+        }
+    }
+    None
+}
+
+/// A daemon killed (-9) while its gate's job runs leaves the job running;
+/// the next daemon of the same data directory adopts it: the run stays
+/// the same run, its job is followed to its end and never started again
+/// (one job in Slurm's record), its log is whole and its verdict recorded
+/// once. A job left by a daemon with no run to follow it (here: planted
+/// under the daemon's job name) is cancelled on sight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_left_by_a_killed_daemon_is_cancelled_on_sight_and_its_run_runs_again() {
+async fn a_job_left_by_a_killed_daemon_is_adopted_not_run_again() {
     let root = shared_dir();
     let shared = root.path().join("shared");
     let (daemon, project) = waiting_daemon(root.path(), &shared);
     let events = Events::connect(&daemon.url).await;
-    let sha = project.commit("0.1.0", WAITS_THE_FIRST_TIME);
+    let sha = project.commit("0.1.0", WAITS_FOR_RELEASE);
     let (status, body) =
         daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
     assert_eq!(status, 202, "{body}");
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !events.chunks().iter().any(|c| String::from_utf8_lossy(&c.bytes).contains("waiting")) {
+    let run = loop {
+        let chunks = events.chunks();
+        if let Some(c) =
+            chunks.iter().find(|c| String::from_utf8_lossy(&c.bytes).contains("waiting"))
+        {
+            break c.run_id;
+        }
         assert!(Instant::now() < deadline, "the test never started waiting");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     let jobs = queued_under(&shared);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     let job = jobs[0].split_whitespace().next().unwrap().to_owned();
+    // A job of this daemon's name that no run recorded: an orphan.
+    let job_name = {
+        let out = Command::new("squeue").args(["--noheader", "--format=%j", "-j", &job]).output();
+        String::from_utf8_lossy(&out.unwrap().stdout).trim().to_owned()
+    };
+    let orphan = Command::new("sbatch")
+        .args(["--parsable", &format!("--job-name={job_name}"), "--output=/dev/null"])
+        .arg(format!("--chdir={}", root.path().display()))
+        .args(["--wrap", "sleep 913"])
+        .output()
+        .unwrap();
+    assert!(orphan.status.success(), "{orphan:?}");
+    let orphan = String::from_utf8_lossy(&orphan.stdout).trim().to_owned();
     // kill -9: the job outlives the daemon.
     daemon.kill();
     std::thread::sleep(Duration::from_millis(500));
@@ -768,25 +818,62 @@ async fn a_job_left_by_a_killed_daemon_is_cancelled_on_sight_and_its_run_runs_ag
 
     let daemon = Daemon::start(&root.path().join("sando.toml"));
     let events = Events::connect(&daemon.url).await;
-    // Cancelled before the daemon listened (then COMPLETING a moment).
+    // The orphan is cancelled on sight; the run's job is not.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state = Command::new("scontrol").args(["show", "job", "-o", &job]).output().unwrap();
+        let state = Command::new("scontrol").args(["show", "job", "-o", &orphan]).output().unwrap();
         let state = String::from_utf8_lossy(&state.stdout).into_owned();
         if state.contains("JobState=CANCELLED") {
             break;
         }
-        assert!(
-            state.contains("JobState=COMPLETING") && Instant::now() < deadline,
-            "cancelled on sight: {state}"
-        );
+        assert!(Instant::now() < deadline, "the orphan cancelled on sight: {state}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    events
-        .wait("the run again, passed", Duration::from_secs(120), |e| {
-            gate_done("cargo_test", "passed")(e) && e["version"] == "0.1.0"
+    assert_eq!(queued_under(&shared), jobs, "the run's job kept running");
+    let (status, body) = daemon.get(&format!("/api/gate-runs/{run}"));
+    assert_eq!(status, 200, "{body}");
+    let record: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(record["status"], "running", "still the same run: {record}");
+
+    let tree = dir_holding(root.path(), "starts").expect("the test's work tree");
+    std::fs::write(tree.join("release"), "").unwrap();
+    let done = events
+        .wait("the adopted run's verdict", Duration::from_secs(120), |e| {
+            e["kind"] == "gate_done" && e["run_id"] == run
         })
         .await;
+    assert_eq!(done["event"]["outcome"]["status"]["kind"], "passed", "{done}");
+    let (_, body) = daemon.get(&format!("/api/gate-runs/{run}"));
+    let record: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((record["status"].as_str(), record["attempt"].as_i64()), (Some("passed"), Some(1)));
+    // Followed live by the new daemon's clients, from the job's first byte.
+    let live: Vec<u8> = events
+        .chunks()
+        .iter()
+        .filter(|c| c.run_id == run)
+        .flat_map(|c| c.bytes.iter().copied())
+        .collect();
+    let live = String::from_utf8_lossy(&live).into_owned();
+    assert!(live.contains("waiting") && live.contains("released"), "{live}");
+
+    // Started once, its log whole and once over, one job in Slurm's record.
+    assert_eq!(std::fs::read_to_string(tree.join("starts")).unwrap(), "started\n");
+    let (status, log) = daemon.get(&format!("/api/gate-runs/{run}/log"));
+    assert_eq!(status, 200, "{log}");
+    for line in ["sando: running cargo test", "waiting", "released"] {
+        assert_eq!(log.matches(line).count(), 1, "{line:?} once in the log:\n{log}");
+    }
+    assert!(log.find("waiting") < log.find("released"), "{log}");
+    let started: Vec<Value> =
+        events.all().into_iter().filter(|e| e["kind"] == "gate_start").collect();
+    assert!(started.is_empty(), "no run started again: {started:?}");
+    let comp =
+        std::fs::read_to_string(Path::new(&slurm_conf()).parent().unwrap().join("jobcomp.txt"))
+            .unwrap_or_default();
+    let ran: Vec<&str> =
+        comp.lines().filter(|l| l.contains(&format!("WorkDir={}", shared.display()))).collect();
+    assert_eq!(ran.len(), 2, "the build's job and the test's, once each: {ran:#?}");
+    assert_eq!(ran.iter().filter(|l| l.contains(&format!("JobId={job} "))).count(), 1);
     assert_nothing_queued(&shared);
     daemon.kill();
 }

@@ -239,9 +239,27 @@ async fn a_restart_on_postgres_gives_what_was_in_flight_a_typed_outcome() {
         "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
          VALUES ('0.1.0', 'staging', 'n1', now(), '{ \"kind\" : \"in_progress\" }', 'l')",
         "INSERT INTO builds (git_sha, started_at, log_ref) VALUES ('aaaaaaa', now(), 'b')",
+        // A run whose job outlives the daemon (recorded below): adopted,
+        // not interrupted.
+        "INSERT INTO gate_runs (version, tier, gate_kind, started_at, status, component_digest, contract)
+         VALUES ('0.1.0', 'staging', 'boot_smoke', now(), 'running', 'd', '0.2.0')",
     ] {
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
+    let id = |id: i64| sando::domain::GateRunId::try_from(id).unwrap();
+    let (finished, with_job) = (id(2), id(3));
+    assert!(store.record_run_job(with_job, 0, "slurm:7:x", 42).await.unwrap());
+    assert!(!store.record_run_job(finished, 0, "slurm:8:y", 0).await.unwrap(), "not running");
+    let jobs = store.run_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        (jobs[0].run_id, jobs[0].handle.as_str(), jobs[0].spawn, jobs[0].log_at),
+        (with_job, "slurm:7:x", 0, 42)
+    );
+    assert_eq!(store.interrupt_unfinished(chrono::Utc::now()).await.unwrap(), 1);
+    // Let go of (no executor can follow it), it is interrupted like the rest.
+    store.forget_run_job(with_job).await.unwrap();
+    assert!(store.run_jobs().await.unwrap().is_empty());
     assert_eq!(store.interrupt_unfinished(chrono::Utc::now()).await.unwrap(), 1);
     let runs: Vec<(String, serde_json::Value)> =
         sqlx::query_as("SELECT status, outcome_json FROM gate_runs ORDER BY id")

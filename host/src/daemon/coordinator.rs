@@ -110,11 +110,29 @@ impl Workers {
 }
 
 async fn coordinate(daemon: Arc<Daemon>) {
-    // Whatever a previous coordinator left in flight died with it.
+    // Whatever a previous coordinator (or daemon) left in flight died with
+    // it, but jobs that outlive a daemon: those are followed again.
+    let adopt = match work::gate::adoptable(&daemon).await {
+        Ok(adopt) => adopt,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the jobs left running");
+            Vec::new()
+        }
+    };
     if let Err(e) = daemon.store.interrupt_unfinished(Utc::now()).await {
         tracing::error!(error = %e, "settling work left in flight");
     }
     let mut workers = Workers { slots: HashMap::new(), tasks: JoinSet::new() };
+    for run in adopt {
+        let d = daemon.clone();
+        let doing = format!(
+            "{} for {} (run {}, its job followed again)",
+            run.gate, run.version, run.run_id
+        );
+        let (slot, version) = (Slot::Tier(run.tier.clone()), Some(run.version.clone()));
+        let job = work::gate::GateJob::adopting(run);
+        workers.start(slot, doing, version, move |p| Box::pin(work::gate::run(d, job, p)));
+    }
     loop {
         let mut wake: Option<DateTime<Utc>> = None;
         let mut again = false;
@@ -196,6 +214,7 @@ async fn dispatch(
                 gate,
                 attempt: Attempt { number: attempt, of: max_attempts },
                 reevaluate,
+                adopt: None,
             };
             workers.start(Slot::Tier(tier), doing, Some(version), move |p| {
                 Box::pin(work::gate::run(d, job, p))

@@ -123,6 +123,11 @@ impl RunLog {
         Self { file: Arc::new(file), live, seq: AtomicU64::new(0), end: AtomicU64::new(end) }
     }
 
+    /// How long the log is: where the next chunk goes.
+    pub fn len(&self) -> u64 {
+        self.end.load(Ordering::Relaxed)
+    }
+
     /// A line of the host's own (a step starting, a command being run).
     pub fn note(&self, text: &str) {
         self.chunk(Stream::Stderr, Bytes::from(format!("sando: {text}\n")));

@@ -296,6 +296,9 @@ async fn take_office(daemon: &Daemon) -> Result<(), StartError> {
     let store = &daemon.store;
     let tiers: Vec<_> = daemon.config.tiers.iter().map(|t| t.name.clone()).collect();
     store.sync_tiers(&tiers).await?;
+    // Jobs that outlive a daemon are followed again (the coordinator starts
+    // their workers), not interrupted and ended.
+    let adopt = work::gate::adoptable(daemon).await?;
     let interrupted = store.interrupt_unfinished(Utc::now()).await?;
     if interrupted > 0 {
         tracing::warn!(
@@ -310,7 +313,14 @@ async fn take_office(daemon: &Daemon) -> Result<(), StartError> {
             }
         }
     }
-    let orphans = daemon.executors.end_orphans();
+    if !adopt.is_empty() {
+        tracing::warn!(
+            "{} gate runs' jobs outlived the last daemon; following them again",
+            adopt.len()
+        );
+    }
+    let keep: Vec<String> = adopt.into_iter().map(|run| run.handle).collect();
+    let orphans = daemon.executors.end_orphans(&keep);
     if orphans > 0 {
         tracing::warn!("{orphans} sandboxes left by the previous daemon were ended");
     }

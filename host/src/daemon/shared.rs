@@ -165,10 +165,11 @@ impl Executors {
     }
 
     /// Ends what a previous daemon left running, through each executor
-    /// once; returns how many were ended.
-    pub fn end_orphans(&self) -> usize {
-        let gates = if self.same() { 0 } else { self.gates.end_orphans() };
-        self.tools.end_orphans() + gates
+    /// once, but for the gates' jobs in `keep` (to be adopted); returns how
+    /// many were ended.
+    pub fn end_orphans(&self, keep: &[String]) -> usize {
+        let gates = if self.same() { 0 } else { self.gates.end_orphans(keep) };
+        self.tools.end_orphans(&[]) + gates
     }
 
     /// The executor a gate of `kind` runs on.

@@ -422,7 +422,7 @@ impl Executor for LocalExecutor {
     /// A child's parent-death signal normally ends them with the daemon; this
     /// catches one forked at the very moment the daemon was killed. Returns
     /// how many were ended.
-    fn end_orphans(&self) -> usize {
+    fn end_orphans(&self, _keep: &[String]) -> usize {
         let Some(owner) = &self.owner else { return 0 };
         let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
         let parent_of = |pid: i32| {

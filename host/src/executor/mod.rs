@@ -66,6 +66,10 @@ pub trait LogSink: Send + Sync {
 /// What to start, and its bounds.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessSpec {
+    /// For a process that can outlive the daemon (a Slurm job): where its
+    /// handle is recorded before it may start, or the handle of one a
+    /// previous daemon started, to follow instead of starting it again.
+    pub job: Option<JobHook>,
     pub program: String,
     pub args: Vec<String>,
     /// Added to a cleared environment (only `PATH` and `HOME` pass through).
@@ -82,6 +86,25 @@ pub struct ProcessSpec {
     pub isolation: Option<Isolation>,
     /// Added to its environment, and masked in everything it prints.
     pub secrets: Arc<Secrets>,
+}
+
+/// Records a job's handle, durably, before the job may start; an error
+/// (one line) means it must not start.
+pub type RecordJob = Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// How a process that can outlive the daemon is kept track of.
+#[derive(Clone)]
+pub struct JobHook {
+    pub record: RecordJob,
+    /// A job a previous daemon started for this very process, by its
+    /// handle: followed from its first byte, never started again.
+    pub resume: Option<String>,
+}
+
+impl std::fmt::Debug for JobHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHook").field("resume", &self.resume).finish_non_exhaustive()
+    }
 }
 
 /// Why a process stopped, beyond its own exit.
@@ -109,10 +132,14 @@ pub struct Finished {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where processes run. Local today; a remote executor (a Kubernetes Job, a
-/// Nomad batch job) must provide the same three things: output streamed to
-/// the sink as it is written, cancellation that ends everything the process
-/// started, and the exit status (or spawn errno) as a `ProcessEnd`.
+/// Where processes run: here (`LocalExecutor`) or on a cluster
+/// (`SlurmExecutor`). Any executor provides the same three things: output
+/// streamed to the sink as it is written, cancellation that ends everything
+/// the process started, and the exit status (or spawn errno) as a
+/// `ProcessEnd`. One whose processes outlive the daemon also records each
+/// one's handle before it starts (`ProcessSpec::job`), follows one again by
+/// that handle (`can_adopt`, `JobHook::resume`), and ends the ones nobody
+/// adopts (`end_orphans`).
 ///
 /// The daemon holds two, by role: `tools` for its own processes (git,
 /// deploy and health commands), always local, and `gates` for code under
@@ -135,11 +162,22 @@ pub trait Executor: Send + Sync {
     fn isolates(&self) -> bool;
 
     /// Ends what a previous daemon started here and left running (a crash
-    /// between a fork and a parent-death signal); returns how many were
-    /// ended. Called once, at start-up. By default nothing: an executor
-    /// whose processes cannot outlive the daemon unseen.
-    fn end_orphans(&self) -> usize {
+    /// between a fork and a parent-death signal), but for the jobs named in
+    /// `keep` (about to be adopted); returns how many were ended. Called
+    /// once, at start-up or takeover. By default nothing: an executor whose
+    /// processes cannot outlive the daemon unseen.
+    fn end_orphans(&self, keep: &[String]) -> usize {
+        let _ = keep;
         0
+    }
+
+    /// Whether a job a previous daemon recorded (`JobHook::record`) can be
+    /// followed from here: it is this executor's kind and its files are
+    /// there. By default no: processes that end with their daemon are never
+    /// adopted, their runs are interrupted and retried.
+    fn can_adopt(&self, handle: &str) -> bool {
+        let _ = handle;
+        false
     }
 }
 

@@ -234,6 +234,11 @@ impl SlurmExecutor {
             format!("--output={}", dir.join("slurm.out").display()),
             "--export=ALL".to_owned(),
         ];
+        if spec.job.is_some() {
+            // Held until its id is recorded: a job nobody could adopt never
+            // runs.
+            args.push("--hold".to_owned());
+        }
         let r = &self.resources;
         args.extend(r.partition.as_ref().map(|p| format!("--partition={p}")));
         args.extend(r.account.as_ref().map(|a| format!("--account={a}")));
@@ -265,6 +270,26 @@ impl SlurmExecutor {
 
     async fn cancel(&self, job: u64) -> Result<(), SlurmError> {
         self.slurm("scancel", &[job.to_string()]).await.map(drop)
+    }
+
+    async fn release(&self, job: u64) -> Result<(), SlurmError> {
+        self.slurm("scontrol", &["release".into(), job.to_string()]).await.map(drop)
+    }
+
+    /// A recorded job's handle, `slurm:<job id>:<directory name>`.
+    fn handle(job: u64, dir: &Path) -> String {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("slurm:{job}:{name}")
+    }
+
+    /// The job and directory a handle names, if it is one of this daemon's
+    /// jobs: a directory name, never a path, so a handle cannot point
+    /// outside `jobs`.
+    fn parse_handle(&self, handle: &str) -> Option<(u64, PathBuf)> {
+        let (job, name) = handle.strip_prefix("slurm:")?.split_once(':')?;
+        let plain = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        plain.then(|| Some((job.parse().ok()?, self.jobs.join(name))))?
     }
 
     /// Writes the job's directory and script; the script's path.
@@ -393,6 +418,9 @@ impl SlurmExecutor {
                 );
             }
         };
+        if let Some(handle) = spec.job.as_ref().and_then(|j| j.resume.clone()) {
+            return self.adopt(&spec, sink, &stop, &handle, started).await;
+        }
         let dir = self.jobs.join(unique_name());
         let script = match self.prepare(&spec, &program, &dir) {
             Ok(script) => script,
@@ -435,12 +463,87 @@ impl SlurmExecutor {
             }
         };
         tracing::debug!(job, dir = %dir.display(), "slurm job submitted");
-        let (state, why) = self.watch(job, &spec, &stop).await;
+        if let Some(hook) = &spec.job {
+            let recorded = match (hook.record)(Self::handle(job, &dir)).await {
+                Ok(()) => self.release(job).await.map_err(|e| format!("releasing job {job}: {e}")),
+                Err(e) => Err(format!("recording job {job}: {e}")),
+            };
+            if let Err(why) = recorded {
+                let _ = self.cancel(job).await;
+                ended.store(true, Ordering::Release);
+                let _ = std::fs::remove_dir_all(&dir);
+                return finish(ProcessEnd::StillRunning, Ended::Lost(why), Vec::new(), Vec::new());
+            }
+        }
+        let (end, ended, stdout, stderr) =
+            self.see_through(job, &dir, &spec, &stop, (stdout, stderr), ended).await;
+        finish(end, ended, stdout, stderr)
+    }
+
+    /// Follows a job a previous daemon started and recorded, from the first
+    /// byte of its output (the run's log was cut back to where that output
+    /// began), to its end: the same chunks, the same verdict, no second job.
+    async fn adopt(
+        &self,
+        spec: &ProcessSpec,
+        sink: Option<Arc<dyn LogSink>>,
+        stop: &CancellationToken,
+        handle: &str,
+        started: Instant,
+    ) -> Finished {
+        let lost = |why: String| Finished {
+            output: RawOutput {
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                end: ProcessEnd::StillRunning,
+                duration_ms: Some(0),
+            },
+            ended: Ended::Lost(why),
+        };
+        let Some((job, dir)) = self.parse_handle(handle) else {
+            return lost(format!("{handle:?} is not a job of this daemon's"));
+        };
+        let open = |name: &str| std::fs::File::open(dir.join(name));
+        let (Ok(out), Ok(err)) = (open("stdout"), open("stderr")) else {
+            let _ = self.cancel(job).await;
+            return lost(format!("job {job}'s output files in {} are gone", dir.display()));
+        };
+        // A daemon killed between recording and releasing it left it held.
+        let _ = self.release(job).await;
+        tracing::info!(job, "following a job the previous daemon started");
+        let ended = Arc::new(AtomicBool::new(false));
+        let stdout = follow(out, Stream::Stdout, sink.clone(), spec.secrets.clone(), ended.clone());
+        let stderr = follow(err, Stream::Stderr, sink, spec.secrets.clone(), ended.clone());
+        let (end, ended, stdout, stderr) =
+            self.see_through(job, &dir, spec, stop, (stdout, stderr), ended).await;
+        Finished {
+            output: RawOutput {
+                stdout,
+                stderr,
+                end,
+                duration_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            },
+            ended,
+        }
+    }
+
+    /// Watches a submitted job to its end, then gathers what it printed and
+    /// how it ended, and removes its directory.
+    async fn see_through(
+        &self,
+        job: u64,
+        dir: &Path,
+        spec: &ProcessSpec,
+        stop: &CancellationToken,
+        (stdout, stderr): (Tail, Tail),
+        ended: Arc<AtomicBool>,
+    ) -> (ProcessEnd, Ended, Vec<u8>, Vec<u8>) {
+        let (state, why) = self.watch(job, spec, stop).await;
         ended.store(true, Ordering::Release);
         let (stdout, stderr) = (stdout.await.unwrap_or_default(), stderr.await.unwrap_or_default());
         let report = std::fs::read(dir.join("exec-report")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
-        let (end, ended) = end_of(job, state, why, &spec);
+        let _ = std::fs::remove_dir_all(dir);
+        let (end, ended) = end_of(job, state, why, spec);
         // The program never started: the shim knows, whatever bubblewrap
         // printed and however it exited.
         let end = match exec_shim::Report::read(&report) {
@@ -450,7 +553,7 @@ impl SlurmExecutor {
             _ => end,
         };
         crate::memory::give_back_freed();
-        finish(end, ended, stdout, stderr)
+        (end, ended, stdout, stderr)
     }
 
     /// Waits for the job's end, cancelling it when its window or timeout is
@@ -534,6 +637,9 @@ impl SlurmExecutor {
         }
     }
 }
+
+/// What a stream's follower hands back at the end: the stream's kept tail.
+type Tail = tokio::sync::oneshot::Receiver<Vec<u8>>;
 
 /// Why a job could not be prepared: the program's fault (an errno, as a
 /// spawn error) or the shared directory's (an infrastructure failure).
@@ -691,11 +797,11 @@ impl Executor for SlurmExecutor {
         self.local.isolates()
     }
 
-    /// Cancels every job of this daemon a previous one left (a daemon
-    /// killed while a job ran: its run was marked interrupted and will run
-    /// again), and removes their directories (this daemon's own only).
-    /// Returns how many.
-    fn end_orphans(&self) -> usize {
+    /// Cancels every job of this daemon a previous one left but those in
+    /// `keep` (recorded by a running run, about to be adopted), and removes
+    /// the others' directories (this daemon's own only). Returns how many.
+    fn end_orphans(&self, keep: &[String]) -> usize {
+        let kept: Vec<(u64, PathBuf)> = keep.iter().filter_map(|h| self.parse_handle(h)).collect();
         let run = |tool: &str, args: &[&str]| {
             std::process::Command::new(tool)
                 .args(args)
@@ -707,23 +813,34 @@ impl Executor for SlurmExecutor {
                 .filter(|o| o.status.success())
         };
         let name = format!("--name={}", self.name);
-        let left = run("squeue", &["--noheader", "--format=%i", &name])
+        let left: Vec<String> = run("squeue", &["--noheader", "--format=%i", &name])
             .map(|o| {
-                String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !kept.iter().any(|(job, _)| job.to_string() == *l))
+                    .map(str::to_owned)
+                    .collect()
             })
-            .unwrap_or(0);
-        if left > 0 {
-            run("scancel", &[&name]);
+            .unwrap_or_default();
+        if !left.is_empty() {
+            let args: Vec<&str> = left.iter().map(String::as_str).collect();
+            run("scancel", &args);
         }
         if let Ok(entries) = std::fs::read_dir(&self.jobs) {
             let prefix = format!("{}-", std::process::id());
             for entry in entries.flatten() {
-                if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let kept = kept.iter().any(|(_, dir)| *dir == entry.path());
+                if !kept && !entry.file_name().to_string_lossy().starts_with(&prefix) {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
         }
-        left
+        left.len()
+    }
+
+    fn can_adopt(&self, handle: &str) -> bool {
+        self.parse_handle(handle).is_some_and(|(_, dir)| dir.join("stdout").is_file())
     }
 }
 

@@ -30,7 +30,9 @@ use crate::domain::{ComponentFault, GateFailure, GateKind, GateStatus, RawOutput
 
 pub use cache::ComponentCache;
 pub use params::{GateParams, Invocation};
-pub use runner_host::{Backup, BurnInClock, Confirmation, RunnerEnv, Stopped};
+pub use runner_host::{
+    Backup, BurnInClock, Confirmation, JobBook, RecordSpawn, Resume, RunnerEnv, Stopped,
+};
 
 /// Per-call resource limits.
 #[derive(Debug, Clone, Copy)]

@@ -83,6 +83,33 @@ pub struct RunnerEnv {
     /// Set for a replay: calls are answered from a transcript, and no
     /// process starts.
     pub replay: Option<Replay>,
+    /// Where the run keeps the handles of processes that outlive the
+    /// daemon, and the one to follow again after a restart.
+    pub jobs: Option<JobBook>,
+}
+
+/// Records, for a run, the handle of each process that can outlive the
+/// daemon (a Slurm job), before it may start: which of the run's spawns it
+/// is, and the handle. An error (one line) means it must not start.
+pub type RecordSpawn =
+    Arc<dyn Fn(usize, String) -> executor::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// A run's book of jobs that outlive the daemon.
+#[derive(Clone)]
+pub struct JobBook {
+    pub record: RecordSpawn,
+    /// A job a previous daemon started for this run, to follow instead of
+    /// starting it again. The spawns before it run again, unlogged (their
+    /// output is in the log already); their processes end with the daemon,
+    /// so they were over or are started again anyway.
+    pub resume: Option<Resume>,
+}
+
+/// Which of the run's spawns a previous daemon's job was, and its handle.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub spawn: usize,
+    pub handle: String,
 }
 
 impl RunnerEnv {
@@ -119,6 +146,7 @@ impl RunnerEnv {
             calls: Vec::new(),
             replay: None,
             secrets: Default::default(),
+            jobs: None,
         }
     }
 }
@@ -190,7 +218,21 @@ impl State {
             },
             None => None,
         };
-        if let Some(log) = &env.log {
+        // Where this spawn stands to a job a previous daemon started: it is
+        // that job (followed again), or one before it (run again unlogged).
+        let index = env.spawned.len();
+        let (resume, muted) = match env.jobs.as_ref().and_then(|b| b.resume.as_ref()) {
+            Some(r) if r.spawn == index => (Some(r.handle.clone()), false),
+            Some(r) => (None, r.spawn > index),
+            None => (None, false),
+        };
+        if resume.is_some()
+            && let Some(book) = env.jobs.as_mut()
+        {
+            book.resume = None;
+        }
+        let sink = if muted { None } else { env.log.clone() };
+        if let Some(log) = sink.as_ref().filter(|_| resume.is_none()) {
             // Quoted as a shell would need them, so an argument with a
             // space reads as one.
             let line = format!(
@@ -214,8 +256,14 @@ impl State {
             timeout,
             isolation: env.isolation.clone(),
             secrets: env.secrets.clone(),
+            // A spawn run again unlogged is not recorded: the book keeps
+            // pointing at the job still to be followed.
+            job: env.jobs.as_ref().filter(|_| !muted).map(|book| {
+                let record = book.record.clone();
+                executor::JobHook { record: Arc::new(move |handle| record(index, handle)), resume }
+            }),
         };
-        let (executor, sink, stop) = (env.executor.clone(), env.log.clone(), env.stop.clone());
+        let (executor, stop) = (env.executor.clone(), env.stop.clone());
         let finished = executor::block_on(executor.run(spec, sink, stop));
         env.spawned.push(finished.output.clone());
         if finished.ended != Ended::Normally {

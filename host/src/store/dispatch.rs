@@ -1,6 +1,6 @@
 //! `Store`: the one store the daemon, the legacy import and the command line use, over SQLite (the embedded default) or PostgreSQL (several daemons on one database). Nothing above it knows which.
 
-use crate::store::{RunRecord, VersionRecord};
+use crate::store::{RunJob, RunRecord, VersionRecord};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -135,7 +135,9 @@ impl Store {
         /// keep their rows, so history is never lost.
         pub async fn sync_tiers(&self, tiers: &[TierId]) -> Result<()>;
         /// Gives every run, build and deploy left in flight by a previous daemon
-        /// a typed outcome. Returns how many gate runs were interrupted.
+        /// a typed outcome, but for runs whose process outlives the daemon (those
+        /// are adopted, or let go of first). Returns how many gate runs were
+        /// interrupted.
         pub async fn interrupt_unfinished(&self, now: DateTime<Utc>) -> Result<u64>;
         pub async fn version(&self, version: &Version) -> Result<Option<VersionRecord>>;
         pub async fn version_by_sha(&self, sha: &GitSha) -> Result<Option<VersionRecord>>;
@@ -150,6 +152,13 @@ impl Store {
         #[allow(clippy::too_many_arguments)]
         pub async fn insert_gate_run(&self, tier: &TierId, version: &Version, gate: GateKind, component: RunComponents<'_>, attempt: Attempt, now: DateTime<Utc>, log_ref: impl FnOnce(GateRunId) -> LogRef) -> Result<(GateRunId, LogRef)>;
         pub async fn finish_gate_run(&self, id: GateRunId, status: &GateStatus, cost: RunCost, now: DateTime<Utc>) -> Result<()>;
+        /// Records the process a running run started that outlives the daemon,
+        /// before it may start. False when the run is no longer running.
+        pub async fn record_run_job(&self, id: GateRunId, spawn: i64, handle: &str, log_at: i64) -> Result<bool>;
+        /// Running runs whose process outlives the daemon, oldest first.
+        pub async fn run_jobs(&self) -> Result<Vec<RunJob>>;
+        /// Lets go of a run's process: the run is then interrupted like any other.
+        pub async fn forget_run_job(&self, id: GateRunId) -> Result<()>;
         pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>>;
         /// The latest run of each gate kind of `version` at `tier`.
         pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>>;

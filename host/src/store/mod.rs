@@ -35,7 +35,7 @@ pub use legacy::{
     LegacyVersion,
 };
 pub use postgres::{PgStore, Role};
-pub use records::{RunRecord, VersionRecord};
+pub use records::{RunJob, RunRecord, VersionRecord};
 pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]
@@ -181,12 +181,14 @@ impl SqliteStore {
     }
 
     /// Gives every run, build and deploy left in flight by a previous daemon
-    /// a typed outcome. Returns how many gate runs were interrupted.
+    /// a typed outcome, but for runs whose process outlives the daemon (those
+    /// are adopted, or let go of first). Returns how many gate runs were
+    /// interrupted.
     pub async fn interrupt_unfinished(&self, now: DateTime<Utc>) -> Result<u64> {
         let interrupted = GateStatus::failed(GateFailure::Interrupted);
         let runs = sqlx::query!(
             "UPDATE gate_runs SET status = 'failed', outcome_json = ?1, finished_at = ?2
-             WHERE status = 'running'",
+             WHERE status = 'running' AND job IS NULL",
             interrupted,
             now
         )
@@ -349,6 +351,51 @@ impl SqliteStore {
         )
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Records the process a running run started that outlives the daemon,
+    /// before it may start. False when the run is no longer running.
+    pub async fn record_run_job(
+        &self,
+        id: GateRunId,
+        spawn: i64,
+        handle: &str,
+        log_at: i64,
+    ) -> Result<bool> {
+        let updated = sqlx::query!(
+            "UPDATE gate_runs SET job = ?1, job_spawn = ?2, job_log_at = ?3
+             WHERE id = ?4 AND status = 'running'",
+            handle,
+            spawn,
+            log_at,
+            id
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    /// Running runs whose process outlives the daemon, oldest first.
+    pub async fn run_jobs(&self) -> Result<Vec<RunJob>> {
+        Ok(sqlx::query_as!(
+            RunJob,
+            r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
+                      gate_kind AS "gate: GateKind", attempt, max_attempts, log_ref AS "log_ref: LogRef",
+                      job AS "handle!", job_spawn AS "spawn!", job_log_at AS "log_at!"
+               FROM gate_runs WHERE status = 'running' AND job IS NOT NULL ORDER BY id"#
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Lets go of a run's process (no executor here can follow it): the
+    /// run is then interrupted like any other.
+    pub async fn forget_run_job(&self, id: GateRunId) -> Result<()> {
+        sqlx::query!("UPDATE gate_runs SET job = NULL WHERE id = ?1 AND status = 'running'", id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -36,3 +36,22 @@ pub struct RunRecord {
     pub attempt: i64,
     pub max_attempts: i64,
 }
+
+/// A running gate run whose process outlives the daemon (a Slurm job): what
+/// a daemon after a crash, or a standby taking over, adopts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunJob {
+    pub run_id: GateRunId,
+    pub tier: TierId,
+    pub version: Version,
+    pub gate: GateKind,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub log_ref: Option<LogRef>,
+    /// The executor's handle for the process.
+    pub handle: String,
+    /// Which of the run's spawns it is (0 for the first).
+    pub spawn: i64,
+    /// Where its output starts in the run's log.
+    pub log_at: i64,
+}

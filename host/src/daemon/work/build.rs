@@ -144,6 +144,9 @@ async fn build(
             timeout: Some(defaults.build_timeout),
             isolation: Some(super::sandbox_for(daemon, tree, network)),
             secrets: daemon.secrets.clone(),
+            // A build is not adopted after a restart: its request survives,
+            // and the build runs again from it.
+            job: None,
         };
         daemon.executors.gates.run(spec, Some(sink.clone()), stop.token.clone())
     };

@@ -122,6 +122,7 @@ async fn deploy(
         // The operator's own commands, not the version's code.
         isolation: None,
         secrets: daemon.secrets.clone(),
+        job: None,
     };
     let log: Arc<dyn LogSink> = Arc::new(log);
     // The artifact deployed is the one whose gates ran: its hash was

@@ -17,9 +17,10 @@ use crate::domain::{
 use crate::executor::{Ended, LogSink};
 use crate::sandbox::transcript::Transcript;
 use crate::sandbox::{
-    Backup, BurnInClock, Confirmation, Contract, GateParams, Invocation, RunnerEnv,
+    Backup, BurnInClock, Confirmation, Contract, GateParams, Invocation, JobBook, RecordSpawn,
+    Resume, RunnerEnv,
 };
-use crate::store::{Attempt, RunComponents, RunCost, StoreError, VersionRecord};
+use crate::store::{Attempt, RunComponents, RunCost, RunJob, StoreError, VersionRecord};
 
 /// What the planner asked for.
 #[derive(Debug, Clone)]
@@ -29,6 +30,45 @@ pub(crate) struct GateJob {
     pub gate: GateKind,
     pub attempt: Attempt,
     pub reevaluate: Option<GateRunId>,
+    /// A run a previous daemon left running with a job that outlives it:
+    /// followed again, not started again.
+    pub adopt: Option<RunJob>,
+}
+
+impl GateJob {
+    /// The job of following a run a previous daemon left running.
+    pub(crate) fn adopting(run: RunJob) -> GateJob {
+        let number = |n: i64| u32::try_from(n).unwrap_or(1);
+        GateJob {
+            tier: run.tier.clone(),
+            version: run.version.clone(),
+            gate: run.gate,
+            attempt: Attempt { number: number(run.attempt), of: number(run.max_attempts) },
+            reevaluate: None,
+            adopt: Some(run),
+        }
+    }
+}
+
+/// Running runs whose jobs this daemon can follow again, oldest first. A
+/// job it cannot follow (its gate is no longer configured, or the executor
+/// is not the one that started it, or its files are gone) is let go of: its
+/// run is then interrupted, and the job ended as an orphan.
+pub(crate) async fn adoptable(daemon: &Daemon) -> Result<Vec<RunJob>, StoreError> {
+    let mut adoptable = Vec::new();
+    for run in daemon.store.run_jobs().await? {
+        let configured = daemon
+            .config
+            .tier(&run.tier)
+            .is_some_and(|t| t.gates.iter().any(|g| g.kind() == run.gate));
+        if configured && daemon.executors.for_gate(run.gate).can_adopt(&run.handle) {
+            adoptable.push(run);
+        } else {
+            tracing::warn!(run_id = %run.run_id, job = run.handle, "a job left running cannot be followed from here; its run is interrupted");
+            daemon.store.forget_run_job(run.run_id).await?;
+        }
+    }
+    Ok(adoptable)
 }
 
 pub(crate) async fn run(daemon: Arc<Daemon>, job: GateJob, progress: SharedProgress) {
@@ -65,13 +105,23 @@ async fn run_inner(
         Contract::V0_1 => component.clone(),
         Contract::V0_2 => classifier,
     };
-    let (run_id, log_ref, file) = match job.reevaluate {
-        Some(run_id) => {
+    let (run_id, log_ref, file) = match (&job.adopt, job.reevaluate) {
+        // The log cut back to where the job's output began: it is followed
+        // again from its first byte.
+        (Some(adopt), _) => {
+            let file = adopt.log_ref.as_ref().map(|l| {
+                let file = daemon.logs.append(l)?;
+                file.set_len(u64::try_from(adopt.log_at).unwrap_or(0))?;
+                Ok(file)
+            });
+            (adopt.run_id, adopt.log_ref.clone(), file)
+        }
+        (None, Some(run_id)) => {
             let log_ref = daemon.store.gate_run(run_id).await?.and_then(|r| r.log_ref);
             let file = log_ref.as_ref().map(|l| daemon.logs.append(l));
             (run_id, log_ref, file)
         }
-        None => {
+        (None, None) => {
             // The log file exists before the run is visible, so `/logs`
             // never finds a run whose log is missing.
             let mut file = None;
@@ -116,7 +166,9 @@ async fn run_inner(
         }
     };
     let log = Arc::new(RunLog::new(file, Some((daemon.bus.clone(), run_id))));
-    if job.reevaluate.is_none() {
+    if job.adopt.is_some() {
+        tracing::info!("following the run's job again after a restart");
+    } else if job.reevaluate.is_none() {
         daemon.bus.send(Event::GateStart {
             run_id,
             tier: job.tier.clone(),
@@ -132,7 +184,10 @@ async fn run_inner(
     daemon.work.track_run(run_id, stop.clone());
     let env = runner_env(daemon, tier, spec, &version, log.clone(), &stop).await;
     let env = match env {
-        Ok(env) => env,
+        Ok(mut env) => {
+            env.jobs = Some(job_book(daemon, run_id, &log, job.adopt.as_ref()));
+            env
+        }
         Err(e) => {
             daemon.work.untrack_run(run_id);
             return Err(e);
@@ -218,6 +273,34 @@ async fn finish(
         Event::GateDone { run_id, tier, version, gate, outcome }
     });
     Ok(())
+}
+
+/// Where the run's jobs that outlive the daemon are recorded (with where
+/// their output starts in the log), and the one to follow again.
+fn job_book(
+    daemon: &Daemon,
+    run_id: GateRunId,
+    log: &Arc<RunLog>,
+    adopt: Option<&RunJob>,
+) -> JobBook {
+    let (store, log) = (daemon.store.clone(), log.clone());
+    let record: RecordSpawn = Arc::new(move |spawn, handle| {
+        let (store, at) = (store.clone(), log.len());
+        Box::pin(async move {
+            let spawn = i64::try_from(spawn).unwrap_or(i64::MAX);
+            let at = i64::try_from(at).unwrap_or(i64::MAX);
+            match store.record_run_job(run_id, spawn, &handle, at).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("the run is no longer running".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    });
+    let resume = adopt.map(|a| Resume {
+        spawn: usize::try_from(a.spawn).unwrap_or(usize::MAX),
+        handle: a.handle.clone(),
+    });
+    JobBook { record, resume }
 }
 
 pub(crate) fn run_log_ref(version: &Version, gate: GateKind, run_id: GateRunId) -> LogRef {

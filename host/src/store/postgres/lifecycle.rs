@@ -1,6 +1,6 @@
 //! The PostgreSQL store's part of a version's life: versions, gate runs, builds, deploys, backups, confirmations, and the decision loop's rows (as `store/mod.rs` is for SQLite).
 
-use crate::store::{RunRecord, VersionRecord};
+use crate::store::{RunJob, RunRecord, VersionRecord};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -119,6 +119,58 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         Ok((id, log_ref))
+    }
+
+    /// Records the process a running run started that outlives the daemon,
+    /// before it may start. False when the run is no longer running.
+    pub async fn record_run_job(
+        &self,
+        id: GateRunId,
+        spawn: i64,
+        handle: &str,
+        log_at: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query!(
+            "UPDATE gate_runs SET job = $1, job_spawn = $2, job_log_at = $3
+             WHERE id = $4 AND status = 'running'",
+            handle,
+            spawn,
+            log_at,
+            id as GateRunId
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
+    /// Running runs whose process outlives the daemon, oldest first.
+    pub async fn run_jobs(&self) -> Result<Vec<RunJob>> {
+        Ok(sqlx::query_as!(
+            RunJob,
+            r#"SELECT id AS "run_id: GateRunId", tier AS "tier: TierId", version AS "version: Version",
+                      gate_kind AS "gate: GateKind", attempt, max_attempts, log_ref AS "log_ref: LogRef",
+                      job AS "handle!", job_spawn AS "spawn!", job_log_at AS "log_at!"
+               FROM gate_runs WHERE job IS NOT NULL AND status = 'running' ORDER BY id"#
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Lets go of a run's process (no executor here can follow it): the
+    /// run is then interrupted like any other.
+    pub async fn forget_run_job(&self, id: GateRunId) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query!(
+            "UPDATE gate_runs SET job = NULL WHERE id = $1 AND status = 'running'",
+            id as GateRunId
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn finish_gate_run(

@@ -175,13 +175,15 @@ impl PgStore {
     }
 
     /// Gives every run, build and deploy left in flight by a previous daemon
-    /// a typed outcome. Returns how many gate runs were interrupted.
+    /// a typed outcome, but for runs whose process outlives the daemon (those
+    /// are adopted, or let go of first). Returns how many gate runs were
+    /// interrupted.
     pub async fn interrupt_unfinished(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.write().await?;
         let interrupted = GateStatus::failed(GateFailure::Interrupted);
         let runs = sqlx::query!(
             "UPDATE gate_runs SET status = 'failed', outcome_json = $1, finished_at = $2
-             WHERE status = 'running'",
+             WHERE status = 'running' AND job IS NULL",
             interrupted as GateStatus,
             now
         )
