@@ -13,8 +13,8 @@ use bytes::Bytes;
 use sando::config::SlurmResources;
 use sando::domain::ProcessEnd;
 use sando::executor::{
-    CancellationToken, Executor, Isolation, LocalExecutor, LogSink, ProcessSpec, SlurmExecutor,
-    Stream, block_on,
+    CancellationToken, Executor, Isolation, LocalExecutor, LogSink, Mount, Mounted, ProcessSpec,
+    SlurmExecutor, Stream, block_on,
 };
 
 const RUNS: usize = 15;
@@ -34,7 +34,10 @@ fn spec(tree: &Path, script: &str) -> ProcessSpec {
         program: "/bin/sh".into(),
         args: vec!["-c".into(), script.into()],
         cwd: Some(tree.to_owned()),
-        isolation: Some(Isolation { writable: vec![tree.to_owned()], ..Isolation::default() }),
+        isolation: Some(Isolation {
+            mounts: vec![Mount::new(Mounted::Tree, tree)],
+            ..Isolation::default()
+        }),
         ..ProcessSpec::default()
     }
 }

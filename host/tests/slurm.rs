@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use sando::config::SlurmResources;
 use sando::domain::ProcessEnd;
 use sando::executor::{
-    CancellationToken, Ended, Executor, Finished, Isolation, LocalExecutor, LogSink, ProcessSpec,
-    SlurmExecutor, Stream, block_on,
+    CancellationToken, Ended, Executor, Finished, Isolation, LocalExecutor, LogSink, Mount,
+    Mounted, ProcessSpec, SlurmExecutor, Stream, block_on,
 };
 use util::daemon::{Daemon, Events, Project, TOKEN, gate_done};
 
@@ -137,7 +137,7 @@ fn sandboxed(shared: &Path, script: &str) -> ProcessSpec {
         cwd: Some(tree.clone()),
         isolation: Some(Isolation {
             hidden: vec![shared.join("hidden")],
-            writable: vec![tree],
+            mounts: vec![Mount::new(Mounted::Tree, tree)],
             ..Isolation::default()
         }),
         ..sh(script)
@@ -335,6 +335,24 @@ fn slurms_own_failures_are_typed_infrastructure_failures_in_one_line() {
     assert!(why.starts_with("slurm did not take the job: sbatch failed: "), "{why}");
     assert!(why.contains("Invalid partition name"), "{why}");
     assert!(!why.contains('\n'), "{why}");
+
+    // What a job is given but no node sees (outside the shared directory):
+    // refused before anything is submitted, naming it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let artifact = elsewhere.path().join("app");
+    std::fs::write(&artifact, "").unwrap();
+    let mut spec = sandboxed(shared.path(), "true");
+    spec.isolation.as_mut().unwrap().mounts.push(Mount::new(Mounted::Artifact, &artifact));
+    let (out, _) = run(&slurm(shared.path(), "gates"), spec, None);
+    assert_eq!(
+        out.ended,
+        Ended::Lost(format!(
+            "the artifact at {} is outside shared_dir {}: no node sees it",
+            artifact.display(),
+            shared.path().display()
+        ))
+    );
+    assert_nothing_queued(shared.path());
 }
 
 /// A `sando check` config with `executor` as its `[executor]` table.

@@ -124,7 +124,7 @@ impl RunLog {
     }
 
     /// How long the log is: where the next chunk goes.
-    pub fn len(&self) -> u64 {
+    pub fn written(&self) -> u64 {
         self.end.load(Ordering::Relaxed)
     }
 

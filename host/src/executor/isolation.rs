@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::RunAs;
+use super::workspace::{Mount, Mounted};
 
 /// A sandbox for code under test: the root read-only, a private `/tmp`, no
 /// network, the daemon's files invisible, and only what the version needs
@@ -11,11 +12,9 @@ use super::RunAs;
 pub struct Isolation {
     /// Invisible inside: a directory is empty, a file reads as empty.
     pub hidden: Vec<PathBuf>,
-    /// Writable inside, even within a hidden directory (the work tree).
-    pub writable: Vec<PathBuf>,
-    /// Readable inside, even within a hidden directory (the artifact or the
-    /// backup a gate is given).
-    pub readable: Vec<PathBuf>,
+    /// What the process is given, even within a hidden directory: the work
+    /// tree and scratch writable, the artifact or the backup read-only.
+    pub mounts: Vec<Mount>,
     /// Keep the host's network (else only a private loopback).
     pub network: bool,
     /// The unprivileged user the process runs as, else root without
@@ -24,6 +23,21 @@ pub struct Isolation {
 }
 
 impl Isolation {
+    /// Adds a mount.
+    pub fn mount(&mut self, what: Mounted, path: impl Into<PathBuf>) {
+        self.mounts.push(Mount::new(what, path));
+    }
+
+    /// The paths the process may write.
+    pub fn writable(&self) -> impl Iterator<Item = &Path> {
+        self.mounts.iter().filter(|m| m.what.writable()).map(|m| m.path.as_path())
+    }
+
+    /// The paths the process may only read.
+    pub fn readable(&self) -> impl Iterator<Item = &Path> {
+        self.mounts.iter().filter(|m| !m.what.writable()).map(|m| m.path.as_path())
+    }
+
     /// This sandbox with what a process is started with readable at its own
     /// path: `program`, the exec shim, and each argument that is an existing
     /// absolute path. So a program or file under a directory the sandbox
@@ -36,7 +50,7 @@ impl Isolation {
         let mut isolation = self.clone();
         let real = |p: &Path| std::fs::canonicalize(p).ok();
         let hidden: Vec<PathBuf> = self.hidden.iter().filter_map(|h| real(h)).collect();
-        let writable: Vec<PathBuf> = self.writable.iter().filter_map(|w| real(w)).collect();
+        let writable: Vec<PathBuf> = self.writable().filter_map(real).collect();
         let within = |p: &Path, dirs: &[PathBuf]| dirs.iter().any(|d| p.starts_with(d));
         let system = ["/dev", "/proc", "/sys"].map(PathBuf::from);
         let args = args.iter().map(Path::new).filter(|p| p.is_absolute());
@@ -45,9 +59,9 @@ impl Isolation {
             if !within(&file, &system)
                 && !within(&file, &hidden)
                 && !within(&file, &writable)
-                && !isolation.readable.contains(&file)
+                && !isolation.readable().any(|r| r == file)
             {
-                isolation.readable.push(file);
+                isolation.mount(Mounted::Program, file);
             }
         }
         isolation
@@ -62,8 +76,7 @@ impl Isolation {
         push(&[os("--ro-bind"), os("/"), os("/"), os("--dev"), os("/dev")]);
         push(&[os("--proc"), os("/proc"), os("--perms"), os("1777"), os("--tmpfs"), os("/tmp")]);
         if let Some(user) = &self.run_as {
-            let needed: Vec<&Path> =
-                self.writable.iter().chain(&self.readable).map(PathBuf::as_path).collect();
+            let needed: Vec<&Path> = self.mounts.iter().map(|m| m.path.as_path()).collect();
             args.extend(user.open_ways(&needed));
         }
         let mut push =
@@ -72,8 +85,10 @@ impl Isolation {
         // bubblewrap makes missing parents private to root, which would shut
         // out a `run_as` user. Parents that exist are left as they are.
         let binds = |push: &mut dyn FnMut(&[&std::ffi::OsStr])| {
-            let writable = self.writable.iter().map(|p| (os("--bind"), p));
-            let readable = self.readable.iter().map(|p| (os("--ro-bind"), p));
+            // Writable first, as before the mounts were named: a file bound
+            // read-only within a writable tree stays read-only.
+            let writable = self.writable().map(|p| (os("--bind"), p));
+            let readable = self.readable().map(|p| (os("--ro-bind"), p));
             for (how, path) in writable.chain(readable).filter(|(_, p)| p.exists()) {
                 if let Some(parent) = path.parent() {
                     push(&[os("--dir"), parent.as_os_str()]);
@@ -133,7 +148,7 @@ mod tests {
         std::os::unix::fs::symlink(data.join("token"), root.join("link")).unwrap();
         let isolation = Isolation {
             hidden: vec![data.clone()],
-            writable: vec![data.join("tree")],
+            mounts: vec![Mount::new(Mounted::Tree, data.join("tree"))],
             ..Isolation::default()
         };
         let shown = |p: &Path| p.display().to_string();
@@ -148,8 +163,8 @@ mod tests {
             "relative/tool".into(),
             shown(&root.join("missing")),
         ];
-        let bound = isolation.with_programs(&root.join("tool"), None, &args).readable;
-        assert_eq!(bound, [root.join("tool")]);
+        let bound = isolation.with_programs(&root.join("tool"), None, &args);
+        assert_eq!(bound.readable().collect::<Vec<_>>(), [root.join("tool")]);
     }
 
     #[test]
@@ -225,8 +240,10 @@ mod tests {
             cwd: Some(tree.clone()),
             isolation: Some(Isolation {
                 hidden: vec![data.clone(), token.clone()],
-                writable: vec![tree.clone()],
-                readable: vec![artifact.clone()],
+                mounts: vec![
+                    Mount::new(Mounted::Tree, tree.clone()),
+                    Mount::new(Mounted::Artifact, artifact.clone()),
+                ],
                 network: false,
                 run_as,
             }),

@@ -14,7 +14,8 @@
 //! out of what a process printed; `exec_shim.rs` the last step inside a
 //! sandbox, which tells a failed exec from the program's own exit;
 //! `slurm.rs` `SlurmExecutor`, which runs the same sandbox as a Slurm
-//! batch job on a cluster's node.
+//! batch job on a cluster's node; `workspace.rs` what a sandboxed process
+//! is given, by name (`Mount`), which each executor resolves.
 
 pub mod exec_shim;
 mod isolation;
@@ -23,6 +24,7 @@ mod pipes;
 mod secrets;
 mod slurm;
 mod supervise;
+mod workspace;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -42,6 +44,7 @@ pub(crate) use local::resolve;
 pub use pipes::READ_SIZE;
 pub use secrets::{SHORTEST_SECRET, Secrets, redact};
 pub use slurm::{SlurmError, SlurmExecutor};
+pub use workspace::{Mount, Mounted};
 
 /// How much of each stream is kept for the classifier: the end of a tool's
 /// output is where its verdict is (libtest's and nextest's summaries, cargo's

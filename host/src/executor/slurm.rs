@@ -35,6 +35,7 @@ use tokio::process::Command;
 
 use super::local::{LocalExecutor, resolve};
 use super::pipes::follow;
+use super::workspace::{Mount, Mounted};
 use super::{
     BoxFuture, CancellationToken, Ended, Executor, Finished, LogSink, ProcessSpec, Stream,
     exec_shim,
@@ -82,6 +83,9 @@ pub struct SlurmExecutor {
     /// `<shared_dir>/jobs/<name>`: one directory per job of this daemon's
     /// (another daemon sharing the directory has its own).
     jobs: PathBuf,
+    /// The directory every node sees at the same path: what a job is
+    /// given must be under it.
+    shared: PathBuf,
     /// Every job's name, from its owner: the daemon's, so one started after
     /// a crash, or taking over a shared store's lead, finds what the last
     /// one left (`end_orphans`).
@@ -120,6 +124,7 @@ impl SlurmExecutor {
             local,
             resources,
             jobs: shared_dir.join("jobs").join(&name),
+            shared: shared_dir.to_owned(),
             name,
             slurm_env,
         }
@@ -420,6 +425,13 @@ impl SlurmExecutor {
         };
         if let Some(handle) = spec.job.as_ref().and_then(|j| j.resume.clone()) {
             return self.adopt(&spec, sink, &stop, &handle, started).await;
+        }
+        // A node sees only the shared directory: a work tree, artifact or
+        // backup elsewhere would be missing there, not empty.
+        let cwd = spec.cwd.iter().map(|cwd| Mount::new(Mounted::Tree, cwd));
+        let mounts = spec.isolation.iter().flat_map(|i| i.mounts.iter().cloned());
+        if let Some(why) = cwd.chain(mounts).find_map(|m| m.unseen_outside(&self.shared)) {
+            return finish(ProcessEnd::StillRunning, Ended::Lost(why), Vec::new(), Vec::new());
         }
         let dir = self.jobs.join(unique_name());
         let script = match self.prepare(&spec, &program, &dir) {

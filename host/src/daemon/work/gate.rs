@@ -14,7 +14,7 @@ use crate::daemon::shared::{Daemon, Stop};
 use crate::domain::{
     GateFailure, GateKind, GateOutcome, GateRunId, GateStatus, LogRef, TierId, Version,
 };
-use crate::executor::{Ended, LogSink};
+use crate::executor::{Ended, LogSink, Mounted};
 use crate::sandbox::transcript::Transcript;
 use crate::sandbox::{
     Backup, BurnInClock, Confirmation, Contract, GateParams, Invocation, JobBook, RecordSpawn,
@@ -285,7 +285,7 @@ fn job_book(
 ) -> JobBook {
     let (store, log) = (daemon.store.clone(), log.clone());
     let record: RecordSpawn = Arc::new(move |spawn, handle| {
-        let (store, at) = (store.clone(), log.len());
+        let (store, at) = (store.clone(), log.written());
         Box::pin(async move {
             let spawn = i64::try_from(spawn).unwrap_or(i64::MAX);
             let at = i64::try_from(at).unwrap_or(i64::MAX);
@@ -356,10 +356,12 @@ async fn runner_env(
             });
             // The copy of production the gate is given, read-only; a SQLite
             // scratch database's directory, writable.
-            isolation.readable.extend(env.latest_backup.as_ref().map(|b| b.path.clone().into()));
+            if let Some(backup) = &env.latest_backup {
+                isolation.mount(Mounted::Backup, &backup.path);
+            }
             if let Some(dir) = scratch_dir(scratch_db_url.as_deref()) {
                 let _ = std::fs::create_dir_all(&dir);
-                isolation.writable.push(dir);
+                isolation.mount(Mounted::Scratch, dir);
             }
             GateParams::MigrationDryRun {
                 scratch_db_url: scratch_db_url.clone(),
@@ -370,7 +372,7 @@ async fn runner_env(
         }
         Gate::BootSmoke { args, stay_up } => {
             env.allowed_programs.push(version.artifact.clone());
-            isolation.readable.push(version.artifact.clone().into());
+            isolation.mount(Mounted::Artifact, &version.artifact);
             GateParams::BootSmoke {
                 command: Invocation { program: version.artifact.clone(), args: args.clone() },
                 stay_up_ms: u64::try_from(stay_up.as_millis()).unwrap_or(u64::MAX),
@@ -395,12 +397,12 @@ async fn runner_env(
     };
     if let Some(user) = &isolation.run_as {
         // What the gate is given must be open to the user it runs as.
-        for path in &isolation.readable {
+        for path in isolation.readable() {
             if let Err(e) = user.let_read(path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot open to the run_as user");
             }
         }
-        for dir in isolation.writable.iter().filter(|dir| **dir != tree) {
+        for dir in isolation.writable().filter(|dir| *dir != tree) {
             if let Err(e) = user.let_write(dir) {
                 tracing::warn!(path = %dir.display(), error = %e, "cannot open to the run_as user");
             }

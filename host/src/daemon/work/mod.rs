@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::daemon::shared::Daemon;
 use crate::domain::{DeployId, GateRunId};
-use crate::executor::Isolation;
+use crate::executor::{Isolation, Mount, Mounted};
 
 /// The sandbox a version's code runs in: its work tree (and the shared build
 /// cache, when there is one) writable; the data
@@ -27,15 +27,9 @@ use crate::executor::Isolation;
 /// database), the token file and the backup source invisible.
 pub(crate) fn sandbox_for(daemon: &Daemon, tree: &Path, network: bool) -> Isolation {
     let hidden = reach::hidden(&daemon.config);
-    let mut writable = vec![tree.to_path_buf()];
-    writable.extend(cache::BuildCache::of(daemon).map(|c| c.root().to_path_buf()));
-    Isolation {
-        hidden,
-        writable,
-        readable: Vec::new(),
-        network,
-        run_as: daemon.config.run_as.clone(),
-    }
+    let mut mounts = vec![Mount::new(Mounted::Tree, tree)];
+    mounts.extend(cache::BuildCache::of(daemon).map(|c| Mount::new(Mounted::BuildCache, c.root())));
+    Isolation { hidden, mounts, network, run_as: daemon.config.run_as.clone() }
 }
 
 /// What a worker has started, for the coordinator to settle if it panics.
