@@ -13,8 +13,8 @@ use bytes::Bytes;
 use sando::config::SlurmResources;
 use sando::domain::ProcessEnd;
 use sando::executor::{
-    CancellationToken, Executor, Isolation, LocalExecutor, LogSink, Mount, Mounted, ProcessSpec,
-    SlurmExecutor, Stream, block_on,
+    CancellationToken, Executor, Isolation, JobHook, LocalExecutor, LogSink, Mount, Mounted,
+    ProcessSpec, RecordJob, SlurmExecutor, Stream, block_on,
 };
 
 const RUNS: usize = 15;
@@ -44,10 +44,21 @@ fn spec(tree: &Path, script: &str) -> ProcessSpec {
 
 /// Seconds for one run of `script` on `executor`, and the bytes its sink got.
 fn once(executor: &dyn Executor, tree: &Path, script: &str) -> (f64, u64) {
+    once_as(executor, spec(tree, script))
+}
+
+/// `spec` as a gate's process is: a job submitted held, its handle
+/// recorded (here: nowhere), then released.
+fn held(spec: ProcessSpec) -> ProcessSpec {
+    let record: RecordJob = Arc::new(|_handle| Box::pin(async { Ok(()) }));
+    ProcessSpec { job: Some(JobHook { record, resume: None }), ..spec }
+}
+
+fn once_as(executor: &dyn Executor, spec: ProcessSpec) -> (f64, u64) {
     let sink = Arc::new(Count::default());
     let started = Instant::now();
     let out = block_on(executor.run(
-        spec(tree, script),
+        spec,
         Some(sink.clone() as Arc<dyn LogSink>),
         CancellationToken::new(),
     ));
@@ -79,13 +90,20 @@ fn main() {
     // Warm both up once (page cache, the node's first job).
     once(&local, &tree, "true");
     once(&slurm, &tree, "true");
-    let (mut here, mut there) = (Vec::new(), Vec::new());
+    let (mut here, mut there, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
         here.push(once(&local, &tree, "true").0);
         there.push(once(&slurm, &tree, "true").0);
+        kept.push(once_as(&slurm, held(spec(&tree, "true"))).0);
     }
     let (l, l_lo, l_hi) = median(here);
     let (s, s_lo, s_hi) = median(there);
+    let (h, h_lo, h_hi) = median(kept);
+    println!(
+        "per gate process (held, recorded, released, {RUNS} runs): {h:.3} s ({h_lo:.3}–{h_hi:.3}), \
+         held / plain {:.2}",
+        h / s
+    );
     println!(
         "per process (sandboxed `true`, {RUNS} runs each): slurm {s:.3} s ({s_lo:.3}–{s_hi:.3}), \
          local {l:.3} s ({l_lo:.3}–{l_hi:.3}), ratio {:.1}, overhead {:.3} s",
