@@ -133,6 +133,7 @@ pub async fn run(
   0.2.0 ({second_short}), pushed once 0.1.0 reaches prod, edits an applied migration: migration_dry_run fails red.
 
   Operate:  sando tui --url {url} --token-file {token_file}
+  Browse:   {url}/   (the status page, read-only)
   Watch:    curl -s {url}/api/state
   Events:   a WebSocket on {ws}/api/events
   Confirm:  curl -s -X POST -H 'Authorization: Bearer {token}' {url}/api/gate-runs/<run_id>/confirm

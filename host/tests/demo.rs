@@ -4,7 +4,7 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -39,38 +39,7 @@ fn the_demo_from_a_checkout_in_tmp_shows_a_green_staging_a_yellow_prod_and_a_red
 
     let agent: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut green = false;
-    let (staging_red, prod_yellow) = loop {
-        let state: Value = agent
-            .get(format!("{url}/api/state"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .and_then(|body| serde_json::from_str(&body).ok())
-            .unwrap_or(Value::Null);
-        let gate = |tier: &str, kind: &str| -> Option<Value> {
-            state["tiers"].as_array()?.iter().find(|t| t["name"] == tier)?["gates"]
-                .as_array()?
-                .iter()
-                .find(|g| g["gate"] == kind)
-                .cloned()
-        };
-        // 0.1.0 passed every staging gate: it is staging's current version.
-        green |= state["tiers"]
-            .as_array()
-            .and_then(|tiers| tiers.iter().find(|t| t["name"] == "staging"))
-            .is_some_and(|t| t["current_version"] == "0.1.0");
-        let staging = gate("staging", "migration_dry_run")
-            .filter(|g| g["version"] == "0.2.0" && g["status"] == "failed");
-        let prod =
-            gate("prod", "burn_in").filter(|g| g["version"] == "0.1.0" && g["status"] == "blocked");
-        if let (Some(staging), Some(prod), true) = (staging, prod, green) {
-            break (staging, prod);
-        }
-        assert!(Instant::now() < deadline, "demo did not reach its outcomes; last state: {state}");
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (_, staging_red, prod_yellow) = demo.outcomes(Duration::from_secs(180));
     assert_eq!(
         staging_red["outcome"],
         serde_json::json!({"kind":"failed","failure":{"kind":"migration_modified","migration":"20260101000000"}})

@@ -65,6 +65,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gate-runs/{run_id}/case", get(gate_run_case))
         .route("/api/gates", get(gates))
         .route("/logs/{version}/{gate}", get(logs))
+        .route("/", get(super::page::overview))
+        .route("/runs/{run_id}", get(super::page::run))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), require_read_access));
     Router::new()
         .merge(mutating)
@@ -295,6 +297,11 @@ fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>, ApiError> {
+    state_of(&daemon).await.map(Json)
+}
+
+/// What `/api/state` answers (and the status page shows).
+pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError> {
     let rows = daemon.store.tiers().await?;
     let mut tiers = Vec::new();
     for tier in &daemon.config.tiers {
@@ -326,7 +333,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
             previous_runs,
         });
     }
-    Ok(Json(StateResponse {
+    Ok(StateResponse {
         tiers,
         versions: daemon.store.recent_versions(20).await?.into_iter().map(Into::into).collect(),
         deploys: daemon.store.recent_deploys(20).await?,
@@ -342,7 +349,7 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
             url: leader.url,
             since: leader.since,
         }),
-    }))
+    })
 }
 
 /// The event stream. A browser page of another origin cannot open it (a
@@ -534,7 +541,7 @@ fn run_id(text: &str) -> Result<GateRunId, ApiError> {
 }
 
 /// The run a path names: 400 if the id does not parse, 404 if there is none.
-async fn find_run(daemon: &Daemon, text: &str) -> Result<RunRecord, ApiError> {
+pub(crate) async fn find_run(daemon: &Daemon, text: &str) -> Result<RunRecord, ApiError> {
     let id = run_id(text)?;
     daemon.store.gate_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))
 }

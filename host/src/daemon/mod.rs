@@ -6,6 +6,7 @@ pub mod components;
 mod coordinator;
 pub mod events;
 pub mod logs;
+mod page;
 pub mod plan;
 pub mod reload;
 pub mod retention;

@@ -146,6 +146,57 @@ impl Demo {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// `GET path` of the demo's API; the body, if it answered 200.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent.get(format!("{}{path}", self.url)).call().ok()?;
+        (response.status() == 200).then(|| response.body_mut().read_to_string().ok())?
+    }
+
+    /// Waits (up to `within`) for what the demo promises: 0.1.0 current in
+    /// staging (green), then blocked in prod's burn-in (yellow), and
+    /// 0.2.0 failed by staging's migration dry run (red). The state then,
+    /// with the red and the yellow run.
+    pub fn outcomes(
+        &self,
+        within: std::time::Duration,
+    ) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+        use serde_json::Value;
+        let deadline = std::time::Instant::now() + within;
+        let mut green = false;
+        loop {
+            let state: Value = self
+                .get("/api/state")
+                .and_then(|body| serde_json::from_str(&body).ok())
+                .unwrap_or(Value::Null);
+            let gate = |tier: &str, kind: &str| -> Option<Value> {
+                state["tiers"].as_array()?.iter().find(|t| t["name"] == tier)?["gates"]
+                    .as_array()?
+                    .iter()
+                    .find(|g| g["gate"] == kind)
+                    .cloned()
+            };
+            // 0.1.0 passed every staging gate: it is staging's current version.
+            green |= state["tiers"]
+                .as_array()
+                .and_then(|tiers| tiers.iter().find(|t| t["name"] == "staging"))
+                .is_some_and(|t| t["current_version"] == "0.1.0");
+            let staging = gate("staging", "migration_dry_run")
+                .filter(|g| g["version"] == "0.2.0" && g["status"] == "failed");
+            let prod = gate("prod", "burn_in")
+                .filter(|g| g["version"] == "0.1.0" && g["status"] == "blocked");
+            if let (Some(staging), Some(prod), true) = (staging, prod, green) {
+                return (state, staging, prod);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "demo did not reach its outcomes; last state: {state}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
 }
 
 impl Drop for Demo {
