@@ -16,7 +16,9 @@ use crate::domain::{GateFailure, GateKind, NodeId, TierId};
 use crate::run_as::RunAs;
 
 mod executor;
+mod notify;
 pub use executor::{Cpus, ExecutorKind, Memory, SlurmConfig, SlurmName, SlurmResources};
+pub use notify::{NotifyEvent, NotifyFormat, NotifyTarget, NotifyUrl};
 
 /// A config problem, located: `sando.toml:12:5: tiers[1].gates[0].duration: …`.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,8 @@ pub struct Config {
     pub leadership: LeadershipConfig,
     /// Where builds and gate processes run (`[executor]`).
     pub executor: ExecutorKind,
+    /// Where notifications go (`[[notify]]`).
+    pub notify: Vec<NotifyTarget>,
 }
 
 /// `[store] advertise` and `leader_lease`: what a daemon on a shared store
@@ -486,6 +490,8 @@ struct RawConfig {
     retention: Option<RawRetention>,
     store: Option<RawStore>,
     executor: Option<executor::RawExecutor>,
+    #[serde(default)]
+    notify: Vec<notify::RawNotify>,
     project: RawProject,
     tiers: Vec<RawTier>,
 }
@@ -1011,6 +1017,7 @@ impl Config {
         let executor = source.executor(raw.executor.as_ref(), resolve)?;
         Ok(Config {
             executor,
+            notify: source.notify(&raw.notify)?,
             source: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             listen,
             store,

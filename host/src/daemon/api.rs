@@ -65,6 +65,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gate-runs/{run_id}/case", get(gate_run_case))
         .route("/api/gates", get(gates))
         .route("/logs/{version}/{gate}", get(logs))
+        .route("/api/notifications", get(notifications))
         .route("/", get(super::page::overview))
         .route("/runs/{run_id}", get(super::page::run))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), require_read_access));
@@ -298,6 +299,15 @@ fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
 
 async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>, ApiError> {
     state_of(&daemon).await.map(Json)
+}
+
+/// Notifications not delivered yet (oldest first, at most 500), each with
+/// its tries and why the last one failed.
+async fn notifications(
+    State(daemon): State<Arc<Daemon>>,
+) -> Result<Json<Vec<super::notify::PendingNotification>>, ApiError> {
+    let pending = daemon.store.pending_notifications(500).await?;
+    Ok(Json(pending.into_iter().map(Into::into).collect()))
 }
 
 /// What `/api/state` answers (and the status page shows).

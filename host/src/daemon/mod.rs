@@ -6,6 +6,7 @@ pub mod components;
 mod coordinator;
 pub mod events;
 pub mod logs;
+mod notify;
 mod page;
 pub mod plan;
 pub mod reload;
@@ -54,6 +55,8 @@ pub enum StartError {
     Isolation(String),
     #[error("project.secret_env: {0}")]
     Secret(String),
+    #[error("{0}")]
+    Notify(String),
 }
 
 /// Reads the API token once, from the environment or a file.
@@ -215,6 +218,7 @@ async fn start(
     // First: a missing secret is the operator's to fix before anything runs.
     let secrets =
         Arc::new(Secrets::from_env(&config.project.secret_env).map_err(StartError::Secret)?);
+    let notify = notify::targets(&config.notify)?;
     let data_dir = config.data_dir.clone();
     let data_err = |e: std::io::Error| StartError::DataDir {
         path: data_dir.display().to_string(),
@@ -240,6 +244,7 @@ async fn start(
         },
         lease: config.leadership.lease,
     };
+    let public_url = candidacy.url.clone();
     let store = Store::serve(&config.store, candidacy).await?;
     let sandbox = Sandbox::new(
         Limits::default(),
@@ -280,6 +285,8 @@ async fn start(
         event_clients: Arc::new(tokio::sync::Semaphore::new(max_event_clients)),
         secrets,
         cache_lock: tokio::sync::Mutex::new(()),
+        notify,
+        public_url,
     });
     if daemon.store.standing().acts() {
         take_office(&daemon).await?;
@@ -336,6 +343,7 @@ fn act(daemon: Arc<Daemon>) {
     }
     tokio::spawn(coordinator::supervise(daemon.clone()));
     tokio::spawn(retention::run(daemon.clone()));
+    notify::start(daemon.clone());
     if let Some(dir) = daemon.config.gates_dir.clone() {
         tokio::spawn(watch::run(daemon.clone(), dir));
     }

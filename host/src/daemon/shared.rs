@@ -48,6 +48,11 @@ pub struct Daemon {
     /// Held by whatever uses the shared build cache (a build, a cargo_test
     /// gate), so two versions' code never touch it at once.
     pub(crate) cache_lock: tokio::sync::Mutex<()>,
+    /// `[[notify]]` targets, their secrets read at start.
+    pub(crate) notify: Vec<Arc<super::notify::Target>>,
+    /// Where this daemon is reached (`[store] advertise`, else its listen
+    /// address): the links notifications carry.
+    pub(crate) public_url: String,
 }
 
 impl Daemon {

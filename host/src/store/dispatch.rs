@@ -1,6 +1,6 @@
 //! `Store`: the one store the daemon, the legacy import and the command line use, over SQLite (the embedded default) or PostgreSQL (several daemons on one database). Nothing above it knows which.
 
-use crate::store::{RunJob, RunRecord, VersionRecord};
+use crate::store::{NotificationRecord, RunJob, RunRecord, VersionRecord};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -159,6 +159,16 @@ impl Store {
         pub async fn run_jobs(&self) -> Result<Vec<RunJob>>;
         /// Lets go of a run's process: the run is then interrupted like any other.
         pub async fn forget_run_job(&self, id: GateRunId) -> Result<()>;
+        /// Puts a delivery in the outbox; its id.
+        pub async fn enqueue_notification(&self, target: &str, event: &str, body: &str, now: DateTime<Utc>) -> Result<i64>;
+        /// The oldest delivery `target` has not taken yet.
+        pub async fn next_notification(&self, target: &str) -> Result<Option<NotificationRecord>>;
+        /// Records a delivery's attempt: taken (`error` is `None`), or not, and when to try again.
+        pub async fn notification_tried(&self, id: i64, error: Option<&str>, next_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()>;
+        /// Deliveries not taken yet, oldest first (at most `limit`).
+        pub async fn pending_notifications(&self, limit: i64) -> Result<Vec<NotificationRecord>>;
+        /// Forgets deliveries taken before `before`; how many.
+        pub async fn prune_notifications(&self, before: DateTime<Utc>) -> Result<u64>;
         pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>>;
         /// The latest run of each gate kind of `version` at `tier`.
         pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>>;

@@ -35,7 +35,7 @@ pub use legacy::{
     LegacyVersion,
 };
 pub use postgres::{PgStore, Role};
-pub use records::{RunJob, RunRecord, VersionRecord};
+pub use records::{NotificationRecord, RunJob, RunRecord, VersionRecord};
 pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]
@@ -397,6 +397,87 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Puts a delivery in the outbox; its id.
+    pub async fn enqueue_notification(
+        &self,
+        target: &str,
+        event: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        Ok(sqlx::query!(
+            "INSERT INTO notifications (target, event, body, created_at, next_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            target,
+            event,
+            body,
+            now
+        )
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid())
+    }
+
+    /// The oldest delivery `target` has not taken yet.
+    pub async fn next_notification(&self, target: &str) -> Result<Option<NotificationRecord>> {
+        Ok(sqlx::query_as!(
+            NotificationRecord,
+            r#"SELECT id AS "id!", target, event, body, created_at AS "created_at: DateTime<Utc>",
+                      attempts, next_at AS "next_at: DateTime<Utc>",
+                      delivered_at AS "delivered_at: DateTime<Utc>", last_error
+               FROM notifications WHERE target = ?1 AND delivered_at IS NULL ORDER BY id LIMIT 1"#,
+            target
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records a delivery's attempt: taken (`error` is `None`), or not,
+    /// and when to try again.
+    pub async fn notification_tried(
+        &self,
+        id: i64,
+        error: Option<&str>,
+        next_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let delivered = error.is_none().then_some(now);
+        sqlx::query!(
+            "UPDATE notifications SET attempts = attempts + 1, last_error = ?1, next_at = ?2,
+                                      delivered_at = ?3
+             WHERE id = ?4",
+            error,
+            next_at,
+            delivered,
+            id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deliveries not taken yet, oldest first (at most `limit`).
+    pub async fn pending_notifications(&self, limit: i64) -> Result<Vec<NotificationRecord>> {
+        Ok(sqlx::query_as!(
+            NotificationRecord,
+            r#"SELECT id AS "id!", target, event, body, created_at AS "created_at: DateTime<Utc>",
+                      attempts, next_at AS "next_at: DateTime<Utc>",
+                      delivered_at AS "delivered_at: DateTime<Utc>", last_error
+               FROM notifications WHERE delivered_at IS NULL ORDER BY id LIMIT ?1"#,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Forgets deliveries taken before `before`; how many.
+    pub async fn prune_notifications(&self, before: DateTime<Utc>) -> Result<u64> {
+        Ok(sqlx::query!("DELETE FROM notifications WHERE delivered_at < ?1", before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>> {

@@ -55,3 +55,20 @@ pub struct RunJob {
     /// Where its output starts in the run's log.
     pub log_at: i64,
 }
+
+/// One delivery in the notification outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    pub id: i64,
+    /// The `[[notify]]` target's URL.
+    pub target: String,
+    pub event: String,
+    /// What is posted, exactly (the signature is over these bytes).
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i64,
+    /// Not tried again before.
+    pub next_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}

@@ -1,6 +1,6 @@
 //! The PostgreSQL store's part of a version's life: versions, gate runs, builds, deploys, backups, confirmations, and the decision loop's rows (as `store/mod.rs` is for SQLite).
 
-use crate::store::{RunJob, RunRecord, VersionRecord};
+use crate::store::{NotificationRecord, RunJob, RunRecord, VersionRecord};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -171,6 +171,90 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Puts a delivery in the outbox; its id.
+    pub async fn enqueue_notification(
+        &self,
+        target: &str,
+        event: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let mut tx = self.write().await?;
+        let id = sqlx::query_scalar!(
+            "INSERT INTO notifications (target, event, body, created_at, next_at)
+             VALUES ($1, $2, $3, $4, $4) RETURNING id",
+            target,
+            event,
+            body,
+            now
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The oldest delivery `target` has not taken yet.
+    pub async fn next_notification(&self, target: &str) -> Result<Option<NotificationRecord>> {
+        Ok(sqlx::query_as!(
+            NotificationRecord,
+            r#"SELECT id, target, event, body, created_at, attempts, next_at, delivered_at, last_error
+               FROM notifications WHERE target = $1 AND delivered_at IS NULL ORDER BY id LIMIT 1"#,
+            target
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records a delivery's attempt: taken (`error` is `None`), or not,
+    /// and when to try again.
+    pub async fn notification_tried(
+        &self,
+        id: i64,
+        error: Option<&str>,
+        next_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let delivered = error.is_none().then_some(now);
+        let mut tx = self.write().await?;
+        sqlx::query!(
+            "UPDATE notifications SET attempts = attempts + 1, last_error = $1, next_at = $2,
+                                      delivered_at = $3
+             WHERE id = $4",
+            error,
+            next_at,
+            delivered,
+            id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deliveries not taken yet, oldest first (at most `limit`).
+    pub async fn pending_notifications(&self, limit: i64) -> Result<Vec<NotificationRecord>> {
+        Ok(sqlx::query_as!(
+            NotificationRecord,
+            r#"SELECT id, target, event, body, created_at, attempts, next_at, delivered_at, last_error
+               FROM notifications WHERE delivered_at IS NULL ORDER BY id LIMIT $1"#,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Forgets deliveries taken before `before`; how many.
+    pub async fn prune_notifications(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let pruned = sqlx::query!("DELETE FROM notifications WHERE delivered_at < $1", before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     pub async fn finish_gate_run(
