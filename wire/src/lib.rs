@@ -29,12 +29,13 @@ pub use outcome::{
     RestoreFailureKind,
 };
 pub use state::{
-    BackupRow, BuildSummary, Canary, CancelRequest, ComponentPart, ComponentRecord, ComponentState,
-    ComponentVerdict, ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody,
-    GateComponents, GateRunSummary, GatesResponse, IMPORTED_RUN, LeaderState, PreviousRun,
-    RebuildRequest, Reclassified, ReclassifyRequest, ReclassifyResponse, RecordedCase,
-    RerunRequest, RerunResponse, RunState, SchedulerState, StateResponse, SweepResponse, TierState,
-    VerdictChange, VersionRow, WorkerState,
+    Approval, ApprovalState, AuditEntry, AuditPage, BackupRow, BuildSummary, Canary, CancelRequest,
+    ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest, Confirmation,
+    Decision, DeploySummary, ErrorBody, GateComponents, GateRunSummary, GatesResponse,
+    IMPORTED_RUN, LeaderState, PreviousRun, RebuildRequest, Reclassified, ReclassifyRequest,
+    ReclassifyResponse, RecordedCase, RejectRequest, RerunRequest, RerunResponse, RunState,
+    SchedulerState, StateResponse, SweepResponse, TierState, VerdictChange, VersionRow,
+    WorkerState,
 };
 pub use version::Version;
 

@@ -21,8 +21,8 @@ use super::shared::Daemon;
 use super::work::{self, Progress, SharedProgress};
 use crate::config::Gate;
 use crate::domain::{
-    BuildFailure, BuildOutcome, DeployFailure, DeployOutcome, GateFailure, GateStatus, TierId,
-    Version, WorkerState,
+    BuildFailure, BuildOutcome, DeployFailure, DeployOutcome, GateFailure, GateKind, GateStatus,
+    TierId, Version, WorkerState,
 };
 use crate::store::{Attempt, RunCost, StoreError};
 
@@ -369,6 +369,12 @@ async fn load_candidate(
 ) -> Result<CandidateSnap, StoreError> {
     let runs = daemon.store.plan_runs(&tier.name, &version).await?;
     let inputs_changed = daemon.store.inputs_changed(&tier.name, &version).await?;
+    // Under an approval policy the confirmation also waits on the evidence
+    // its approvals were given on: a gate's new outcome re-evaluates it (an
+    // approval it voids no longer counts).
+    let evidence_changed = tier.approvals.as_ref().and_then(|_| {
+        runs.iter().filter(|r| r.gate != GateKind::ManualConfirm).map(|r| r.evaluated_at).max()
+    });
     let mut gates = Vec::new();
     for spec in &tier.gates {
         let latest = runs.iter().find(|r| r.gate == spec.kind()).map(|r| RunSnap {
@@ -391,7 +397,10 @@ async fn load_candidate(
             retry: spec.retry.clone(),
             latest,
             burn_in,
-            inputs_changed,
+            inputs_changed: match spec.kind() {
+                GateKind::ManualConfirm => inputs_changed.max(evidence_changed),
+                _ => inputs_changed,
+            },
         });
     }
     let deploys = daemon.store.plan_deploys(&tier.name, &version).await?;

@@ -36,6 +36,7 @@ const TABLES: &[&str] = &[
     "reclassifications",
     "run_transcripts",
     "transcript_outputs",
+    "audit",
 ];
 
 /// What a copy did, table by table.

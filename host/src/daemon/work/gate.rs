@@ -12,7 +12,7 @@ use crate::daemon::events::Event;
 use crate::daemon::logs::RunLog;
 use crate::daemon::shared::{Daemon, Stop};
 use crate::domain::{
-    GateFailure, GateKind, GateOutcome, GateRunId, GateStatus, LogRef, TierId, Version,
+    GateBlocker, GateFailure, GateKind, GateOutcome, GateRunId, GateStatus, LogRef, TierId, Version,
 };
 use crate::executor::{Ended, LogSink};
 use crate::sandbox::transcript::Transcript;
@@ -130,7 +130,17 @@ async fn run_inner(
 
     let stop = Stop::default();
     daemon.work.track_run(run_id, stop.clone());
-    let env = runner_env(daemon, tier, spec, &version, log.clone(), &stop).await;
+    // A tier's approval policy decides its confirmation: the runner is
+    // told of one only once the policy is met (so a 0.1 or 0.2 runner
+    // needs no change), and the host types what is still missing.
+    let approvals = match spec.gate {
+        Gate::ManualConfirm => {
+            crate::daemon::approvals::standing(daemon, tier, &version.version, true).await?
+        }
+        _ => None,
+    };
+    let env =
+        runner_env(daemon, tier, spec, &version, log.clone(), &stop, approvals.as_ref()).await;
     let env = match env {
         Ok(env) => env,
         Err(e) => {
@@ -184,7 +194,18 @@ async fn run_inner(
                 (None, Ended::Lost(why)) => {
                     GateStatus::failed(GateFailure::HostFault { message: why.clone() })
                 }
-                (None, _) => c.status,
+                (None, _) => match (c.status, &approvals) {
+                    (
+                        GateStatus::Blocked { blocker: GateBlocker::AwaitingOperatorConfirmation },
+                        Some(standing),
+                    ) => GateStatus::Blocked {
+                        blocker: GateBlocker::AwaitingApprovals {
+                            have: standing.tally.have(),
+                            need: standing.tally.need,
+                        },
+                    },
+                    (status, _) => status,
+                },
             };
             (status, cost)
         }
@@ -207,6 +228,15 @@ async fn finish(
     status: GateStatus,
     cost: RunCost,
 ) -> Result<(), StoreError> {
+    // An operator may have rejected the run while it was evaluated again:
+    // the rejection stands.
+    if job.reevaluate.is_some()
+        && let Some(run) = daemon.store.gate_run(run_id).await?
+        && matches!(run.outcome, Some(GateStatus::Failed { failure: GateFailure::Rejected { .. } }))
+    {
+        tracing::info!("rejected while evaluated again; the rejection stands");
+        return Ok(());
+    }
     daemon.store.finish_gate_run(run_id, &status, cost, Utc::now()).await?;
     tracing::info!(outcome = %status, status = status.label(), "gate run finished");
     let still_blocked = matches!(status, GateStatus::Blocked { .. });
@@ -232,6 +262,7 @@ async fn runner_env(
     version: &VersionRecord,
     log: Arc<RunLog>,
     stop: &Stop,
+    approvals: Option<&crate::daemon::approvals::Standing>,
 ) -> Result<RunnerEnv, StoreError> {
     let tree = daemon.work_dir().join("worktrees").join(version.git_sha.as_str());
     let mut env = RunnerEnv::new(
@@ -302,11 +333,23 @@ async fn runner_env(
             }
         }
         Gate::ManualConfirm => {
-            env.confirmation = daemon
-                .store
-                .confirmation(&tier.name, &version.version)
-                .await?
-                .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at });
+            env.confirmation = match approvals {
+                Some(standing) => standing.tally.met().then(|| {
+                    let at = standing
+                        .approvals
+                        .iter()
+                        .filter(|a| standing.tally.counted.contains(&a.by))
+                        .map(|a| a.at)
+                        .max()
+                        .unwrap_or_else(Utc::now);
+                    Confirmation { by: standing.tally.counted.join(", "), at }
+                }),
+                None => daemon
+                    .store
+                    .confirmation(&tier.name, &version.version)
+                    .await?
+                    .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at }),
+            };
             GateParams::ManualConfirm
         }
     };

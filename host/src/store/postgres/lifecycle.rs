@@ -343,28 +343,6 @@ impl PgStore {
         .await?)
     }
 
-    pub async fn insert_confirmation(
-        &self,
-        run: &RunRecord,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query!(
-            "INSERT INTO confirmations (gate_run_id, version, tier, confirmed_by, confirmed_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            run.run_id as GateRunId,
-            &run.version as &Version,
-            &run.tier as &TierId,
-            by,
-            now
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Records that `run` should run again. Asking twice is one request.
     pub async fn request_rerun(&self, run: GateRunId, by: &str, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.write().await?;
