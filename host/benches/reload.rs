@@ -224,7 +224,13 @@ async fn record_history(root: &Path, runs: usize) -> Vec<sando::domain::RawOutpu
             .await
             .unwrap();
         store
-            .finish_gate_run(id, &case.expected, RunCost { fuel: 0, peak_memory: 0 }, Utc::now())
+            .finish_gate_run(
+                id,
+                &case.expected,
+                RunCost { fuel: 0, peak_memory: 0 },
+                Utc::now(),
+                Utc::now(),
+            )
             .await
             .unwrap();
         store.record_raw_output(id, GateKind::CargoTest, &case.output).await.unwrap();

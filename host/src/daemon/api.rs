@@ -150,7 +150,7 @@ async fn require_role(
     let identity = authenticate(&daemon, request.headers())?;
     if identity.role < needed {
         return Err(ApiError::Forbidden(format!(
-            "{} is a {}: {} {} needs the {needed} role",
+            "{} has the {} role; {} {} needs {needed}",
             identity.name,
             identity.role,
             request.method(),

@@ -276,7 +276,7 @@ async fn settle_leftovers(
             && summary.outcome.is_none()
         {
             let status = GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
-            daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now).await?;
+            daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now, now).await?;
             daemon.bus.send(Event::GateDone {
                 run_id: run,
                 tier: summary.tier,

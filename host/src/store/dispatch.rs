@@ -149,7 +149,7 @@ impl Store {
         /// the run without its log.
         #[allow(clippy::too_many_arguments)]
         pub async fn insert_gate_run(&self, tier: &TierId, version: &Version, gate: GateKind, component: RunComponents<'_>, attempt: Attempt, now: DateTime<Utc>, log_ref: impl FnOnce(GateRunId) -> LogRef) -> Result<(GateRunId, LogRef)>;
-        pub async fn finish_gate_run(&self, id: GateRunId, status: &GateStatus, cost: RunCost, now: DateTime<Utc>) -> Result<()>;
+        pub async fn finish_gate_run(&self, id: GateRunId, status: &GateStatus, cost: RunCost, now: DateTime<Utc>, evaluated_at: DateTime<Utc>) -> Result<()>;
         pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>>;
         /// The latest run of each gate kind of `version` at `tier`.
         pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>>;

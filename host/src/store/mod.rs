@@ -336,10 +336,11 @@ impl SqliteStore {
         status: &GateStatus,
         cost: RunCost,
         now: DateTime<Utc>,
+        evaluated_at: DateTime<Utc>,
     ) -> Result<()> {
         let label = status.label();
         sqlx::query!(
-            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, finished_at = ?3, evaluated_at = ?3,
+            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, finished_at = ?3, evaluated_at = ?7,
                                   fuel = ?4, peak_memory = ?5
              WHERE id = ?6",
             label,
@@ -347,7 +348,8 @@ impl SqliteStore {
             now,
             cost.fuel,
             cost.peak_memory,
-            id
+            id,
+            evaluated_at
         )
         .execute(&self.pool)
         .await?;

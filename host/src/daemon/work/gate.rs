@@ -107,12 +107,12 @@ async fn run_inner(
             let status = GateStatus::failed(GateFailure::HostFault {
                 message: format!("opening the run's log: {}", crate::fixtures::io_message(&e)),
             });
-            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO).await;
+            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO, None).await;
         }
         None => {
             let status =
                 GateStatus::failed(GateFailure::HostFault { message: "the run has no log".into() });
-            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO).await;
+            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO, None).await;
         }
     };
     let log = Arc::new(RunLog::new(file, Some((daemon.bus.clone(), run_id))));
@@ -130,6 +130,9 @@ async fn run_inner(
 
     let stop = Stop::default();
     daemon.work.track_run(run_id, stop.clone());
+    // What a blocked outcome was decided on is read from here on: anything
+    // that changes after (an approval given meanwhile) evaluates it again.
+    let inputs_at = Utc::now();
     // A tier's approval policy decides its confirmation: the runner is
     // told of one only once the policy is met (so a 0.1 or 0.2 runner
     // needs no change), and the host types what is still missing.
@@ -217,7 +220,7 @@ async fn run_inner(
         }
     };
     log.note(&format!("outcome: {status}"));
-    finish(daemon, job, run_id, log_ref, status, cost).await
+    finish(daemon, job, run_id, log_ref, status, cost, Some(inputs_at)).await
 }
 
 async fn finish(
@@ -227,6 +230,7 @@ async fn finish(
     log_ref: Option<LogRef>,
     status: GateStatus,
     cost: RunCost,
+    inputs_at: Option<chrono::DateTime<Utc>>,
 ) -> Result<(), StoreError> {
     // An operator may have rejected the run while it was evaluated again:
     // the rejection stands.
@@ -237,7 +241,15 @@ async fn finish(
         tracing::info!("rejected while evaluated again; the rejection stands");
         return Ok(());
     }
-    daemon.store.finish_gate_run(run_id, &status, cost, Utc::now()).await?;
+    let now = Utc::now();
+    // A blocked run counts as evaluated when its inputs were read, so an
+    // input that changed while it ran is not taken as seen; any other
+    // outcome dates from its end (retry backoffs count from there).
+    let evaluated_at = match (&status, inputs_at) {
+        (GateStatus::Blocked { .. }, Some(at)) => at,
+        _ => now,
+    };
+    daemon.store.finish_gate_run(run_id, &status, cost, now, evaluated_at).await?;
     tracing::info!(outcome = %status, status = status.label(), "gate run finished");
     let still_blocked = matches!(status, GateStatus::Blocked { .. });
     let outcome = GateOutcome { status, log_ref };

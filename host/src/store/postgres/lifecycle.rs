@@ -127,11 +127,12 @@ impl PgStore {
         status: &GateStatus,
         cost: RunCost,
         now: DateTime<Utc>,
+        evaluated_at: DateTime<Utc>,
     ) -> Result<()> {
         let label = status.label();
         let mut tx = self.write().await?;
         sqlx::query!(
-            "UPDATE gate_runs SET status = $1, outcome_json = $2, finished_at = $3, evaluated_at = $3,
+            "UPDATE gate_runs SET status = $1, outcome_json = $2, finished_at = $3, evaluated_at = $7,
                                   fuel = $4, peak_memory = $5
              WHERE id = $6",
             label,
@@ -139,7 +140,8 @@ impl PgStore {
             now,
             cost.fuel,
             cost.peak_memory,
-            id as GateRunId
+            id as GateRunId,
+            evaluated_at
         )
         .execute(&mut *tx)
         .await?;
