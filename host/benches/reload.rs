@@ -94,7 +94,7 @@ kind = "cargo_test"
 }
 
 async fn start(root: &Path, shadow_runs: u32) -> Arc<Daemon> {
-    let started = Started::start(config(root, shadow_runs), "bench".into()).await.unwrap();
+    let started = Started::start(config(root, shadow_runs), Some("bench".into())).await.unwrap();
     let daemon = started.daemon.clone();
     tokio::spawn(started.run(std::future::pending()));
     daemon

@@ -93,6 +93,6 @@ async fn author_of(daemon: &Daemon, version: &Version) -> Result<Option<String>,
         .config
         .operators
         .iter()
-        .find(|o| o.emails.iter().any(|e| *e == email))
+        .find(|o| o.emails.contains(&email))
         .map(|o| o.name.to_string()))
 }
