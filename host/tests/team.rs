@@ -212,6 +212,16 @@ async fn reads_can_require_a_token_and_the_audit_trail_always_does() {
     assert_eq!(get_as(&daemon, "/api/state", Some("wrong")).0, 401);
     let (status, state) = get_as(&daemon, "/api/state", Some(&team.viewer));
     assert_eq!(status, 200, "{state}");
+    // Who a token is, for clients that show only what it may do.
+    assert_eq!(
+        get_as(&daemon, "/api/whoami", Some(&team.viewer)).1,
+        json!({"name": "vic", "role": "viewer"})
+    );
+    assert_eq!(
+        get_as(&daemon, "/api/whoami", Some(TOKEN)).1,
+        json!({"name": "admin", "role": "admin"})
+    );
+    assert_eq!(get_as(&daemon, "/api/whoami", None).0, 401);
     assert_eq!(get_as(&daemon, "/api/audit", None).0, 401);
     assert_eq!(get_as(&daemon, "/api/audit", Some(&team.viewer)).0, 200);
     let (status, body) = get_as(&daemon, "/api/audit?since=yesterday", Some(&team.viewer));

@@ -135,6 +135,10 @@ impl Client {
         self.post_json(&format!("/api/gate-runs/{id}/cancel"), &body)
     }
 
+    pub fn whoami(&self) -> Result<sando_wire::WhoAmI, ClientError> {
+        self.get_json("/api/whoami")
+    }
+
     pub fn fetch_backup(&self) -> Result<BackupRow, ClientError> {
         self.post_json("/api/backup/fetch", &serde_json::json!({}))
     }
@@ -379,6 +383,10 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
             Command::Resync => match client.state() {
                 Ok(state) => Msg::State(state),
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::WhoAmI => match client.whoami() {
+                Ok(who) => Msg::Identity(who),
+                Err(e) => Msg::Done { ok: false, text: format!("who is this token: {e}") },
             },
             Command::Confirm { run_id, by } => match client.confirm(run_id, &by) {
                 Ok(c) => Msg::Done {

@@ -84,6 +84,9 @@ pub fn run(options: Options) -> Result<(), TuiError> {
     }
     // The state first, so the screen fills before the stream connects.
     let _ = cmd_tx.send(Command::Resync);
+    if token.is_some() {
+        let _ = cmd_tx.send(Command::WhoAmI);
+    }
 
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &mut app, &msg_rx, &cmd_tx);

@@ -11,6 +11,7 @@ mod git_sha;
 mod ids;
 mod lifecycle;
 mod outcome;
+mod role;
 #[cfg(feature = "sqlx")]
 mod sql;
 #[cfg(feature = "postgres")]
@@ -28,6 +29,7 @@ pub use outcome::{
     ComponentFault, GateBlocker, GateFailure, GateOutcome, GateStatus, LogRef, PassNote,
     RestoreFailureKind,
 };
+pub use role::{Role, WhoAmI};
 pub use state::{
     Approval, ApprovalState, AuditEntry, AuditPage, BackupRow, BuildSummary, Canary, CancelRequest,
     ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest, Confirmation,

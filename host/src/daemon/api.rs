@@ -67,6 +67,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     // Who did what names people: a token is needed whatever `public_read` says.
     let auditing = Router::new()
         .route("/api/audit", get(audit_trail))
+        .route("/api/whoami", get(whoami))
         .route_layer(middleware::from_fn_with_state((daemon.clone(), Role::Viewer), require_role));
     let reading = Router::new()
         .route("/api/state", get(state))
@@ -1182,6 +1183,11 @@ struct AuditQuery {
     since: Option<String>,
     /// At most this many entries (default 100, at most 1000).
     limit: Option<u32>,
+}
+
+/// Who the token is: clients (the TUI) show only the actions its role may take.
+async fn whoami(Extension(who): Extension<Identity>) -> Json<crate::domain::WhoAmI> {
+    Json(crate::domain::WhoAmI { name: who.name.to_string(), role: who.role })
 }
 
 /// The audit trail, oldest first, a bounded page at a time.
