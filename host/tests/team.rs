@@ -483,3 +483,48 @@ fn bad_team_config_is_one_line_naming_file_and_key_and_nothing_starts() {
     assert!(error.contains(": operators[0].token_sha256: must be 64 hex digits"), "{error}");
     assert!(!root.path().join("data").exists(), "nothing was started");
 }
+
+/// The real `sando tui` in tmux with a viewer's token against a daemon
+/// whose reads need one: it reads (state and events, with the token) and
+/// shows no action keys; an operator's shows them.
+#[test]
+fn a_viewers_tui_reads_with_its_token_and_shows_no_action_keys() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    project.commit("0.1.0", "");
+    let team = team();
+    let config = write_config(
+        root.path(),
+        &project.dir,
+        "read_requires_token = true",
+        "",
+        CONFIRM,
+        &team.operators,
+    );
+    let daemon = Daemon::start(&config);
+    let tui = |who: &str, token: &str| {
+        let file = root.path().join(format!("{who}.token"));
+        std::fs::write(&file, token).unwrap();
+        let command = format!(
+            "env -u RUST_BACKTRACE {sando} tui --url {url} --token-file {file}; echo TUI-EXITED=$?; sleep 600",
+            sando = env!("CARGO_BIN_EXE_sando"),
+            url = daemon.url,
+            file = file.display(),
+        );
+        util::tmux::Tmux::start(100, 30, &command)
+    };
+    let viewer = tui("vic", &team.viewer);
+    let screen = viewer.wait("the viewer's TUI, live", Duration::from_secs(30), |s| {
+        s.contains("● live") && s.contains("prod") && s.contains("? help")
+    });
+    assert!(!screen.contains("c confirm") && !screen.contains("r re-run"), "{}", screen.text());
+    viewer.keys(&["b"]);
+    viewer.wait("a viewer's action refused", Duration::from_secs(10), |s| {
+        s.contains("vic is a viewer: this token reads only")
+    });
+    let operator = tui("alice", &team.alice);
+    operator.wait("the operator's TUI with its keys", Duration::from_secs(30), |s| {
+        s.contains("● live") && s.contains("c confirm")
+    });
+    daemon.kill();
+}
