@@ -427,8 +427,39 @@ async fn a_rejection_ends_the_gate_red_and_the_version_never_reaches_the_tier() 
         "{:?}",
         trail[1]
     );
+    let (_, from_then) =
+        get_as(&daemon, "/api/audit?since=2000-01-01T00:00:00Z", Some(&team.viewer));
+    assert_eq!(from_then["entries"].as_array().unwrap().len(), 2, "{from_then}");
+    let (_, later) = get_as(&daemon, "/api/audit?since=2999-01-01T00:00:00Z", Some(&team.viewer));
+    assert_eq!(later["entries"], json!([]), "{later}");
     let _ = &team.carol;
     daemon.kill();
+
+    // The trail is append-only in the store itself.
+    let written = std::fs::read_to_string(&config).unwrap();
+    let store_url = written
+        .lines()
+        .find_map(|l| l.strip_prefix("url = \"").and_then(|u| u.strip_suffix('"')))
+        .map(str::to_owned);
+    let mut refusals = Vec::new();
+    for sql in ["UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"] {
+        let refused = match &store_url {
+            Some(url) => {
+                let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&mut pg).await.unwrap_err()
+            }
+            None => {
+                let file = root.path().join("data/sando.sqlite");
+                let url = format!("sqlite://{}", file.display());
+                let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&db).await.unwrap_err()
+            }
+        };
+        refusals.push(refused.to_string());
+    }
+    for refusal in refusals {
+        assert!(refusal.contains("the audit trail is append-only"), "{refusal}");
+    }
 }
 
 #[test]

@@ -660,6 +660,12 @@ async fn confirm(
     };
     let (evidence, before) = match &standing {
         Some(standing) => {
+            if standing.author_unknown {
+                return Err(ApiError::Conflict(format!(
+                    "the author of {} could not be read from the repository, so forbid_author cannot be checked; nothing was approved",
+                    run.version
+                )));
+            }
             plan::may_approve(
                 &standing.policy,
                 &by,

@@ -17,6 +17,9 @@ pub(crate) struct Standing {
     /// The operator who wrote the version's commit, when the policy
     /// forbids the author and it was asked for.
     pub author: Option<String>,
+    /// The commit's author e-mail could not be read: `forbid_author` cannot
+    /// be checked, so approvals are refused rather than risk the author's.
+    pub author_unknown: bool,
     pub tally: Tally,
 }
 
@@ -59,15 +62,25 @@ pub(crate) async fn standing(
         .into_iter()
         .map(|a| ApprovalSnap { by: a.by, at: a.at, evidence: a.evidence })
         .collect();
-    let author =
-        if with_author && policy.forbid_author { author_of(daemon, version).await? } else { None };
+    let (author, author_unknown) = if with_author && policy.forbid_author {
+        match author_of(daemon, version).await? {
+            Some(author) => (author, false),
+            None => (None, true),
+        }
+    } else {
+        (None, false)
+    };
     let tally = plan::tally(&policy, &approvals, &evidence, author.as_deref());
-    Ok(Some(Standing { policy, approvals, evidence, author, tally }))
+    Ok(Some(Standing { policy, approvals, evidence, author, author_unknown, tally }))
 }
 
 /// The operator whose `emails` hold the git author e-mail of `version`'s
-/// commit, if any. git runs on the daemon's own `tools` executor.
-async fn author_of(daemon: &Daemon, version: &Version) -> Result<Option<String>, StoreError> {
+/// commit (`Some(None)`: an author no operator is), or `None` when the
+/// e-mail cannot be read. git runs on the daemon's own `tools` executor.
+async fn author_of(
+    daemon: &Daemon,
+    version: &Version,
+) -> Result<Option<Option<String>>, StoreError> {
     let Some(record) = daemon.store.version(version).await? else { return Ok(None) };
     let spec = ProcessSpec {
         program: "git".into(),
@@ -85,14 +98,16 @@ async fn author_of(daemon: &Daemon, version: &Version) -> Result<Option<String>,
     let finished =
         daemon.executors.tools.run(spec, None, tokio_util::sync::CancellationToken::new()).await;
     let email = String::from_utf8_lossy(&finished.output.stdout).trim().to_ascii_lowercase();
-    if email.is_empty() {
-        tracing::warn!(%version, "the commit's author could not be read; forbid_author cannot apply");
+    if email.is_empty() || finished.output.end != crate::domain::ProcessEnd::Exited(0) {
+        tracing::warn!(%version, "the commit's author could not be read; forbid_author cannot be checked");
         return Ok(None);
     }
-    Ok(daemon
-        .config
-        .operators
-        .iter()
-        .find(|o| o.emails.contains(&email))
-        .map(|o| o.name.to_string()))
+    Ok(Some(
+        daemon
+            .config
+            .operators
+            .iter()
+            .find(|o| o.emails.contains(&email))
+            .map(|o| o.name.to_string()),
+    ))
 }
