@@ -94,7 +94,7 @@ kind = "cargo_test"
 }
 
 async fn start(root: &Path, shadow_runs: u32) -> Arc<Daemon> {
-    let started = Started::start(config(root, shadow_runs), "bench".into()).await.unwrap();
+    let started = Started::start(config(root, shadow_runs), Some("bench".into())).await.unwrap();
     let daemon = started.daemon.clone();
     tokio::spawn(started.run(std::future::pending()));
     daemon
@@ -224,7 +224,13 @@ async fn record_history(root: &Path, runs: usize) -> Vec<sando::domain::RawOutpu
             .await
             .unwrap();
         store
-            .finish_gate_run(id, &case.expected, RunCost { fuel: 0, peak_memory: 0 }, Utc::now())
+            .finish_gate_run(
+                id,
+                &case.expected,
+                RunCost { fuel: 0, peak_memory: 0 },
+                Utc::now(),
+                Utc::now(),
+            )
             .await
             .unwrap();
         store.record_raw_output(id, GateKind::CargoTest, &case.output).await.unwrap();

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 pub use crate::domain::Canary;
 use crate::domain::{GateFailure, GateKind, NodeId, TierId};
+use crate::identity::{OperatorConfig, OperatorName, OperatorToken, Role, TokenDigest};
 use crate::run_as::RunAs;
 
 mod executor;
@@ -39,7 +40,11 @@ pub struct Config {
     pub source: PathBuf,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub token: TokenSource,
+    /// The old single token (`token_env` / `token_file`): one `admin` named
+    /// `admin`. `None` when `[[operators]]` are configured and neither key is.
+    pub token: Option<TokenSource>,
+    /// `[[operators]]`: named identities, each with a role and a hashed token.
+    pub operators: Vec<OperatorConfig>,
     pub project: Project,
     /// In promotion order.
     pub tiers: Vec<Tier>,
@@ -58,7 +63,8 @@ pub struct Config {
     /// The unprivileged user code under test runs as inside the sandbox
     /// (`run_as`); unset, it runs as root without capabilities.
     pub run_as: Option<RunAs>,
-    /// Whether the read routes answer without the token (`public_read`).
+    /// Whether the read routes answer without a token (`public_read`, or
+    /// `read_requires_token` said the other way round).
     pub public_read: bool,
     /// Origins (`https://ops.example.com`) besides the daemon's own whose
     /// pages may open the event stream.
@@ -363,6 +369,21 @@ pub struct Tier {
     pub gates: Vec<GateSpec>,
     /// How failed deploys to this tier's nodes are retried.
     pub deploy_retry: Retry,
+    /// Who must approve the tier's `manual_confirm`, and how many.
+    pub approvals: Option<ApprovalPolicy>,
+}
+
+/// `approvals = { required = 2, from = ["alice", "bob"], forbid_author = true }`
+/// on a tier with a `manual_confirm` gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalPolicy {
+    /// Distinct operators whose approval, on the evidence as it is now, passes the gate.
+    pub required: u32,
+    /// Who may approve; empty: any operator or admin.
+    pub from: Vec<OperatorName>,
+    /// The commit's author (by git author e-mail, mapped through an
+    /// operator's `emails`) may not approve it.
+    pub forbid_author: bool,
 }
 
 /// A gate as configured: what it runs, and its bounds.
@@ -474,6 +495,9 @@ struct RawConfig {
     data_dir: Spanned<String>,
     token_env: Option<Spanned<String>>,
     token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    operators: Vec<RawOperator>,
+    read_requires_token: Option<Spanned<bool>>,
     backup_source: Option<Spanned<String>>,
     gates_dir: Option<Spanned<String>>,
     fixtures_dir: Option<Spanned<String>>,
@@ -494,6 +518,27 @@ struct RawConfig {
     notify: Vec<notify::RawNotify>,
     project: RawProject,
     tiers: Vec<RawTier>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    name: Spanned<String>,
+    role: Spanned<String>,
+    token_sha256: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    emails: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    required: Option<Spanned<u32>>,
+    #[serde(default)]
+    from: Vec<Spanned<String>>,
+    #[serde(default)]
+    forbid_author: bool,
 }
 
 #[derive(Deserialize)]
@@ -562,6 +607,7 @@ struct RawTier {
     #[serde(default)]
     gates: Vec<RawGate>,
     deploy_retry: Option<Spanned<RawRetry>>,
+    approvals: Option<Spanned<RawApprovals>>,
 }
 
 #[derive(Deserialize)]
@@ -879,9 +925,23 @@ impl Config {
                     "set token_env or token_file, not both",
                 ));
             }
-            (Some(env), None) => TokenSource::Env(env.get_ref().clone()),
-            (None, Some(file)) => TokenSource::File(resolve(file.get_ref())),
-            (None, None) => TokenSource::Env("SANDO_TOKEN".into()),
+            (Some(env), None) => Some(TokenSource::Env(env.get_ref().clone())),
+            (None, Some(file)) => Some(TokenSource::File(resolve(file.get_ref()))),
+            // Operators named one by one need no shared token.
+            (None, None) if !raw.operators.is_empty() => None,
+            (None, None) => Some(TokenSource::Env("SANDO_TOKEN".into())),
+        };
+        let operators = operators(&source, &raw.operators, token.is_some(), resolve)?;
+        let public_read = match (raw.public_read, &raw.read_requires_token) {
+            (Some(public), Some(needs)) if public == *needs.get_ref() => {
+                return Err(source.error(
+                    needs.span(),
+                    "read_requires_token",
+                    format!("contradicts public_read = {public}; set one of them"),
+                ));
+            }
+            (_, Some(needs)) => !needs.get_ref(),
+            (public, None) => public.unwrap_or(true),
         };
         let project = Project {
             repo: resolve(raw.project.repo.get_ref()),
@@ -980,7 +1040,11 @@ impl Config {
                 &defaults.deploy_retry,
                 crate::domain::DeployFailure::CLASSES,
             )?;
-            tiers.push(Tier { name, canary, nodes, gates, deploy_retry });
+            let approvals = match &raw_tier.approvals {
+                None => None,
+                Some(raw) => Some(approvals(&source, raw, &at("approvals"), &gates, &operators)?),
+            };
+            tiers.push(Tier { name, canary, nodes, gates, deploy_retry, approvals });
         }
         let isolation = match &raw.isolation {
             None => IsolationMode::Sandbox,
@@ -1024,6 +1088,7 @@ impl Config {
             leadership,
             data_dir,
             token,
+            operators,
             project,
             tiers,
             backup_source: raw.backup_source.as_ref().map(|b| resolve(b.get_ref())),
@@ -1031,7 +1096,7 @@ impl Config {
             fixtures_dir: raw.fixtures_dir.as_ref().map(|d| resolve(d.get_ref())),
             shadow_runs: raw.shadow_runs.unwrap_or(DEFAULT_SHADOW_RUNS),
             defaults,
-            public_read: raw.public_read.unwrap_or(true),
+            public_read,
             allowed_origins: raw.allowed_origins,
             retention: source.retention(raw.retention.as_ref())?,
             max_event_clients: match &raw.max_event_clients {
@@ -1111,6 +1176,136 @@ fn defaults(source: &Source<'_>, raw: &RawDefaults) -> Result<Defaults, ConfigEr
             },
         },
     })
+}
+
+/// `[[operators]]`: each name once (and not `admin` while the old single
+/// token is that admin), a role, and a token as a digest or a file.
+fn operators(
+    source: &Source<'_>,
+    raw: &[RawOperator],
+    legacy_admin: bool,
+    resolve: impl Fn(&str) -> PathBuf,
+) -> Result<Vec<OperatorConfig>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut operators = Vec::new();
+    for (i, raw) in raw.iter().enumerate() {
+        let key = |k: &str| format!("operators[{i}].{k}");
+        let name: OperatorName = source.parse(&raw.name, &key("name"))?;
+        if !seen.insert(name.clone()) {
+            return Err(source.error(
+                raw.name.span(),
+                key("name"),
+                format!("operator {name} is defined twice"),
+            ));
+        }
+        if legacy_admin && name.as_str() == crate::identity::LEGACY_ADMIN {
+            return Err(source.error(
+                raw.name.span(),
+                key("name"),
+                "\"admin\" is the name of the token_env / token_file token; choose another name or drop that token",
+            ));
+        }
+        let role: Role = source.parse(&raw.role, &key("role"))?;
+        let token = match (&raw.token_sha256, &raw.token_file) {
+            (Some(digest), None) => {
+                OperatorToken::Sha256(source.parse::<TokenDigest>(digest, &key("token_sha256"))?)
+            }
+            (None, Some(file)) => OperatorToken::File(resolve(file.get_ref())),
+            (Some(_), Some(file)) => {
+                return Err(source.error(
+                    file.span(),
+                    key("token_file"),
+                    "set token_sha256 or token_file, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(source.error(
+                    raw.name.span(),
+                    key("token_sha256"),
+                    format!("operator {name} needs token_sha256 (or token_file)"),
+                ));
+            }
+        };
+        let mut emails = Vec::new();
+        for (e, email) in raw.emails.iter().enumerate() {
+            let text = email.get_ref().trim();
+            if !text.contains('@') || text.chars().any(char::is_whitespace) {
+                return Err(source.error(
+                    email.span(),
+                    key(&format!("emails[{e}]")),
+                    format!("{text:?} is not an e-mail address"),
+                ));
+            }
+            emails.push(text.to_ascii_lowercase());
+        }
+        operators.push(OperatorConfig { name, role, token, emails });
+    }
+    Ok(operators)
+}
+
+/// A tier's `approvals`: on a tier that has a `manual_confirm` gate, naming
+/// only operators who may confirm, no more required than can give them.
+fn approvals(
+    source: &Source<'_>,
+    raw: &Spanned<RawApprovals>,
+    at: &str,
+    gates: &[GateSpec],
+    operators: &[OperatorConfig],
+) -> Result<ApprovalPolicy, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    if !gates.iter().any(|g| g.kind() == GateKind::ManualConfirm) {
+        return Err(source.error(
+            raw.span(),
+            at,
+            "approvals need a manual_confirm gate on the tier (they decide it)",
+        ));
+    }
+    let raw = raw.get_ref();
+    let mut from = Vec::new();
+    for (i, name) in raw.from.iter().enumerate() {
+        let key = key(&format!("from[{i}]"));
+        let parsed: OperatorName = source.parse(name, &key)?;
+        let Some(operator) = operators.iter().find(|o| o.name == parsed) else {
+            return Err(source.error(
+                name.span(),
+                key,
+                format!("unknown operator {parsed} (no [[operators]] entry has that name)"),
+            ));
+        };
+        if operator.role < Role::Operator {
+            return Err(source.error(
+                name.span(),
+                key,
+                format!("{parsed} is a viewer and cannot approve (give them role = \"operator\")"),
+            ));
+        }
+        if from.contains(&parsed) {
+            return Err(source.error(name.span(), key, format!("{parsed} is named twice")));
+        }
+        from.push(parsed);
+    }
+    let required = match &raw.required {
+        None => 1,
+        Some(n) => {
+            let available = if from.is_empty() {
+                operators.iter().filter(|o| o.role >= Role::Operator).count().max(1)
+            } else {
+                from.len()
+            };
+            if *n.get_ref() == 0 || *n.get_ref() as usize > available {
+                return Err(source.error(
+                    n.span(),
+                    key("required"),
+                    format!(
+                        "{} is out of range: 1 to {available} (the operators who may approve)",
+                        n.get_ref()
+                    ),
+                ));
+            }
+            *n.get_ref()
+        }
+    };
+    Ok(ApprovalPolicy { required, from, forbid_author: raw.forbid_author })
 }
 
 /// One `[[tiers.gates]]` table. `earlier_tiers` holds the tiers defined so
@@ -1331,7 +1526,7 @@ kind = "manual_confirm"
     fn parses_a_topology() {
         let config = parse(GOOD).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/etc/sando/data"));
-        assert_eq!(config.token, TokenSource::Env("MY_TOKEN".into()));
+        assert_eq!(config.token, Some(TokenSource::Env("MY_TOKEN".into())));
         assert_eq!(config.tiers.len(), 2);
         assert_eq!(config.tiers[0].nodes[0].deploy.args, ["{artifact}", "/srv/my app/"]);
         assert_eq!(
@@ -1345,6 +1540,110 @@ kind = "manual_confirm"
             config.tiers[1].gates[0].gate,
             Gate::BurnIn { duration: Duration::from_secs(168 * 3600), on_tier: None }
         );
+    }
+
+    /// GOOD with operators, and `approvals` on prod.
+    fn team(operators: &str, approvals: &str) -> String {
+        let prod = "name = \"prod\"\ncanary = \"one_then_rest\"\n";
+        let with = GOOD.replace(prod, &format!("{prod}approvals = {approvals}\n"));
+        format!("{with}\n{operators}")
+    }
+
+    const ALICE_BOB_CAROL: &str = r#"
+[[operators]]
+name = "alice"
+role = "operator"
+token_sha256 = "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"
+[[operators]]
+name = "bob"
+role = "admin"
+token_file = "bob.token"
+emails = ["Bob@Example.com"]
+[[operators]]
+name = "carol"
+role = "viewer"
+token_sha256 = "81b637d8fcd2c6da6359e6963113a1170de795e4b725b84d1e0b4cfd9ec58ce9"
+"#;
+
+    #[test]
+    fn operators_and_an_approval_policy_parse() {
+        let config = parse(&team(
+            ALICE_BOB_CAROL,
+            r#"{ required = 2, from = ["alice", "bob"], forbid_author = true }"#,
+        ))
+        .unwrap();
+        let names: Vec<_> = config.operators.iter().map(|o| (o.name.to_string(), o.role)).collect();
+        assert_eq!(
+            names,
+            [
+                ("alice".into(), Role::Operator),
+                ("bob".into(), Role::Admin),
+                ("carol".into(), Role::Viewer)
+            ]
+        );
+        assert_eq!(config.operators[1].emails, ["bob@example.com"]);
+        assert_eq!(
+            config.operators[1].token,
+            OperatorToken::File(PathBuf::from("/etc/sando/bob.token"))
+        );
+        let policy = config.tiers[1].approvals.clone().unwrap();
+        assert_eq!((policy.required, policy.from.len(), policy.forbid_author), (2, 2, true));
+        assert_eq!(config.tiers[0].approvals, None);
+        // The old single token is still the admin beside them.
+        assert_eq!(config.token, Some(TokenSource::Env("MY_TOKEN".into())));
+        assert!(config.public_read);
+        let closed = parse(&format!("read_requires_token = true\n{GOOD}")).unwrap();
+        assert!(!closed.public_read);
+    }
+
+    #[test]
+    fn bad_operators_and_policies_are_one_line_naming_the_key() {
+        let policy = |p: &str| parse(&team(ALICE_BOB_CAROL, p)).unwrap_err();
+        let unknown = policy(r#"{ required = 1, from = ["alice", "dave"] }"#);
+        assert!(
+            unknown.starts_with("/etc/sando/sando.toml:")
+                && unknown.contains(": tiers[1].approvals.from[1]: unknown operator dave"),
+            "{unknown}"
+        );
+        assert!(!unknown.contains('\n'), "{unknown}");
+        let viewer = policy(r#"{ from = ["carol"] }"#);
+        assert!(viewer.contains("carol is a viewer and cannot approve"), "{viewer}");
+        let too_many = policy(r#"{ required = 3, from = ["alice", "bob"] }"#);
+        assert!(
+            too_many.contains("tiers[1].approvals.required: 3 is out of range: 1 to 2"),
+            "{too_many}"
+        );
+        let no_gate =
+            parse(&GOOD.replace(
+                "name = \"staging\"\n",
+                "name = \"staging\"\napprovals = { required = 1 }\n",
+            ))
+            .unwrap_err();
+        assert!(
+            no_gate.contains("tiers[0].approvals: approvals need a manual_confirm gate"),
+            "{no_gate}"
+        );
+        let digest = parse(&format!(
+            "{GOOD}\n[[operators]]\nname = \"eve\"\nrole = \"operator\"\ntoken_sha256 = \"abc123\"\n"
+        ))
+        .unwrap_err();
+        assert!(digest.contains(": operators[0].token_sha256: must be 64 hex digits"), "{digest}");
+        let role = parse(&format!(
+            "{GOOD}\n[[operators]]\nname = \"eve\"\nrole = \"root\"\ntoken_file = \"t\"\n"
+        ))
+        .unwrap_err();
+        assert!(role.contains("operators[0].role: unknown role \"root\""), "{role}");
+        let admin = parse(&format!(
+            "{GOOD}\n[[operators]]\nname = \"admin\"\nrole = \"admin\"\ntoken_file = \"t\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            admin.contains("operators[0].name: \"admin\" is the name of the token_env"),
+            "{admin}"
+        );
+        let both =
+            parse(&format!("public_read = true\nread_requires_token = true\n{GOOD}")).unwrap_err();
+        assert!(both.contains("read_requires_token: contradicts public_read = true"), "{both}");
     }
 
     #[test]

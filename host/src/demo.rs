@@ -92,7 +92,7 @@ pub async fn run(
     std::fs::write(&config_path, text).map_err(io(&config_path))?;
     let config = Config::load(&config_path)?;
 
-    let started = Started::start(config, token.clone()).await?;
+    let started = Started::start(config, Some(token.clone())).await?;
     let url = started.url();
     let daemon = started.daemon.clone();
     if let Err(e) = daemon.fetch_backup().await {

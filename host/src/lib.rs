@@ -8,6 +8,7 @@ pub mod demo;
 pub mod domain;
 pub mod executor;
 pub mod fixtures;
+pub mod identity;
 pub mod legacy;
 pub mod memory;
 pub mod migrate;

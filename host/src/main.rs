@@ -126,6 +126,11 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Manage operators (`[[operators]]` in the config).
+    Operators {
+        #[command(subcommand)]
+        command: OperatorsCommand,
+    },
     /// Validate a topology config without starting anything.
     Check {
         /// The topology config (TOML).
@@ -372,6 +377,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc { dry_run, remote } => remote::gc(dry_run, &remote.url, &remote.token_file),
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Operators { command: OperatorsCommand::Add { name, role } } => {
+            operators_add(&name, role)
+        }
         Command::Store { command: StoreCommand::Copy { from, to, to_env } } => {
             store_copy(&from, to.as_deref(), to_env.as_deref())
         }
@@ -525,11 +533,42 @@ fn init_logging() {
     };
 }
 
+#[derive(Subcommand)]
+enum OperatorsCommand {
+    /// Make a token for a new operator: prints the token once, and the
+    /// `[[operators]]` entry (with only its SHA-256) to add to the config.
+    Add {
+        /// The operator's name (a-z, 0-9, '-', '_', '.').
+        name: String,
+        /// viewer (reads), operator (confirm, reject, rerun, cancel) or admin (everything).
+        #[arg(long)]
+        role: String,
+    },
+}
+
+/// Prints rather than appends: the config is the operator's file (often in
+/// git, reviewed), so Sando never rewrites it; the token is shown here
+/// once and kept nowhere.
+fn operators_add(name: &str, role: String) -> anyhow::Result<ExitCode> {
+    use sando::identity::{OperatorName, Role, TokenDigest, new_token};
+    let name: OperatorName = name.parse().map_err(|e: String| anyhow::anyhow!("NAME: {e}"))?;
+    let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+    let token = new_token().map_err(|e| anyhow::anyhow!("reading /dev/urandom: {e}"))?;
+    let digest = TokenDigest::of(&token).hex();
+    eprintln!("the token for {name} (shown once; give it to them, e.g. as their --token-file):");
+    println!("{token}");
+    eprintln!("add this to the daemon's config and restart it:");
+    println!(
+        "\n[[operators]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{digest}\"\n# emails = [\"{name}@example.com\"]  # git author e-mails, for forbid_author"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     init_logging();
     sando::memory::return_large_blocks_at_once();
     let config = Config::load(path)?;
-    let token = daemon::read_token(&config.token)?;
+    let token = config.token.as_ref().map(daemon::read_token).transpose()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(daemon::serve(config, token))?;
     Ok(ExitCode::SUCCESS)

@@ -156,7 +156,8 @@ async fn a_push_walks_through_the_tiers() {
     assert_eq!(status, 409, "{body}");
     let (status, body) = daemon.post(&confirm_path, Some(TOKEN), r#"{"by":"alice"}"#);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["confirmed_by"], "alice");
+    // Recorded as the token's operator (the old single token is `admin`), not the body's `by`.
+    assert_eq!(body["confirmed_by"], "admin");
     let confirmed = events
         .wait(
             "manual_confirm passed",
@@ -173,7 +174,7 @@ async fn a_push_walks_through_the_tiers() {
     assert!(root.path().join("nodes/prod-1/tiny").is_file(), "deployed to the prod node");
     let prod = tier(&daemon.state(), "prod").clone();
     assert_eq!(prod["current_version"], "0.1.0");
-    assert_eq!(prod["confirmation"]["confirmed_by"], "alice", "{prod}");
+    assert_eq!(prod["confirmation"]["confirmed_by"], "admin", "{prod}");
 
     // A push whose test fails: red, typed, with its log.
     let bad = project.commit("0.2.0", "assert_eq!(super::answer(), 41, \"the answer moved\");");
@@ -228,10 +229,13 @@ async fn a_push_walks_through_the_tiers() {
     assert_eq!(status, 409, "a passed run cannot run again: {body}");
     let (status, body) = daemon.post(&rerun_path, Some(TOKEN), r#"{"by":"bob"}"#);
     assert_eq!(status, 202, "{body}");
-    assert_eq!((body["run_id"].as_i64(), &body["requested_by"]), (Some(failed_run), &json!("bob")));
+    assert_eq!(
+        (body["run_id"].as_i64(), &body["requested_by"]),
+        (Some(failed_run), &json!("admin"))
+    );
     events
         .wait("rerun requested", Duration::from_secs(10), |e| {
-            e["kind"] == "rerun_requested" && e["run_id"] == failed_run && e["by"] == "bob"
+            e["kind"] == "rerun_requested" && e["run_id"] == failed_run && e["by"] == "admin"
         })
         .await;
     let again = events

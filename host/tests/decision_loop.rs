@@ -204,7 +204,7 @@ async fn a_cancel_ends_the_run_and_its_processes() {
     assert_eq!(done["event"]["run_id"], run);
     assert_eq!(
         done["event"]["outcome"]["status"]["failure"],
-        json!({ "kind": "cancelled", "by": "carol" })
+        json!({ "kind": "cancelled", "by": "admin" })
     );
     assert_none_left("sleep 903", Duration::from_secs(5));
     // A finished run cannot be cancelled; a cancelled one is not retried.
@@ -473,7 +473,7 @@ async fn a_build_is_cancelled_with_its_processes_and_not_resumed() {
         .await;
     assert_eq!(
         done["event"]["outcome"],
-        json!({ "kind": "failed", "failure": { "kind": "cancelled", "by": "dave" } })
+        json!({ "kind": "failed", "failure": { "kind": "cancelled", "by": "admin" } })
     );
     assert_none_left("sleep 912", Duration::from_secs(5));
     let (status, body) = daemon.post(&path, Some(TOKEN), "{}");

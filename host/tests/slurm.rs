@@ -710,7 +710,7 @@ async fn a_cancel_over_the_api_ends_the_job_and_an_outside_scancel_is_retried() 
         .await;
     assert_eq!(
         done["event"]["outcome"]["status"],
-        json!({"kind":"failed","failure":{"kind":"cancelled","by":"tester"}}),
+        json!({"kind":"failed","failure":{"kind":"cancelled","by":"admin"}}),
         "{done}"
     );
     assert_nothing_queued(&shared);

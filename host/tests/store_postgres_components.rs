@@ -139,7 +139,10 @@ impl Both {
             .unwrap();
         let finished_at = outcome.map(|_| started_at + Duration::seconds(1));
         if let (Some(outcome), Some(finished_at)) = (outcome, finished_at) {
-            self.sqlite.finish_gate_run(id, outcome, RunCost::ZERO, finished_at).await.unwrap();
+            self.sqlite
+                .finish_gate_run(id, outcome, RunCost::ZERO, finished_at, finished_at)
+                .await
+                .unwrap();
         }
         let status = outcome.map_or("running", GateStatus::label);
         let cost = outcome.map(|_| 0_i64);

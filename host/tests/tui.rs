@@ -53,17 +53,18 @@ fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
     let seconds = elapsed.strip_suffix('s').and_then(|n| n.parse::<u64>().ok());
     assert!(seconds.is_some_and(|s| (60..120).contains(&s)), "burn-in done: {elapsed} elapsed");
 
-    // Confirm it: a question first, then green, with who confirmed.
+    // Confirm it: a question first, then green, with who confirmed: the
+    // token's operator (the demo's single token is the admin `admin`),
+    // whatever `$USER` says.
     tmux.keys(&["G", "c"]);
     tmux.wait("the confirm dialog", Duration::from_secs(10), |s| {
-        s.contains("Confirm manual_confirm 0.1.0 at prod?")
-            && s.contains("confirmed by e2e-operator")
+        s.contains("Confirm manual_confirm 0.1.0 at prod?") && s.contains("confirmed by admin")
     });
     tmux.keys(&["y"]);
     let screen = tmux.wait("a green manual_confirm", Duration::from_secs(60), |s| {
         s.colour_of("passed  manual_confirm") == Some(GREEN)
     });
-    assert!(screen.contains("by e2e-operator"), "{}", screen.text());
+    assert!(screen.contains("by admin"), "{}", screen.text());
     tmux.wait("0.1.0 promoted to prod", Duration::from_secs(60), |s| {
         s.contains("0.1.0 promoted to prod")
     });

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sando_wire::{
     ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary,
-    GateStatus, RunState, StateResponse, TierId, TierState,
+    GateStatus, Role, RunState, StateResponse, TierId, TierState, WhoAmI,
 };
 
 use crate::describe::{Tone, describe};
@@ -44,6 +44,8 @@ pub enum Command {
     Quit,
     /// Fetch `/api/state` again.
     Resync,
+    /// Ask the daemon who this TUI's token is (`/api/whoami`).
+    WhoAmI,
     Confirm {
         run_id: GateRunId,
         by: String,
@@ -98,6 +100,8 @@ pub enum Msg {
         from: u64,
         bytes: Result<Vec<u8>, String>,
     },
+    /// Who the token is: actions are sent as them, and a viewer is shown none.
+    Identity(WhoAmI),
     /// An action or fetch finished: what to tell the operator.
     Done {
         ok: bool,
@@ -175,9 +179,12 @@ pub struct EventLine {
 
 pub struct App {
     pub url: String,
-    /// Who actions are sent as (`$USER`).
+    /// Who actions are recorded as: the token's operator once the daemon
+    /// said (`$USER` until then; the daemon records the token's anyway).
     pub operator: String,
     pub has_token: bool,
+    /// The token's operator and role, once known.
+    pub identity: Option<WhoAmI>,
     pub connection: Connection,
     pub state: Option<StateResponse>,
     pub screen: Screen,
@@ -209,6 +216,7 @@ impl App {
             url: url.into(),
             operator: operator.into(),
             has_token,
+            identity: None,
             connection: Connection::Connecting,
             state: None,
             screen: Screen::Overview,
@@ -271,6 +279,14 @@ impl App {
         }
     }
 
+    /// Where the run's version stands against its tier's approval policy,
+    /// if the tier has one and the run is of its candidate.
+    pub fn approvals(&self, run: &GateRunSummary) -> Option<&sando_wire::ApprovalState> {
+        let tier = self.tier(&run.tier)?;
+        (tier.candidate_version.as_ref() == Some(&run.version)).then_some(())?;
+        tier.approvals.as_ref()
+    }
+
     /// Who confirmed the version a run belongs to, if that is known.
     pub fn confirmed_by(&self, run: &GateRunSummary) -> Option<&str> {
         let confirmation = self.tier(&run.tier)?.confirmation.as_ref()?;
@@ -284,6 +300,11 @@ impl App {
 
     pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
         match msg {
+            Msg::Identity(who) => {
+                self.operator = who.name.clone();
+                self.identity = Some(who);
+                Vec::new()
+            }
             Msg::Attached(url) => {
                 self.url = url;
                 Vec::new()
@@ -776,11 +797,23 @@ impl App {
         commands
     }
 
+    /// Whether this TUI's token may act (confirm, reject, rerun, cancel): it
+    /// has one, and it is not a viewer's. Until the daemon says whose it
+    /// is, actions are offered; the daemon refuses what the role may not.
+    pub fn can_act(&self) -> bool {
+        self.has_token && self.identity.as_ref().is_none_or(|who| who.role >= Role::Operator)
+    }
+
     fn ask(&mut self, dialog: Dialog) -> Vec<Command> {
         if !self.has_token {
             self.status = Some(StatusLine {
                 ok: false,
                 text: "actions need the daemon's token: start with --token-file FILE".into(),
+            });
+        } else if let Some(who) = self.identity.as_ref().filter(|_| !self.can_act()) {
+            self.status = Some(StatusLine {
+                ok: false,
+                text: format!("{} is a {}: this token reads only", who.name, who.role),
             });
         } else {
             self.dialog = Some(dialog);

@@ -135,6 +135,10 @@ impl Client {
         self.post_json(&format!("/api/gate-runs/{id}/cancel"), &body)
     }
 
+    pub fn whoami(&self) -> Result<sando_wire::WhoAmI, ClientError> {
+        self.get_json("/api/whoami")
+    }
+
     pub fn fetch_backup(&self) -> Result<BackupRow, ClientError> {
         self.post_json("/api/backup/fetch", &serde_json::json!({}))
     }
@@ -216,10 +220,17 @@ impl Client {
             // kept-alive connection the daemon closed (it restarted: the
             // resync on reconnecting is the first request after), which
             // ureq reports as an error instead of trying a new connection.
-            match self.agent.get(&url).call() {
-                Err(error) if !matches!(error, ureq::Error::Timeout(_)) => {
-                    self.agent.get(&url).call()
+            // The token goes with reads too: a daemon may need one for
+            // them (`read_requires_token`), and `/api/whoami` always does.
+            let get = || {
+                let mut request = self.agent.get(&url);
+                if let Some(token) = &self.token {
+                    request = request.header("Authorization", format!("Bearer {token}"));
                 }
+                request.call()
+            };
+            match get() {
+                Err(error) if !matches!(error, ureq::Error::Timeout(_)) => get(),
                 first => first,
             }
         })
@@ -380,6 +391,10 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                 Ok(state) => Msg::State(state),
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
+            Command::WhoAmI => match client.whoami() {
+                Ok(who) => Msg::Identity(who),
+                Err(e) => Msg::Done { ok: false, text: format!("who is this token: {e}") },
+            },
             Command::Confirm { run_id, by } => match client.confirm(run_id, &by) {
                 Ok(c) => Msg::Done {
                     ok: true,
@@ -446,14 +461,14 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
 /// daemon sharing a store sends the leader's events); each (re)connection
 /// is announced so the UI resyncs from `/api/state` and resumes its logs by
 /// offset.
-pub fn follow_events(daemons: Vec<String>, msgs: Sender<Msg>) {
+pub fn follow_events(daemons: Vec<String>, token: Option<String>, msgs: Sender<Msg>) {
     let mut backoff = Duration::from_millis(200);
     for base in daemons.iter().cycle() {
         let started = Instant::now();
         if daemons.len() > 1 && msgs.send(Msg::Attached(base.clone())).is_err() {
             return;
         }
-        let error = match stream_events(base, &msgs) {
+        let error = match stream_events(base, token.as_deref(), &msgs) {
             Ok(()) => "the daemon closed the event stream".to_owned(),
             Err(e) => e,
         };
@@ -470,14 +485,22 @@ pub fn follow_events(daemons: Vec<String>, msgs: Sender<Msg>) {
 }
 
 /// One connection's life: `Ok` when the daemon closed it, `Err` with the reason otherwise.
-fn stream_events(base: &str, msgs: &Sender<Msg>) -> Result<(), String> {
+fn stream_events(base: &str, token: Option<&str>, msgs: &Sender<Msg>) -> Result<(), String> {
     let authority = authority(base).map_err(|e| e.to_string())?;
     let stream = TcpStream::connect(authority).map_err(|e| format!("connect: {e}"))?;
     // A silent peer is noticed: pings go out when nothing came for a while.
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
     let url = format!("ws://{authority}/api/events");
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
+        .map_err(|e| format!("handshake: {e}"))?;
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the token is not a header value".to_owned())?;
+        request.headers_mut().insert("Authorization", value);
+    }
     let (mut socket, _) =
-        tungstenite::client(url.as_str(), stream).map_err(|e| format!("handshake: {e}"))?;
+        tungstenite::client(request, stream).map_err(|e| format!("handshake: {e}"))?;
     if msgs.send(Msg::Connected).is_err() {
         return Ok(());
     }

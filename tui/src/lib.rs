@@ -78,12 +78,16 @@ pub fn run(options: Options) -> Result<(), TuiError> {
     }
     {
         let daemons = client.daemons().to_vec();
+        let token = token.clone();
         std::thread::Builder::new()
             .name("sando-tui-events".into())
-            .spawn(move || client::follow_events(daemons, msg_tx))?;
+            .spawn(move || client::follow_events(daemons, token, msg_tx))?;
     }
     // The state first, so the screen fills before the stream connects.
     let _ = cmd_tx.send(Command::Resync);
+    if token.is_some() {
+        let _ = cmd_tx.send(Command::WhoAmI);
+    }
 
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &mut app, &msg_rx, &cmd_tx);

@@ -27,7 +27,7 @@ pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
     }
     draw_status(frame, status, app);
     match &app.dialog {
-        Some(Dialog::Help) => draw_help(frame, frame.area()),
+        Some(Dialog::Help) => draw_help(frame, frame.area(), app),
         Some(Dialog::Component { record, scroll }) => {
             draw_component(frame, frame.area(), record, *scroll)
         }
@@ -122,12 +122,17 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         let color = if status.ok { Color::Reset } else { Color::Red };
         Line::from(Span::styled(format!(" {}", status.text), Style::new().fg(color)))
     } else {
-        let hints = match &app.screen {
-            Screen::Overview => {
+        // A token that may not act (none, or a viewer's) is shown no action keys.
+        let hints = match (&app.screen, app.can_act()) {
+            (Screen::Overview, true) => {
                 " ↑↓ select  ⏎ detail  c confirm  r re-run  b backup  / filter  ? help  q quit"
             }
-            Screen::Detail(_) => {
+            (Screen::Overview, false) => " ↑↓ select  ⏎ detail  / filter  ? help  q quit",
+            (Screen::Detail(_), true) => {
                 " esc back  f follow  ↑↓ scroll  l full log  t tail  c confirm  r re-run  ? help"
+            }
+            (Screen::Detail(_), false) => {
+                " esc back  f follow  ↑↓ scroll  l full log  t tail  ? help"
             }
         };
         Line::from(Span::styled(hints, Style::new().fg(Color::DarkGray)))
@@ -356,6 +361,13 @@ fn outcome_text(app: &App, run: &GateRunSummary, now: DateTime<Utc>) -> String {
                 && let Some(by) = app.confirmed_by(run)
             {
                 text = format!("{text} by {by}");
+            }
+            // Under an approval policy, who has approved so far: `1 of 2: alice`.
+            if run.gate == sando_wire::GateKind::ManualConfirm
+                && run.status == RunState::Blocked
+                && let Some(approvals) = app.approvals(run)
+            {
+                text = format!("awaiting approvals: {approvals}");
             }
             text
         }
@@ -830,14 +842,19 @@ const HELP: &[(&str, &str)] = &[
     ("q  ctrl-c", "quit"),
 ];
 
-fn draw_help(frame: &mut Frame, area: Rect) {
-    let rect = centered(area, 72, HELP.len() as u16 + 5);
+/// The keys that act (and need an operator's token).
+const ACTION_KEYS: &[&str] = &["c", "r", "x", "b", "p"];
+
+fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
+    let shown: Vec<&(&str, &str)> =
+        HELP.iter().filter(|(keys, _)| app.can_act() || !ACTION_KEYS.contains(keys)).collect();
+    let rect = centered(area, 72, shown.len() as u16 + 5);
     let block = Block::new()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)
         .title(Span::styled(" Help ", Style::new().add_modifier(Modifier::BOLD)));
-    let mut lines: Vec<Line> = HELP
-        .iter()
+    let mut lines: Vec<Line> = shown
+        .into_iter()
         .map(|(keys, what)| {
             Line::from(vec![
                 Span::styled(format!(" {keys:<15}"), Style::new().fg(Color::Cyan)),

@@ -659,3 +659,76 @@ fn a_detail_following_its_log_moves_to_the_gates_retry_and_the_header_says_who_l
     let screen = lines(draw(&app, 120, 24).backend().buffer()).join("\n");
     assert!(screen.contains("run 21"), "{screen}");
 }
+
+/// The state with prod under a two-approval policy alice has approved
+/// once (bob's earlier approval voided by a rerun), and `outcome` as
+/// prod's manual_confirm's.
+fn team_state(status: &str, outcome: Value) -> StateResponse {
+    let mut state = serde_json::to_value(state()).unwrap();
+    let prod = &mut state["tiers"][1];
+    prod["gates"][1] = run(8, "prod", "0.1.0", "manual_confirm", status, outcome);
+    prod["approvals"] = json!({
+        "have": 1, "need": 2, "from": ["alice", "bob", "carol"], "forbid_author": true,
+        "approvals": [
+            {"by": "bob", "at": "2026-11-27T12:00:00Z", "voided": true},
+            {"by": "alice", "at": "2026-11-27T12:25:00Z", "voided": false},
+        ],
+    });
+    serde_json::from_value(state).unwrap()
+}
+
+#[test]
+fn approvals_say_how_many_of_how_many_and_whose_and_a_rejection_says_who_and_why() {
+    let mut app = app();
+    let waiting =
+        json!({"kind": "blocked", "blocker": {"kind": "awaiting_approvals", "have": 1, "need": 2}});
+    app.on_msg(Msg::State(team_state("blocked", waiting)));
+    let terminal = draw(&app, 100, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("awaiting approvals: 1 of 2: alice"), "{screen}");
+    assert_eq!(fg_of(terminal.backend().buffer(), "awaiting approvals: 1 of 2"), Color::Yellow);
+
+    let rejected = json!({"kind": "failed", "failure": {"kind": "rejected", "by": "carol", "reason": "no migration for the new column"}});
+    app.on_msg(Msg::State(team_state("failed", rejected)));
+    let terminal = draw(&app, 100, 24);
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("rejected by carol: no migration for the new column"), "{screen}");
+    assert_eq!(fg_of(terminal.backend().buffer(), "rejected by carol"), Color::Red);
+}
+
+#[test]
+fn a_viewers_tui_shows_no_action_keys() {
+    let mut app = app();
+    app.on_msg(Msg::Identity(sando_wire::WhoAmI {
+        name: "vic".into(),
+        role: sando_wire::Role::Viewer,
+    }));
+    assert!(!app.can_act());
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(!screen.contains("c confirm") && !screen.contains("r re-run"), "{screen}");
+    // The keys do nothing but say why.
+    key(&mut app, KeyCode::Char('G'));
+    assert_eq!(key(&mut app, KeyCode::Char('c')), vec![]);
+    assert!(app.dialog.is_none());
+    assert_eq!(app.status.clone().unwrap().text, "vic is a viewer: this token reads only");
+    key(&mut app, KeyCode::Char('?'));
+    let help = lines(draw(&app, 80, 30).backend().buffer()).join("\n");
+    assert!(!help.contains("confirm a waiting") && help.contains("this help"), "{help}");
+
+    // An operator's token keeps them, and actions are sent as the token's operator.
+    let mut app = self::app();
+    app.on_msg(Msg::Identity(sando_wire::WhoAmI {
+        name: "bob".into(),
+        role: sando_wire::Role::Operator,
+    }));
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("c confirm"), "{screen}");
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Char('c'));
+    assert!(
+        matches!(&key(&mut app, KeyCode::Char('y'))[..], [Command::Confirm { by, .. }] if by == "bob")
+    );
+}

@@ -11,6 +11,7 @@ mod git_sha;
 mod ids;
 mod lifecycle;
 mod outcome;
+mod role;
 #[cfg(feature = "sqlx")]
 mod sql;
 #[cfg(feature = "postgres")]
@@ -28,13 +29,15 @@ pub use outcome::{
     ComponentFault, GateBlocker, GateFailure, GateOutcome, GateStatus, LogRef, PassNote,
     RestoreFailureKind,
 };
+pub use role::{Role, WhoAmI};
 pub use state::{
-    BackupRow, BuildSummary, Canary, CancelRequest, ComponentPart, ComponentRecord, ComponentState,
-    ComponentVerdict, ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody,
-    GateComponents, GateRunSummary, GatesResponse, IMPORTED_RUN, LeaderState, PreviousRun,
-    RebuildRequest, Reclassified, ReclassifyRequest, ReclassifyResponse, RecordedCase,
-    RerunRequest, RerunResponse, RunState, SchedulerState, StateResponse, SweepResponse, TierState,
-    VerdictChange, VersionRow, WorkerState,
+    Approval, ApprovalState, AuditEntry, AuditPage, BackupRow, BuildSummary, Canary, CancelRequest,
+    ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest, Confirmation,
+    Decision, DeploySummary, ErrorBody, GateComponents, GateRunSummary, GatesResponse,
+    IMPORTED_RUN, LeaderState, PreviousRun, RebuildRequest, Reclassified, ReclassifyRequest,
+    ReclassifyResponse, RecordedCase, RejectRequest, RerunRequest, RerunResponse, RunState,
+    SchedulerState, StateResponse, SweepResponse, TierState, VerdictChange, VersionRow,
+    WorkerState,
 };
 pub use version::Version;
 

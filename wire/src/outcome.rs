@@ -85,6 +85,12 @@ pub enum GateBlocker {
         total_seconds: u64,
     },
     AwaitingOperatorConfirmation,
+    /// The tier's approval policy wants `need` approvals on the evidence as
+    /// it is now; `have` are given. Decided by the host, never by a guest.
+    AwaitingApprovals {
+        have: u32,
+        need: u32,
+    },
     NoBackupAvailable,
     ScratchDbUrlUnset,
     ScratchDbUnreachable,
@@ -163,6 +169,12 @@ pub enum GateFailure {
     HostFault {
         message: String,
     },
+    /// An operator rejected the version at this tier; produced by the host,
+    /// never retried: the version goes no further here.
+    Rejected {
+        by: String,
+        reason: String,
+    },
 }
 
 impl GateBlocker {
@@ -172,6 +184,7 @@ impl GateBlocker {
             GateBlocker::BurnInClockNotStarted => "burn_in_clock_not_started",
             GateBlocker::BurnInRemaining { .. } => "burn_in_remaining",
             GateBlocker::AwaitingOperatorConfirmation => "awaiting_operator_confirmation",
+            GateBlocker::AwaitingApprovals { .. } => "awaiting_approvals",
             GateBlocker::NoBackupAvailable => "no_backup_available",
             GateBlocker::ScratchDbUrlUnset => "scratch_db_url_unset",
             GateBlocker::ScratchDbUnreachable => "scratch_db_unreachable",
@@ -201,6 +214,7 @@ impl GateFailure {
             GateFailure::Interrupted => "interrupted",
             GateFailure::Cancelled { .. } => "cancelled",
             GateFailure::HostFault { .. } => "host_fault",
+            GateFailure::Rejected { .. } => "rejected",
         }
     }
 
@@ -222,6 +236,7 @@ impl GateFailure {
         "interrupted",
         "cancelled",
         "host_fault",
+        "rejected",
     ];
 }
 
@@ -322,6 +337,9 @@ impl fmt::Display for GateBlocker {
             GateBlocker::AwaitingOperatorConfirmation => {
                 f.write_str("awaiting operator confirmation")
             }
+            GateBlocker::AwaitingApprovals { have, need } => {
+                write!(f, "awaiting approvals: {have} of {need}")
+            }
             GateBlocker::NoBackupAvailable => f.write_str("no backup fetched yet"),
             GateBlocker::ScratchDbUrlUnset => f.write_str("scratch database URL not configured"),
             GateBlocker::ScratchDbUnreachable => f.write_str("scratch database unreachable"),
@@ -391,6 +409,7 @@ impl fmt::Display for GateFailure {
             GateFailure::Interrupted => f.write_str("interrupted by a daemon restart"),
             GateFailure::Cancelled { by } => write!(f, "cancelled by {by}"),
             GateFailure::HostFault { message } => write!(f, "host fault: {message}"),
+            GateFailure::Rejected { by, reason } => write!(f, "rejected by {by}: {reason}"),
         }
     }
 }

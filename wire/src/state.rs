@@ -75,6 +75,46 @@ pub struct TierState {
     /// daemons before it).
     #[serde(default)]
     pub previous_runs: Vec<PreviousRun>,
+    /// The tier's approval policy and the approvals given for that version
+    /// (absent where the tier has no policy, and from daemons before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalState>,
+}
+
+/// Where a version stands against its tier's approval policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalState {
+    /// Approvals that count: given on the evidence as it is now.
+    pub have: u32,
+    pub need: u32,
+    /// Who may approve; empty: any operator.
+    pub from: Vec<String>,
+    pub forbid_author: bool,
+    /// Every approval given, oldest first, voided ones too.
+    pub approvals: Vec<Approval>,
+}
+
+/// One operator's approval of a version at a tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// Given on evidence that has changed since (a rerun, a reclassification):
+    /// it no longer counts.
+    pub voided: bool,
+}
+
+impl std::fmt::Display for ApprovalState {
+    /// `1 of 2: alice` (voided approvals are not named).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {}", self.have, self.need)?;
+        let counting: Vec<&str> =
+            self.approvals.iter().filter(|a| !a.voided).map(|a| a.by.as_str()).collect();
+        if !counting.is_empty() {
+            write!(f, ": {}", counting.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 /// `POST /api/retention/sweep` (what `sando gc` prints): what went, or with
@@ -294,7 +334,8 @@ pub struct RebuildRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
-    /// Who confirms; `operator` when absent or blank.
+    /// Ignored: the confirmation is recorded as the token's operator's.
+    /// Kept so older clients' bodies still parse.
     pub by: Option<String>,
 }
 
@@ -307,12 +348,45 @@ pub struct Confirmation {
     pub confirmed_at: DateTime<Utc>,
 }
 
+/// `POST /api/gate-runs/{id}/reject`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    /// Why: one line for whoever reads the outcome (at most 1 KiB).
+    pub reason: String,
+}
+
+/// One act of a person, as `GET /api/audit` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Increasing: the cursor `?since=` takes.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// The operator whose token made the request.
+    pub actor: String,
+    /// `approve`, `reject`, `rerun`, `cancel_run`, `cancel_build`, ...
+    pub action: String,
+    /// What it was done to: `gate_run 12`, `build 1a2b3c4`, `gate cargo_test`.
+    pub target: String,
+    /// The state before and after, as JSON text.
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// `GET /api/audit`: a page of the trail, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `?since=` for the next page; absent on the last.
+    pub next: Option<i64>,
+}
+
 /// `POST /api/gate-runs/{id}/cancel` and `POST /api/builds/{sha}/cancel`;
 /// the body is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// Who cancels; `operator` when absent or blank.
+    /// Ignored: the cancel is recorded as the token's operator's.
     pub by: Option<String>,
 }
 
@@ -320,7 +394,7 @@ pub struct CancelRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RerunRequest {
-    /// Who asks; `operator` when absent or blank.
+    /// Ignored: the request is recorded as the token's operator's.
     pub by: Option<String>,
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -11,21 +11,23 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::components::ComponentError;
 use super::events::{Event, EventEnvelope};
 use super::reload;
 use super::websocket::{self, Client};
-use super::{Daemon, FetchError, Trigger};
+use super::{Daemon, FetchError, Trigger, plan};
 use crate::domain::CancelRequest;
 use crate::domain::{
-    BackupRow, ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest,
-    Confirmation, Decision, ErrorBody, GateComponents, GateKind, GateRunId, GateRunSummary,
-    GatesResponse, GitSha, LeaderState, RebuildRequest, ReclassifyRequest, ReclassifyResponse,
-    RecordedCase, RerunRequest, RerunResponse, RunState, StateResponse, TierState, Version,
+    AuditEntry, AuditPage, BackupRow, ComponentPart, ComponentRecord, ComponentState,
+    ComponentVerdict, ConfirmRequest, Confirmation, Decision, ErrorBody, GateComponents, GateKind,
+    GateRunId, GateRunSummary, GatesResponse, GitSha, LeaderState, RebuildRequest,
+    ReclassifyRequest, ReclassifyResponse, RecordedCase, RejectRequest, RerunRequest,
+    RerunResponse, RunState, StateResponse, TierState, Version,
 };
+use crate::identity::{Identity, Role};
+use crate::store::NewAudit;
 use crate::store::{RunRecord, Standing, StoreError};
 
 /// Gate components are small (the shipped ones are under 200 KiB); this
@@ -36,14 +38,20 @@ const MAX_COMPONENT_BYTES: usize = 32 << 20;
 const MAX_JSON_BYTES: usize = 64 << 10;
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    // Every route that changes anything: the token is checked by one layer,
-    // before any body is read, so no handler can forget it.
-    let mutating = Router::new()
-        .route("/api/rebuild", post(rebuild))
+    // Every route that changes anything: the token is checked, and the
+    // caller's identity made from it, by one layer per role, before any
+    // body is read, so no handler can forget it or take a name from a body.
+    let operating = Router::new()
         .route("/api/builds/{sha}/cancel", post(cancel_build))
         .route("/api/gate-runs/{run_id}/confirm", post(confirm))
+        .route("/api/gate-runs/{run_id}/reject", post(reject))
         .route("/api/gate-runs/{run_id}/rerun", post(rerun))
         .route("/api/gate-runs/{run_id}/cancel", post(cancel_run))
+        .route_layer(middleware::from_fn_with_state((daemon.clone(), Role::Operator), require_role))
+        // Outermost: a standby sends a write on before reading anything.
+        .route_layer(middleware::from_fn_with_state(daemon.clone(), to_leader));
+    let administering = Router::new()
+        .route("/api/rebuild", post(rebuild))
         .route("/api/backup/fetch", post(fetch_backup))
         .route(
             "/api/gates/{kind}",
@@ -54,9 +62,13 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gates/{kind}/rollback", post(rollback_component))
         .route("/api/reclassify", post(reclassify))
         .route("/api/retention/sweep", post(sweep))
-        .route_layer(middleware::from_fn_with_state(daemon.clone(), require_token))
-        // Outermost: a standby sends a write on before reading anything.
+        .route_layer(middleware::from_fn_with_state((daemon.clone(), Role::Admin), require_role))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), to_leader));
+    // Who did what names people: a token is needed whatever `public_read` says.
+    let auditing = Router::new()
+        .route("/api/audit", get(audit_trail))
+        .route("/api/whoami", get(whoami))
+        .route_layer(middleware::from_fn_with_state((daemon.clone(), Role::Viewer), require_role));
     let reading = Router::new()
         .route("/api/state", get(state))
         .route("/api/events", get(events))
@@ -70,7 +82,9 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/runs/{run_id}", get(super::page::run))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), require_read_access));
     Router::new()
-        .merge(mutating)
+        .merge(operating)
+        .merge(administering)
+        .merge(auditing)
         .merge(reading)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
@@ -130,12 +144,24 @@ async fn json_errors(response: Response) -> Response {
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-async fn require_token(
-    State(daemon): State<Arc<Daemon>>,
-    request: Request,
+/// The caller's identity, from its token, with at least `needed`: put in
+/// the request's extensions for the handler (`Extension<Identity>`).
+async fn require_role(
+    State((daemon, needed)): State<(Arc<Daemon>, Role)>,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    authorize(&daemon, request.headers())?;
+    let identity = authenticate(&daemon, request.headers())?;
+    if identity.role < needed {
+        return Err(ApiError::Forbidden(format!(
+            "{} has the {} role; {} {} needs {needed}",
+            identity.name,
+            identity.role,
+            request.method(),
+            request.uri().path()
+        )));
+    }
+    request.extensions_mut().insert(identity);
     Ok(next.run(request).await)
 }
 
@@ -174,7 +200,7 @@ async fn require_read_access(
     next: Next,
 ) -> Result<Response, ApiError> {
     if !daemon.config.public_read {
-        authorize(&daemon, request.headers())?;
+        authenticate(&daemon, request.headers())?;
     }
     Ok(next.run(request).await)
 }
@@ -286,15 +312,38 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Who the bearer token is (its digest compared in constant time with
+/// every operator's), or 401.
+fn authenticate(daemon: &Daemon, headers: &HeaderMap) -> Result<Identity, ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    // Compared in constant time, so timing does not reveal a prefix.
-    let same: bool = daemon.token.as_bytes().ct_eq(given.trim().as_bytes()).into();
-    if same { Ok(()) } else { Err(ApiError::Unauthorized) }
+    daemon.operators.authenticate(given.trim()).ok_or(ApiError::Unauthorized)
+}
+
+/// Appends one act to the audit trail. The act is done already: a trail
+/// that cannot be written is logged, and the request still answered as done.
+async fn audit(
+    daemon: &Daemon,
+    who: &Identity,
+    action: &str,
+    target: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let entry = NewAudit {
+        at: Utc::now(),
+        actor: who.name.as_str(),
+        action,
+        target,
+        before: before.map(|v| v.to_string()),
+        after: after.map(|v| v.to_string()),
+    };
+    if let Err(error) = daemon.store.append_audit(&entry).await {
+        tracing::error!(%error, action, "the audit trail could not be written");
+    }
 }
 
 async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>, ApiError> {
@@ -318,6 +367,12 @@ pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError>
         let row = rows.iter().find(|r| r.name == tier.name);
         let current = row.and_then(|r| r.current_version.clone());
         let candidate = row.and_then(|r| r.candidate_version.clone());
+        let approvals = match &candidate {
+            Some(version) => {
+                super::approvals::standing(daemon, tier, version, false).await?.map(|s| s.view())
+            }
+            None => None,
+        };
         let (gates, confirmation, previous_runs) = match candidate.as_ref().or(current.as_ref()) {
             Some(version) => (
                 daemon
@@ -341,6 +396,7 @@ pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError>
             gates,
             confirmation,
             previous_runs,
+            approvals,
         });
     }
     Ok(StateResponse {
@@ -492,10 +548,12 @@ fn skip_missed(
 
 async fn rebuild(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     body: Result<Json<RebuildRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Json(request) = body?;
     daemon.rebuild(request.sha.clone()).await?;
+    audit(&daemon, &who, "rebuild", format!("commit {}", request.sha), None, None).await;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "sha": request.sha }))))
 }
 
@@ -503,11 +561,12 @@ async fn rebuild(
 /// `failed{cancelled, by}`, which is never retried on its own.
 async fn cancel_run(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(run_id): Path<String>,
-    OptionalJson(body): OptionalJson<CancelRequest>,
+    OptionalJson(_body): OptionalJson<CancelRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let run = find_run(&daemon, &run_id).await?;
-    let by = operator(body.by);
+    let by = who.name.to_string();
     if !daemon.work.cancel_run(run.run_id, &by) {
         return Err(ApiError::Conflict(format!(
             "gate run {} is {}, not running; nothing to cancel",
@@ -519,18 +578,23 @@ async fn cancel_run(
         target: format!("gate run {}", run.run_id),
         by: by.clone(),
     });
+    let before = serde_json::json!({ "status": run.status });
+    let after = serde_json::json!({ "cancel_requested": true });
+    let target = format!("gate run {} ({} {} {})", run.run_id, run.tier, run.version, run.gate);
+    audit(&daemon, &who, "cancel_run", target, Some(before), Some(after)).await;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "run_id": run.run_id, "by": by }))))
 }
 
 /// Stops a build in flight, or a requested build not yet started.
 async fn cancel_build(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(sha): Path<String>,
-    OptionalJson(body): OptionalJson<CancelRequest>,
+    OptionalJson(_body): OptionalJson<CancelRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let sha: GitSha =
         sha.parse().map_err(|e: crate::domain::ParseError| ApiError::BadRequest(e.to_string()))?;
-    let by = operator(body.by);
+    let by = who.name.to_string();
     let cancelled = match daemon.work.cancel_build(&sha, &by) {
         Some(_request) => true,
         None => match daemon.store.open_rebuild_for(&sha).await? {
@@ -543,6 +607,7 @@ async fn cancel_build(
     }
     tracing::info!(%sha, by, "build cancel requested");
     daemon.bus.send(Event::CancelRequested { target: format!("build of {sha}"), by: by.clone() });
+    audit(&daemon, &who, "cancel_build", format!("build of {sha}"), None, None).await;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "sha": sha, "by": by }))))
 }
 
@@ -554,11 +619,6 @@ fn run_id(text: &str) -> Result<GateRunId, ApiError> {
 pub(crate) async fn find_run(daemon: &Daemon, text: &str) -> Result<RunRecord, ApiError> {
     let id = run_id(text)?;
     daemon.store.gate_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))
-}
-
-/// Who an action is recorded as: the body's `by`, or `operator`.
-fn operator(by: Option<String>) -> String {
-    by.filter(|b| !b.trim().is_empty()).unwrap_or_else(|| "operator".into())
 }
 
 /// One gate run, with its provenance.
@@ -596,16 +656,84 @@ async fn gate_run_case(
     }))
 }
 
+/// A confirmation: without an approval policy, it passes the run; under
+/// one, it is one approval by the caller, bound to the evidence as it is
+/// now, and the run passes once the policy is met. Recorded as the token's
+/// operator: a `by` in the body is ignored.
 async fn confirm(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(run_id): Path<String>,
-    OptionalJson(body): OptionalJson<ConfirmRequest>,
+    OptionalJson(_body): OptionalJson<ConfirmRequest>,
 ) -> Result<Json<Confirmation>, ApiError> {
-    let run = find_run(&daemon, &run_id).await?;
+    let run = waiting_confirmation(&daemon, &run_id, "confirmed").await?;
+    let run_id = run.run_id;
+    let by = who.name.to_string();
+    let now = Utc::now();
+    let tier = daemon.config.tier(&run.tier);
+    let standing = match tier {
+        Some(tier) => super::approvals::standing(&daemon, tier, &run.version, true).await?,
+        None => None,
+    };
+    let (evidence, before) = match &standing {
+        Some(standing) => {
+            if standing.author_unknown {
+                return Err(ApiError::Conflict(format!(
+                    "the author of {} could not be read from the repository, so forbid_author cannot be checked; nothing was approved",
+                    run.version
+                )));
+            }
+            plan::may_approve(
+                &standing.policy,
+                &by,
+                &run.tier,
+                &run.version,
+                &standing.approvals,
+                &standing.evidence,
+                standing.author.as_deref(),
+            )
+            .map_err(|refusal| match refusal {
+                plan::Refusal::Already { .. } => ApiError::Conflict(refusal.to_string()),
+                _ => ApiError::Forbidden(refusal.to_string()),
+            })?;
+            let have = standing.tally.have();
+            let before = serde_json::json!({ "have": have, "need": standing.tally.need });
+            (Some(standing.evidence.as_str()), Some(before))
+        }
+        None => (None, None),
+    };
+    daemon.store.insert_confirmation(&run, &by, evidence, now).await?;
+    daemon.bus.send(Event::Confirmed {
+        run_id,
+        tier: run.tier.clone(),
+        version: run.version.clone(),
+        by: by.clone(),
+    });
+    daemon.trigger(Trigger::Evaluate);
+    let after = match &standing {
+        Some(standing) => {
+            let have = standing.tally.have() + 1;
+            Some(serde_json::json!({ "have": have, "need": standing.tally.need }))
+        }
+        None => Some(serde_json::json!({ "confirmed": true })),
+    };
+    let target = format!("gate run {run_id} ({} {} manual_confirm)", run.tier, run.version);
+    audit(&daemon, &who, "approve", target, before, after).await;
+    Ok(Json(Confirmation { run_id, confirmed_by: by, confirmed_at: now }))
+}
+
+/// The run a confirmation or rejection names: a `manual_confirm` run that
+/// waits.
+async fn waiting_confirmation(
+    daemon: &Daemon,
+    run_id: &str,
+    what: &str,
+) -> Result<RunRecord, ApiError> {
+    let run = find_run(daemon, run_id).await?;
     let run_id = run.run_id;
     if run.gate != GateKind::ManualConfirm {
         return Err(ApiError::Conflict(format!(
-            "gate run {run_id} is a {} run; only manual_confirm runs can be confirmed",
+            "gate run {run_id} is a {} run; only manual_confirm runs can be {what}",
             run.gate
         )));
     }
@@ -615,32 +743,96 @@ async fn confirm(
             run.status
         )));
     }
-    let by = operator(body.by);
-    let now = Utc::now();
-    daemon.store.insert_confirmation(&run, &by, now).await?;
-    daemon.bus.send(Event::Confirmed {
-        run_id,
-        tier: run.tier,
-        version: run.version,
-        by: by.clone(),
-    });
-    daemon.trigger(Trigger::Evaluate);
-    Ok(Json(Confirmation { run_id, confirmed_by: by, confirmed_at: now }))
+    Ok(run)
 }
 
-/// Runs a failed gate again. Allowed for the latest run of a gate whose
-/// version is still the tier's candidate: anything older has been decided
-/// past, and running it again would change nothing.
+/// The longest reason a rejection keeps.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// Ends a waiting confirmation `failed { rejected { by, reason } }`: the
+/// version goes no further at that tier.
+async fn reject(
+    State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
+    Path(run_id): Path<String>,
+    body: Result<Json<RejectRequest>, JsonRejection>,
+) -> Result<Json<GateRunSummary>, ApiError> {
+    let Json(request) = body?;
+    let reason = request.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::BadRequest("reason: say why the version is rejected".into()));
+    }
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "reason: {} bytes; at most {MAX_REASON_BYTES} (1 KiB)",
+            reason.len()
+        )));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("reason: one line, without control characters".into()));
+    }
+    let run = waiting_confirmation(&daemon, &run_id, "rejected").await?;
+    let status = crate::domain::GateStatus::failed(crate::domain::GateFailure::Rejected {
+        by: who.name.to_string(),
+        reason: reason.to_owned(),
+    });
+    if !daemon.store.end_blocked_run(run.run_id, &status, Utc::now()).await? {
+        return Err(ApiError::Conflict(format!(
+            "gate run {} is no longer waiting for confirmation",
+            run.run_id
+        )));
+    }
+    tracing::info!(run_id = %run.run_id, by = %who.name, "rejected");
+    daemon.bus.send(Event::GateDone {
+        run_id: run.run_id,
+        tier: run.tier.clone(),
+        version: run.version.clone(),
+        gate: run.gate,
+        outcome: crate::domain::GateOutcome {
+            status: status.clone(),
+            log_ref: run.log_ref.clone(),
+        },
+    });
+    daemon.trigger(Trigger::Evaluate);
+    let target = format!("gate run {} ({} {} manual_confirm)", run.run_id, run.tier, run.version);
+    let before = serde_json::json!({ "status": run.outcome });
+    let after = serde_json::json!({ "status": status });
+    audit(&daemon, &who, "reject", target, Some(before), Some(after)).await;
+    let run = find_run(&daemon, &run.run_id.to_string()).await?;
+    Ok(Json(run.into()))
+}
+
+/// Runs a gate again. Allowed for the latest run of a gate whose version
+/// is still the tier's candidate: a failed run, or, where the tier's
+/// confirmation waits on an approval policy, a passed one (fresh evidence
+/// before approving; it voids the approvals given). A rejection is final.
 async fn rerun(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(run_id): Path<String>,
-    OptionalJson(body): OptionalJson<RerunRequest>,
+    OptionalJson(_body): OptionalJson<RerunRequest>,
 ) -> Result<(StatusCode, Json<RerunResponse>), ApiError> {
     let run = find_run(&daemon, &run_id).await?;
     let run_id = run.run_id;
-    if run.status != RunState::Failed {
+    let latest = daemon.store.latest_runs(&run.tier, &run.version).await?;
+    let refreshes_evidence = run.status == RunState::Passed
+        && run.gate != GateKind::ManualConfirm
+        && daemon.config.tier(&run.tier).is_some_and(|t| t.approvals.is_some())
+        && latest
+            .iter()
+            .any(|r| r.gate == GateKind::ManualConfirm && r.status == RunState::Blocked);
+    if let Some(crate::domain::GateStatus::Failed {
+        failure: crate::domain::GateFailure::Rejected { by, .. },
+    }) = &run.outcome
+    {
         return Err(ApiError::Conflict(format!(
-            "gate run {run_id} is {}; only failed runs can be run again",
+            "gate run {run_id} was rejected by {by}; a rejection is final for {} at {}",
+            run.version, run.tier
+        )));
+    }
+    if run.status != RunState::Failed && !refreshes_evidence {
+        return Err(ApiError::Conflict(format!(
+            "gate run {run_id} is {}; only failed runs (or, while an approval policy's confirmation waits, passed ones) can be run again",
             run.status
         )));
     }
@@ -653,30 +845,39 @@ async fn rerun(
             run.version, run.tier
         )));
     }
-    let latest = daemon.store.latest_runs(&run.tier, &run.version).await?;
     if let Some(newer) = latest.iter().find(|r| r.gate == run.gate && r.run_id != run_id) {
         return Err(ApiError::Conflict(format!(
             "gate run {run_id} is not the latest {} run at {} (run {} is)",
             run.gate, run.tier, newer.run_id
         )));
     }
-    let by = operator(body.by);
+    let by = who.name.to_string();
     let now = Utc::now();
     daemon.store.request_rerun(run_id, &by, now).await?;
     daemon.bus.send(Event::RerunRequested {
         run_id,
-        tier: run.tier,
-        version: run.version,
+        tier: run.tier.clone(),
+        version: run.version.clone(),
         gate: run.gate,
         by: by.clone(),
     });
     daemon.trigger(Trigger::Evaluate);
+    let target = format!("gate run {run_id} ({} {} {})", run.tier, run.version, run.gate);
+    let before = serde_json::json!({ "status": run.outcome });
+    audit(&daemon, &who, "rerun", target, Some(before), None).await;
     Ok((StatusCode::ACCEPTED, Json(RerunResponse { run_id, requested_by: by, requested_at: now })))
 }
 
-async fn fetch_backup(State(daemon): State<Arc<Daemon>>) -> Result<Json<BackupRow>, ApiError> {
+async fn fetch_backup(
+    State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
+) -> Result<Json<BackupRow>, ApiError> {
     match daemon.fetch_backup().await {
-        Ok(backup) => Ok(Json(backup)),
+        Ok(backup) => {
+            let after = serde_json::json!({ "backup": backup.id, "path": backup.path });
+            audit(&daemon, &who, "backup_fetch", "backups".into(), None, Some(after)).await;
+            Ok(Json(backup))
+        }
         Err(FetchError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::Conflict(e.to_string())),
     }
@@ -858,10 +1059,17 @@ struct SweepQuery {
 /// `dry_run` what would go.
 async fn sweep(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     query: Result<Query<SweepQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
     let sweep = super::retention::sweep(&daemon, query.dry_run).await?;
+    if !query.dry_run {
+        let after = serde_json::json!({
+            "versions": sweep.versions, "backups": sweep.backups, "cache_units": sweep.cache_units.len(),
+        });
+        audit(&daemon, &who, "retention_sweep", "retention".into(), None, Some(after)).await;
+    }
     Ok(Json(serde_json::json!(crate::domain::SweepResponse {
         dry_run: query.dry_run,
         versions: sweep.versions,
@@ -903,6 +1111,7 @@ async fn gates(State(daemon): State<Arc<Daemon>>) -> Result<Json<GatesResponse>,
 /// A new component for `kind`: the body is the `.wasm` file.
 async fn push_component(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(kind): Path<String>,
     query: Result<Query<ChangesQuery>, QueryRejection>,
     body: axum::body::Bytes,
@@ -914,6 +1123,7 @@ async fn push_component(
     }
     let verdict =
         reload::submit(&daemon, kind, body.to_vec(), "api".into(), query.submission()).await?;
+    audit_verdict(&daemon, &who, "component_push", kind, &verdict).await;
     Ok(verdict_response(verdict))
 }
 
@@ -926,49 +1136,129 @@ struct SettleQuery {
 
 async fn accept_component(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(kind): Path<String>,
     query: Result<Query<SettleQuery>, QueryRejection>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
-    settle(daemon, kind, query, true).await
+    settle(daemon, who, kind, query, true).await
 }
 
 async fn reject_component(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(kind): Path<String>,
     query: Result<Query<SettleQuery>, QueryRejection>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
-    settle(daemon, kind, query, false).await
+    settle(daemon, who, kind, query, false).await
 }
 
 async fn settle(
     daemon: Arc<Daemon>,
+    who: Identity,
     kind: String,
     query: Result<Query<SettleQuery>, QueryRejection>,
     accept: bool,
 ) -> Result<Json<ComponentRecord>, ApiError> {
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
-    Ok(Json(reload::settle(&daemon, kind, accept, query.digest.as_deref()).await?))
+    let record = reload::settle(&daemon, kind, accept, query.digest.as_deref()).await?;
+    let action = if accept { "component_accept" } else { "component_reject" };
+    let after = serde_json::json!({ "digest": record.digest, "state": record.state });
+    audit(&daemon, &who, action, format!("gate {kind}"), None, Some(after)).await;
+    Ok(Json(record))
 }
 
 async fn rollback_component(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     Path(kind): Path<String>,
     query: Result<Query<ChangesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let kind = gate_kind(&kind)?;
     let Query(query) = query?;
-    Ok(verdict_response(reload::rollback(&daemon, kind, query.submission()).await?))
+    let verdict = reload::rollback(&daemon, kind, query.submission()).await?;
+    audit_verdict(&daemon, &who, "component_rollback", kind, &verdict).await;
+    Ok(verdict_response(verdict))
+}
+
+/// A component act's verdict, in the audit trail.
+async fn audit_verdict(
+    daemon: &Daemon,
+    who: &Identity,
+    action: &str,
+    kind: GateKind,
+    verdict: &ComponentVerdict,
+) {
+    let after = serde_json::to_value(verdict).ok().map(|mut v| {
+        // The diff can be long; the trail keeps what was decided.
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|k, _| matches!(k.as_str(), "decision" | "digest" | "part" | "contract"));
+        }
+        v
+    });
+    audit(daemon, who, action, format!("gate {kind}"), None, after).await;
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// An entry id (the page after it) or an RFC 3339 time (entries from then on).
+    since: Option<String>,
+    /// At most this many entries (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+/// Who the token is: clients (the TUI) show only the actions its role may take.
+async fn whoami(Extension(who): Extension<Identity>) -> Json<crate::domain::WhoAmI> {
+    Json(crate::domain::WhoAmI { name: who.name.to_string(), role: who.role })
+}
+
+/// The audit trail, oldest first, a bounded page at a time.
+async fn audit_trail(
+    State(daemon): State<Arc<Daemon>>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let Query(query) = query?;
+    let (after, since) = match query.since.as_deref().map(str::trim) {
+        None | Some("") => (0, None),
+        Some(text) => match text.parse::<i64>() {
+            Ok(id) if id >= 0 => (id, None),
+            _ => match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(at) => (0, Some(at.with_timezone(&Utc))),
+                Err(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "since: {text:?} is neither an entry id nor an RFC 3339 time (2026-12-05T10:00:00Z)"
+                    )));
+                }
+            },
+        },
+    };
+    let limit = match query.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!("limit: {n} is out of range (1 to 1000)")));
+        }
+    };
+    let rows = daemon.store.audit_page(after, since, i64::from(limit) + 1).await?;
+    let more = rows.len() > limit as usize;
+    let entries: Vec<AuditEntry> = rows.into_iter().take(limit as usize).map(Into::into).collect();
+    let next = if more { entries.last().map(|e| e.id) } else { None };
+    Ok(Json(AuditPage { entries, next }))
 }
 
 /// How the serving component classifies past runs of a gate; with `apply`,
 /// records the new outcomes next to the old ones.
 async fn reclassify(
     State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
     body: Result<Json<ReclassifyRequest>, JsonRejection>,
 ) -> Result<Json<ReclassifyResponse>, ApiError> {
     let Json(request) = body?;
-    Ok(Json(reload::reclassify(&daemon, request).await?))
+    let asked = serde_json::to_value(&request).ok();
+    let answer = reload::reclassify(&daemon, request).await?;
+    audit(&daemon, &who, "reclassify", "gate runs".into(), asked, None).await;
+    Ok(Json(answer))
 }
 
 #[cfg(test)]

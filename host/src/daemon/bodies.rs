@@ -1,7 +1,21 @@
 //! The store's records as the API's wire bodies (`sando-wire`): the one place a record becomes what clients read.
 
-use crate::domain::{GateRunSummary, VersionRow};
-use crate::store::{RunRecord, VersionRecord};
+use crate::domain::{AuditEntry, GateRunSummary, VersionRow};
+use crate::store::{AuditRecord, RunRecord, VersionRecord};
+
+impl From<AuditRecord> for AuditEntry {
+    fn from(row: AuditRecord) -> Self {
+        AuditEntry {
+            id: row.id,
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            target: row.target,
+            before: row.before_json,
+            after: row.after_json,
+        }
+    }
+}
 
 impl From<RunRecord> for GateRunSummary {
     fn from(run: RunRecord) -> Self {

@@ -21,8 +21,8 @@ use super::shared::Daemon;
 use super::work::{self, Progress, SharedProgress};
 use crate::config::Gate;
 use crate::domain::{
-    BuildFailure, BuildOutcome, DeployFailure, DeployOutcome, GateFailure, GateStatus, TierId,
-    Version, WorkerState,
+    BuildFailure, BuildOutcome, DeployFailure, DeployOutcome, GateFailure, GateKind, GateStatus,
+    TierId, Version, WorkerState,
 };
 use crate::store::{Attempt, RunCost, StoreError};
 
@@ -295,7 +295,7 @@ async fn settle_leftovers(
             && summary.outcome.is_none()
         {
             let status = GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
-            daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now).await?;
+            daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now, now).await?;
             daemon.bus.send(Event::GateDone {
                 run_id: run,
                 tier: summary.tier,
@@ -388,6 +388,12 @@ async fn load_candidate(
 ) -> Result<CandidateSnap, StoreError> {
     let runs = daemon.store.plan_runs(&tier.name, &version).await?;
     let inputs_changed = daemon.store.inputs_changed(&tier.name, &version).await?;
+    // Under an approval policy the confirmation also waits on the evidence
+    // its approvals were given on: a gate's new outcome re-evaluates it (an
+    // approval it voids no longer counts).
+    let evidence_changed = tier.approvals.as_ref().and_then(|_| {
+        runs.iter().filter(|r| r.gate != GateKind::ManualConfirm).map(|r| r.evaluated_at).max()
+    });
     let mut gates = Vec::new();
     for spec in &tier.gates {
         let latest = runs.iter().find(|r| r.gate == spec.kind()).map(|r| RunSnap {
@@ -410,7 +416,10 @@ async fn load_candidate(
             retry: spec.retry.clone(),
             latest,
             burn_in,
-            inputs_changed,
+            inputs_changed: match spec.kind() {
+                GateKind::ManualConfirm => inputs_changed.max(evidence_changed),
+                _ => inputs_changed,
+            },
         });
     }
     let deploys = daemon.store.plan_deploys(&tier.name, &version).await?;

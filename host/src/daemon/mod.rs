@@ -1,6 +1,7 @@
 //! The daemon (`sando serve`): shared state, start-up, and the wiring of scheduler, API and event stream.
 
 pub mod api;
+mod approvals;
 mod bodies;
 pub mod components;
 mod coordinator;
@@ -41,6 +42,8 @@ pub enum StartError {
     TokenEnvMissing(String),
     #[error("token file {path}: {message}")]
     TokenFile { path: String, message: String },
+    #[error(transparent)]
+    OperatorToken(#[from] crate::identity::TokenFileError),
     #[error("data directory {path}: {message}")]
     DataDir { path: String, message: String },
     #[error(transparent)]
@@ -164,7 +167,7 @@ pub async fn executor_problems(config: &Config) -> Vec<String> {
 }
 
 /// Serves until the process ends.
-pub async fn serve(config: Config, token: String) -> Result<(), StartError> {
+pub async fn serve(config: Config, token: Option<String>) -> Result<(), StartError> {
     Started::start(config, token).await?.run(std::future::pending()).await
 }
 
@@ -177,7 +180,7 @@ pub struct Started {
 impl Started {
     /// Opens the data directory and database, loads the gate components,
     /// settles runs a previous daemon left in flight, and binds the listener.
-    pub async fn start(config: Config, token: String) -> Result<Started, StartError> {
+    pub async fn start(config: Config, token: Option<String>) -> Result<Started, StartError> {
         let (listener, daemon) = start(config, token).await?;
         Ok(Started { listener, daemon })
     }
@@ -213,8 +216,10 @@ impl Started {
 
 async fn start(
     config: Config,
-    token: String,
+    token: Option<String>,
 ) -> Result<(tokio::net::TcpListener, Arc<Daemon>), StartError> {
+    // Tokens only as digests from here on; each operator's file read once.
+    let operators = crate::identity::Operators::new(&config.operators, token.as_deref())?;
     // First: a missing secret is the operator's to fix before anything runs.
     let secrets =
         Arc::new(Secrets::from_env(&config.project.secret_env).map_err(StartError::Secret)?);
@@ -277,7 +282,7 @@ async fn start(
         // 64 MiB of them (and their JSON) before a slow subscriber is told it
         // lagged; it then resumes each log by offset.
         bus: EventBus::new(1024),
-        token,
+        operators,
         executors,
         wake: tokio::sync::Notify::new(),
         work: shared::Work::default(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{OnSupersede, Retry};
+use crate::config::{ApprovalPolicy, OnSupersede, Retry};
 use crate::domain::{
     Canary, DeployFailure, DeployOutcome, GateBlocker, GateFailure, GateKind, GateRunId,
     GateStatus, GitSha, NodeId, TierId, Version,
@@ -237,6 +237,14 @@ fn plan_tier(
             // Running with no worker on it: the coordinator gives it an
             // outcome when its worker ends, so wait for that.
             None => return,
+            // A rejection is final for the version at this tier.
+            Some(GateStatus::Failed { failure: GateFailure::Rejected { .. } }) => return,
+            Some(GateStatus::Passed { .. }) if run.rerun_requested => {
+                // Fresh evidence asked for before an approval: it runs
+                // again, and approvals given on the old run no longer count.
+                actions.push(run_gate(gate, 1, None));
+                return;
+            }
             Some(GateStatus::Passed { .. }) => continue,
             Some(GateStatus::Failed { failure }) => {
                 if run.rerun_requested {
@@ -366,6 +374,117 @@ fn plan_deploys(
     });
 }
 
+// ---- approvals -----------------------------------------------------------
+
+/// One approval (a confirmation) as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSnap {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// The evidence digest it was given on (`None`: given before policies).
+    pub evidence: Option<String>,
+}
+
+/// Where a version stands against a tier's approval policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Distinct operators whose approval counts, in the order given.
+    pub counted: Vec<String>,
+    pub need: u32,
+    /// For each approval given (in order): whether it was voided by a
+    /// change of the evidence.
+    pub voided: Vec<bool>,
+}
+
+impl Tally {
+    pub fn have(&self) -> u32 {
+        u32::try_from(self.counted.len()).unwrap_or(u32::MAX)
+    }
+
+    pub fn met(&self) -> bool {
+        self.have() >= self.need
+    }
+}
+
+/// The digest of the evidence an approval is given on: each other gate's
+/// latest run of the version at the tier (kind, run, outcome), in kind
+/// order. A rerun (a new run) or a reclassification (a new outcome)
+/// changes it.
+pub fn evidence_digest(runs: &[(GateKind, GateRunId, Option<&GateStatus>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut runs: Vec<_> =
+        runs.iter().filter(|(kind, ..)| *kind != GateKind::ManualConfirm).collect();
+    runs.sort_by_key(|(kind, id, _)| (kind.to_string(), id.get()));
+    let mut hasher = Sha256::new();
+    for (kind, id, status) in runs {
+        let outcome = status.map(|s| serde_json::to_string(s).unwrap_or_default());
+        hasher.update(format!("{kind}\t{id}\t{}\n", outcome.unwrap_or_default()).as_bytes());
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which approvals count under `policy` on the evidence as it is now: one
+/// per operator, given on `evidence`, by someone `from` allows, and not by
+/// the commit's `author` when the policy forbids it.
+pub fn tally(
+    policy: &ApprovalPolicy,
+    approvals: &[ApprovalSnap],
+    evidence: &str,
+    author: Option<&str>,
+) -> Tally {
+    let mut counted: Vec<String> = Vec::new();
+    let mut voided = Vec::new();
+    for approval in approvals {
+        let current = approval.evidence.as_deref() == Some(evidence);
+        voided.push(!current);
+        let allowed =
+            policy.from.is_empty() || policy.from.iter().any(|f| f.as_str() == approval.by);
+        let authored = policy.forbid_author && author == Some(approval.by.as_str());
+        if current && allowed && !authored && !counted.contains(&approval.by) {
+            counted.push(approval.by.clone());
+        }
+    }
+    Tally { counted, need: policy.required, voided }
+}
+
+/// Why an approval is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{by} may not approve at {tier}: only {from} may")]
+    NotListed { by: String, tier: TierId, from: String },
+    #[error("{by} wrote {version} (git author) and may not approve it (forbid_author)")]
+    Author { by: String, version: Version },
+    #[error("{by} has already approved {version} at {tier} on this evidence")]
+    Already { by: String, tier: TierId, version: Version },
+}
+
+/// Whether `by` may approve `version` at `tier` now.
+pub fn may_approve(
+    policy: &ApprovalPolicy,
+    by: &str,
+    tier: &TierId,
+    version: &Version,
+    approvals: &[ApprovalSnap],
+    evidence: &str,
+    author: Option<&str>,
+) -> Result<(), Refusal> {
+    if !policy.from.is_empty() && !policy.from.iter().any(|f| f.as_str() == by) {
+        let from = policy.from.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(Refusal::NotListed { by: by.into(), tier: tier.clone(), from });
+    }
+    if policy.forbid_author && author == Some(by) {
+        return Err(Refusal::Author { by: by.into(), version: version.clone() });
+    }
+    if approvals.iter().any(|a| a.by == by && a.evidence.as_deref() == Some(evidence)) {
+        return Err(Refusal::Already {
+            by: by.into(),
+            tier: tier.clone(),
+            version: version.clone(),
+        });
+    }
+    Ok(())
+}
+
 fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
@@ -374,6 +493,80 @@ fn chrono_duration(duration: Duration) -> chrono::Duration {
 mod tests {
     use super::*;
     use crate::domain::{PassNote, RestoreFailureKind};
+
+    fn policy(required: u32, from: &[&str], forbid_author: bool) -> ApprovalPolicy {
+        ApprovalPolicy {
+            required,
+            from: from.iter().map(|f| f.parse().unwrap()).collect(),
+            forbid_author,
+        }
+    }
+
+    fn approval(by: &str, evidence: &str) -> ApprovalSnap {
+        ApprovalSnap { by: by.into(), at: t(0), evidence: Some(evidence.into()) }
+    }
+
+    #[test]
+    fn one_approval_of_two_keeps_the_gate_waiting_and_a_second_operator_meets_it() {
+        let p = policy(2, &["alice", "bob", "carol"], true);
+        let one = tally(&p, &[approval("alice", "e1")], "e1", Some("carol"));
+        assert_eq!((one.have(), one.need, one.met()), (1, 2, false));
+        let twice = tally(&p, &[approval("alice", "e1"), approval("alice", "e1")], "e1", None);
+        assert_eq!(twice.have(), 1, "one operator counts once");
+        let two = tally(&p, &[approval("alice", "e1"), approval("bob", "e1")], "e1", Some("carol"));
+        assert_eq!((two.counted.clone(), two.met()), (vec!["alice".into(), "bob".into()], true));
+    }
+
+    #[test]
+    fn a_change_of_evidence_voids_earlier_approvals() {
+        let p = policy(2, &[], false);
+        let given = [approval("alice", "e1"), approval("bob", "e2")];
+        let now = tally(&p, &given, "e2", None);
+        assert_eq!((now.have(), now.voided.clone()), (1, vec![true, false]));
+        let old = ApprovalSnap { by: "carol".into(), at: t(0), evidence: None };
+        assert_eq!(tally(&p, &[old], "e2", None).voided, vec![true]);
+    }
+
+    #[test]
+    fn the_author_and_the_unlisted_are_refused_and_nobody_approves_twice() {
+        let p = policy(2, &["alice", "bob", "carol"], true);
+        let (tier, version) = (tier_id("prod"), v("0.2.0"));
+        let ok = may_approve(&p, "alice", &tier, &version, &[], "e1", Some("carol"));
+        assert_eq!(ok, Ok(()));
+        let author = may_approve(&p, "carol", &tier, &version, &[], "e1", Some("carol"));
+        assert_eq!(
+            author.unwrap_err().to_string(),
+            "carol wrote 0.2.0 (git author) and may not approve it (forbid_author)"
+        );
+        let unlisted = may_approve(&p, "dave", &tier, &version, &[], "e1", None);
+        assert!(matches!(unlisted, Err(Refusal::NotListed { .. })), "{unlisted:?}");
+        let given = [approval("alice", "e1")];
+        let again = may_approve(&p, "alice", &tier, &version, &given, "e1", None);
+        assert!(matches!(again, Err(Refusal::Already { .. })), "{again:?}");
+        // On new evidence, the same operator approves afresh.
+        assert_eq!(may_approve(&p, "alice", &tier, &version, &given, "e2", None), Ok(()));
+        // Without forbid_author the author may approve.
+        let lax = policy(1, &[], false);
+        assert_eq!(may_approve(&lax, "carol", &tier, &version, &[], "e1", Some("carol")), Ok(()));
+        // The author's approval never counts under forbid_author, even if stored.
+        assert_eq!(tally(&p, &[approval("carol", "e1")], "e1", Some("carol")).have(), 0);
+    }
+
+    #[test]
+    fn the_evidence_digest_follows_runs_and_outcomes_not_the_confirmation() {
+        let pass = passed();
+        let fail = tests_failed();
+        let a = evidence_digest(&[(GateKind::CargoTest, run_id(1), Some(&pass))]);
+        let rerun = evidence_digest(&[(GateKind::CargoTest, run_id(2), Some(&pass))]);
+        let reclassified = evidence_digest(&[(GateKind::CargoTest, run_id(1), Some(&fail))]);
+        let with_confirm = evidence_digest(&[
+            (GateKind::ManualConfirm, run_id(9), None),
+            (GateKind::CargoTest, run_id(1), Some(&pass)),
+        ]);
+        assert_ne!(a, rerun);
+        assert_ne!(a, reclassified);
+        assert_eq!(a, with_confirm);
+    }
 
     fn t(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
@@ -901,6 +1094,38 @@ mod tests {
                 })]),
                 now: t(0),
                 expected: vec![run_gate("staging", "0.1.0", CargoTest, 1)],
+            },
+            Case {
+                name: "rerun: a passed gate asked to run again (fresh evidence) runs before the confirmation",
+                snapshot: snapshot(vec![tier("prod", {
+                    let mut g = with_run(gate(CargoTest), 1, Some(passed()), 1);
+                    g.latest.as_mut().unwrap().rerun_requested = true;
+                    let confirm = with_run(
+                        gate(ManualConfirm),
+                        2,
+                        Some(GateStatus::Blocked {
+                            blocker: GateBlocker::AwaitingApprovals { have: 1, need: 2 },
+                        }),
+                        1,
+                    );
+                    Some(candidate("0.1.0", vec![g, confirm], &["p1"]))
+                })]),
+                now: t(0),
+                expected: vec![run_gate("prod", "0.1.0", CargoTest, 1)],
+            },
+            Case {
+                name: "reject: a rejected version goes no further at the tier, whatever its retry policy",
+                snapshot: snapshot(vec![tier("prod", {
+                    let mut g = gate(ManualConfirm);
+                    g.retry.on.push("rejected".into());
+                    let rejected = GateStatus::failed(GateFailure::Rejected {
+                        by: "alice".into(),
+                        reason: "not on a Friday".into(),
+                    });
+                    Some(candidate("0.1.0", vec![with_run(g, 3, Some(rejected), 1)], &["p1"]))
+                })]),
+                now: t(3600),
+                expected: vec![],
             },
             Case {
                 name: "a running gate is left alone",

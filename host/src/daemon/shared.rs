@@ -32,7 +32,8 @@ pub struct Daemon {
     pub(crate) components: Components,
     pub(crate) bus: EventBus,
     pub(crate) logs: LogsDir,
-    pub(crate) token: String,
+    /// Who may call the API, by token digest.
+    pub(crate) operators: crate::identity::Operators,
     pub(crate) executors: Executors,
     /// Wakes the coordinator. Many notifications before it looks are one.
     pub(crate) wake: Notify,

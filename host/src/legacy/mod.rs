@@ -188,6 +188,21 @@ async fn finish(
     commit: bool,
 ) -> Result<Outcome, ImportError> {
     match store.import_legacy(history, source, Utc::now(), commit).await? {
+        Imported::Done if commit => {
+            // An import is an act of a person: the one at this machine,
+            // holding the store's credentials (no API token is involved).
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let entry = crate::store::NewAudit {
+                at: Utc::now(),
+                actor: &format!("local:{user}"),
+                action: "import",
+                target: format!("legacy database {}", source.path),
+                before: None,
+                after: Some(serde_json::json!({ "sha256": source.sha256 }).to_string()),
+            };
+            store.append_audit(&entry).await?;
+            Ok(Outcome::Imported(report))
+        }
         Imported::Done => Ok(Outcome::Imported(report)),
         Imported::Already { imported_at, report_json } => Ok(Outcome::AlreadyImported {
             imported_at,

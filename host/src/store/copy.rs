@@ -37,6 +37,7 @@ const TABLES: &[&str] = &[
     "run_transcripts",
     "transcript_outputs",
     "notifications",
+    "audit",
 ];
 
 /// What a copy did, table by table.

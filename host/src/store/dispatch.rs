@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use super::leadership::{Candidacy, Leader, Standing};
 use super::postgres::{PgStore, Role};
 use super::{
-    Attempt, BackupAge, Imported, LegacyHistory, LegacySource, OpenRebuild, PlanDeploy, PlanRun,
-    RawRun, RecordedTranscript, Result, RunComponents, RunCost, SqliteStore, StoreError, TierRow,
-    VersionAge,
+    ApprovalRecord, Attempt, AuditRecord, BackupAge, Imported, LegacyHistory, LegacySource,
+    NewAudit, OpenRebuild, PlanDeploy, PlanRun, RawRun, RecordedTranscript, Result, RunComponents,
+    RunCost, SqliteStore, StoreError, TierRow, VersionAge,
 };
 use crate::config::StoreLocation;
 use crate::domain::{
@@ -151,7 +151,7 @@ impl Store {
         /// the run without its log.
         #[allow(clippy::too_many_arguments)]
         pub async fn insert_gate_run(&self, tier: &TierId, version: &Version, gate: GateKind, component: RunComponents<'_>, attempt: Attempt, now: DateTime<Utc>, log_ref: impl FnOnce(GateRunId) -> LogRef) -> Result<(GateRunId, LogRef)>;
-        pub async fn finish_gate_run(&self, id: GateRunId, status: &GateStatus, cost: RunCost, now: DateTime<Utc>) -> Result<()>;
+        pub async fn finish_gate_run(&self, id: GateRunId, status: &GateStatus, cost: RunCost, now: DateTime<Utc>, evaluated_at: DateTime<Utc>) -> Result<()>;
         /// Records the process a running run started that outlives the daemon,
         /// before it may start. False when the run is no longer running.
         pub async fn record_run_job(&self, id: GateRunId, spawn: i64, handle: &str, log_at: i64) -> Result<bool>;
@@ -185,7 +185,15 @@ impl Store {
         pub async fn recent_deploys(&self, limit: i64) -> Result<Vec<DeploySummary>>;
         pub async fn insert_backup(&self, source: &BackupSource, path: &str, now: DateTime<Utc>) -> Result<i64>;
         pub async fn latest_backup(&self) -> Result<Option<BackupRow>>;
-        pub async fn insert_confirmation(&self, run: &RunRecord, by: &str, now: DateTime<Utc>) -> Result<()>;
+        pub async fn insert_confirmation(&self, run: &RunRecord, by: &str, evidence: Option<&str>, now: DateTime<Utc>) -> Result<()>;
+        /// Every approval of `version` at `tier`, oldest first.
+        pub async fn approvals(&self, tier: &TierId, version: &Version) -> Result<Vec<ApprovalRecord>>;
+        /// Ends a blocked run with `status` (a rejection); false if it is no longer blocked.
+        pub async fn end_blocked_run(&self, id: GateRunId, status: &GateStatus, now: DateTime<Utc>) -> Result<bool>;
+        /// Appends one act to the audit trail; its id.
+        pub async fn append_audit(&self, entry: &NewAudit<'_>) -> Result<i64>;
+        /// Up to `limit` audit rows after row `after`, at or after `since`, oldest first.
+        pub async fn audit_page(&self, after: i64, since: Option<DateTime<Utc>>, limit: i64) -> Result<Vec<AuditRecord>>;
         /// Records that `run` should run again. Asking twice is one request.
         pub async fn request_rerun(&self, run: GateRunId, by: &str, now: DateTime<Utc>) -> Result<()>;
         /// The first confirmation given for `version` at `tier`, if any.

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod audit;
 mod components;
 #[cfg(not(sqlx_prepare_sqlite))]
 pub mod copy;
@@ -25,6 +26,7 @@ use crate::domain::{
     GateFailure, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RunState,
     TierId, Version,
 };
+pub use audit::{ApprovalRecord, AuditRecord, NewAudit};
 pub use components::{RawRun, RecordedTranscript, process_end_text};
 pub use dispatch::Store;
 pub use identify::LEGACY_SCHEMA;
@@ -336,10 +338,11 @@ impl SqliteStore {
         status: &GateStatus,
         cost: RunCost,
         now: DateTime<Utc>,
+        evaluated_at: DateTime<Utc>,
     ) -> Result<()> {
         let label = status.label();
         sqlx::query!(
-            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, finished_at = ?3, evaluated_at = ?3,
+            "UPDATE gate_runs SET status = ?1, outcome_json = ?2, finished_at = ?3, evaluated_at = ?7,
                                   fuel = ?4, peak_memory = ?5
              WHERE id = ?6",
             label,
@@ -347,7 +350,8 @@ impl SqliteStore {
             now,
             cost.fuel,
             cost.peak_memory,
-            id
+            id,
+            evaluated_at
         )
         .execute(&self.pool)
         .await?;
@@ -668,26 +672,6 @@ impl SqliteStore {
         )
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    pub async fn insert_confirmation(
-        &self,
-        run: &RunRecord,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query!(
-            "INSERT INTO confirmations (gate_run_id, version, tier, confirmed_by, confirmed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            run.run_id,
-            run.version,
-            run.tier,
-            by,
-            now
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Records that `run` should run again. Asking twice is one request.

@@ -12,7 +12,7 @@ use crate::daemon::events::Event;
 use crate::daemon::logs::RunLog;
 use crate::daemon::shared::{Daemon, Stop};
 use crate::domain::{
-    GateFailure, GateKind, GateOutcome, GateRunId, GateStatus, LogRef, TierId, Version,
+    GateBlocker, GateFailure, GateKind, GateOutcome, GateRunId, GateStatus, LogRef, TierId, Version,
 };
 use crate::executor::{Ended, LogSink, Mounted};
 use crate::sandbox::transcript::Transcript;
@@ -157,12 +157,12 @@ async fn run_inner(
             let status = GateStatus::failed(GateFailure::HostFault {
                 message: format!("opening the run's log: {}", crate::fixtures::io_message(&e)),
             });
-            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO).await;
+            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO, None).await;
         }
         None => {
             let status =
                 GateStatus::failed(GateFailure::HostFault { message: "the run has no log".into() });
-            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO).await;
+            return finish(daemon, job, run_id, log_ref, status, RunCost::ZERO, None).await;
         }
     };
     let log = Arc::new(RunLog::new(file, Some((daemon.bus.clone(), run_id))));
@@ -182,7 +182,20 @@ async fn run_inner(
 
     let stop = Stop::default();
     daemon.work.track_run(run_id, stop.clone());
-    let env = runner_env(daemon, tier, spec, &version, log.clone(), &stop).await;
+    // What a blocked outcome was decided on is read from here on: anything
+    // that changes after (an approval given meanwhile) evaluates it again.
+    let inputs_at = Utc::now();
+    // A tier's approval policy decides its confirmation: the runner is
+    // told of one only once the policy is met (so a 0.1 or 0.2 runner
+    // needs no change), and the host types what is still missing.
+    let approvals = match spec.gate {
+        Gate::ManualConfirm => {
+            crate::daemon::approvals::standing(daemon, tier, &version.version, true).await?
+        }
+        _ => None,
+    };
+    let env =
+        runner_env(daemon, tier, spec, &version, log.clone(), &stop, approvals.as_ref()).await;
     let env = match env {
         Ok(mut env) => {
             env.jobs = Some(job_book(daemon, run_id, &log, job.adopt.as_ref()));
@@ -239,7 +252,18 @@ async fn run_inner(
                 (None, Ended::Lost(why)) => {
                     GateStatus::failed(GateFailure::HostFault { message: why.clone() })
                 }
-                (None, _) => c.status,
+                (None, _) => match (c.status, &approvals) {
+                    (
+                        GateStatus::Blocked { blocker: GateBlocker::AwaitingOperatorConfirmation },
+                        Some(standing),
+                    ) => GateStatus::Blocked {
+                        blocker: GateBlocker::AwaitingApprovals {
+                            have: standing.tally.have(),
+                            need: standing.tally.need,
+                        },
+                    },
+                    (status, _) => status,
+                },
             };
             (status, cost)
         }
@@ -251,7 +275,7 @@ async fn run_inner(
         }
     };
     log.note(&format!("outcome: {status}"));
-    finish(daemon, job, run_id, log_ref, status, cost).await
+    finish(daemon, job, run_id, log_ref, status, cost, Some(inputs_at)).await
 }
 
 async fn finish(
@@ -261,8 +285,26 @@ async fn finish(
     log_ref: Option<LogRef>,
     status: GateStatus,
     cost: RunCost,
+    inputs_at: Option<chrono::DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    daemon.store.finish_gate_run(run_id, &status, cost, Utc::now()).await?;
+    // An operator may have rejected the run while it was evaluated again:
+    // the rejection stands.
+    if job.reevaluate.is_some()
+        && let Some(run) = daemon.store.gate_run(run_id).await?
+        && matches!(run.outcome, Some(GateStatus::Failed { failure: GateFailure::Rejected { .. } }))
+    {
+        tracing::info!("rejected while evaluated again; the rejection stands");
+        return Ok(());
+    }
+    let now = Utc::now();
+    // A blocked run counts as evaluated when its inputs were read, so an
+    // input that changed while it ran is not taken as seen; any other
+    // outcome dates from its end (retry backoffs count from there).
+    let evaluated_at = match (&status, inputs_at) {
+        (GateStatus::Blocked { .. }, Some(at)) => at,
+        _ => now,
+    };
+    daemon.store.finish_gate_run(run_id, &status, cost, now, evaluated_at).await?;
     tracing::info!(outcome = %status, status = status.label(), "gate run finished");
     let still_blocked = matches!(status, GateStatus::Blocked { .. });
     let outcome = GateOutcome { status, log_ref };
@@ -315,6 +357,7 @@ async fn runner_env(
     version: &VersionRecord,
     log: Arc<RunLog>,
     stop: &Stop,
+    approvals: Option<&crate::daemon::approvals::Standing>,
 ) -> Result<RunnerEnv, StoreError> {
     let tree = daemon.work_dir().join("worktrees").join(version.git_sha.as_str());
     let mut env = RunnerEnv::new(
@@ -387,11 +430,23 @@ async fn runner_env(
             }
         }
         Gate::ManualConfirm => {
-            env.confirmation = daemon
-                .store
-                .confirmation(&tier.name, &version.version)
-                .await?
-                .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at });
+            env.confirmation = match approvals {
+                Some(standing) => standing.tally.met().then(|| {
+                    let at = standing
+                        .approvals
+                        .iter()
+                        .filter(|a| standing.tally.counted.contains(&a.by))
+                        .map(|a| a.at)
+                        .max()
+                        .unwrap_or_else(Utc::now);
+                    Confirmation { by: standing.tally.counted.join(", "), at }
+                }),
+                None => daemon
+                    .store
+                    .confirmation(&tier.name, &version.version)
+                    .await?
+                    .map(|c| Confirmation { by: c.confirmed_by, at: c.confirmed_at }),
+            };
             GateParams::ManualConfirm
         }
     };

@@ -10,8 +10,13 @@ use crate::config::{Command, Config, Gate, StoreLocation, TokenSource};
 /// SQLite file wherever it is, and PostgreSQL's password file.
 pub(crate) fn hidden(config: &Config) -> Vec<PathBuf> {
     let mut hidden = vec![config.data_dir.clone(), config.source.clone()];
-    if let TokenSource::File(path) = &config.token {
+    if let Some(TokenSource::File(path)) = &config.token {
         hidden.push(path.clone());
+    }
+    for operator in &config.operators {
+        if let crate::identity::OperatorToken::File(path) = &operator.token {
+            hidden.push(path.clone());
+        }
     }
     hidden.extend(config.backup_source.clone());
     // Other versions' trees and other jobs' files, when they are there.
@@ -90,7 +95,7 @@ fn what(config: &Config, dir: &Path) -> String {
         format!("the data directory {}", dir.display())
     } else if config.backup_source.as_deref().is_some_and(is) {
         format!("the backup source {}", dir.display())
-    } else if matches!(&config.token, TokenSource::File(token) if is(token)) {
+    } else if matches!(&config.token, Some(TokenSource::File(token)) if is(token)) {
         format!("the token file {}", dir.display())
     } else {
         format!("{} (the store's files and PostgreSQL's password file stay hidden)", dir.display())

@@ -263,11 +263,12 @@ impl PgStore {
         status: &GateStatus,
         cost: RunCost,
         now: DateTime<Utc>,
+        evaluated_at: DateTime<Utc>,
     ) -> Result<()> {
         let label = status.label();
         let mut tx = self.write().await?;
         sqlx::query!(
-            "UPDATE gate_runs SET status = $1, outcome_json = $2, finished_at = $3, evaluated_at = $3,
+            "UPDATE gate_runs SET status = $1, outcome_json = $2, finished_at = $3, evaluated_at = $7,
                                   fuel = $4, peak_memory = $5
              WHERE id = $6",
             label,
@@ -275,7 +276,8 @@ impl PgStore {
             now,
             cost.fuel,
             cost.peak_memory,
-            id as GateRunId
+            id as GateRunId,
+            evaluated_at
         )
         .execute(&mut *tx)
         .await?;
@@ -477,28 +479,6 @@ impl PgStore {
         )
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    pub async fn insert_confirmation(
-        &self,
-        run: &RunRecord,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query!(
-            "INSERT INTO confirmations (gate_run_id, version, tier, confirmed_by, confirmed_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            run.run_id as GateRunId,
-            &run.version as &Version,
-            &run.tier as &TierId,
-            by,
-            now
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Records that `run` should run again. Asking twice is one request.
