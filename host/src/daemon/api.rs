@@ -65,6 +65,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gate-runs/{run_id}/case", get(gate_run_case))
         .route("/api/gates", get(gates))
         .route("/logs/{version}/{gate}", get(logs))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), require_read_access));
     Router::new()
         .merge(mutating)
@@ -345,6 +346,42 @@ async fn state(State(daemon): State<Arc<Daemon>>) -> Result<Json<StateResponse>,
     }))
 }
 
+/// The metrics, in the OpenMetrics text format (`metrics.rs`); what the
+/// store knows now (the versions waiting) read for this scrape.
+async fn metrics(State(daemon): State<Arc<Daemon>>) -> Result<Response, ApiError> {
+    let rows = daemon.store.tiers().await?;
+    let now = Utc::now();
+    let mut waiting = Vec::new();
+    let mut before: Option<&crate::domain::TierId> = None;
+    for tier in &daemon.config.tiers {
+        let candidate =
+            rows.iter().find(|r| r.name == tier.name).and_then(|r| r.candidate_version.clone());
+        let since = match (&candidate, before) {
+            (None, _) => None,
+            (Some(version), Some(previous)) => daemon.store.arrival(previous, version).await?,
+            (Some(version), None) => daemon.store.version(version).await?.map(|v| v.registered_at),
+        };
+        let seconds = candidate.map(|_| since.map_or(0, |at| (now - at).num_seconds().max(0)));
+        waiting.push((tier.name.clone(), seconds));
+        before = Some(&tier.name);
+    }
+    let status = daemon.work.status();
+    let workers = if daemon.store.standing().acts() { status.workers.len() } else { 0 };
+    let busy = status.workers.iter().filter(|w| w.doing.is_some()).count();
+    let clients = daemon.config.max_event_clients - daemon.event_clients.available_permits();
+    let text = super::metrics::global().encode(super::metrics::Now {
+        workers,
+        workers_busy: busy,
+        event_clients: clients,
+        waiting: &waiting,
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
 /// The event stream. A browser page of another origin cannot open it (a
 /// present `Origin` must be this daemon's own, or one `allowed_origins`
 /// names), and the number of clients at once is bounded.
@@ -411,6 +448,7 @@ async fn stream_events(
                     Err(RecvError::Closed) => return,
                 };
                 if missed > 0 {
+                    super::metrics::global().lagged(missed);
                     let lagged =
                         EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed } };
                     let Ok(text) = serde_json::to_string(&lagged) else { continue };

@@ -118,6 +118,7 @@ async fn coordinate(daemon: Arc<Daemon>) {
     loop {
         let mut wake: Option<DateTime<Utc>> = None;
         let mut again = false;
+        let pass = std::time::Instant::now();
         match load(&daemon, &workers).await {
             Ok(snapshot) => {
                 let now = Utc::now();
@@ -133,6 +134,7 @@ async fn coordinate(daemon: Arc<Daemon>) {
                     }
                 }
                 daemon.work.set_status(true, Some(now), workers.states(&daemon));
+                super::metrics::global().planner_pass(pass.elapsed());
             }
             Err(e) => {
                 tracing::error!(error = %e, "loading the decision loop's snapshot");
@@ -277,6 +279,9 @@ async fn settle_leftovers(
         {
             let status = GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
             daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now).await?;
+            if let Some(record) = daemon.store.gate_run(run).await? {
+                super::metrics::global().gate_run(&record);
+            }
             daemon.bus.send(Event::GateDone {
                 run_id: run,
                 tier: summary.tier,

@@ -164,6 +164,13 @@ impl EventBus {
     }
 
     pub fn send(&self, event: Event) {
+        let metrics = super::metrics::global();
+        match &event {
+            Event::ComponentLoaded { gate, .. } => metrics.component(*gate, "loaded"),
+            Event::ComponentPending { gate, .. } => metrics.component(*gate, "pending"),
+            Event::ComponentRejected { gate, .. } => metrics.component(*gate, "rejected"),
+            _ => {}
+        }
         if let Some(forward) = self.forward.get() {
             let _ = forward.try_send(match &event {
                 Event::GateLogChunk { run_id, seq, stream, offset, bytes } => Forwarded::Chunk {

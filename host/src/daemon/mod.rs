@@ -6,6 +6,7 @@ pub mod components;
 mod coordinator;
 pub mod events;
 pub mod logs;
+pub mod metrics;
 pub mod plan;
 pub mod reload;
 pub mod retention;

@@ -208,6 +208,9 @@ async fn finish(
     cost: RunCost,
 ) -> Result<(), StoreError> {
     daemon.store.finish_gate_run(run_id, &status, cost, Utc::now()).await?;
+    if let Some(record) = daemon.store.gate_run(run_id).await? {
+        crate::daemon::metrics::global().gate_run(&record);
+    }
     tracing::info!(outcome = %status, status = status.label(), "gate run finished");
     let still_blocked = matches!(status, GateStatus::Blocked { .. });
     let outcome = GateOutcome { status, log_ref };
