@@ -78,7 +78,7 @@ async fn an_imported_history_copied_to_postgres_is_served_the_same() {
     assert!(out.status.success(), "{}{printed}", util::stderr(&out));
     assert_eq!(sha256(&db), before, "the SQLite file was written to");
     let last = printed.lines().last().unwrap();
-    assert!(last.starts_with("copied ") && last.contains(" rows of 16 tables "), "{printed}");
+    assert!(last.starts_with("copied ") && last.contains(" rows of 18 tables "), "{printed}");
     let gate_runs = printed.lines().find(|l| l.starts_with("gate_runs ")).unwrap();
     let old = sqlx::SqlitePool::connect(&format!("sqlite://{}", legacy.display())).await.unwrap();
     let old_runs: i64 =

@@ -386,6 +386,15 @@ async fn metrics(State(daemon): State<Arc<Daemon>>) -> Result<Response, ApiError
 /// present `Origin` must be this daemon's own, or one `allowed_origins`
 /// names), and the number of clients at once is bounded.
 async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<Response, ApiError> {
+    let Query(asked) = Query::<EventsQuery>::try_from_uri(request.uri())?;
+    let newest = daemon.bus.newest();
+    if let Some(since) = asked.since
+        && since > newest
+    {
+        return Err(ApiError::BadRequest(format!(
+            "since={since} is beyond the newest event ({newest}): resume from a seq this daemon sent"
+        )));
+    }
     let headers = request.headers();
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
@@ -411,16 +420,133 @@ async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<R
         .map(|info| info.0);
     let accepted = websocket::accept(request).map_err(ApiError::Handshake)?;
     // Subscribed before the handshake is answered: every event from the
-    // moment the client sees the upgrade reaches it.
-    let events = daemon.bus.subscribe();
+    // moment the client sees the upgrade reaches it; with `since`, every
+    // one before it is in the copy of the newest or in the store.
+    let (events, recent, newest) = daemon.bus.subscribe_since();
     let send_timeout = daemon.config.event_send_timeout;
+    let text_chunks = asked.chunks == Some(ChunkFrames::Text);
     tokio::spawn(async move {
-        match Client::open(accepted.upgrade, connection).await {
-            Ok(client) => stream_events(client, events, permit, send_timeout).await,
-            Err(error) => tracing::debug!(%error, "event stream client left during the upgrade"),
+        let mut client = match Client::open(accepted.upgrade, connection).await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::debug!(%error, "event stream client left during the upgrade");
+                return;
+            }
+        };
+        if let Some(since) = asked.since {
+            match replay(&daemon, since, newest, recent).await {
+                Ok(missed) => {
+                    for wire in missed {
+                        if !send_within(&mut client, &wire, send_timeout).await {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Told as a lag: the client resyncs from /api/state.
+                    tracing::warn!(%error, "reading the event backlog");
+                    let lagged = EventEnvelope {
+                        seq: 0,
+                        at: Utc::now(),
+                        event: Event::Lagged { missed: newest.saturating_sub(since) },
+                    };
+                    let text = serde_json::to_string(&lagged).expect("events serialise");
+                    if !send_within(&mut client, &websocket::text(&text), send_timeout).await {
+                        return;
+                    }
+                }
+            }
         }
+        let stream = Stream { send_timeout, text_chunks, after: newest };
+        stream_events(client, events, permit, stream).await
     });
     Ok(accepted.response)
+}
+
+/// `/api/events`' query: `since` (the last `seq` the client has) and
+/// `chunks=text` (log chunks as text frames).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    since: Option<u64>,
+    chunks: Option<ChunkFrames>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChunkFrames {
+    Binary,
+    Text,
+}
+
+/// The events after `since` up to `newest`, as they were sent: from the
+/// store's backlog, and from `recent` (the newest in memory, which has
+/// those the backlog does not have yet), each once, in `seq` order. First
+/// a `lagged` if the backlog let go of some of them. Log chunks are not
+/// replayed: the client resumes a log by offset.
+async fn replay(
+    daemon: &Daemon,
+    since: u64,
+    newest: u64,
+    recent: Vec<Arc<super::events::Published>>,
+) -> Result<Vec<websocket::Wire>, crate::store::StoreError> {
+    use std::collections::BTreeMap;
+    let mut missed: BTreeMap<u64, websocket::Wire> = BTreeMap::new();
+    let floor = u64::try_from(daemon.store.event_marks().await?.floor).unwrap_or(0);
+    let since_i64 = i64::try_from(since).unwrap_or(i64::MAX);
+    let stored = daemon.store.events_since(since_i64, super::events::BACKLOG_EVENTS).await?;
+    for row in stored {
+        let seq = u64::try_from(row.seq).unwrap_or(0);
+        if seq <= newest {
+            missed.insert(seq, websocket::text(&row.envelope));
+        }
+    }
+    for published in recent {
+        let seq = published.envelope.seq;
+        if seq > since
+            && seq <= newest
+            && let Some(wire) = published.message()
+        {
+            missed.insert(seq, wire);
+        }
+    }
+    let mut out = Vec::with_capacity(missed.len() + 1);
+    if since < floor {
+        let lagged =
+            EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed: floor - since } };
+        out.push(websocket::text(&serde_json::to_string(&lagged).expect("events serialise")));
+    }
+    out.extend(missed.into_values());
+    Ok(out)
+}
+
+/// How one client is sent the live events.
+struct Stream {
+    send_timeout: std::time::Duration,
+    /// Log chunks as text frames (`?chunks=text`).
+    text_chunks: bool,
+    /// Events up to this `seq` were sent already (replayed).
+    after: u64,
+}
+
+/// A log chunk as a text frame: its envelope's JSON with `data`, its bytes
+/// as UTF-8, or as base64 with `"encoding": "base64"` when they are not
+/// UTF-8 (a chunk may end inside a character: that one is base64 too).
+fn chunk_text(envelope: &EventEnvelope, bytes: &[u8]) -> websocket::Wire {
+    use base64::Engine as _;
+    let mut json = serde_json::to_value(envelope).expect("events serialise");
+    let event = json["event"].as_object_mut().expect("an event is an object");
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            event.insert("data".into(), text.into());
+        }
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+            event.insert("data".into(), encoded.into());
+            event.insert("encoding".into(), "base64".into());
+        }
+    }
+    websocket::text(&json.to_string())
 }
 
 /// Forwards the bus to one client. A client too slow to keep up is skipped
@@ -432,12 +558,24 @@ async fn stream_events(
     mut client: Client,
     mut events: tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
-    send_timeout: std::time::Duration,
+    stream: Stream,
 ) {
+    let send_timeout = stream.send_timeout;
     loop {
         tokio::select! {
             received = events.recv() => {
                 let (missed, next) = match received {
+                    // Sent already, in the replay.
+                    Ok(published) if published.envelope.seq <= stream.after => continue,
+                    Ok(published)
+                        if stream.text_chunks
+                            && matches!(published.event, Event::GateLogChunk { .. }) =>
+                    {
+                        match published.chunk_bytes() {
+                            Some(bytes) => (0, Some(chunk_text(&published.envelope, &bytes))),
+                            None => skip_missed(&mut events, 1),
+                        }
+                    }
                     // Built once, by the first client to send it: a clone
                     // here is a refcount.
                     Ok(published) => match published.message() {

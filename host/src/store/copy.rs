@@ -36,6 +36,8 @@ const TABLES: &[&str] = &[
     "reclassifications",
     "run_transcripts",
     "transcript_outputs",
+    "event_backlog",
+    "event_marks",
 ];
 
 /// What a copy did, table by table.

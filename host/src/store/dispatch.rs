@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::leadership::{Candidacy, Leader, Standing};
 use super::postgres::{PgStore, Role};
 use super::{
-    Attempt, BackupAge, Imported, LegacyHistory, LegacySource, OpenRebuild, PlanDeploy, PlanRun,
+    Attempt, BacklogBound, BackloggedEvent, BackupAge, EventMarks, Imported, LegacyHistory, LegacySource, OpenRebuild, PlanDeploy, PlanRun,
     RawRun, RecordedTranscript, Result, RunComponents, RunCost, SqliteStore, StoreError, TierRow,
     VersionAge,
 };
@@ -251,6 +251,13 @@ impl Store {
         /// Ids of runs, deploys and backups are kept; a target that already uses
         /// one, or already holds one of the versions, refuses the import.
         pub async fn import_legacy(&self, history: &LegacyHistory, source: &LegacySource<'_>, now: DateTime<Utc>, commit: bool) -> Result<Imported>;
+        /// Appends events to the event stream's backlog, moves its top mark
+        /// up to `top`, and lets go of what `bound` does not keep.
+        pub async fn append_events(&self, events: &[BackloggedEvent], top: i64, bound: BacklogBound) -> Result<()>;
+        /// Backlogged events after `since`, oldest first, at most `limit`.
+        pub async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<BackloggedEvent>>;
+        /// Where the event sequence stands in the store.
+        pub async fn event_marks(&self) -> Result<EventMarks>;
         /// Versions whose files a sweep has not removed.
         pub async fn versions_with_files(&self) -> Result<Vec<VersionAge>>;
         /// Versions something needs now: a tier's current or candidate, or one

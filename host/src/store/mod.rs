@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod backlog;
 mod components;
 #[cfg(not(sqlx_prepare_sqlite))]
 pub mod copy;
@@ -25,6 +26,7 @@ use crate::domain::{
     GateFailure, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RunState,
     TierId, Version,
 };
+pub use backlog::{BacklogBound, BackloggedEvent, EventMarks};
 pub use components::{RawRun, RecordedTranscript, process_end_text};
 pub use dispatch::Store;
 pub use identify::LEGACY_SCHEMA;

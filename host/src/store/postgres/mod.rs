@@ -6,6 +6,7 @@
 //! checks that epoch in the same transaction. The others are standbys:
 //! they read, and write nothing.
 
+mod backlog;
 mod components;
 mod leader;
 mod legacy;
