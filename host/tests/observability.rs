@@ -111,6 +111,21 @@ async fn a_failed_run_moves_its_failure_series_and_the_scrape_parses() {
     events
         .wait("cargo_test failed", Duration::from_secs(180), gate_done("cargo_test", "failed"))
         .await;
+    // gate_start and gate_done carry the run as /api/state shows it.
+    let done = events.wait("gate_done", Duration::ZERO, |e| e["kind"] == "gate_done").await;
+    let summary = &done["event"]["summary"];
+    assert_eq!(summary["run_id"], done["event"]["run_id"], "{done}");
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(summary["outcome"], done["event"]["outcome"]["status"]);
+    assert!(summary["finished_at"].is_string() && summary["component_digest"].is_string());
+    let start = events.wait("gate_start", Duration::ZERO, |e| e["kind"] == "gate_start").await;
+    assert_eq!(start["event"]["summary"]["status"], "running", "{start}");
+    assert_eq!(start["event"]["summary"]["attempt"], 1);
+    let run_id = summary["run_id"].as_i64().unwrap();
+    let (_, body) = daemon.get(&format!("/api/gate-runs/{run_id}"));
+    let row: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary, &row, "the same as the run's own route");
+
     let after = scrape(&daemon);
     assert_eq!(value(&after, "sando_gate_runs_total", &failures), 1.0);
     assert_eq!(
@@ -345,12 +360,90 @@ async fn text_chunks_carry_the_same_bytes_as_binary_frames() {
     assert_eq!(binary_logs.len(), 1, "one gate run");
     assert_eq!(text_logs, binary_logs, "the same bytes");
     let (run_id, log) = binary_logs.into_iter().next().unwrap();
-    let mut response = Daemon::agent()
-        .get(format!("{}/api/gate-runs/{run_id}/log", daemon.url))
-        .call()
-        .unwrap();
+    let mut response =
+        Daemon::agent().get(format!("{}/api/gate-runs/{run_id}/log", daemon.url)).call().unwrap();
     let persisted = response.body_mut().read_to_vec().unwrap();
     assert_eq!(log, persisted, "and the log's");
     assert!(log.windows(2).any(|w| w == [0xff, 0xfe]), "bytes that are not UTF-8 went through");
     assert_eq!(binary.events(), text.events(), "every other event alike");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_pages_exactly_and_bad_input_is_one_line() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let config = write_config(root.path(), &project.dir);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    const RUNS: usize = 7;
+    for minor in 1..=RUNS {
+        let sha = project.commit(&format!("0.{minor}.0"), "assert_eq!(super::answer(), 41);");
+        let (status, body) =
+            daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
+        assert_eq!(status, 202, "{body}");
+        let version = format!("0.{minor}.0");
+        events
+            .wait(&format!("{version} failed"), Duration::from_secs(120), |e| {
+                e["kind"] == "gate_done" && e["version"] == version.as_str()
+            })
+            .await;
+    }
+    let page = |query: &str| -> serde_json::Value {
+        let (status, body) = daemon.get(&format!("/api/gate-runs{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let ids = |page: &serde_json::Value| -> Vec<i64> {
+        page["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_i64().unwrap()).collect()
+    };
+    let everything = page("?limit=500");
+    let all = ids(&everything);
+    assert_eq!(all.len(), RUNS, "{everything}");
+    assert!(all.windows(2).all(|w| w[0] > w[1]), "newest first: {all:?}");
+    assert!(everything["next_before"].is_null(), "one page holds them all");
+
+    // Pages of 2, then 3: together exactly every run, once, in order.
+    for size in [2, 3] {
+        let mut walked = Vec::new();
+        let mut query = format!("?tier=staging&gate=cargo_test&limit={size}");
+        loop {
+            let this = page(&query);
+            let got = ids(&this);
+            assert!(got.len() <= size, "{this}");
+            walked.extend(got);
+            match this["next_before"].as_i64() {
+                Some(before) => {
+                    query = format!("?tier=staging&gate=cargo_test&limit={size}&before={before}")
+                }
+                None => break,
+            }
+        }
+        assert_eq!(walked, all, "pages of {size}: no gap, no duplicate");
+    }
+    let one = page("?version=0.3.0");
+    assert_eq!(ids(&one).len(), 1);
+    assert_eq!(one["runs"][0]["version"], "0.3.0");
+    assert_eq!(one["runs"][0]["status"], "failed");
+    assert!(ids(&page("?gate=boot_smoke")).is_empty());
+    assert!(ids(&page("?tier=prod")).is_empty());
+
+    for (query, error) in [
+        (
+            "?limit=1000000000",
+            "query parameter limit: 1000000000 is over the most a page holds (500)",
+        ),
+        ("?limit=0", "query parameter limit: 0 runs is no page; ask for 1 to 500"),
+        ("?gate=cargo_tests", "query parameter gate: "),
+        ("?version=one", "query parameter version: "),
+        ("?before=x", "query parameter before: "),
+        ("?page=2", "unknown field `page`"),
+    ] {
+        let (status, body) = daemon.get(&format!("/api/gate-runs{query}"));
+        assert_eq!(status, 400, "{query}: {body}");
+        let message = serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains(error) && !message.contains('\n'), "{query}: {message}");
+    }
 }

@@ -31,8 +31,8 @@ pub use outcome::{
 pub use state::{
     BackupRow, BuildSummary, Canary, CancelRequest, ComponentPart, ComponentRecord, ComponentState,
     ComponentVerdict, ConfirmRequest, Confirmation, Decision, DeploySummary, ErrorBody,
-    GateComponents, GateRunSummary, GatesResponse, IMPORTED_RUN, LeaderState, PreviousRun,
-    RebuildRequest, Reclassified, ReclassifyRequest, ReclassifyResponse, RecordedCase,
+    GateComponents, GateRunSummary, GateRunsPage, GatesResponse, IMPORTED_RUN, LeaderState,
+    PreviousRun, RebuildRequest, Reclassified, ReclassifyRequest, ReclassifyResponse, RecordedCase,
     RerunRequest, RerunResponse, RunState, SchedulerState, StateResponse, SweepResponse, TierState,
     VerdictChange, VersionRow, WorkerState,
 };

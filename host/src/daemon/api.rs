@@ -60,6 +60,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     let reading = Router::new()
         .route("/api/state", get(state))
         .route("/api/events", get(events))
+        .route("/api/gate-runs", get(gate_runs))
         .route("/api/gate-runs/{run_id}", get(gate_run))
         .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
         .route("/api/gate-runs/{run_id}/case", get(gate_run_case))
@@ -460,7 +461,11 @@ async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<R
         let stream = Stream { send_timeout, text_chunks, after: newest };
         stream_events(client, events, permit, stream).await
     });
-    Ok(accepted.response)
+    // Events up to this `seq` came before the subscription: with `since`,
+    // the replay; every later one is live.
+    let mut response = accepted.response;
+    response.headers_mut().insert("sando-replayed-to", header::HeaderValue::from(newest));
+    Ok(response)
 }
 
 /// `/api/events`' query: `since` (the last `seq` the client has) and
@@ -512,8 +517,11 @@ async fn replay(
     }
     let mut out = Vec::with_capacity(missed.len() + 1);
     if since < floor {
-        let lagged =
-            EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed: floor - since } };
+        let lagged = EventEnvelope {
+            seq: 0,
+            at: Utc::now(),
+            event: Event::Lagged { missed: floor - since },
+        };
         out.push(websocket::text(&serde_json::to_string(&lagged).expect("events serialise")));
     }
     out.extend(missed.into_values());
@@ -718,6 +726,83 @@ async fn find_run(daemon: &Daemon, text: &str) -> Result<RunRecord, ApiError> {
 /// Who an action is recorded as: the body's `by`, or `operator`.
 fn operator(by: Option<String>) -> String {
     by.filter(|b| !b.trim().is_empty()).unwrap_or_else(|| "operator".into())
+}
+
+/// The most runs a page of `GET /api/gate-runs` holds; a larger `limit`
+/// is a 400 rather than clamped, so a client never mistakes a short page
+/// for the end.
+pub const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: u32 = 50;
+
+/// `GET /api/gate-runs`' query, every field parsed below.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    tier: Option<String>,
+    gate: Option<String>,
+    version: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+/// Past gate runs, newest first, a page at a time: each filter given must
+/// match, `before` (a run id, exclusive) is where the page starts, and
+/// `next_before` in the answer is the next page's.
+async fn gate_runs(
+    State(daemon): State<Arc<Daemon>>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<crate::domain::GateRunsPage>, ApiError> {
+    let Query(query) = query?;
+    let bad = |what: &str, e: crate::domain::ParseError| {
+        ApiError::BadRequest(format!("query parameter {what}: {e}"))
+    };
+    let filter = crate::store::RunFilter {
+        tier: query.tier.as_deref().map(str::parse).transpose().map_err(|e| bad("tier", e))?,
+        gate: query.gate.as_deref().map(str::parse).transpose().map_err(|e| bad("gate", e))?,
+        version: query
+            .version
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| bad("version", e))?,
+        before: query
+            .before
+            .as_deref()
+            .map(str::parse::<GateRunId>)
+            .transpose()
+            .map_err(|e| bad("before", e))?
+            .map(|id| id.get()),
+    };
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<u64>() {
+            Ok(n @ 1..) if n <= u64::from(MAX_PAGE) => n as u32,
+            Ok(0) => {
+                return Err(ApiError::BadRequest(
+                    "query parameter limit: 0 runs is no page; ask for 1 to 500".into(),
+                ));
+            }
+            Ok(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter limit: {text} is over the most a page holds ({MAX_PAGE})"
+                )));
+            }
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter limit: {text:?} is not a number of runs (1 to {MAX_PAGE})"
+                )));
+            }
+        },
+    };
+    // One more than asked: whether an older page follows.
+    let mut runs = daemon.store.gate_runs_page(&filter, i64::from(limit) + 1).await?;
+    let more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    let next_before = more.then(|| runs.last().map(|r| r.run_id)).flatten();
+    Ok(Json(crate::domain::GateRunsPage {
+        runs: runs.into_iter().map(Into::into).collect(),
+        next_before,
+    }))
 }
 
 /// One gate run, with its provenance.

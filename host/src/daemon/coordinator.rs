@@ -279,8 +279,9 @@ async fn settle_leftovers(
         {
             let status = GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
             daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now).await?;
-            if let Some(record) = daemon.store.gate_run(run).await? {
-                super::metrics::global().gate_run(&record);
+            let record = daemon.store.gate_run(run).await?;
+            if let Some(record) = &record {
+                super::metrics::global().gate_run(record);
             }
             daemon.bus.send(Event::GateDone {
                 run_id: run,
@@ -288,6 +289,7 @@ async fn settle_leftovers(
                 version: summary.version,
                 gate: summary.gate,
                 outcome: crate::domain::GateOutcome { status, log_ref: summary.log_ref },
+                summary: record.map(|r| Box::new(r.into())),
             });
         }
     }

@@ -383,7 +383,8 @@ impl EventBus {
         if let Some(forward) = self.forward.get() {
             let len = chunk.bytes().len() as u64;
             let event_seq = bare.seq;
-            let _ = forward.try_send(Forwarded::Chunk { run_id, seq, stream, offset, len, event_seq });
+            let _ =
+                forward.try_send(Forwarded::Chunk { run_id, seq, stream, offset, len, event_seq });
         }
         self.to_backlog(ToBacklog::Seq(bare.seq));
         if self.sender.receiver_count() == 0 {

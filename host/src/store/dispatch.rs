@@ -1,6 +1,6 @@
 //! `Store`: the one store the daemon, the legacy import and the command line use, over SQLite (the embedded default) or PostgreSQL (several daemons on one database). Nothing above it knows which.
 
-use crate::store::{RunRecord, VersionRecord};
+use crate::store::{RunFilter, RunRecord, VersionRecord};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use super::leadership::{Candidacy, Leader, Standing};
 use super::postgres::{PgStore, Role};
 use super::{
-    Attempt, BacklogBound, BackloggedEvent, BackupAge, EventMarks, Imported, LegacyHistory, LegacySource, OpenRebuild, PlanDeploy, PlanRun,
-    RawRun, RecordedTranscript, Result, RunComponents, RunCost, SqliteStore, StoreError, TierRow,
-    VersionAge,
+    Attempt, BacklogBound, BackloggedEvent, BackupAge, EventMarks, Imported, LegacyHistory,
+    LegacySource, OpenRebuild, PlanDeploy, PlanRun, RawRun, RecordedTranscript, Result,
+    RunComponents, RunCost, SqliteStore, StoreError, TierRow, VersionAge,
 };
 use crate::config::StoreLocation;
 use crate::domain::{
@@ -151,6 +151,9 @@ impl Store {
         pub async fn insert_gate_run(&self, tier: &TierId, version: &Version, gate: GateKind, component: RunComponents<'_>, attempt: Attempt, now: DateTime<Utc>, log_ref: impl FnOnce(GateRunId) -> LogRef) -> Result<(GateRunId, LogRef)>;
         pub async fn finish_gate_run(&self, id: GateRunId, status: &GateStatus, cost: RunCost, now: DateTime<Utc>) -> Result<()>;
         pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>>;
+        /// Runs matching every filter given, newest first, with ids below
+        /// `before`, at most `limit`.
+        pub async fn gate_runs_page(&self, filter: &RunFilter, limit: i64) -> Result<Vec<RunRecord>>;
         /// The latest run of each gate kind of `version` at `tier`.
         pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>>;
         /// For each gate kind, its latest finished run at `tier` for a version
