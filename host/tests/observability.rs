@@ -145,8 +145,11 @@ async fn a_failed_run_moves_its_failure_series_and_the_scrape_parses() {
 /// Every frame a WebSocket client of `/api/events{query}` received, in
 /// order: each as JSON (a binary frame's header), with a binary frame's bytes.
 struct Recorder {
-    frames: std::sync::Arc<std::sync::Mutex<Vec<(serde_json::Value, Option<bytes::Bytes>)>>>,
+    frames: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
 }
+
+/// A frame as JSON (a binary frame's header), with a binary frame's bytes.
+type Received = (serde_json::Value, Option<bytes::Bytes>);
 
 impl Recorder {
     async fn connect(url: &str, query: &str) -> Recorder {
