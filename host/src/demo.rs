@@ -132,7 +132,7 @@ pub async fn run(
   0.1.0 ({first_short}) walks through staging, then waits at prod on burn_in (60s) and manual_confirm.
   0.2.0 ({second_short}), pushed once 0.1.0 reaches prod, edits an applied migration: migration_dry_run fails red.
 
-  Operate:  sando tui --url {url} --token-file {token_file}
+  Operate:  {sando} tui --url {url} --token-file {token_file}
   Browse:   {url}/   (the status page, read-only)
   Watch:    curl -s {url}/api/state
   Events:   a WebSocket on {ws}/api/events
@@ -146,6 +146,7 @@ Ctrl-C stops the demo.\n",
         first_short = first.short(),
         second_short = second.short(),
         ws = url.replace("http://", "ws://"),
+        sando = runnable_name(),
     );
     started
         .run(async {
@@ -329,4 +330,20 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     // An existing file keeps its mode through open(2): set it again.
     file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(text.as_bytes())
+}
+
+/// This `sando` as a command a newcomer can run as printed: `sando` when
+/// that is what `PATH` finds (after `./x install`), else its full path.
+fn runnable_name() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "sando".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("sando"))
+            .find(|candidate| candidate.is_file())
+            .and_then(|found| std::fs::canonicalize(found).ok())
+            .is_some_and(|found| found == exe)
+    });
+    if on_path { "sando".into() } else { exe.display().to_string() }
 }

@@ -33,6 +33,15 @@ fn the_demo_from_a_checkout_in_tmp_shows_a_green_staging_a_yellow_prod_and_a_red
     let url = demo.url.clone();
     assert!(demo.printed.contains("token:  demo-test-token"), "{}", demo.printed);
     assert!(demo.printed.contains("sando tui --url"), "{}", demo.printed);
+    // Runs as printed: this binary is not on the PATH, so the demo names it
+    // by its path.
+    let operate = demo.printed.lines().find_map(|l| l.trim().strip_prefix("Operate:")).unwrap();
+    let mut words = operate.split_whitespace();
+    let program = words.next().unwrap();
+    assert_eq!(std::path::Path::new(program), binary.canonicalize().unwrap(), "{operate}");
+    assert_eq!(words.next(), Some("tui"));
+    let help = std::process::Command::new(program).args(["tui", "--help"]).output().unwrap();
+    assert!(help.status.success(), "{operate}: {}", String::from_utf8_lossy(&help.stderr));
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(demo.dir.join("token")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the token file is its owner's alone");

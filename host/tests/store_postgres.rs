@@ -427,3 +427,48 @@ async fn a_store_sando_serve_cannot_use_is_one_line_and_nothing_is_written() {
     assert_eq!(written, 0, "no leader, tier or component was written");
     pool.close().await;
 }
+
+/// The event backlog on both backends: appended in any order, read back
+/// in `seq` order after a point, bounded by count (not by `seq`, which has
+/// gaps) and by age, with the marks a resumed stream needs.
+#[tokio::test]
+async fn the_event_backlog_keeps_the_newest_by_count_and_age_on_both_backends() {
+    use chrono::{Duration, Utc};
+    use sando::store::{BacklogBound, BackloggedEvent, EventMarks};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sando::store::Store::open(&dir.path().join("sando.sqlite")).await.unwrap();
+    let url = util::postgres::fresh_database().await;
+    let postgres = sando::store::PgStore::open(&url, sando::store::Role::Command).await.unwrap();
+    let now = Utc::now();
+    let event = |seq: i64, age_h: i64| BackloggedEvent {
+        seq,
+        at: now - Duration::hours(age_h),
+        envelope: format!(r#"{{"seq":{seq},"event":{{"kind":"lagged","missed":0}}}}"#),
+    };
+    let keep = |events: i64| BacklogBound { events, since: now - Duration::hours(24) };
+    let seqs = |rows: Vec<BackloggedEvent>| rows.into_iter().map(|e| e.seq).collect::<Vec<_>>();
+    macro_rules! check {
+        ($store:expr) => {{
+            let store = $store;
+            assert_eq!(store.event_marks().await.unwrap(), EventMarks { top: 0, floor: 0 });
+            // One too old, then gaps in `seq` (log chunks took numbers).
+            let batch = [event(3, 30), event(10, 2), event(5, 3), event(1_000_020, 1)];
+            store.append_events(&batch, 1_000_025, keep(10)).await.unwrap();
+            assert_eq!(seqs(store.events_since(0, 100).await.unwrap()), [5, 10, 1_000_020]);
+            assert_eq!(store.event_marks().await.unwrap(), EventMarks { top: 1_000_025, floor: 3 });
+            assert_eq!(seqs(store.events_since(5, 1).await.unwrap()), [10]);
+            // Two kept by count: the oldest goes however far its `seq` is.
+            store.append_events(&[event(1_000_030, 0)], 1_000_030, keep(2)).await.unwrap();
+            assert_eq!(seqs(store.events_since(0, 100).await.unwrap()), [1_000_020, 1_000_030]);
+            let marks = store.event_marks().await.unwrap();
+            assert_eq!(marks, EventMarks { top: 1_000_030, floor: 10 });
+            // A top mark only moves up, and the same event twice is kept once.
+            store.append_events(&[event(1_000_030, 0)], 7, keep(2)).await.unwrap();
+            assert_eq!(store.event_marks().await.unwrap(), marks);
+            let row = &store.events_since(1_000_020, 100).await.unwrap()[0];
+            assert_eq!(row.envelope, event(1_000_030, 0).envelope, "kept as it was sent");
+        }};
+    }
+    check!(&sqlite);
+    check!(&postgres);
+}

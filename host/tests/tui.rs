@@ -92,6 +92,23 @@ fn the_operator_sees_red_and_yellow_and_confirms_to_green() {
     let selected = screen.text().lines().find(|l| l.contains('▶')).unwrap_or_default().to_owned();
     assert!(selected.contains("manual_confirm"), "the selection moved: {}", screen.text());
     assert!(screen.contains("prod       current 0.1.0"), "{}", screen.text());
+
+    // A TUI that connects only now fills its events pane from the
+    // daemon's backlog (`?since=`), kept across the restart.
+    let late = Tmux::start(
+        100,
+        30,
+        &format!(
+            "env -u RUST_BACKTRACE {sando} tui --url {url}; sleep 600",
+            sando = env!("CARGO_BIN_EXE_sando"),
+            url = demo.url,
+        ),
+    );
+    let screen = late.wait("the events pane filled on connect", Duration::from_secs(30), |s| {
+        s.contains("0.1.0 promoted to prod") && s.contains("● live")
+    });
+    assert!(screen.contains("confirmed"), "{}", screen.text());
+    drop(late);
     let _ = restarted.kill();
     let _ = restarted.wait();
 

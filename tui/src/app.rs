@@ -87,6 +87,9 @@ pub enum Msg {
     Disconnected(String),
     State(StateResponse),
     Event(EventEnvelope),
+    /// An event from the daemon's backlog, sent on connecting: it happened
+    /// while this TUI was not connected, and the state has its result.
+    Replayed(EventEnvelope),
     /// A frame that is not an `EventEnvelope` this TUI understands.
     Undecodable(String),
     Run(GateRunSummary),
@@ -329,6 +332,10 @@ impl App {
                 commands.extend(self.follow_detail(shown));
                 commands
             }
+            Msg::Replayed(envelope) => {
+                self.note_event(&envelope);
+                Vec::new()
+            }
             Msg::Undecodable(_) => {
                 self.undecodable += 1;
                 Vec::new()
@@ -433,7 +440,11 @@ impl App {
                 }
                 return commands;
             }
-            Event::GateStart { run_id, tier, version, gate } => {
+            Event::GateStart { run_id, summary: Some(summary), .. } => {
+                self.tail_mut(*run_id);
+                self.upsert_run((**summary).clone());
+            }
+            Event::GateStart { run_id, tier, version, gate, summary: None } => {
                 self.tail_mut(*run_id);
                 self.upsert_run(GateRunSummary {
                     run_id: *run_id,
@@ -457,15 +468,28 @@ impl App {
                 // The daemon's row has the provenance the event does not carry.
                 commands.push(Command::Resync);
             }
-            Event::GateDone { run_id, outcome, .. }
-            | Event::GateUpdated { run_id, outcome, .. } => {
+            Event::GateDone { run_id, outcome, summary, .. }
+            | Event::GateUpdated { run_id, outcome, summary, .. } => {
+                let mut known = false;
                 for run in self.runs_mut(*run_id) {
-                    run.status = RunState::of(&outcome.status);
-                    run.outcome = Some(outcome.status.clone());
-                    run.finished_at = Some(envelope.at);
-                    run.log_ref = outcome.log_ref.clone();
+                    known = true;
+                    match summary {
+                        // The run as the daemon has it: updated in place.
+                        Some(summary) => *run = (**summary).clone(),
+                        None => {
+                            run.status = RunState::of(&outcome.status);
+                            run.outcome = Some(outcome.status.clone());
+                            run.finished_at = Some(envelope.at);
+                            run.log_ref = outcome.log_ref.clone();
+                        }
+                    }
                 }
-                commands.push(Command::Resync);
+                match summary {
+                    Some(summary) if !known => self.upsert_run((**summary).clone()),
+                    Some(_) => {}
+                    // A daemon before summaries: its row has what the event lacks.
+                    None => commands.push(Command::Resync),
+                }
                 if let Screen::Detail(detail) = &self.screen
                     && detail.run_id == *run_id
                     && is_unclassified(&outcome.status)
@@ -494,10 +518,7 @@ impl App {
             // action: the state has the result.
             _ => commands.push(Command::Resync),
         }
-        if let Some((text, tone)) = describe(&envelope.event) {
-            self.events.push_front(EventLine { at: envelope.at, text, tone });
-            self.events.truncate(MAX_EVENT_LINES);
-        }
+        self.note_event(&envelope);
         commands
     }
 
@@ -547,6 +568,14 @@ impl App {
             .flat_map(|t| t.gates.iter_mut())
             .filter(move |r| r.run_id == run_id);
         in_state.chain(self.runs.get_mut(&run_id))
+    }
+
+    /// An event's line in the events pane, if it has one.
+    fn note_event(&mut self, envelope: &EventEnvelope) {
+        if let Some((text, tone)) = describe(&envelope.event) {
+            self.events.push_front(EventLine { at: envelope.at, text, tone });
+            self.events.truncate(MAX_EVENT_LINES);
+        }
     }
 
     /// A new run replaces its gate's row in its tier, if the tier shows that version.

@@ -463,12 +463,15 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
 /// offset.
 pub fn follow_events(daemons: Vec<String>, token: Option<String>, msgs: Sender<Msg>) {
     let mut backoff = Duration::from_millis(200);
+    // The last event's `seq`: each connection asks for what came after it
+    // (the first, for the backlog the daemon keeps).
+    let mut since = 0;
     for base in daemons.iter().cycle() {
         let started = Instant::now();
         if daemons.len() > 1 && msgs.send(Msg::Attached(base.clone())).is_err() {
             return;
         }
-        let error = match stream_events(base, token.as_deref(), &msgs) {
+        let error = match stream_events(base, token.as_deref(), &msgs, &mut since) {
             Ok(()) => "the daemon closed the event stream".to_owned(),
             Err(e) => e,
         };
@@ -484,13 +487,19 @@ pub fn follow_events(daemons: Vec<String>, token: Option<String>, msgs: Sender<M
     }
 }
 
-/// One connection's life: `Ok` when the daemon closed it, `Err` with the reason otherwise.
-fn stream_events(base: &str, token: Option<&str>, msgs: &Sender<Msg>) -> Result<(), String> {
+/// One connection's life: `Ok` when the daemon closed it, `Err` with the
+/// reason otherwise. `since` is the last event's `seq`, kept up to date.
+fn stream_events(
+    base: &str,
+    token: Option<&str>,
+    msgs: &Sender<Msg>,
+    since: &mut u64,
+) -> Result<(), String> {
     let authority = authority(base).map_err(|e| e.to_string())?;
     let stream = TcpStream::connect(authority).map_err(|e| format!("connect: {e}"))?;
     // A silent peer is noticed: pings go out when nothing came for a while.
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    let url = format!("ws://{authority}/api/events");
+    let url = format!("ws://{authority}/api/events?since={since}");
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
         .map_err(|e| format!("handshake: {e}"))?;
     if let Some(token) = token {
@@ -499,24 +508,52 @@ fn stream_events(base: &str, token: Option<&str>, msgs: &Sender<Msg>) -> Result<
             .map_err(|_| "the token is not a header value".to_owned())?;
         request.headers_mut().insert("Authorization", value);
     }
-    let (mut socket, _) =
-        tungstenite::client(request, stream).map_err(|e| format!("handshake: {e}"))?;
+    let (mut socket, response) = match tungstenite::client(request, stream) {
+        Ok(connected) => connected,
+        // A daemon that never sent that `seq` (another history): the next
+        // connection starts from its backlog.
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response)))
+            if response.status() == 400 && *since > 0 =>
+        {
+            *since = 0;
+            return Err("the daemon does not know the last event seen; starting over".into());
+        }
+        Err(e) => return Err(format!("handshake: {e}")),
+    };
+    // Events up to this `seq` are the backlog replayed: history for the
+    // events pane, already reflected in the state the UI fetches now.
+    let replayed_to = response
+        .headers()
+        .get("sando-replayed-to")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     if msgs.send(Msg::Connected).is_err() {
         return Ok(());
     }
     let mut quiet = 0;
+    let mut forward = |decoded: Result<EventEnvelope, FrameError>| {
+        let msg = match decoded {
+            Ok(envelope) if envelope.seq <= replayed_to => Msg::Replayed(envelope),
+            decoded => event_msg(decoded),
+        };
+        if let Msg::Event(envelope) | Msg::Replayed(envelope) = &msg {
+            *since = (*since).max(envelope.seq);
+        }
+        msgs.send(msg).is_ok()
+    };
     loop {
         match socket.read() {
             Ok(Message::Text(text)) => {
                 quiet = 0;
-                if msgs.send(event_msg(EventEnvelope::from_text(text.as_str()))).is_err() {
+                if !forward(EventEnvelope::from_text(text.as_str())) {
                     return Ok(());
                 }
             }
             // A log chunk: its header, then its bytes exactly.
             Ok(Message::Binary(frame)) => {
                 quiet = 0;
-                if msgs.send(event_msg(EventEnvelope::from_binary(frame))).is_err() {
+                if !forward(EventEnvelope::from_binary(frame)) {
                     return Ok(());
                 }
             }

@@ -732,3 +732,65 @@ fn a_viewers_tui_shows_no_action_keys() {
         matches!(&key(&mut app, KeyCode::Char('y'))[..], [Command::Confirm { by, .. }] if by == "bob")
     );
 }
+
+#[test]
+fn a_gate_start_and_done_with_their_summary_update_the_row_in_place_without_a_resync() {
+    let mut app = app();
+    let mut started = run(14, "staging", "0.2.0", "boot_smoke", "running", Value::Null);
+    started["attempt"] = json!(2);
+    started["max_attempts"] = json!(3);
+    let commands = app.on_msg(event(
+        3,
+        "2026-11-27T12:23:00Z",
+        json!({"kind": "gate_start", "run_id": 14, "tier": "staging", "version": "0.2.0",
+               "gate": "boot_smoke", "summary": started}),
+    ));
+    assert!(!commands.contains(&Command::Resync), "{commands:?}");
+    let row = |app: &App| {
+        app.visible_rows()
+            .into_iter()
+            .find(|(_, r)| r.gate == sando_wire::GateKind::BootSmoke)
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
+    assert_eq!((row(&app).run_id.get(), row(&app).attempt), (14, 2));
+    assert_eq!(row(&app).component_digest.len(), 64, "provenance, from the event");
+    let outcome = json!({"kind": "passed", "note": {"kind": "stayed_up", "duration_s": 10}});
+    let done = run(14, "staging", "0.2.0", "boot_smoke", "passed", outcome.clone());
+    let commands = app.on_msg(event(
+        4,
+        "2026-11-27T12:24:00Z",
+        json!({"kind": "gate_done", "run_id": 14, "tier": "staging", "version": "0.2.0",
+               "gate": "boot_smoke", "outcome": {"status": outcome, "log_ref": "0.2.0/boot_smoke/14.log"},
+               "summary": done}),
+    ));
+    assert!(!commands.contains(&Command::Resync), "{commands:?}");
+    let row = row(&app);
+    assert_eq!(row.status, sando_wire::RunState::Passed);
+    assert_eq!(row.fuel, Some(45153), "the cost, from the event");
+}
+
+#[test]
+fn events_replayed_on_connecting_fill_the_events_pane_and_leave_the_state_alone() {
+    let mut app = App::new("http://127.0.0.1:7878", "alice", true);
+    app.on_msg(Msg::Connected);
+    app.on_msg(Msg::State(state()));
+    let envelope = |seq: u64, event: Value| -> EventEnvelope {
+        serde_json::from_value(json!({"seq": seq, "at": "2026-11-27T12:10:00Z", "event": event}))
+            .unwrap()
+    };
+    let before = app.state.clone();
+    let commands = app.on_msg(Msg::Replayed(envelope(
+        1,
+        json!({"kind": "promoted", "tier": "staging", "version": "0.1.0"}),
+    )));
+    assert!(commands.is_empty(), "{commands:?}");
+    app.on_msg(Msg::Replayed(envelope(
+        2,
+        json!({"kind": "gate_done", "run_id": 5, "tier": "staging", "version": "0.0.9", "gate": "cargo_test",
+               "outcome": {"status": {"kind": "passed", "note": {"kind": "tests_passed", "count": 1, "duration_s": 2}}, "log_ref": null}}),
+    )));
+    assert_eq!(app.state, before, "the state already has what happened");
+    assert_eq!(app.events.len(), 2, "{:?}", app.events);
+    assert!(app.events[1].text.contains("promoted"), "{:?}", app.events);
+}

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    BuildOutcome, DeployId, DeployOutcome, GateKind, GateOutcome, GateRunId, GitSha, NodeId,
-    TierId, VerdictChange, Version,
+    BuildOutcome, DeployId, DeployOutcome, GateKind, GateOutcome, GateRunId, GateRunSummary,
+    GitSha, NodeId, TierId, VerdictChange, Version,
 };
 
 /// Which stream of a process a log chunk came from.
@@ -50,6 +50,11 @@ pub enum Event {
         tier: TierId,
         version: Version,
         gate: GateKind,
+        /// The run as `/api/state` shows it, provenance and attempt
+        /// included, so a client updates its row in place. Absent from
+        /// daemons before it (and their backlogged events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<Box<GateRunSummary>>,
     },
     /// Part of a running gate's log: exactly the bytes the process wrote,
     /// which sit at `offset` in the run's log (`GET
@@ -70,6 +75,10 @@ pub enum Event {
         version: Version,
         gate: GateKind,
         outcome: GateOutcome,
+        /// The finished run as `/api/state` shows it (times, cost,
+        /// provenance): a client updates its row in place.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<Box<GateRunSummary>>,
     },
     /// A blocked run was evaluated again in place (same run, same log): its
     /// outcome now. A blocked gate never starts a new run.
@@ -79,6 +88,8 @@ pub enum Event {
         version: Version,
         gate: GateKind,
         outcome: GateOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<Box<GateRunSummary>>,
     },
     /// An operator asked to stop a running gate or build.
     CancelRequested {

@@ -33,11 +33,11 @@ pub use role::{Role, WhoAmI};
 pub use state::{
     Approval, ApprovalState, AuditEntry, AuditPage, BackupRow, BuildSummary, Canary, CancelRequest,
     ComponentPart, ComponentRecord, ComponentState, ComponentVerdict, ConfirmRequest, Confirmation,
-    Decision, DeploySummary, ErrorBody, GateComponents, GateRunSummary, GatesResponse,
-    IMPORTED_RUN, LeaderState, PreviousRun, RebuildRequest, Reclassified, ReclassifyRequest,
-    ReclassifyResponse, RecordedCase, RejectRequest, RerunRequest, RerunResponse, RunState,
-    SchedulerState, StateResponse, SweepResponse, TierState, VerdictChange, VersionRow,
-    WorkerState,
+    Decision, DeploySummary, ErrorBody, GateComponents, GateRunSummary, GateRunsPage,
+    GatesResponse, IMPORTED_RUN, LeaderState, PreviousRun, RebuildRequest, Reclassified,
+    ReclassifyRequest, ReclassifyResponse, RecordedCase, RejectRequest, RerunRequest,
+    RerunResponse, RunState, SchedulerState, StateResponse, SweepResponse, TierState,
+    VerdictChange, VersionRow, WorkerState,
 };
 pub use version::Version;
 

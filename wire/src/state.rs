@@ -406,6 +406,14 @@ pub struct RerunResponse {
     pub requested_at: DateTime<Utc>,
 }
 
+/// `GET /api/gate-runs`: one page of past runs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRunsPage {
+    pub runs: Vec<GateRunSummary>,
+    /// The `before` of the next (older) page; `null` on the last.
+    pub next_before: Option<GateRunId>,
+}
+
 /// Every API error: one sentence saying what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -72,6 +72,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     let reading = Router::new()
         .route("/api/state", get(state))
         .route("/api/events", get(events))
+        .route("/api/gate-runs", get(gate_runs))
         .route("/api/gate-runs/{run_id}", get(gate_run))
         .route("/api/gate-runs/{run_id}/log", get(gate_run_log))
         .route("/api/gate-runs/{run_id}/case", get(gate_run_case))
@@ -80,6 +81,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/notifications", get(notifications))
         .route("/", get(super::page::overview))
         .route("/runs/{run_id}", get(super::page::run))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), require_read_access));
     Router::new()
         .merge(operating)
@@ -418,10 +420,55 @@ pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError>
     })
 }
 
+/// The metrics, in the OpenMetrics text format (`metrics.rs`); what the
+/// store knows now (the versions waiting) read for this scrape.
+async fn metrics(State(daemon): State<Arc<Daemon>>) -> Result<Response, ApiError> {
+    let rows = daemon.store.tiers().await?;
+    let now = Utc::now();
+    let mut waiting = Vec::new();
+    let mut before: Option<&crate::domain::TierId> = None;
+    for tier in &daemon.config.tiers {
+        let candidate =
+            rows.iter().find(|r| r.name == tier.name).and_then(|r| r.candidate_version.clone());
+        let since = match (&candidate, before) {
+            (None, _) => None,
+            (Some(version), Some(previous)) => daemon.store.arrival(previous, version).await?,
+            (Some(version), None) => daemon.store.version(version).await?.map(|v| v.registered_at),
+        };
+        let seconds = candidate.map(|_| since.map_or(0, |at| (now - at).num_seconds().max(0)));
+        waiting.push((tier.name.clone(), seconds));
+        before = Some(&tier.name);
+    }
+    let status = daemon.work.status();
+    let workers = if daemon.store.standing().acts() { status.workers.len() } else { 0 };
+    let busy = status.workers.iter().filter(|w| w.doing.is_some()).count();
+    let clients = daemon.config.max_event_clients - daemon.event_clients.available_permits();
+    let text = super::metrics::global().encode(super::metrics::Now {
+        workers,
+        workers_busy: busy,
+        event_clients: clients,
+        waiting: &waiting,
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
 /// The event stream. A browser page of another origin cannot open it (a
 /// present `Origin` must be this daemon's own, or one `allowed_origins`
 /// names), and the number of clients at once is bounded.
 async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<Response, ApiError> {
+    let Query(asked) = Query::<EventsQuery>::try_from_uri(request.uri())?;
+    let newest = daemon.bus.newest();
+    if let Some(since) = asked.since
+        && since > newest
+    {
+        return Err(ApiError::BadRequest(format!(
+            "since={since} is beyond the newest event ({newest}): resume from a seq this daemon sent"
+        )));
+    }
     let headers = request.headers();
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
@@ -447,16 +494,140 @@ async fn events(State(daemon): State<Arc<Daemon>>, request: Request) -> Result<R
         .map(|info| info.0);
     let accepted = websocket::accept(request).map_err(ApiError::Handshake)?;
     // Subscribed before the handshake is answered: every event from the
-    // moment the client sees the upgrade reaches it.
-    let events = daemon.bus.subscribe();
+    // moment the client sees the upgrade reaches it; with `since`, every
+    // one before it is in the copy of the newest or in the store.
+    let (events, recent, newest) = daemon.bus.subscribe_since();
     let send_timeout = daemon.config.event_send_timeout;
+    let text_chunks = asked.chunks == Some(ChunkFrames::Text);
     tokio::spawn(async move {
-        match Client::open(accepted.upgrade, connection).await {
-            Ok(client) => stream_events(client, events, permit, send_timeout).await,
-            Err(error) => tracing::debug!(%error, "event stream client left during the upgrade"),
+        let mut client = match Client::open(accepted.upgrade, connection).await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::debug!(%error, "event stream client left during the upgrade");
+                return;
+            }
+        };
+        if let Some(since) = asked.since {
+            match replay(&daemon, since, newest, recent).await {
+                Ok(missed) => {
+                    for wire in missed {
+                        if !send_within(&mut client, &wire, send_timeout).await {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Told as a lag: the client resyncs from /api/state.
+                    tracing::warn!(%error, "reading the event backlog");
+                    let lagged = EventEnvelope {
+                        seq: 0,
+                        at: Utc::now(),
+                        event: Event::Lagged { missed: newest.saturating_sub(since) },
+                    };
+                    let text = serde_json::to_string(&lagged).expect("events serialise");
+                    if !send_within(&mut client, &websocket::text(&text), send_timeout).await {
+                        return;
+                    }
+                }
+            }
         }
+        let stream = Stream { send_timeout, text_chunks, after: newest };
+        stream_events(client, events, permit, stream).await
     });
-    Ok(accepted.response)
+    // Events up to this `seq` came before the subscription: with `since`,
+    // the replay; every later one is live.
+    let mut response = accepted.response;
+    response.headers_mut().insert("sando-replayed-to", header::HeaderValue::from(newest));
+    Ok(response)
+}
+
+/// `/api/events`' query: `since` (the last `seq` the client has) and
+/// `chunks=text` (log chunks as text frames).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    since: Option<u64>,
+    chunks: Option<ChunkFrames>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChunkFrames {
+    Binary,
+    Text,
+}
+
+/// The events after `since` up to `newest`, as they were sent: from the
+/// store's backlog, and from `recent` (the newest in memory, which has
+/// those the backlog does not have yet), each once, in `seq` order. First
+/// a `lagged` if the backlog let go of some of them. Log chunks are not
+/// replayed: the client resumes a log by offset.
+async fn replay(
+    daemon: &Daemon,
+    since: u64,
+    newest: u64,
+    recent: Vec<Arc<super::events::Published>>,
+) -> Result<Vec<websocket::Wire>, crate::store::StoreError> {
+    use std::collections::BTreeMap;
+    let mut missed: BTreeMap<u64, websocket::Wire> = BTreeMap::new();
+    let floor = u64::try_from(daemon.store.event_marks().await?.floor).unwrap_or(0);
+    let since_i64 = i64::try_from(since).unwrap_or(i64::MAX);
+    let stored = daemon.store.events_since(since_i64, super::events::BACKLOG_EVENTS).await?;
+    for row in stored {
+        let seq = u64::try_from(row.seq).unwrap_or(0);
+        if seq <= newest {
+            missed.insert(seq, websocket::text(&row.envelope));
+        }
+    }
+    for published in recent {
+        let seq = published.envelope.seq;
+        if seq > since
+            && seq <= newest
+            && let Some(wire) = published.message()
+        {
+            missed.insert(seq, wire);
+        }
+    }
+    let mut out = Vec::with_capacity(missed.len() + 1);
+    if since < floor {
+        let lagged = EventEnvelope {
+            seq: 0,
+            at: Utc::now(),
+            event: Event::Lagged { missed: floor - since },
+        };
+        out.push(websocket::text(&serde_json::to_string(&lagged).expect("events serialise")));
+    }
+    out.extend(missed.into_values());
+    Ok(out)
+}
+
+/// How one client is sent the live events.
+struct Stream {
+    send_timeout: std::time::Duration,
+    /// Log chunks as text frames (`?chunks=text`).
+    text_chunks: bool,
+    /// Events up to this `seq` were sent already (replayed).
+    after: u64,
+}
+
+/// A log chunk as a text frame: its envelope's JSON with `data`, its bytes
+/// as UTF-8, or as base64 with `"encoding": "base64"` when they are not
+/// UTF-8 (a chunk may end inside a character: that one is base64 too).
+fn chunk_text(envelope: &EventEnvelope, bytes: &[u8]) -> websocket::Wire {
+    use base64::Engine as _;
+    let mut json = serde_json::to_value(envelope).expect("events serialise");
+    let event = json["event"].as_object_mut().expect("an event is an object");
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            event.insert("data".into(), text.into());
+        }
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+            event.insert("data".into(), encoded.into());
+            event.insert("encoding".into(), "base64".into());
+        }
+    }
+    websocket::text(&json.to_string())
 }
 
 /// Forwards the bus to one client. A client too slow to keep up is skipped
@@ -468,12 +639,24 @@ async fn stream_events(
     mut client: Client,
     mut events: tokio::sync::broadcast::Receiver<Arc<super::events::Published>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
-    send_timeout: std::time::Duration,
+    stream: Stream,
 ) {
+    let send_timeout = stream.send_timeout;
     loop {
         tokio::select! {
             received = events.recv() => {
                 let (missed, next) = match received {
+                    // Sent already, in the replay.
+                    Ok(published) if published.envelope.seq <= stream.after => continue,
+                    Ok(published)
+                        if stream.text_chunks
+                            && matches!(published.event, Event::GateLogChunk { .. }) =>
+                    {
+                        match published.chunk_bytes() {
+                            Some(bytes) => (0, Some(chunk_text(&published.envelope, &bytes))),
+                            None => skip_missed(&mut events, 1),
+                        }
+                    }
                     // Built once, by the first client to send it: a clone
                     // here is a refcount.
                     Ok(published) => match published.message() {
@@ -484,6 +667,7 @@ async fn stream_events(
                     Err(RecvError::Closed) => return,
                 };
                 if missed > 0 {
+                    super::metrics::global().lagged(missed);
                     let lagged =
                         EventEnvelope { seq: 0, at: Utc::now(), event: Event::Lagged { missed } };
                     let Ok(text) = serde_json::to_string(&lagged) else { continue };
@@ -619,6 +803,83 @@ fn run_id(text: &str) -> Result<GateRunId, ApiError> {
 pub(crate) async fn find_run(daemon: &Daemon, text: &str) -> Result<RunRecord, ApiError> {
     let id = run_id(text)?;
     daemon.store.gate_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no gate run {id}")))
+}
+
+/// The most runs a page of `GET /api/gate-runs` holds; a larger `limit`
+/// is a 400 rather than clamped, so a client never mistakes a short page
+/// for the end.
+pub const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: u32 = 50;
+
+/// `GET /api/gate-runs`' query, every field parsed below.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    tier: Option<String>,
+    gate: Option<String>,
+    version: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+/// Past gate runs, newest first, a page at a time: each filter given must
+/// match, `before` (a run id, exclusive) is where the page starts, and
+/// `next_before` in the answer is the next page's.
+async fn gate_runs(
+    State(daemon): State<Arc<Daemon>>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<crate::domain::GateRunsPage>, ApiError> {
+    let Query(query) = query?;
+    let bad = |what: &str, e: crate::domain::ParseError| {
+        ApiError::BadRequest(format!("query parameter {what}: {e}"))
+    };
+    let filter = crate::store::RunFilter {
+        tier: query.tier.as_deref().map(str::parse).transpose().map_err(|e| bad("tier", e))?,
+        gate: query.gate.as_deref().map(str::parse).transpose().map_err(|e| bad("gate", e))?,
+        version: query
+            .version
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| bad("version", e))?,
+        before: query
+            .before
+            .as_deref()
+            .map(str::parse::<GateRunId>)
+            .transpose()
+            .map_err(|e| bad("before", e))?
+            .map(|id| id.get()),
+    };
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<u64>() {
+            Ok(n @ 1..) if n <= u64::from(MAX_PAGE) => n as u32,
+            Ok(0) => {
+                return Err(ApiError::BadRequest(
+                    "query parameter limit: 0 runs is no page; ask for 1 to 500".into(),
+                ));
+            }
+            Ok(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter limit: {text} is over the most a page holds ({MAX_PAGE})"
+                )));
+            }
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter limit: {text:?} is not a number of runs (1 to {MAX_PAGE})"
+                )));
+            }
+        },
+    };
+    // One more than asked: whether an older page follows.
+    let mut runs = daemon.store.gate_runs_page(&filter, i64::from(limit) + 1).await?;
+    let more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    let next_before = more.then(|| runs.last().map(|r| r.run_id)).flatten();
+    Ok(Json(crate::domain::GateRunsPage {
+        runs: runs.into_iter().map(Into::into).collect(),
+        next_before,
+    }))
 }
 
 /// One gate run, with its provenance.
@@ -783,6 +1044,10 @@ async fn reject(
         )));
     }
     tracing::info!(run_id = %run.run_id, by = %who.name, "rejected");
+    let record = daemon.store.gate_run(run.run_id).await?;
+    if let Some(record) = &record {
+        super::metrics::global().gate_run(record);
+    }
     daemon.bus.send(Event::GateDone {
         run_id: run.run_id,
         tier: run.tier.clone(),
@@ -792,6 +1057,7 @@ async fn reject(
             status: status.clone(),
             log_ref: run.log_ref.clone(),
         },
+        summary: record.map(|r| Box::new(r.into())),
     });
     daemon.trigger(Trigger::Evaluate);
     let target = format!("gate run {} ({} {} manual_confirm)", run.run_id, run.tier, run.version);

@@ -136,6 +136,7 @@ async fn coordinate(daemon: Arc<Daemon>) {
     loop {
         let mut wake: Option<DateTime<Utc>> = None;
         let mut again = false;
+        let pass = std::time::Instant::now();
         match load(&daemon, &workers).await {
             Ok(snapshot) => {
                 let now = Utc::now();
@@ -151,6 +152,7 @@ async fn coordinate(daemon: Arc<Daemon>) {
                     }
                 }
                 daemon.work.set_status(true, Some(now), workers.states(&daemon));
+                super::metrics::global().planner_pass(pass.elapsed());
             }
             Err(e) => {
                 tracing::error!(error = %e, "loading the decision loop's snapshot");
@@ -296,12 +298,17 @@ async fn settle_leftovers(
         {
             let status = GateStatus::failed(GateFailure::HostFault { message: message.to_owned() });
             daemon.store.finish_gate_run(run, &status, RunCost::ZERO, now, now).await?;
+            let record = daemon.store.gate_run(run).await?;
+            if let Some(record) = &record {
+                super::metrics::global().gate_run(record);
+            }
             daemon.bus.send(Event::GateDone {
                 run_id: run,
                 tier: summary.tier,
                 version: summary.version,
                 gate: summary.gate,
                 outcome: crate::domain::GateOutcome { status, log_ref: summary.log_ref },
+                summary: record.map(|r| Box::new(r.into())),
             });
         }
     }

@@ -4,6 +4,12 @@
 //! the ring holds, or by more than `LIVE_BYTES` of log chunks) loses the
 //! oldest and is told how many (`lagged`), then resyncs from `/api/state`
 //! and resumes its logs by offset.
+//!
+//! Every event but a log chunk is also kept: the newest in memory
+//! ([`EventBus::subscribe_since`]), and, written by a task of its own so
+//! sending never waits on the store, in the store's backlog
+//! ([`keep_backlog`]), from which `/api/events?since=` replays. `seq`
+//! goes on across restarts and takeovers from the store's `top` mark.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -75,6 +81,23 @@ impl Published {
         }
     }
 
+    /// A log chunk's bytes, unless the bus let go of them.
+    pub fn chunk_bytes(&self) -> Option<Bytes> {
+        let slot = self.message.lock().expect("not poisoned");
+        match (&*slot, &self.held) {
+            (Slot::Unbuilt(envelope), _) => match &envelope.event {
+                Event::GateLogChunk { bytes, .. } => Some(bytes.clone()),
+                _ => None,
+            },
+            // The frame ends with the bytes.
+            (Slot::Built(wire), Some((_, len))) => {
+                let all = wire.bytes();
+                all.len().checked_sub(*len).map(|at| all.slice(at..))
+            }
+            _ => None,
+        }
+    }
+
     fn release(&self) {
         let released =
             std::mem::replace(&mut *self.message.lock().expect("not poisoned"), Slot::Released);
@@ -125,6 +148,39 @@ pub struct EventBus {
     /// while this daemon leads one). Log chunks do not: standbys read logs
     /// from their files.
     forward: Arc<OnceLock<tokio::sync::mpsc::Sender<Forwarded>>>,
+    /// The newest events but chunks. Its lock is held while an event gets
+    /// its `seq` and is broadcast, so every subscriber receives events in
+    /// `seq` order, and a subscription taken with a copy of it
+    /// (`subscribe_since`) misses nothing and repeats nothing.
+    recent: Arc<Mutex<Recent>>,
+    /// Where events go to be written to the store's backlog (set while
+    /// this daemon acts on its store).
+    backlog: Arc<OnceLock<tokio::sync::mpsc::UnboundedSender<ToBacklog>>>,
+}
+
+/// The newest events but chunks, oldest first: at least those the store's
+/// backlog does not have yet, and the last `RECENT`.
+#[derive(Default)]
+struct Recent {
+    events: VecDeque<Arc<Published>>,
+    /// The highest `seq` the store's backlog has (or, relayed, the leader's).
+    persisted: u64,
+}
+
+/// How far past the store's `top` mark a daemon starts: more log chunks
+/// than a daemon sends in the second the mark may lag behind.
+pub const SEQ_MARGIN: u64 = 1_000_000;
+
+/// How many events but chunks are kept in memory besides those not yet in
+/// the store: what a client resuming within a moment is sent from.
+const RECENT: usize = 1024;
+
+/// What the backlog's writer is given: an event to keep, or (a log chunk)
+/// only its `seq`, so the sequence goes on after it in the next daemon.
+#[derive(Debug)]
+pub enum ToBacklog {
+    Event(crate::store::BackloggedEvent),
+    Seq(u64),
 }
 
 /// What a leader sends the standbys of a shared store: an event, or where
@@ -134,8 +190,10 @@ pub struct EventBus {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Forwarded {
-    Event(Event),
-    Chunk { run_id: GateRunId, seq: u64, stream: Stream, offset: u64, len: u64 },
+    /// The event with its envelope: standbys send it with the leader's `seq`.
+    Event(EventEnvelope),
+    /// `event_seq` is the chunk's envelope's `seq`.
+    Chunk { run_id: GateRunId, seq: u64, stream: Stream, offset: u64, len: u64, event_seq: u64 },
 }
 
 impl EventBus {
@@ -148,6 +206,86 @@ impl EventBus {
             held: Arc::default(),
             chunks: Arc::default(),
             forward: Arc::default(),
+            recent: Arc::default(),
+            backlog: Arc::default(),
+        }
+    }
+
+    /// The `seq` of the newest event sent; 0 before any.
+    pub fn newest(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// Events from now on get a `seq` above `top` (the store's mark) and
+    /// `SEQ_MARGIN` more: the sequence goes on across restarts and
+    /// takeovers, past the log chunks of the last daemon's last second,
+    /// whose numbers the store may not have (see [`keep_backlog`]).
+    pub fn continue_after(&self, top: u64) {
+        let top = if top > 0 { top + SEQ_MARGIN } else { 0 };
+        let _recent = self.recent.lock().expect("not poisoned");
+        self.seq.fetch_max(top + 1, Ordering::Relaxed);
+    }
+
+    /// A standby's: the leader has sent events up to `seq`.
+    pub fn follow(&self, seq: u64) {
+        let _recent = self.recent.lock().expect("not poisoned");
+        self.seq.fetch_max(seq + 1, Ordering::Relaxed);
+    }
+
+    /// From now on, every event also goes to the returned receiver, to be
+    /// written to the store's backlog ([`keep_backlog`]).
+    pub fn keep(&self) -> tokio::sync::mpsc::UnboundedReceiver<ToBacklog> {
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+        if self.backlog.set(send).is_err() {
+            tracing::error!("the event backlog is kept once");
+        }
+        receive
+    }
+
+    /// The store's backlog has every event up to `seq`: older ones need
+    /// not be kept in memory beyond the last `RECENT`.
+    pub fn persisted(&self, seq: u64) {
+        let mut recent = self.recent.lock().expect("not poisoned");
+        recent.persisted = recent.persisted.max(seq);
+        recent.trim();
+    }
+
+    /// A subscription, with every event but chunks sent before it that is
+    /// still in memory (oldest first) and the `seq` of the newest event
+    /// sent before it: every event after that one reaches the receiver.
+    pub fn subscribe_since(
+        &self,
+    ) -> (broadcast::Receiver<Arc<Published>>, Vec<Arc<Published>>, u64) {
+        let recent = self.recent.lock().expect("not poisoned");
+        let receiver = self.sender.subscribe();
+        (receiver, recent.events.iter().cloned().collect(), self.newest())
+    }
+
+    /// An event a leader sent, to this standby's clients, with its `seq`.
+    pub fn relay(&self, envelope: EventEnvelope) {
+        let mut recent = self.recent.lock().expect("not poisoned");
+        self.seq.fetch_max(envelope.seq + 1, Ordering::Relaxed);
+        match &envelope.event {
+            Event::GateLogChunk { bytes, .. } => {
+                if self.sender.receiver_count() == 0 {
+                    return;
+                }
+                let len = bytes.len();
+                let mut bare = envelope.clone();
+                if let Event::GateLogChunk { bytes, .. } = &mut bare.event {
+                    *bytes = Bytes::new();
+                }
+                self.publish(bare, Slot::Unbuilt(envelope), Some(len));
+            }
+            _ => {
+                let seq = envelope.seq;
+                let message = message_of(&envelope);
+                let published = self.publish(envelope, Slot::Built(message), None);
+                recent.events.push_back(published);
+                // The leader keeps it in the store.
+                recent.persisted = recent.persisted.max(seq);
+                recent.trim();
+            }
         }
     }
 
@@ -164,27 +302,37 @@ impl EventBus {
     }
 
     pub fn send(&self, event: Event) {
+        let metrics = super::metrics::global();
+        match &event {
+            Event::ComponentLoaded { gate, .. } => metrics.component(*gate, "loaded"),
+            Event::ComponentPending { gate, .. } => metrics.component(*gate, "pending"),
+            Event::ComponentRejected { gate, .. } => metrics.component(*gate, "rejected"),
+            _ => {}
+        }
+        let mut recent = self.recent.lock().expect("not poisoned");
+        let envelope = self.envelope(event);
         if let Some(forward) = self.forward.get() {
-            let _ = forward.try_send(match &event {
+            let _ = forward.try_send(match &envelope.event {
                 Event::GateLogChunk { run_id, seq, stream, offset, bytes } => Forwarded::Chunk {
                     run_id: *run_id,
                     seq: *seq,
                     stream: *stream,
                     offset: *offset,
                     len: bytes.len() as u64,
+                    event_seq: envelope.seq,
                 },
-                event => Forwarded::Event(event.clone()),
+                _ => Forwarded::Event(envelope.clone()),
             });
         }
-        let envelope = self.envelope(event);
-        // No subscribers is fine: events are also reflected in /api/state.
-        if self.sender.receiver_count() == 0 {
-            return;
-        }
         // A chunk's bytes live in its slot only; any other event is built
-        // now (it is small, and every subscriber sends it).
+        // now (it is small, every subscriber sends it, and it is kept).
         match &envelope.event {
             Event::GateLogChunk { bytes, .. } => {
+                self.to_backlog(ToBacklog::Seq(envelope.seq));
+                // No subscribers is fine: the log file has the bytes.
+                if self.sender.receiver_count() == 0 {
+                    return;
+                }
                 let len = bytes.len();
                 // Cloning the bytes is a refcount; the bare copy drops them.
                 let mut bare = envelope.clone();
@@ -195,8 +343,24 @@ impl EventBus {
             }
             _ => {
                 let message = message_of(&envelope);
-                self.publish(envelope, Slot::Built(message), None);
+                if self.backlog.get().is_some() {
+                    let json = serde_json::to_string(&envelope).expect("events serialise");
+                    self.to_backlog(ToBacklog::Event(crate::store::BackloggedEvent {
+                        seq: i64::try_from(envelope.seq).unwrap_or(i64::MAX),
+                        at: envelope.at,
+                        envelope: json,
+                    }));
+                }
+                let published = self.publish(envelope, Slot::Built(message), None);
+                recent.events.push_back(published);
+                recent.trim();
             }
+        }
+    }
+
+    fn to_backlog(&self, what: ToBacklog) {
+        if let Some(backlog) = self.backlog.get() {
+            let _ = backlog.send(what);
         }
     }
 
@@ -213,12 +377,16 @@ impl EventBus {
         chunk: Unframed,
         log: Option<&Arc<File>>,
     ) -> Bytes {
-        if let Some(forward) = self.forward.get() {
-            let len = chunk.bytes().len() as u64;
-            let _ = forward.try_send(Forwarded::Chunk { run_id, seq, stream, offset, len });
-        }
+        let _recent = self.recent.lock().expect("not poisoned");
         let bare =
             self.envelope(Event::GateLogChunk { run_id, seq, stream, offset, bytes: Bytes::new() });
+        if let Some(forward) = self.forward.get() {
+            let len = chunk.bytes().len() as u64;
+            let event_seq = bare.seq;
+            let _ =
+                forward.try_send(Forwarded::Chunk { run_id, seq, stream, offset, len, event_seq });
+        }
+        self.to_backlog(ToBacklog::Seq(bare.seq));
         if self.sender.receiver_count() == 0 {
             return chunk.into_bytes();
         }
@@ -237,13 +405,14 @@ impl EventBus {
 
     /// Sends one event to every subscriber; `len` is a chunk's bytes, held
     /// against `LIVE_BYTES` until they are sent or let go.
-    fn publish(&self, envelope: EventEnvelope, slot: Slot, len: Option<usize>) {
+    fn publish(&self, envelope: EventEnvelope, slot: Slot, len: Option<usize>) -> Arc<Published> {
         let held = len.map(|len| (self.held.clone(), len));
         let published = Arc::new(Published { envelope, message: Mutex::new(slot), held });
         if let Some(len) = len {
             self.hold(&published, len);
         }
-        let _ = self.sender.send(published);
+        let _ = self.sender.send(published.clone());
+        published
     }
 
     /// Counts a chunk's bytes against `LIVE_BYTES`, letting go of the
@@ -266,6 +435,95 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
+    }
+}
+
+impl Recent {
+    fn trim(&mut self) {
+        while self.events.len() > RECENT
+            && self.events.front().is_some_and(|e| e.envelope.seq <= self.persisted)
+        {
+            self.events.pop_front();
+        }
+    }
+}
+
+/// How much of the backlog the store keeps: the newest `BACKLOG_EVENTS`
+/// events, none older than `BACKLOG_FOR`.
+pub const BACKLOG_EVENTS: i64 = 10_000;
+pub const BACKLOG_FOR: chrono::Duration = chrono::Duration::hours(24);
+
+/// Takes what is waiting, up to a batch of events.
+fn drain(
+    from: &mut tokio::sync::mpsc::UnboundedReceiver<ToBacklog>,
+    events: &mut Vec<crate::store::BackloggedEvent>,
+    top: &mut u64,
+) {
+    while events.len() < 512 {
+        match from.try_recv() {
+            Ok(ToBacklog::Event(event)) => events.push(event),
+            Ok(ToBacklog::Seq(seq)) => *top = (*top).max(seq),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Writes what the bus sends to the store's backlog, a batch at a time,
+/// for as long as this daemon acts on its store. Never in the sender's
+/// way: the channel is unbounded, and the events that go in it (all but
+/// chunks, which send only their number) follow store writes of the
+/// decision loop's own, so they come no faster than the store takes
+/// writes. A failed write is tried again a second later; on a store this
+/// daemon no longer leads, it stops.
+pub async fn keep_backlog(
+    bus: EventBus,
+    store: crate::store::Store,
+    mut from: tokio::sync::mpsc::UnboundedReceiver<ToBacklog>,
+) {
+    use crate::store::{BacklogBound, StoreError};
+    let mut events = Vec::new();
+    let mut top = 0u64;
+    let mut written_top = 0u64;
+    loop {
+        if events.is_empty() && top == written_top {
+            match from.recv().await {
+                Some(ToBacklog::Event(event)) => events.push(event),
+                Some(ToBacklog::Seq(seq)) => top = top.max(seq),
+                None => return,
+            }
+        }
+        drain(&mut from, &mut events, &mut top);
+        // Only log chunks: their numbers are written once a second at
+        // most (or with the next event), so a gate printing fast costs the
+        // store nothing more.
+        let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while events.is_empty() {
+            match tokio::time::timeout_at(quiet, from.recv()).await {
+                Ok(Some(ToBacklog::Event(event))) => events.push(event),
+                Ok(Some(ToBacklog::Seq(seq))) => top = top.max(seq),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        drain(&mut from, &mut events, &mut top);
+        let newest = events.iter().map(|e| e.seq as u64).max().unwrap_or(0);
+        top = top.max(newest);
+        let bound = BacklogBound { events: BACKLOG_EVENTS, since: Utc::now() - BACKLOG_FOR };
+        let top_mark = i64::try_from(top).unwrap_or(i64::MAX);
+        match store.append_events(&events, top_mark, bound).await {
+            Ok(()) => {
+                events.clear();
+                written_top = top;
+                bus.persisted(newest);
+            }
+            Err(e @ (StoreError::Standby | StoreError::Deposed { .. })) => {
+                tracing::warn!("the event backlog is no longer this daemon's to write: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("writing the event backlog failed; trying again: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

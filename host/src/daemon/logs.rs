@@ -139,6 +139,7 @@ impl RunLog {
         let offset = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // A full disk must not stop the gate; the chunk still goes out live.
         let whole = self.file.write_all_at(bytes, offset).is_ok();
+        super::metrics::global().log_bytes(bytes.len());
         (offset, whole)
     }
 }

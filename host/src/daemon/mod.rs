@@ -7,6 +7,7 @@ pub mod components;
 mod coordinator;
 pub mod events;
 pub mod logs;
+pub mod metrics;
 mod notify;
 mod page;
 pub mod plan;
@@ -295,6 +296,10 @@ async fn start(
     });
     if daemon.store.standing().acts() {
         take_office(&daemon).await?;
+    } else {
+        // A standby's clients may resume from what the store has; what
+        // the leader sends next comes with its own `seq`.
+        daemon.bus.follow(daemon.store.event_marks().await?.top.max(0) as u64);
     }
     Ok((listener, daemon))
 }
@@ -307,6 +312,8 @@ async fn start(
 /// running here.
 async fn take_office(daemon: &Daemon) -> Result<(), StartError> {
     let store = &daemon.store;
+    // After a takeover: past every event the last leader recorded.
+    daemon.bus.continue_after(store.event_marks().await?.top.max(0) as u64);
     let tiers: Vec<_> = daemon.config.tiers.iter().map(|t| t.name.clone()).collect();
     store.sync_tiers(&tiers).await?;
     // Jobs that outlive a daemon are followed again (the coordinator starts
@@ -346,6 +353,8 @@ fn act(daemon: Arc<Daemon>) {
     if let Standing::Leads(_) = daemon.store.standing() {
         tokio::spawn(publish(daemon.clone()));
     }
+    let backlog = daemon.bus.keep();
+    tokio::spawn(events::keep_backlog(daemon.bus.clone(), daemon.store.clone(), backlog));
     tokio::spawn(coordinator::supervise(daemon.clone()));
     tokio::spawn(retention::run(daemon.clone()));
     notify::start(daemon.clone());
@@ -409,13 +418,13 @@ async fn relay(daemon: Arc<Daemon>, mut events: tokio::sync::mpsc::Receiver<Stri
     let mut logs: std::collections::HashMap<GateRunId, Option<std::fs::File>> = Default::default();
     while let Some(json) = events.recv().await {
         match serde_json::from_str::<events::Forwarded>(&json) {
-            Ok(events::Forwarded::Event(event)) => {
-                if let events::Event::GateDone { run_id, .. } = &event {
+            Ok(events::Forwarded::Event(envelope)) => {
+                if let events::Event::GateDone { run_id, .. } = &envelope.event {
                     logs.remove(run_id);
                 }
-                daemon.bus.send(event);
+                daemon.bus.relay(envelope);
             }
-            Ok(events::Forwarded::Chunk { run_id, seq, stream, offset, len }) => {
+            Ok(events::Forwarded::Chunk { run_id, seq, stream, offset, len, event_seq }) => {
                 let file = match logs.entry(run_id) {
                     Entry::Occupied(known) => known.into_mut(),
                     Entry::Vacant(new) => new.insert(open_log(&daemon, run_id).await),
@@ -424,12 +433,10 @@ async fn relay(daemon: Arc<Daemon>, mut events: tokio::sync::mpsc::Receiver<Stri
                 let mut bytes = vec![0; len.min(logs::LIVE_CHUNK as u64) as usize];
                 if file.read_exact_at(&mut bytes, offset).is_ok() {
                     let bytes = bytes.into();
-                    daemon.bus.send(events::Event::GateLogChunk {
-                        run_id,
-                        seq,
-                        stream,
-                        offset,
-                        bytes,
+                    daemon.bus.relay(events::EventEnvelope {
+                        seq: event_seq,
+                        at: Utc::now(),
+                        event: events::Event::GateLogChunk { run_id, seq, stream, offset, bytes },
                     });
                 }
             }

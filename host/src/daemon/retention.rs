@@ -140,7 +140,9 @@ pub async fn sweep(daemon: &Arc<Daemon>, dry_run: bool) -> Result<Sweep, StoreEr
 pub async fn run(daemon: Arc<Daemon>) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
     loop {
-        if let Err(e) = sweep(&daemon, false).await {
+        let swept = sweep(&daemon, false).await;
+        super::metrics::global().retention_sweep(swept.is_ok());
+        if let Err(e) = swept {
             tracing::warn!(error = %e, "retention: sweep failed; trying again later");
         }
         tokio::time::sleep(EVERY).await;

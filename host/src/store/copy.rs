@@ -38,6 +38,8 @@ const TABLES: &[&str] = &[
     "transcript_outputs",
     "notifications",
     "audit",
+    "event_backlog",
+    "event_marks",
 ];
 
 /// What a copy did, table by table.

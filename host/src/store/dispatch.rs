@@ -1,6 +1,6 @@
 //! `Store`: the one store the daemon, the legacy import and the command line use, over SQLite (the embedded default) or PostgreSQL (several daemons on one database). Nothing above it knows which.
 
-use crate::store::{NotificationRecord, RunJob, RunRecord, VersionRecord};
+use crate::store::{NotificationRecord, RunFilter, RunJob, RunRecord, VersionRecord};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use super::leadership::{Candidacy, Leader, Standing};
 use super::postgres::{PgStore, Role};
 use super::{
-    ApprovalRecord, Attempt, AuditRecord, BackupAge, Imported, LegacyHistory, LegacySource,
-    NewAudit, OpenRebuild, PlanDeploy, PlanRun, RawRun, RecordedTranscript, Result, RunComponents,
-    RunCost, SqliteStore, StoreError, TierRow, VersionAge,
+    ApprovalRecord, Attempt, AuditRecord, BacklogBound, BackloggedEvent, BackupAge, EventMarks,
+    Imported, LegacyHistory, LegacySource, NewAudit, OpenRebuild, PlanDeploy, PlanRun, RawRun,
+    RecordedTranscript, Result, RunComponents, RunCost, SqliteStore, StoreError, TierRow,
+    VersionAge,
 };
 use crate::config::StoreLocation;
 use crate::domain::{
@@ -170,6 +171,9 @@ impl Store {
         /// Forgets deliveries taken before `before`; how many.
         pub async fn prune_notifications(&self, before: DateTime<Utc>) -> Result<u64>;
         pub async fn gate_run(&self, id: GateRunId) -> Result<Option<RunRecord>>;
+        /// Runs matching every filter given, newest first, with ids below
+        /// `before`, at most `limit`.
+        pub async fn gate_runs_page(&self, filter: &RunFilter, limit: i64) -> Result<Vec<RunRecord>>;
         /// The latest run of each gate kind of `version` at `tier`.
         pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>>;
         /// For each gate kind, its latest finished run at `tier` for a version
@@ -278,6 +282,13 @@ impl Store {
         /// Ids of runs, deploys and backups are kept; a target that already uses
         /// one, or already holds one of the versions, refuses the import.
         pub async fn import_legacy(&self, history: &LegacyHistory, source: &LegacySource<'_>, now: DateTime<Utc>, commit: bool) -> Result<Imported>;
+        /// Appends events to the event stream's backlog, moves its top mark
+        /// up to `top`, and lets go of what `bound` does not keep.
+        pub async fn append_events(&self, events: &[BackloggedEvent], top: i64, bound: BacklogBound) -> Result<()>;
+        /// Backlogged events after `since`, oldest first, at most `limit`.
+        pub async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<BackloggedEvent>>;
+        /// Where the event sequence stands in the store.
+        pub async fn event_marks(&self) -> Result<EventMarks>;
         /// Versions whose files a sweep has not removed.
         pub async fn versions_with_files(&self) -> Result<Vec<VersionAge>>;
         /// Versions something needs now: a tier's current or candidate, or one

@@ -8,6 +8,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 mod audit;
+mod backlog;
 mod components;
 #[cfg(not(sqlx_prepare_sqlite))]
 pub mod copy;
@@ -27,6 +28,7 @@ use crate::domain::{
     TierId, Version,
 };
 pub use audit::{ApprovalRecord, AuditRecord, NewAudit};
+pub use backlog::{BacklogBound, BackloggedEvent, EventMarks};
 pub use components::{RawRun, RecordedTranscript, process_end_text};
 pub use dispatch::Store;
 pub use identify::LEGACY_SCHEMA;
@@ -37,7 +39,7 @@ pub use legacy::{
     LegacyVersion,
 };
 pub use postgres::{PgStore, Role};
-pub use records::{NotificationRecord, RunJob, RunRecord, VersionRecord};
+pub use records::{NotificationRecord, RunFilter, RunJob, RunRecord, VersionRecord};
 pub use retention::{BackupAge, VersionAge};
 
 #[derive(Debug, thiserror::Error)]
@@ -497,6 +499,32 @@ impl SqliteStore {
             id
         )
         .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Runs matching every filter given, newest first, with ids below
+    /// `before`, at most `limit`.
+    pub async fn gate_runs_page(&self, filter: &RunFilter, limit: i64) -> Result<Vec<RunRecord>> {
+        let (tier, gate, version) = filter.texts();
+        Ok(sqlx::query_as!(
+            RunRecord,
+            r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
+                      gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
+                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
+                      log_ref AS "log_ref: LogRef", component_digest AS "component_digest!",
+                      contract AS "contract!", classifier_digest, classifier_contract, fuel, peak_memory,
+                      attempt AS "attempt!", max_attempts AS "max_attempts!"
+               FROM gate_runs
+               WHERE (?1 IS NULL OR tier = ?1) AND (?2 IS NULL OR gate_kind = ?2)
+                 AND (?3 IS NULL OR version = ?3) AND (?4 IS NULL OR id < ?4)
+               ORDER BY id DESC LIMIT ?5"#,
+            tier,
+            gate,
+            version,
+            filter.before,
+            limit
+        )
+        .fetch_all(&self.pool)
         .await?)
     }
 

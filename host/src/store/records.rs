@@ -72,3 +72,24 @@ pub struct NotificationRecord {
     pub delivered_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
 }
+
+/// Which runs a page of history holds (`GET /api/gate-runs`): each filter
+/// given must match; `before` is a run id, exclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub tier: Option<TierId>,
+    pub gate: Option<GateKind>,
+    pub version: Option<Version>,
+    pub before: Option<i64>,
+}
+
+impl RunFilter {
+    /// The filters as the columns hold them.
+    pub(crate) fn texts(&self) -> (Option<String>, Option<String>, Option<String>) {
+        (
+            self.tier.as_ref().map(ToString::to_string),
+            self.gate.map(|g| g.to_string()),
+            self.version.as_ref().map(ToString::to_string),
+        )
+    }
+}

@@ -60,6 +60,7 @@ async fn run_inner(
     note(progress, |p| p.build = Some(build_id));
     daemon.bus.send(Event::BuildStarted { sha: sha.clone() });
     let stop = Stop::default();
+    let began = std::time::Instant::now();
     daemon.work.track_build(sha.clone(), request_id, stop.clone());
     let built = match daemon.logs.create(&log_ref) {
         Ok(file) => build(daemon, sha, Arc::new(RunLog::new(file, None)), &stop).await,
@@ -93,6 +94,7 @@ async fn run_inner(
         )
         .await?;
     tracing::info!(outcome = ?outcome, "build finished");
+    crate::daemon::metrics::global().build(&outcome, began.elapsed());
     if let Ok((row, _)) = &built {
         daemon.bus.send(Event::VersionRegistered {
             version: row.version.clone(),

@@ -85,6 +85,7 @@ async fn deploy_node(
     };
     tracing::info!(node = %node.name, outcome = %outcome, "deploy finished");
     daemon.store.finish_deploy(deploy_id, &outcome, Utc::now()).await?;
+    crate::daemon::metrics::global().deploy(&tier.name, &outcome);
     daemon.bus.send(Event::DeployDone {
         deploy_id,
         tier: tier.name.clone(),

@@ -169,11 +169,13 @@ async fn run_inner(
     if job.adopt.is_some() {
         tracing::info!("following the run's job again after a restart");
     } else if job.reevaluate.is_none() {
+        let summary = daemon.store.gate_run(run_id).await?.map(|r| Box::new(r.into()));
         daemon.bus.send(Event::GateStart {
             run_id,
             tier: job.tier.clone(),
             version: job.version.clone(),
             gate: job.gate,
+            summary,
         });
     } else {
         log.note(&format!("evaluating again at {}", Utc::now().to_rfc3339()));
@@ -305,14 +307,19 @@ async fn finish(
         _ => now,
     };
     daemon.store.finish_gate_run(run_id, &status, cost, now, evaluated_at).await?;
+    let record = daemon.store.gate_run(run_id).await?;
+    if let Some(record) = &record {
+        crate::daemon::metrics::global().gate_run(record);
+    }
+    let summary = record.map(|r| Box::new(r.into()));
     tracing::info!(outcome = %status, status = status.label(), "gate run finished");
     let still_blocked = matches!(status, GateStatus::Blocked { .. });
     let outcome = GateOutcome { status, log_ref };
     let (tier, version, gate) = (job.tier.clone(), job.version.clone(), job.gate);
     daemon.bus.send(if job.reevaluate.is_some() && still_blocked {
-        Event::GateUpdated { run_id, tier, version, gate, outcome }
+        Event::GateUpdated { run_id, tier, version, gate, outcome, summary }
     } else {
-        Event::GateDone { run_id, tier, version, gate, outcome }
+        Event::GateDone { run_id, tier, version, gate, outcome, summary }
     });
     Ok(())
 }

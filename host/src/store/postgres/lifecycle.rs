@@ -301,6 +301,36 @@ impl PgStore {
         .await?)
     }
 
+    /// Runs matching every filter given, newest first, with ids below
+    /// `before`, at most `limit`.
+    pub async fn gate_runs_page(
+        &self,
+        filter: &crate::store::RunFilter,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>> {
+        let (tier, gate, version) = filter.texts();
+        Ok(sqlx::query_as!(
+            RunRecord,
+            r#"SELECT id AS "run_id!: GateRunId", tier AS "tier!: TierId", version AS "version!: Version",
+                      gate_kind AS "gate!: GateKind", status AS "status!: RunState", outcome_json AS "outcome: GateStatus",
+                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
+                      log_ref AS "log_ref: LogRef", component_digest AS "component_digest!",
+                      contract AS "contract!", classifier_digest, classifier_contract, fuel, peak_memory,
+                      attempt AS "attempt!", max_attempts AS "max_attempts!"
+               FROM gate_runs
+               WHERE ($1::text IS NULL OR tier = $1) AND ($2::text IS NULL OR gate_kind = $2)
+                 AND ($3::text IS NULL OR version = $3) AND ($4::bigint IS NULL OR id < $4)
+               ORDER BY id DESC LIMIT $5"#,
+            tier,
+            gate,
+            version,
+            filter.before,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The latest run of each gate kind of `version` at `tier`.
     pub async fn latest_runs(&self, tier: &TierId, version: &Version) -> Result<Vec<RunRecord>> {
         Ok(sqlx::query_as!(

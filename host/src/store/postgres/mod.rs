@@ -7,6 +7,7 @@
 //! they read, and write nothing.
 
 mod audit;
+mod backlog;
 mod components;
 mod leader;
 mod legacy;
