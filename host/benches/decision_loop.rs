@@ -2,7 +2,10 @@
 //! 1. confirmation → deploy latency at prod while staging's gate runs (a
 //!    test that hangs), against the same latency with staging idle;
 //! 2. the cost of a durable deploy intent (`synchronous = FULL` for its
-//!    commit) against the same insert at the pool's `NORMAL`.
+//!    commit) against the same insert at the pool's `NORMAL`;
+//! 3. confirmation → deploy latency with every event notified to a
+//!    webhook receiver that accepts and never answers, against a daemon
+//!    with no `[[notify]]`, alternating.
 //!
 //! Run with `./x bench` (or `cargo bench -p sando --bench decision_loop` after `./x build`).
 
@@ -25,6 +28,11 @@ use serde_json::json;
 const SAMPLES: usize = 12;
 
 fn config(root: &Path, repo: &Path) -> PathBuf {
+    config_with(root, repo, "")
+}
+
+/// The benchmark's config, with `extra` at its end.
+fn config_with(root: &Path, repo: &Path, extra: &str) -> PathBuf {
     let node = root.join("prod-1");
     std::fs::create_dir_all(&node).unwrap();
     let path = root.join("sando.toml");
@@ -50,6 +58,7 @@ name = "prod-1"
 deploy = "cp {{artifact}} {node}/tiny"
 [[tiers.gates]]
 kind = "manual_confirm"
+{extra}
 "#,
             repo = repo.display(),
             node = node.display(),
@@ -140,6 +149,53 @@ async fn confirmation_latency() {
     drop(daemon);
 }
 
+/// A webhook receiver that takes every connection and never answers.
+fn black_hole() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+async fn latency_beside_a_silent_webhook() {
+    let port = black_hole();
+    let notify = format!("[[notify]]\nurl = \"http://127.0.0.1:{port}/hook\"\n");
+    let (quiet_root, loud_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (quiet_project, loud_project) =
+        (Project::new(quiet_root.path()), Project::new(loud_root.path()));
+    let quiet = Daemon::start(&config(quiet_root.path(), &quiet_project.dir));
+    let loud = Daemon::start(&config_with(loud_root.path(), &loud_project.dir, &notify));
+    let (quiet_events, loud_events) =
+        (Events::connect(&quiet.url).await, Events::connect(&loud.url).await);
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut n_quiet, mut n_loud) = (0, 0);
+    for _ in 0..SAMPLES {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        with.push(ms(sample(&loud, &loud_events, &loud_project, &mut n_loud, false).await));
+        without.push(ms(sample(&quiet, &quiet_events, &quiet_project, &mut n_quiet, false).await));
+    }
+    let (with_p50, with_p99) = (percentile(&mut with, 0.5), percentile(&mut with, 0.99));
+    let (without_p50, without_p99) =
+        (percentile(&mut without, 0.5), percentile(&mut without, 0.99));
+    let (_, pending) = loud.get("/api/notifications");
+    let pending = serde_json::from_str::<serde_json::Value>(&pending).unwrap();
+    println!("confirmation -> prod deploy and promotion, {SAMPLES} samples each, alternating:");
+    println!(
+        "  every event to a webhook that never answers: p50 {with_p50:.1} ms, p99 {with_p99:.1} ms \
+         ({} deliveries waiting)",
+        pending.as_array().map_or(0, Vec::len)
+    );
+    println!(
+        "  no [[notify]] (baseline):                   p50 {without_p50:.1} ms, p99 {without_p99:.1} ms"
+    );
+    println!("  ratio with/without p50: {:.2}", with_p50 / without_p50);
+}
+
 async fn durable_intent_cost() {
     let root = tempfile::tempdir().unwrap();
     let store = sando::store::Store::open(&root.path().join("sando.sqlite")).await.unwrap();
@@ -181,5 +237,6 @@ fn main() {
     runtime.block_on(async {
         durable_intent_cost().await;
         confirmation_latency().await;
+        latency_beside_a_silent_webhook().await;
     });
 }

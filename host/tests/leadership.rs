@@ -333,7 +333,18 @@ async fn a_tui_on_the_standby_shows_a_gates_log_to_its_verdict_through_a_takeove
         leader.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
     assert_eq!(status, 202, "{answer}");
     tmux.wait("cargo_test running", Duration::from_secs(180), |s| s.contains("cargo_test"));
-    tmux.keys(&["g", "Enter"]);
+    // The events pane may name the gate a frame before its row can be
+    // opened: open it until the run's screen shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !tmux.screen().contains("staging · 0.1.0 · cargo_test") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never opened: {}",
+            tmux.screen().text()
+        );
+        tmux.keys(&["g", "Enter"]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
     tmux.wait("the live log, through the standby", Duration::from_secs(60), |s| {
         s.contains("staging · 0.1.0 · cargo_test") && s.contains("tick 03")
     });

@@ -439,68 +439,18 @@ struct DemoRun {
 /// `sando demo`, locally or on the suite's cluster, until 0.1.0 is green
 /// in staging and yellow in prod and 0.2.0 red in staging.
 fn demo_logs(dir: &Path, shared: Option<&Path>) -> DemoRun {
-    use std::io::{BufRead, BufReader};
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sando"));
-    command
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("demo"))
-        .env("SANDO_TOKEN", "demo-test-token")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+    let mut args: Vec<&std::ffi::OsStr> = Vec::new();
     if let Some(shared) = shared {
-        command.args(["--slurm-partition", "gates", "--slurm-shared-dir"]).arg(shared);
+        args.extend(["--slurm-partition", "gates", "--slurm-shared-dir"].map(std::ffi::OsStr::new));
+        args.push(shared.as_os_str());
     }
-    let mut child = command.spawn().unwrap();
-    let mut url = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
-        if let Some(rest) = line.strip_prefix("Sando demo: ") {
-            url = Some(rest.trim().to_owned());
-        }
-        if line.starts_with("Ctrl-C stops the demo") {
-            break;
-        }
-    }
-    let url = url.expect("the demo printed its URL");
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let get = |path: &str| {
-        agent
-            .get(format!("{url}{path}"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-    };
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut green = false;
-    loop {
-        let state: Value =
-            get("/api/state").and_then(|b| serde_json::from_str(&b).ok()).unwrap_or(Value::Null);
-        let gate = |tier: &str, kind: &str| -> Option<Value> {
-            state["tiers"].as_array()?.iter().find(|t| t["name"] == tier)?["gates"]
-                .as_array()?
-                .iter()
-                .find(|g| g["gate"] == kind)
-                .cloned()
-        };
-        green |= state["tiers"]
-            .as_array()
-            .and_then(|tiers| tiers.iter().find(|t| t["name"] == "staging"))
-            .is_some_and(|t| t["current_version"] == "0.1.0");
-        let red = gate("staging", "migration_dry_run").is_some_and(|g| {
-            g["version"] == "0.2.0"
-                && g["outcome"]
-                    == json!({"kind":"failed","failure":{"kind":"migration_modified","migration":"20260101000000"}})
-        });
-        let yellow = gate("prod", "burn_in").is_some_and(|g| {
-            g["version"] == "0.1.0" && g["outcome"]["blocker"]["kind"] == "burn_in_remaining"
-        });
-        if green && red && yellow {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the demo did not reach its outcomes: {state}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let demo = util::Demo::start_with(&dir.join("demo"), &args);
+    let (_, red, _) = demo.outcomes(Duration::from_secs(240));
+    assert_eq!(
+        red["outcome"],
+        json!({"kind":"failed","failure":{"kind":"migration_modified","migration":"20260101000000"}})
+    );
+    let get = |path: &str| demo.get(path);
     let mut logs = Vec::new();
     for version in ["0.1.0", "0.2.0"] {
         for gate in ["cargo_test", "migration_dry_run", "boot_smoke"] {
@@ -535,8 +485,6 @@ fn demo_logs(dir: &Path, shared: Option<&Path>) -> DemoRun {
             took.push((format!("build {}", build["build_id"]), ms));
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
     DemoRun { logs, took }
 }
 

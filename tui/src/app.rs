@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sando_wire::{
     ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary,
-    GateStatus, Role, RunState, StateResponse, TierId, TierState, WhoAmI,
+    GateStatus, Role, RunState, StateResponse, TierId, TierState, Version, WhoAmI,
 };
 
 use crate::describe::{Tone, describe};
@@ -62,6 +62,8 @@ pub enum Command {
     FetchBackup,
     /// Fetch one run's summary (provenance of a run not in the state).
     FetchRun(GateRunId),
+    /// Fetch a page of past runs (`/api/gate-runs`).
+    FetchHistory(HistoryOf),
     /// Fetch one run's persisted log.
     FetchLog(GateRunId),
     /// Fetch a run's persisted log from byte `from` on, to fill a live
@@ -93,6 +95,11 @@ pub enum Msg {
     /// A frame that is not an `EventEnvelope` this TUI understands.
     Undecodable(String),
     Run(GateRunSummary),
+    /// A page of past runs, or why it could not be read.
+    History {
+        of: HistoryOf,
+        runs: Result<Vec<GateRunSummary>, String>,
+    },
     Log {
         run_id: GateRunId,
         text: String,
@@ -124,6 +131,23 @@ pub struct GateRef {
 pub enum Screen {
     Overview,
     Detail(Detail),
+    History(History),
+}
+
+/// Past runs, newest first: a gate's at a tier (`h`), or a version's walk
+/// through the tiers (`v`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub of: HistoryOf,
+    /// `None` while loading; the runs, or why they could not be read.
+    pub runs: Option<Result<Vec<GateRunSummary>, String>>,
+}
+
+/// Whose history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryOf {
+    Gate { tier: TierId, gate: GateKind },
+    Version(Version),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,6 +368,14 @@ impl App {
                 self.runs.insert(run.run_id, run);
                 Vec::new()
             }
+            Msg::History { of, runs } => {
+                if let Screen::History(history) = &mut self.screen
+                    && history.of == of
+                {
+                    history.runs = Some(runs);
+                }
+                Vec::new()
+            }
             Msg::LogFrom { run_id, from, bytes } => {
                 self.filling.remove(&run_id);
                 match bytes {
@@ -538,7 +570,7 @@ impl App {
             if self.tails.len() >= MAX_TAILS {
                 let open = match &self.screen {
                     Screen::Detail(d) => Some(d.run_id),
-                    Screen::Overview => None,
+                    Screen::Overview | Screen::History(_) => None,
                 };
                 // The oldest finished run's tail goes first; a running
                 // one's only if every kept tail is still running.
@@ -646,6 +678,14 @@ impl App {
         match self.screen.clone() {
             Screen::Overview => self.on_overview_key(key),
             Screen::Detail(detail) => self.on_detail_key(detail, key),
+            Screen::History(history) => {
+                if matches!(key.code, KeyCode::Esc | KeyCode::Backspace | KeyCode::Char('q')) {
+                    self.screen = Screen::Overview;
+                } else {
+                    self.screen = Screen::History(history);
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -666,6 +706,18 @@ impl App {
                 if let Some((_, run)) = self.selected_row() {
                     let run = run.clone();
                     return self.open_detail(&run);
+                }
+            }
+            KeyCode::Char('h') | KeyCode::Char('v') => {
+                if let Some((tier, run)) = self.selected_row() {
+                    let of = match key.code {
+                        KeyCode::Char('h') => {
+                            HistoryOf::Gate { tier: tier.name.clone(), gate: run.gate }
+                        }
+                        _ => HistoryOf::Version(run.version.clone()),
+                    };
+                    self.screen = Screen::History(History { of: of.clone(), runs: None });
+                    return vec![Command::FetchHistory(of)];
                 }
             }
             KeyCode::Char('c') => {

@@ -90,6 +90,17 @@ impl Client {
         self.get_json(&format!("/api/gate-runs/{id}"))
     }
 
+    /// The newest past runs (one page) of a gate at a tier, or of a version.
+    pub fn history(&self, of: &crate::app::HistoryOf) -> Result<Vec<GateRunSummary>, ClientError> {
+        let query = match of {
+            crate::app::HistoryOf::Gate { tier, gate } => format!("tier={tier}&gate={gate}"),
+            crate::app::HistoryOf::Version(version) => format!("version={version}"),
+        };
+        let page: sando_wire::GateRunsPage =
+            self.get_json(&format!("/api/gate-runs?{query}&limit={HISTORY_PAGE}"))?;
+        Ok(page.runs)
+    }
+
     /// A fixture case made from the run's recorded classifier input.
     pub fn recorded_case(&self, id: GateRunId) -> Result<RecordedCase, ClientError> {
         self.get_json(&format!("/api/gate-runs/{id}/case"))
@@ -424,6 +435,10 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                 Ok(run) => Msg::Run(run),
                 Err(e) => Msg::Done { ok: false, text: e.to_string() },
             },
+            Command::FetchHistory(of) => {
+                let runs = client.history(&of).map_err(|e| e.to_string());
+                Msg::History { of, runs }
+            }
             Command::SettleComponent { kind, accept, digest } => {
                 match client.settle_component(kind, accept, Some(&digest)) {
                     Ok(record) => Msg::Done {
@@ -486,6 +501,9 @@ pub fn follow_events(daemons: Vec<String>, token: Option<String>, msgs: Sender<M
         backoff = (backoff * 2).min(Duration::from_secs(3));
     }
 }
+
+/// How many past runs the history screens show: a page of the API's.
+const HISTORY_PAGE: u32 = 50;
 
 /// One connection's life: `Ok` when the daemon closed it, `Err` with the
 /// reason otherwise. `since` is the last event's `seq`, kept up to date.

@@ -8,7 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use sando_wire::{DeployOutcome, GateRunSummary, RunState, TierState};
 
-use crate::app::{App, Connection, Detail, Dialog, LogSource, Screen, is_unclassified};
+use crate::app::{
+    App, Connection, Detail, Dialog, History, HistoryOf, LogSource, Screen, is_unclassified,
+};
 use crate::describe::Tone;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
@@ -24,6 +26,7 @@ pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
     match &app.screen {
         Screen::Overview => draw_overview(frame, body, app, now),
         Screen::Detail(detail) => draw_detail(frame, body, app, detail, now),
+        Screen::History(history) => draw_history(frame, body, history),
     }
     draw_status(frame, status, app);
     match &app.dialog {
@@ -134,6 +137,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             (Screen::Detail(_), false) => {
                 " esc back  f follow  ↑↓ scroll  l full log  t tail  ? help"
             }
+            (Screen::History(_), _) => " esc back  ? help",
         };
         Line::from(Span::styled(hints, Style::new().fg(Color::DarkGray)))
     };
@@ -824,10 +828,132 @@ fn draw_component(
     frame.render_widget(Paragraph::new(lines).block(block), rect);
 }
 
+// ---- history -----------------------------------------------------------------
+
+fn draw_history(frame: &mut Frame, area: Rect, history: &History) {
+    let title = match &history.of {
+        HistoryOf::Gate { tier, gate } => format!(" {gate} at {tier}: past runs, newest first "),
+        HistoryOf::Version(version) => format!(" {version}: its walk through the tiers "),
+    };
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(title, Style::new().add_modifier(Modifier::BOLD)));
+    let runs = match &history.runs {
+        None => {
+            frame.render_widget(Paragraph::new(" loading…").block(block), area);
+            return;
+        }
+        Some(Err(e)) => {
+            let line = Line::styled(format!(" {e}"), Style::new().fg(Color::Red));
+            frame.render_widget(Paragraph::new(line).block(block), area);
+            return;
+        }
+        Some(Ok(runs)) => runs,
+    };
+    let mut lines = Vec::new();
+    match &history.of {
+        HistoryOf::Gate { .. } => {
+            lines.push(history_header("version", 10));
+            lines.extend(runs.iter().map(|run| history_line(run, &run.version.to_string(), 10)));
+            lines.push(Line::raw(""));
+            lines.extend(flaky_lines(runs));
+        }
+        HistoryOf::Version(_) => {
+            lines.push(history_header("at", 26));
+            // Oldest first: the order it walked in.
+            let mut walk: Vec<&GateRunSummary> = runs.iter().collect();
+            walk.reverse();
+            for run in walk {
+                lines.push(history_line(run, &format!("{} {}", run.tier, run.gate), 26));
+            }
+        }
+    }
+    if runs.is_empty() {
+        lines.push(Line::raw(" no runs yet"));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn header_line(text: &str) -> Line<'static> {
+    Line::styled(text.to_owned(), Style::new().fg(Color::DarkGray).add_modifier(Modifier::BOLD))
+}
+
+/// One past run: its id, where (or which version), attempt, how long it
+/// took, when it started, and its verdict in its colour.
+fn history_line(run: &GateRunSummary, what: &str, width: usize) -> Line<'static> {
+    let took = run.finished_at.map_or("running".to_owned(), |end| duration(end - run.started_at));
+    let verdict = run.outcome.as_ref().map_or("running".to_owned(), ToString::to_string);
+    let facts = format!(
+        " {:<7} {:<width$} {:>2} of {:<2}  {:<9} {}  ",
+        run.run_id.to_string(),
+        truncate(what, width),
+        run.attempt,
+        run.max_attempts,
+        took,
+        run.started_at.format("%m-%d %H:%M:%S"),
+    );
+    Line::from(vec![
+        Span::raw(facts),
+        Span::styled(format!("{} {verdict}", state_symbol(run.status, 0)), state_style(run.status)),
+    ])
+}
+
+/// The column heads above `history_line`s whose second column is `what`.
+fn history_header(what: &str, width: usize) -> Line<'static> {
+    header_line(&format!(
+        " {:<7} {what:<width$} {:<8}  {:<9} {:<14}  verdict",
+        "run", "attempt", "took", "started (UTC)"
+    ))
+}
+
+/// Tests that failed in some of these runs of a gate while others passed:
+/// a passed run's tests that failed and then passed on a retry, and a
+/// failed run's first failing test, counted by run.
+fn flaky_lines(runs: &[GateRunSummary]) -> Vec<Line<'static>> {
+    use sando_wire::{GateFailure, GateStatus, PassNote};
+    let finished = runs.iter().filter(|r| r.finished_at.is_some()).count();
+    let any_passed = runs.iter().any(|r| r.status == RunState::Passed);
+    let mut failing: Vec<(String, usize)> = Vec::new();
+    for run in runs {
+        let tests: Vec<&String> = match &run.outcome {
+            Some(GateStatus::Passed { note: PassNote::TestsPassed { flaky, .. } }) => {
+                flaky.iter().collect()
+            }
+            Some(GateStatus::Failed {
+                failure: GateFailure::CargoTest { first_failed: Some(test), .. },
+            }) => vec![test],
+            _ => Vec::new(),
+        };
+        for test in tests {
+            match failing.iter_mut().find(|(t, _)| t == test) {
+                Some((_, n)) => *n += 1,
+                None => failing.push((test.clone(), 1)),
+            }
+        }
+    }
+    if !any_passed || failing.is_empty() {
+        return vec![Line::styled(
+            format!(" flaky tests over the last {finished} runs: none seen"),
+            Style::new().fg(Color::DarkGray),
+        )];
+    }
+    let mut lines = vec![Line::raw(format!(" flaky tests over the last {finished} runs:"))];
+    lines.extend(failing.into_iter().map(|(test, n)| {
+        Line::styled(
+            format!("   {test}: failed in {n} of {finished} runs"),
+            Style::new().fg(Color::Yellow),
+        )
+    }));
+    lines
+}
+
 const HELP: &[(&str, &str)] = &[
     ("↑ ↓  j k", "move through gates / scroll the log"),
     ("g G  home end", "first / last (G in a log: follow)"),
     ("enter", "open the run: outcome, provenance, log"),
+    ("h", "the gate's past runs at its tier, and flaky tests"),
+    ("v", "the selected version's walk through the tiers"),
     ("esc", "back, or clear the filter"),
     ("/", "filter gates by tier, gate, state or summary"),
     ("c", "confirm a waiting manual_confirm gate"),

@@ -10,7 +10,7 @@ use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use sando_tui::app::{App, Command, Msg};
-use sando_wire::{Event, EventEnvelope, Frame, GateRunId, StateResponse, Stream};
+use sando_wire::{Event, EventEnvelope, Frame, GateRunId, GateRunSummary, StateResponse, Stream};
 use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
@@ -793,4 +793,104 @@ fn events_replayed_on_connecting_fill_the_events_pane_and_leave_the_state_alone(
     assert_eq!(app.state, before, "the state already has what happened");
     assert_eq!(app.events.len(), 2, "{:?}", app.events);
     assert!(app.events[1].text.contains("promoted"), "{:?}", app.events);
+}
+
+/// A past run with its own times, for the history screens.
+fn past(
+    id: i64,
+    tier: &str,
+    version: &str,
+    gate: &str,
+    status: &str,
+    outcome: Value,
+    minute: u32,
+) -> Value {
+    let mut run = run(id, tier, version, gate, status, outcome);
+    run["started_at"] = json!(format!("2026-11-27T11:{minute:02}:00Z"));
+    run["finished_at"] = json!(format!("2026-11-27T11:{:02}:45Z", minute + 1));
+    run
+}
+
+#[test]
+fn a_gates_history_lists_its_past_runs_and_names_the_flaky_test() {
+    let mut app = app();
+    // The selection starts on staging's cargo_test.
+    let commands = key(&mut app, KeyCode::Char('h'));
+    let of = sando_tui::app::HistoryOf::Gate {
+        tier: "staging".parse().unwrap(),
+        gate: "cargo_test".parse().unwrap(),
+    };
+    assert_eq!(commands, vec![Command::FetchHistory(of.clone())]);
+    let screen = lines(draw(&app, 100, 16).backend().buffer()).join("\n");
+    assert!(screen.contains("loading…"), "{screen}");
+    let failed = |test: &str| json!({"kind": "failed", "failure": {"kind": "cargo_test", "failed_count": 1, "first_failed": test}});
+    let passed =
+        json!({"kind": "passed", "note": {"kind": "tests_passed", "count": 12, "duration_s": 1}});
+    let flaked = json!({"kind": "passed", "note": {"kind": "tests_passed", "count": 12, "duration_s": 1, "flaky": ["tests::parse"]}});
+    let runs: Vec<GateRunSummary> = [
+        past(11, "staging", "0.2.0", "cargo_test", "failed", failed("tests::parse"), 50),
+        past(9, "staging", "0.1.1", "cargo_test", "passed", flaked, 40),
+        past(7, "staging", "0.1.1", "cargo_test", "failed", failed("tests::parse"), 30),
+        past(4, "staging", "0.1.0", "cargo_test", "passed", passed, 20),
+    ]
+    .into_iter()
+    .map(|r| serde_json::from_value(r).unwrap())
+    .collect();
+    app.on_msg(Msg::History { of, runs: Ok(runs) });
+    let terminal = draw(&app, 100, 16);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("tests::parse: failed in 3 of 4 runs"), "{screen}");
+    assert!(screen.contains("1m45s"), "each run's duration: {screen}");
+    assert_eq!(fg_of(terminal.backend().buffer(), "✗ tests failed: 1"), Color::Red);
+    assert_eq!(fg_of(terminal.backend().buffer(), "✓ 12 tests passed"), Color::Green);
+    // Back where it was.
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen, sando_tui::app::Screen::Overview);
+}
+
+#[test]
+fn a_versions_view_shows_its_walk_through_the_tiers_in_order() {
+    let mut app = app();
+    let commands = key(&mut app, KeyCode::Char('v'));
+    let of = sando_tui::app::HistoryOf::Version("0.2.0".parse().unwrap());
+    assert_eq!(commands, vec![Command::FetchHistory(of.clone())]);
+    let passed =
+        json!({"kind": "passed", "note": {"kind": "tests_passed", "count": 12, "duration_s": 1}});
+    let waiting = json!({"kind": "blocked", "blocker": {"kind": "awaiting_operator_confirmation"}});
+    // As the API answers: newest first.
+    let runs: Vec<GateRunSummary> = [
+        past(21, "prod", "0.2.0", "manual_confirm", "blocked", waiting, 30),
+        past(
+            20,
+            "staging",
+            "0.2.0",
+            "boot_smoke",
+            "passed",
+            json!({"kind": "passed", "note": {"kind": "stayed_up", "duration_s": 3}}),
+            20,
+        ),
+        past(19, "staging", "0.2.0", "cargo_test", "passed", passed, 10),
+    ]
+    .into_iter()
+    .map(|r| serde_json::from_value(r).unwrap())
+    .collect();
+    app.on_msg(Msg::History { of, runs: Ok(runs) });
+    let terminal = draw(&app, 100, 12);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    let at = |text: &str| screen.find(text).unwrap_or_else(|| panic!("{text} in {screen}"));
+    assert!(
+        at("staging cargo_test") < at("staging boot_smoke")
+            && at("staging boot_smoke") < at("prod manual_confirm"),
+        "{screen}"
+    );
+    assert_eq!(fg_of(terminal.backend().buffer(), "◆ "), Color::Yellow);
+    // A history the daemon could not give says why, in red.
+    app.on_msg(Msg::History {
+        of: sando_tui::app::HistoryOf::Version("0.2.0".parse().unwrap()),
+        runs: Err("GET /api/gate-runs: 503".into()),
+    });
+    let terminal = draw(&app, 100, 12);
+    assert_eq!(fg_of(terminal.backend().buffer(), "GET /api/gate-runs: 503"), Color::Red);
 }

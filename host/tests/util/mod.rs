@@ -112,13 +112,28 @@ impl Demo {
         Demo::start_binary(Path::new(env!("CARGO_BIN_EXE_sando")), dir, listen)
     }
 
+    /// The demo with more arguments (`--slurm-partition …`).
+    pub fn start_with(dir: &Path, args: &[&std::ffi::OsStr]) -> Demo {
+        Demo::start_binary_with(Path::new(env!("CARGO_BIN_EXE_sando")), dir, "127.0.0.1:0", args)
+    }
+
     /// The demo of the `sando` binary at `binary` (a copy elsewhere, with
     /// its `gates/` beside it).
     pub fn start_binary(binary: &Path, dir: &Path, listen: &str) -> Demo {
+        Demo::start_binary_with(binary, dir, listen, &[])
+    }
+
+    fn start_binary_with(
+        binary: &Path,
+        dir: &Path,
+        listen: &str,
+        args: &[&std::ffi::OsStr],
+    ) -> Demo {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(binary)
             .args(["demo", "--listen", listen, "--data-dir"])
             .arg(dir)
+            .args(args)
             .env("SANDO_TOKEN", "demo-test-token")
             .env_remove("RUST_BACKTRACE")
             .stdout(std::process::Stdio::piped())
