@@ -272,6 +272,10 @@ async fn two_approvals_of_three_the_authors_refused_a_rerun_voids_and_two_fresh_
         serde_json::from_value(prod["approvals"].clone()).unwrap();
     assert_eq!(approvals.to_string(), "1 of 2: alice");
     assert_eq!(gate(&prod, "manual_confirm")["status"], "blocked");
+    // The status page says so too.
+    let (status, page) = daemon.get("/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("approvals: 1 of 2: alice"), "{page}");
     // alice again on the same evidence counts once, and says so.
     let (status, body) = daemon.post(&confirm, Some(&team.alice), "{}");
     assert_eq!(

@@ -1,4 +1,4 @@
-//! The status page: read-only HTML a browser (or a notification's link) opens, rendered on the server from the same bodies the API serves: tiers, versions and each gate's typed verdict in the TUI's colours, and a run's page with its log, followed while the run runs.
+//! The status page: read-only HTML a browser (or a notification's link) opens, rendered on the server from the same bodies the API serves: tiers, versions, approvals and each gate's typed verdict in the TUI's colours, and a run's page with its log, followed while the run runs.
 //!
 //! Small by design: no framework, no assets, no JavaScript but the few lines
 //! that follow a running run's log (`?from=`, the API's own route) and
@@ -125,6 +125,14 @@ fn overview_body(state: &StateResponse) -> Markup {
                     @if let Some(c) = &tier.confirmation {
                         p.confirmation { "confirmed by " (c.confirmed_by) " at " (c.confirmed_at.to_rfc3339()) }
                     }
+                    @if let Some(approvals) = &tier.approvals {
+                        p.approvals {
+                            "approvals: " (approvals)
+                            @for a in approvals.approvals.iter().filter(|a| a.voided) {
+                                " · " span.voided { (a.by) " (voided by newer evidence)" }
+                            }
+                        }
+                    }
                     table.gates {
                         tr { th { "gate" } th { "version" } th { "verdict" } th { "run" } }
                         @for kind in &tier.pipeline {
@@ -235,6 +243,7 @@ th, td { text-align: left; padding: 0.3em 0.6em; border-bottom: 1px solid #eaeef
 .verdict.running { background: #0969da; }
 .verdict.none { background: #eaeef2; color: #57606a; }
 .why { color: #57606a; }
+.voided { text-decoration: line-through; color: #57606a; }
 .warning { color: #9a6700; }
 pre#log { background: #f6f8fa; padding: 1em; overflow-x: auto; white-space: pre-wrap; }
 "#;
