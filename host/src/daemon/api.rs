@@ -399,6 +399,11 @@ pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError>
             confirmation,
             previous_runs,
             approvals,
+            frozen: None,
+            promotion_blocked: None,
+            override_version: None,
+            rollback_to: None,
+            rollback: None,
         });
     }
     Ok(StateResponse {

@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "builds",
     "tiers",
     "gate_runs",
+    "rollbacks",
     "deploys",
     "tier_arrivals",
     "backups",
@@ -38,6 +39,8 @@ const TABLES: &[&str] = &[
     "transcript_outputs",
     "notifications",
     "audit",
+    "freezes",
+    "freeze_overrides",
     "event_backlog",
     "event_marks",
 ];

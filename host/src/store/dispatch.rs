@@ -1,6 +1,9 @@
 //! `Store`: the one store the daemon, the legacy import and the command line use, over SQLite (the embedded default) or PostgreSQL (several daemons on one database). Nothing above it knows which.
 
-use crate::store::{NotificationRecord, RunFilter, RunJob, RunRecord, VersionRecord};
+use crate::store::{
+    FreezeRecord, NewRollback, NotificationRecord, OverrideRecord, RollbackRecord, RunFilter,
+    RunJob, RunRecord, VersionRecord,
+};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +22,8 @@ use crate::config::StoreLocation;
 use crate::domain::{
     BackupRow, BackupSource, BuildOutcome, BuildSummary, ComponentPart, ComponentRecord,
     ComponentState, Confirmation, DeployId, DeployOutcome, DeploySummary, GateKind, GateRunId,
-    GateStatus, GitSha, LogRef, NodeId, PreviousRun, RawOutput, TierId, VerdictChange, Version,
+    GateStatus, GitSha, LogRef, NodeId, PreviousRun, RawOutput, RollbackProgress, TierId,
+    VerdictChange, Version,
 };
 use crate::sandbox::transcript::Transcript;
 
@@ -198,6 +202,26 @@ impl Store {
         pub async fn append_audit(&self, entry: &NewAudit<'_>) -> Result<i64>;
         /// Up to `limit` audit rows after row `after`, at or after `since`, oldest first.
         pub async fn audit_page(&self, after: i64, since: Option<DateTime<Utc>>, limit: i64) -> Result<Vec<AuditRecord>>;
+        /// Freezes a tier (every tier with `None`) from now.
+        pub async fn insert_freeze(&self, tier: Option<&TierId>, reason: &str, by: &str, until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<FreezeRecord>;
+        /// Lifts freeze `id` if it is in force; the freeze it lifted.
+        pub async fn lift_freeze(&self, id: i64, by: &str, now: DateTime<Utc>) -> Result<Option<FreezeRecord>>;
+        /// The freezes made from the API that hold at `now`, oldest first.
+        pub async fn freezes_in_force(&self, now: DateTime<Utc>) -> Result<Vec<FreezeRecord>>;
+        /// Records an admin's override; false when the version had one there already.
+        pub async fn insert_override(&self, entry: &OverrideRecord) -> Result<bool>;
+        /// The override for `version` at `tier`, if any.
+        pub async fn freeze_override(&self, tier: &TierId, version: &Version) -> Result<Option<OverrideRecord>>;
+        /// The versions promoted to `tier`, newest arrival first.
+        pub async fn arrivals(&self, tier: &TierId) -> Result<Vec<(Version, DateTime<Utc>)>>;
+        /// Asks for a rollback; `None` when the tier has one pending.
+        pub async fn insert_rollback(&self, new: &NewRollback<'_>) -> Result<Option<RollbackRecord>>;
+        /// Every rollback, oldest first.
+        pub async fn rollbacks(&self) -> Result<Vec<RollbackRecord>>;
+        /// The latest deploy of rollback `id` to each node.
+        pub async fn rollback_deploys(&self, id: i64) -> Result<Vec<PlanDeploy>>;
+        /// Settles a pending rollback; done makes its version current.
+        pub async fn finish_rollback(&self, id: i64, progress: RollbackProgress, now: DateTime<Utc>) -> Result<()>;
         /// Records that `run` should run again. Asking twice is one request.
         pub async fn request_rerun(&self, run: GateRunId, by: &str, now: DateTime<Utc>) -> Result<()>;
         /// The first confirmation given for `version` at `tier`, if any.
@@ -236,7 +260,7 @@ impl Store {
         /// Records a deploy before its command runs, durably even across a power
         /// loss (`synchronous = FULL` for this one commit), so a restart knows a
         /// deploy may have half-happened and runs it again.
-        pub async fn insert_deploy_durably(&self, tier: &TierId, version: &Version, node: &NodeId, log_ref: &LogRef, now: DateTime<Utc>) -> Result<DeployId>;
+        pub async fn insert_deploy_durably(&self, tier: &TierId, version: &Version, node: &NodeId, log_ref: &LogRef, rollback: Option<i64>, now: DateTime<Utc>) -> Result<DeployId>;
         /// Gives a deploy a worker left unfinished its outcome.
         pub async fn finish_deploy_if_in_progress(&self, id: DeployId, outcome: &DeployOutcome, now: DateTime<Utc>) -> Result<()>;
         /// Gives a build a worker left unfinished its outcome.

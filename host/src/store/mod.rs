@@ -20,12 +20,13 @@ mod legacy;
 mod postgres;
 mod records;
 mod retention;
+mod tier_control;
 
 pub use crate::domain::{BackupRow, Confirmation, DeploySummary};
 use crate::domain::{
     BackupSource, BuildFailure, BuildOutcome, BuildSummary, DeployFailure, DeployId, DeployOutcome,
-    GateFailure, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RunState,
-    TierId, Version,
+    GateFailure, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RollbackOf,
+    RunState, TierId, Version,
 };
 pub use audit::{ApprovalRecord, AuditRecord, NewAudit};
 pub use backlog::{BacklogBound, BackloggedEvent, EventMarks};
@@ -41,6 +42,7 @@ pub use legacy::{
 pub use postgres::{PgStore, Role};
 pub use records::{NotificationRecord, RunFilter, RunJob, RunRecord, VersionRecord};
 pub use retention::{BackupAge, VersionAge};
+pub use tier_control::{FreezeRecord, NewRollback, OverrideRecord, RollbackRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -640,7 +642,7 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<DeployId> {
         let mut conn = self.pool.acquire().await?;
-        insert_deploy_on(&mut conn, tier, version, node, log_ref, now).await
+        insert_deploy_on(&mut conn, tier, version, node, log_ref, None, now).await
     }
 
     pub async fn finish_deploy(
@@ -661,17 +663,35 @@ impl SqliteStore {
     }
 
     pub async fn recent_deploys(&self, limit: i64) -> Result<Vec<DeploySummary>> {
-        Ok(sqlx::query_as!(
-            DeploySummary,
-            r#"SELECT id AS "deploy_id: DeployId", tier AS "tier: TierId", version AS "version: Version",
-                      node AS "node: NodeId", outcome_json AS "outcome: DeployOutcome",
-                      started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
-                      log_ref AS "log_ref: LogRef"
-               FROM deploys ORDER BY id DESC LIMIT ?1"#,
+        let rows = sqlx::query!(
+            r#"SELECT d.id AS "deploy_id!: DeployId", d.tier AS "tier!: TierId", d.version AS "version!: Version",
+                      d.node AS "node!: NodeId", d.outcome_json AS "outcome!: DeployOutcome",
+                      d.started_at AS "started_at!: DateTime<Utc>", d.finished_at AS "finished_at: DateTime<Utc>",
+                      d.log_ref AS "log_ref!: LogRef", r.from_version AS "rollback_from?: Version",
+                      r.to_version AS "rollback_to?: Version", r.requested_by AS "rollback_by?: String"
+               FROM deploys d LEFT JOIN rollbacks r ON r.id = d.rollback_id
+               ORDER BY d.id DESC LIMIT ?1"#,
             limit
         )
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| DeploySummary {
+                deploy_id: row.deploy_id,
+                tier: row.tier,
+                version: row.version,
+                node: row.node,
+                outcome: row.outcome,
+                started_at: row.started_at,
+                finished_at: row.finished_at,
+                log_ref: row.log_ref,
+                rollback: match (row.rollback_from, row.rollback_to, row.rollback_by) {
+                    (Some(from), Some(to), Some(by)) => Some(RollbackOf { from, to, by }),
+                    _ => None,
+                },
+            })
+            .collect())
     }
 
     pub async fn insert_backup(
@@ -894,10 +914,11 @@ impl SqliteStore {
             PlanDeploy,
             r#"SELECT d.node AS "node!: NodeId", d.outcome_json AS "outcome!: DeployOutcome",
                       d.finished_at AS "finished_at: DateTime<Utc>",
-                      (SELECT COUNT(*) FROM deploys c WHERE c.tier = d.tier AND c.version = d.version AND c.node = d.node)
+                      (SELECT COUNT(*) FROM deploys c WHERE c.tier = d.tier AND c.version = d.version AND c.node = d.node
+                                                    AND c.rollback_id IS NULL)
                           AS "attempts!: i64"
                FROM deploys d
-               WHERE d.id IN (SELECT MAX(id) FROM deploys WHERE tier = ?1 AND version = ?2 GROUP BY node)"#,
+               WHERE d.id IN (SELECT MAX(id) FROM deploys WHERE tier = ?1 AND version = ?2 AND rollback_id IS NULL GROUP BY node)"#,
             tier,
             version
         )
@@ -996,11 +1017,13 @@ impl SqliteStore {
         version: &Version,
         node: &NodeId,
         log_ref: &LogRef,
+        rollback: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<DeployId> {
         let mut conn = self.pool.acquire().await?;
         sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
-        let inserted = insert_deploy_on(&mut conn, tier, version, node, log_ref, now).await;
+        let inserted =
+            insert_deploy_on(&mut conn, tier, version, node, log_ref, rollback, now).await;
         // Back to the pool's setting whatever happened above.
         sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
         inserted
@@ -1093,18 +1116,20 @@ async fn insert_deploy_on(
     version: &Version,
     node: &NodeId,
     log_ref: &LogRef,
+    rollback: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<DeployId> {
     let outcome = DeployOutcome::InProgress;
     let id = sqlx::query!(
-        "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref, rollback_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         version,
         tier,
         node,
         now,
         outcome,
-        log_ref
+        log_ref,
+        rollback
     )
     .execute(&mut *conn)
     .await?

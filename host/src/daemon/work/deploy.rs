@@ -66,7 +66,7 @@ async fn deploy_node(
     .expect("versions, tiers and nodes are log-safe");
     let deploy_id = daemon
         .store
-        .insert_deploy_durably(&tier.name, &version.version, &node.name, &log_ref, now)
+        .insert_deploy_durably(&tier.name, &version.version, &node.name, &log_ref, None, now)
         .await?;
     note(progress, |p| p.deploys.push(deploy_id));
     daemon.bus.send(Event::DeployStart {

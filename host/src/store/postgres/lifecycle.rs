@@ -7,8 +7,8 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use super::PgStore;
 use crate::domain::{
     BackupRow, BackupSource, BuildOutcome, BuildSummary, Confirmation, DeployId, DeployOutcome,
-    DeploySummary, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun, RunState,
-    TierId, Version,
+    DeploySummary, GateKind, GateRunId, GateStatus, GitSha, LogRef, NodeId, PreviousRun,
+    RollbackOf, RunState, TierId, Version,
 };
 use crate::store::{Attempt, OpenRebuild, PlanDeploy, PlanRun, Result, RunComponents, RunCost};
 
@@ -443,7 +443,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<DeployId> {
         let mut tx = self.write().await?;
-        let id = insert_deploy_on(&mut tx, tier, version, node, log_ref, now).await?;
+        let id = insert_deploy_on(&mut tx, tier, version, node, log_ref, None, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -468,17 +468,35 @@ impl PgStore {
     }
 
     pub async fn recent_deploys(&self, limit: i64) -> Result<Vec<DeploySummary>> {
-        Ok(sqlx::query_as!(
-            DeploySummary,
-            r#"SELECT id AS "deploy_id: DeployId", tier AS "tier: TierId", version AS "version: Version",
-                      node AS "node: NodeId", outcome_json AS "outcome: DeployOutcome",
-                      started_at AS "started_at: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
-                      log_ref AS "log_ref: LogRef"
-               FROM deploys ORDER BY id DESC LIMIT $1"#,
+        let rows = sqlx::query!(
+            r#"SELECT d.id AS "deploy_id!: DeployId", d.tier AS "tier!: TierId", d.version AS "version!: Version",
+                      d.node AS "node!: NodeId", d.outcome_json AS "outcome!: DeployOutcome",
+                      d.started_at AS "started_at!: DateTime<Utc>", d.finished_at AS "finished_at: DateTime<Utc>",
+                      d.log_ref AS "log_ref!: LogRef", r.from_version AS "rollback_from?: Version",
+                      r.to_version AS "rollback_to?: Version", r.requested_by AS "rollback_by?: String"
+               FROM deploys d LEFT JOIN rollbacks r ON r.id = d.rollback_id
+               ORDER BY d.id DESC LIMIT $1"#,
             limit
         )
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| DeploySummary {
+                deploy_id: row.deploy_id,
+                tier: row.tier,
+                version: row.version,
+                node: row.node,
+                outcome: row.outcome,
+                started_at: row.started_at,
+                finished_at: row.finished_at,
+                log_ref: row.log_ref,
+                rollback: match (row.rollback_from, row.rollback_to, row.rollback_by) {
+                    (Some(from), Some(to), Some(by)) => Some(RollbackOf { from, to, by }),
+                    _ => None,
+                },
+            })
+            .collect())
     }
 
     pub async fn insert_backup(
@@ -714,10 +732,11 @@ impl PgStore {
             PlanDeploy,
             r#"SELECT d.node AS "node!: NodeId", d.outcome_json AS "outcome!: DeployOutcome",
                       d.finished_at AS "finished_at: DateTime<Utc>",
-                      (SELECT COUNT(*) FROM deploys c WHERE c.tier = d.tier AND c.version = d.version AND c.node = d.node)
+                      (SELECT COUNT(*) FROM deploys c WHERE c.tier = d.tier AND c.version = d.version AND c.node = d.node
+                                                    AND c.rollback_id IS NULL)
                           AS "attempts!: i64"
                FROM deploys d
-               WHERE d.id IN (SELECT MAX(id) FROM deploys WHERE tier = $1 AND version = $2 GROUP BY node)"#,
+               WHERE d.id IN (SELECT MAX(id) FROM deploys WHERE tier = $1 AND version = $2 AND rollback_id IS NULL GROUP BY node)"#,
             tier as &TierId,
             version as &Version
         )
@@ -819,11 +838,12 @@ impl PgStore {
         version: &Version,
         node: &NodeId,
         log_ref: &LogRef,
+        rollback: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<DeployId> {
         let mut tx = self.write().await?;
         sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
-        let id = insert_deploy_on(&mut tx, tier, version, node, log_ref, now).await?;
+        let id = insert_deploy_on(&mut tx, tier, version, node, log_ref, rollback, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -909,17 +929,19 @@ async fn insert_deploy_on(
     version: &Version,
     node: &NodeId,
     log_ref: &LogRef,
+    rollback: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<DeployId> {
     let id = sqlx::query_scalar!(
-        "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO deploys (version, tier, node, started_at, outcome_json, log_ref, rollback_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         version as &Version,
         tier as &TierId,
         node as &NodeId,
         now,
         DeployOutcome::InProgress as DeployOutcome,
-        log_ref as &LogRef
+        log_ref as &LogRef,
+        rollback
     )
     .fetch_one(&mut *conn)
     .await?;

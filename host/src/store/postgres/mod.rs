@@ -13,6 +13,7 @@ mod leader;
 mod legacy;
 mod lifecycle;
 mod retention;
+mod tier_control;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
