@@ -221,7 +221,7 @@ async fn durable_intent_cost() {
         store.insert_deploy(&tier, &version, &node, &log, Utc::now()).await.unwrap();
         normal.push(start.elapsed().as_secs_f64() * 1e3);
         let start = Instant::now();
-        store.insert_deploy_durably(&tier, &version, &node, &log, Utc::now()).await.unwrap();
+        store.insert_deploy_durably(&tier, &version, &node, &log, None, Utc::now()).await.unwrap();
         full.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let (n50, f50) = (percentile(&mut normal, 0.5), percentile(&mut full, 0.5));

@@ -15,8 +15,10 @@ pub use crate::domain::Canary;
 use crate::domain::{GateFailure, GateKind, NodeId, TierId};
 use crate::identity::{OperatorConfig, OperatorName, OperatorToken, Role, TokenDigest};
 use crate::run_as::RunAs;
+pub use freeze::{FreezeWindow, WeekTime};
 
 mod executor;
+mod freeze;
 mod notify;
 pub use executor::{Cpus, ExecutorKind, Memory, SlurmConfig, SlurmName, SlurmResources};
 pub use notify::{NotifyEvent, NotifyFormat, NotifyTarget, NotifyUrl};
@@ -165,6 +167,16 @@ pub struct Retention {
     /// The shared build cache's size cap, in bytes (`cache_max_mib`): above
     /// it, its oldest compiled units go.
     pub cache_max_bytes: Option<u64>,
+    /// How many of the versions last promoted to each tier keep their
+    /// artifacts for a rollback (`keep_promoted`; 3 when unset).
+    pub keep_promoted: Option<u32>,
+}
+
+impl Retention {
+    /// The artifacts a rollback may need: the last this many promoted per tier.
+    pub fn keep_promoted(&self) -> usize {
+        self.keep_promoted.map_or(3, |n| n as usize)
+    }
 }
 
 /// `isolation`: `"sandbox"` (the default: bubblewrap, and the daemon refuses
@@ -371,6 +383,11 @@ pub struct Tier {
     pub deploy_retry: Retry,
     /// Who must approve the tier's `manual_confirm`, and how many.
     pub approvals: Option<ApprovalPolicy>,
+    /// Weekly windows in which promotions into the tier wait (`freeze`).
+    pub freeze: Vec<FreezeWindow>,
+    /// A deploy whose health check fails for good takes the tier back to
+    /// the version it ran (`auto_rollback = true`).
+    pub auto_rollback: bool,
 }
 
 /// `approvals = { required = 2, from = ["alice", "bob"], forbid_author = true }`
@@ -571,6 +588,7 @@ struct RawRetention {
     keep_for: Option<Spanned<String>>,
     keep_backups: Option<Spanned<u32>>,
     cache_max_mib: Option<Spanned<u32>>,
+    keep_promoted: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -608,6 +626,18 @@ struct RawTier {
     gates: Vec<RawGate>,
     deploy_retry: Option<Spanned<RawRetry>>,
     approvals: Option<Spanned<RawApprovals>>,
+    #[serde(default)]
+    freeze: Vec<Spanned<RawFreezeWindow>>,
+    #[serde(default)]
+    auto_rollback: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreezeWindow {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    tz: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -775,7 +805,25 @@ impl Source<'_> {
             keep_backups: count(&raw.keep_backups, "keep_backups")?,
             cache_max_bytes: count(&raw.cache_max_mib, "cache_max_mib")?
                 .map(|mib| u64::from(mib) << 20),
+            keep_promoted: count(&raw.keep_promoted, "keep_promoted")?,
         })
+    }
+
+    /// One of a tier's `freeze` windows.
+    fn freeze_window(
+        &self,
+        raw: &Spanned<RawFreezeWindow>,
+        at: &str,
+    ) -> Result<FreezeWindow, ConfigError> {
+        let window = raw.get_ref();
+        let from = self.parse(&window.from, &format!("{at}.from"))?;
+        let to = self.parse(&window.to, &format!("{at}.to"))?;
+        let tz = match &window.tz {
+            None => chrono_tz::Tz::UTC,
+            Some(tz) => freeze::zone(tz.get_ref())
+                .map_err(|e| self.error(tz.span(), format!("{at}.tz"), e))?,
+        };
+        FreezeWindow::new(from, to, tz).map_err(|e| self.error(raw.span(), at, e))
     }
 
     /// Variable names: as a shell writes them, each once, and none the
@@ -1044,7 +1092,21 @@ impl Config {
                 None => None,
                 Some(raw) => Some(approvals(&source, raw, &at("approvals"), &gates, &operators)?),
             };
-            tiers.push(Tier { name, canary, nodes, gates, deploy_retry, approvals });
+            let mut freeze = Vec::new();
+            for (w, raw) in raw_tier.freeze.iter().enumerate() {
+                freeze.push(source.freeze_window(raw, &at(&format!("freeze[{w}]")))?);
+            }
+            let auto_rollback = raw_tier.auto_rollback;
+            tiers.push(Tier {
+                name,
+                canary,
+                nodes,
+                gates,
+                deploy_retry,
+                approvals,
+                freeze,
+                auto_rollback,
+            });
         }
         let isolation = match &raw.isolation {
             None => IsolationMode::Sandbox,
@@ -1647,6 +1709,31 @@ token_sha256 = "81b637d8fcd2c6da6359e6963113a1170de795e4b725b84d1e0b4cfd9ec58ce9
     }
 
     #[test]
+    fn freeze_windows_and_auto_rollback_parse_and_a_malformed_window_names_its_key() {
+        let with = |window: &str| {
+            GOOD.replace(
+                "canary = \"one_then_rest\"",
+                &format!("canary = \"one_then_rest\"\nauto_rollback = true\nfreeze = [{window}]"),
+            )
+        };
+        let config =
+            parse(&with(r#"{ from = "Fri 16:00", to = "Mon 08:00", tz = "Europe/Berlin" }"#))
+                .unwrap();
+        let prod = config.tiers.iter().find(|t| t.name.as_str() == "prod").unwrap();
+        assert!(prod.auto_rollback);
+        assert_eq!(prod.freeze.len(), 1);
+        assert_eq!(prod.freeze[0].to_string(), "Fri 16:00 to Mon 08:00 (Europe/Berlin)");
+        assert_eq!(
+            parse(&with(r#"{ from = "Friday 16:00", to = "Mon 08:00" }"#)).unwrap_err(),
+            "/etc/sando/sando.toml:26:20: tiers[1].freeze[0].from: \"Friday 16:00\" is not a time of the week (use e.g. \"Fri 16:00\")"
+        );
+        assert_eq!(
+            parse(&with(r#"{ from = "Fri 16:00", to = "Mon 08:00", tz = "Berlin" }"#)).unwrap_err(),
+            "/etc/sando/sando.toml:26:53: tiers[1].freeze[0].tz: \"Berlin\" is not a time zone (use an IANA name, e.g. \"Europe/Berlin\")"
+        );
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let bad_duration = GOOD.replace("\"168h\"", "\"a week\"");
         assert_eq!(
@@ -1781,6 +1868,7 @@ token_sha256 = "81b637d8fcd2c6da6359e6963113a1170de795e4b725b84d1e0b4cfd9ec58ce9
                 keep_for: Some(Duration::from_secs(30 * 86_400)),
                 keep_backups: Some(3),
                 cache_max_bytes: Some(512 << 20),
+                keep_promoted: None,
             }
         );
         let error = parse(&with("keep_versions = 0")).unwrap_err();

@@ -99,9 +99,15 @@ fn plan_at_the_extremes(config: &Config) {
                 deploy_retry: tier.deploy_retry.clone(),
                 current: None,
                 busy: None,
+                freezes: Vec::new(),
+                windows: tier.freeze.clone(),
+                auto_rollback: tier.auto_rollback,
+                rollback: None,
+                rolled_back: Vec::new(),
                 candidate: Some(CandidateSnap {
                     version: "1.0.0".parse().unwrap(),
                     deploys: Vec::new(),
+                    overridden: false,
                     gates: tier
                         .gates
                         .iter()

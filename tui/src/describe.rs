@@ -89,6 +89,22 @@ pub fn describe(event: &Event) -> Option<(String, Tone)> {
         Event::Reclassified { gate, runs } => {
             (format!("{} {gate} run(s) reclassified", runs.len()), Tone::Neutral)
         }
+        Event::FreezeChanged { tier, frozen, by, reason } => {
+            let what = tier.as_ref().map_or("every tier".to_owned(), |t| t.to_string());
+            match frozen {
+                true => (format!("{what} frozen by {by}: {reason}"), Tone::Waiting),
+                false => (format!("{what} thawed by {by}"), Tone::Neutral),
+            }
+        }
+        Event::RollbackStarted { tier, from, to, by } => {
+            (format!("rolling back {tier} from {from} to {to} ({by})"), Tone::Waiting)
+        }
+        Event::RolledBack { tier, from, to, by, done: true } => {
+            (format!("{tier} rolled back from {from} to {to} ({by})"), Tone::Good)
+        }
+        Event::RolledBack { tier, from, to, by, done: false } => {
+            (format!("rollback of {tier} from {from} to {to} failed ({by})"), Tone::Bad)
+        }
         Event::Lagged { missed } => (format!("missed {missed} events; resynced"), Tone::Waiting),
     })
 }

@@ -160,6 +160,29 @@ pub enum Event {
         gate: GateKind,
         runs: Vec<GateRunId>,
     },
+    /// An operator froze or thawed a tier (`tier: None`: every tier).
+    FreezeChanged {
+        tier: Option<TierId>,
+        frozen: bool,
+        by: String,
+        reason: String,
+    },
+    /// A rollback was asked for: by an operator, or by `auto_rollback`.
+    RollbackStarted {
+        tier: TierId,
+        from: Version,
+        to: Version,
+        by: String,
+    },
+    /// A rollback settled: every node runs `to` (`done`), or a node's
+    /// deploy failed and the tier's current version is unchanged.
+    RolledBack {
+        tier: TierId,
+        from: Version,
+        to: Version,
+        by: String,
+        done: bool,
+    },
     /// Sent to one subscriber only: it fell behind and `missed` events were
     /// dropped for it. Resync from `/api/state`.
     Lagged {

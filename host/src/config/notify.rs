@@ -73,10 +73,12 @@ pub enum NotifyEvent {
     BuildFailed,
     /// An updated gate component waits for review.
     ComponentPending,
+    /// A tier's rollback settled (done or failed), whoever asked for it.
+    Rollback,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 7] = [
+    pub const ALL: [NotifyEvent; 8] = [
         NotifyEvent::GateFailed,
         NotifyEvent::GateBlocked,
         NotifyEvent::AwaitingApproval,
@@ -84,6 +86,7 @@ impl NotifyEvent {
         NotifyEvent::DeployFailed,
         NotifyEvent::BuildFailed,
         NotifyEvent::ComponentPending,
+        NotifyEvent::Rollback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +98,7 @@ impl NotifyEvent {
             NotifyEvent::DeployFailed => "deploy_failed",
             NotifyEvent::BuildFailed => "build_failed",
             NotifyEvent::ComponentPending => "component_pending",
+            NotifyEvent::Rollback => "rollback",
         }
     }
 }

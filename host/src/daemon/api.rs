@@ -47,6 +47,9 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gate-runs/{run_id}/reject", post(reject))
         .route("/api/gate-runs/{run_id}/rerun", post(rerun))
         .route("/api/gate-runs/{run_id}/cancel", post(cancel_run))
+        .route("/api/freezes", post(super::tier_control::freeze))
+        .route("/api/freezes/{id}/lift", post(super::tier_control::lift))
+        .route("/api/tiers/{tier}/rollback", post(super::tier_control::rollback))
         .route_layer(middleware::from_fn_with_state((daemon.clone(), Role::Operator), require_role))
         // Outermost: a standby sends a write on before reading anything.
         .route_layer(middleware::from_fn_with_state(daemon.clone(), to_leader));
@@ -62,6 +65,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/gates/{kind}/rollback", post(rollback_component))
         .route("/api/reclassify", post(reclassify))
         .route("/api/retention/sweep", post(sweep))
+        .route("/api/tiers/{tier}/override", post(super::tier_control::override_freeze))
         .route_layer(middleware::from_fn_with_state((daemon.clone(), Role::Admin), require_role))
         .route_layer(middleware::from_fn_with_state(daemon.clone(), to_leader));
     // Who did what names people: a token is needed whatever `public_read` says.
@@ -71,6 +75,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route_layer(middleware::from_fn_with_state((daemon.clone(), Role::Viewer), require_role));
     let reading = Router::new()
         .route("/api/state", get(state))
+        .route("/api/freezes", get(super::tier_control::freezes))
         .route("/api/events", get(events))
         .route("/api/gate-runs", get(gate_runs))
         .route("/api/gate-runs/{run_id}", get(gate_run))
@@ -327,7 +332,7 @@ fn authenticate(daemon: &Daemon, headers: &HeaderMap) -> Result<Identity, ApiErr
 
 /// Appends one act to the audit trail. The act is done already: a trail
 /// that cannot be written is logged, and the request still answered as done.
-async fn audit(
+pub(super) async fn audit(
     daemon: &Daemon,
     who: &Identity,
     action: &str,
@@ -335,9 +340,22 @@ async fn audit(
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
 ) {
+    audit_as(daemon, who.name.as_str(), action, target, before, after).await;
+}
+
+/// Appends an act of `actor` (an operator, or a policy acting on its own)
+/// to the audit trail.
+pub(super) async fn audit_as(
+    daemon: &Daemon,
+    actor: &str,
+    action: &str,
+    target: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
     let entry = NewAudit {
         at: Utc::now(),
-        actor: who.name.as_str(),
+        actor,
         action,
         target,
         before: before.map(|v| v.to_string()),
@@ -389,6 +407,21 @@ pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError>
             ),
             None => (Vec::new(), None, Vec::new()),
         };
+        let gates_passed = candidate.is_some()
+            && tier.gates.iter().all(|spec| {
+                gates.iter().any(|g: &GateRunSummary| {
+                    g.gate == spec.kind()
+                        && matches!(g.outcome, Some(crate::domain::GateStatus::Passed { .. }))
+                })
+            });
+        let control = super::tier_control::view(
+            daemon,
+            tier,
+            current.as_ref(),
+            candidate.as_ref(),
+            gates_passed,
+        )
+        .await?;
         tiers.push(TierState {
             name: tier.name.clone(),
             canary: tier.canary,
@@ -399,11 +432,11 @@ pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError>
             confirmation,
             previous_runs,
             approvals,
-            frozen: None,
-            promotion_blocked: None,
-            override_version: None,
-            rollback_to: None,
-            rollback: None,
+            frozen: control.frozen,
+            promotion_blocked: control.promotion_blocked,
+            override_version: control.override_version,
+            rollback_to: control.rollback_to,
+            rollback: control.rollback,
         });
     }
     Ok(StateResponse {
@@ -1015,18 +1048,12 @@ async fn waiting_confirmation(
 /// The longest reason a rejection keeps.
 const MAX_REASON_BYTES: usize = 1024;
 
-/// Ends a waiting confirmation `failed { rejected { by, reason } }`: the
-/// version goes no further at that tier.
-async fn reject(
-    State(daemon): State<Arc<Daemon>>,
-    Extension(who): Extension<Identity>,
-    Path(run_id): Path<String>,
-    body: Result<Json<RejectRequest>, JsonRejection>,
-) -> Result<Json<GateRunSummary>, ApiError> {
-    let Json(request) = body?;
-    let reason = request.reason.trim();
+/// A reason an operator gives (a rejection, a freeze, a rollback): one
+/// line of at most 1 KiB; `missing` says what to write when it is empty.
+pub(super) fn reason_line(reason: &str, missing: &str) -> Result<String, ApiError> {
+    let reason = reason.trim();
     if reason.is_empty() {
-        return Err(ApiError::BadRequest("reason: say why the version is rejected".into()));
+        return Err(ApiError::BadRequest(format!("reason: {missing}")));
     }
     if reason.len() > MAX_REASON_BYTES {
         return Err(ApiError::BadRequest(format!(
@@ -1037,10 +1064,23 @@ async fn reject(
     if reason.chars().any(char::is_control) {
         return Err(ApiError::BadRequest("reason: one line, without control characters".into()));
     }
+    Ok(reason.to_owned())
+}
+
+/// Ends a waiting confirmation `failed { rejected { by, reason } }`: the
+/// version goes no further at that tier.
+async fn reject(
+    State(daemon): State<Arc<Daemon>>,
+    Extension(who): Extension<Identity>,
+    Path(run_id): Path<String>,
+    body: Result<Json<RejectRequest>, JsonRejection>,
+) -> Result<Json<GateRunSummary>, ApiError> {
+    let Json(request) = body?;
+    let reason = reason_line(&request.reason, "say why the version is rejected")?;
     let run = waiting_confirmation(&daemon, &run_id, "rejected").await?;
     let status = crate::domain::GateStatus::failed(crate::domain::GateFailure::Rejected {
         by: who.name.to_string(),
-        reason: reason.to_owned(),
+        reason,
     });
     if !daemon.store.end_blocked_run(run.run_id, &status, Utc::now()).await? {
         return Err(ApiError::Conflict(format!(

@@ -14,17 +14,17 @@ use tokio::task::JoinSet;
 
 use super::events::Event;
 use super::plan::{
-    self, Action, Busy, CandidateSnap, GateSnap, NodeDeploy, RebuildSnap, RunSnap, Snapshot,
-    TierSnap,
+    self, Action, Busy, CandidateSnap, GateSnap, NodeDeploy, RebuildSnap, RollbackSnap,
+    RunSnap, Snapshot, TierSnap,
 };
 use super::shared::Daemon;
 use super::work::{self, Progress, SharedProgress};
 use crate::config::Gate;
 use crate::domain::{
     BuildFailure, BuildOutcome, DeployFailure, DeployOutcome, GateFailure, GateKind, GateStatus,
-    TierId, Version, WorkerState,
+    RollbackProgress, TierId, Version, WorkerState,
 };
-use crate::store::{Attempt, RunCost, StoreError};
+use crate::store::{Attempt, PlanDeploy, RunCost, StoreError};
 
 /// Restarts the coordinator whenever it stops, so a bug in it costs a
 /// moment, not every later deploy. `/api/state` shows whether it is alive.
@@ -222,14 +222,31 @@ async fn dispatch(
                 Box::pin(work::gate::run(d, job, p))
             });
         }
-        Action::Deploy { tier, version, nodes } => {
+        Action::Deploy { tier, version, nodes, rollback } => {
             let d = daemon.clone();
             let names: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
-            let doing = format!("deploying {version} to {}", names.join(", "));
+            let doing = match rollback {
+                Some(_) => format!("rolling back to {version} on {}", names.join(", ")),
+                None => format!("deploying {version} to {}", names.join(", ")),
+            };
             let slot = Slot::Tier(tier.clone());
             workers.start(slot, doing, Some(version.clone()), move |p| {
-                Box::pin(work::deploy::run(d, tier, version, nodes, p))
+                Box::pin(work::deploy::run(d, tier, version, nodes, rollback, p))
             });
+        }
+        Action::FinishRollback { tier, id, done } => {
+            let progress = if done { RollbackProgress::Done } else { RollbackProgress::Failed };
+            daemon.store.finish_rollback(id, progress, Utc::now()).await?;
+            tracing::info!(%tier, rollback = id, done, "rollback settled");
+            if let Some(r) = daemon.store.rollbacks().await?.into_iter().find(|r| r.id == id) {
+                daemon.bus.send(Event::RolledBack { tier, from: r.from, to: r.to, by: r.by, done });
+            }
+            return Ok(Next::PlanAgain);
+        }
+        Action::AutoRollback { tier, from, to, node } => {
+            let reason = format!("the health check failed on {node} (auto_rollback)");
+            super::tier_control::auto_rollback(daemon, &tier, &from, &to, &reason).await?;
+            return Ok(Next::PlanAgain);
         }
         Action::Promote { tier, version, next } => {
             let replaced =
@@ -342,6 +359,8 @@ fn panic_message(error: tokio::task::JoinError) -> String {
 /// What the store and the workers say now, as the planner reads it.
 async fn load(daemon: &Daemon, workers: &Workers) -> Result<Snapshot, StoreError> {
     let rows = daemon.store.tiers().await?;
+    let freezes = daemon.store.freezes_in_force(Utc::now()).await?;
+    let rollbacks = daemon.store.rollbacks().await?;
     let mut tiers = Vec::new();
     for tier in &daemon.config.tiers {
         let row = rows.iter().find(|r| r.name == tier.name);
@@ -355,6 +374,21 @@ async fn load(daemon: &Daemon, workers: &Workers) -> Result<Snapshot, StoreError
             Some(version) => Some(load_candidate(daemon, tier, version).await?),
             None => None,
         };
+        let pending = rollbacks
+            .iter()
+            .find(|r| r.tier == tier.name && r.progress == RollbackProgress::Pending);
+        let rollback = match pending {
+            Some(r) => {
+                let deploys = daemon.store.rollback_deploys(r.id).await?;
+                Some(RollbackSnap {
+                    id: r.id,
+                    from: r.from.clone(),
+                    to: r.to.clone(),
+                    deploys: node_deploys(tier, &deploys),
+                })
+            }
+            None => None,
+        };
         tiers.push(TierSnap {
             name: tier.name.clone(),
             canary: tier.canary,
@@ -363,6 +397,19 @@ async fn load(daemon: &Daemon, workers: &Workers) -> Result<Snapshot, StoreError
             current,
             candidate,
             busy,
+            freezes: freezes
+                .iter()
+                .filter(|f| f.tier.as_ref().is_none_or(|t| *t == tier.name))
+                .map(super::tier_control::freeze_snap)
+                .collect(),
+            windows: tier.freeze.clone(),
+            auto_rollback: tier.auto_rollback,
+            rollback,
+            rolled_back: rollbacks
+                .iter()
+                .filter(|r| r.tier == tier.name)
+                .map(|r| r.from.clone())
+                .collect(),
         });
     }
     let rebuilds = daemon
@@ -430,8 +477,14 @@ async fn load_candidate(
         });
     }
     let deploys = daemon.store.plan_deploys(&tier.name, &version).await?;
-    let deploys = tier
-        .nodes
+    let deploys = node_deploys(tier, &deploys);
+    let overridden = daemon.store.freeze_override(&tier.name, &version).await?.is_some();
+    Ok(CandidateSnap { version, gates, deploys, overridden })
+}
+
+/// Each node of `tier` with its latest deploy among `deploys`.
+fn node_deploys(tier: &crate::config::Tier, deploys: &[PlanDeploy]) -> Vec<NodeDeploy> {
+    tier.nodes
         .iter()
         .map(|node| {
             let latest = deploys.iter().find(|d| d.node == node.name);
@@ -442,6 +495,5 @@ async fn load_candidate(
                 attempts: latest.map_or(0, |d| u32::try_from(d.attempts).unwrap_or(u32::MAX)),
             }
         })
-        .collect();
-    Ok(CandidateSnap { version, gates, deploys })
+        .collect()
 }

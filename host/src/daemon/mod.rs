@@ -14,6 +14,7 @@ pub mod plan;
 pub mod reload;
 pub mod retention;
 mod shared;
+mod tier_control;
 mod watch;
 pub mod websocket;
 pub(crate) mod work;

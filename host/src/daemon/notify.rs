@@ -130,6 +130,7 @@ pub(crate) fn classify(event: &Event) -> Option<NotifyEvent> {
             Some(NotifyEvent::BuildFailed)
         }
         Event::ComponentPending { .. } => Some(NotifyEvent::ComponentPending),
+        Event::RolledBack { .. } => Some(NotifyEvent::Rollback),
         _ => None,
     }
 }
@@ -209,6 +210,10 @@ fn line(what: NotifyEvent, event: &Event) -> String {
                 "sando: {what}: an updated {gate} component ({}) waits for review",
                 &digest[..digest.len().min(12)]
             )
+        }
+        Event::RolledBack { tier, from, to, by, done } => {
+            let how = if *done { "done" } else { "failed" };
+            format!("sando: {what}: {tier} from {from} to {to} by {by}: {how}")
         }
         _ => format!("sando: {what}"),
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{ApprovalPolicy, OnSupersede, Retry};
+use crate::config::{ApprovalPolicy, FreezeWindow, OnSupersede, Retry};
 use crate::domain::{
     Canary, DeployFailure, DeployOutcome, GateBlocker, GateFailure, GateKind, GateRunId,
     GateStatus, GitSha, NodeId, TierId, Version,
@@ -60,6 +60,84 @@ pub struct TierSnap {
     pub candidate: Option<CandidateSnap>,
     /// What the tier's worker is doing, if anything.
     pub busy: Option<Busy>,
+    /// Freezes made from the API that hold on this tier (its own and
+    /// every-tier ones).
+    pub freezes: Vec<FreezeSnap>,
+    /// The tier's configured freeze windows.
+    pub windows: Vec<FreezeWindow>,
+    pub auto_rollback: bool,
+    /// The tier's rollback under way, if any.
+    pub rollback: Option<RollbackSnap>,
+    /// Versions this tier was rolled back from: none of them enters this
+    /// tier, or any after it, again.
+    pub rolled_back: Vec<Version>,
+}
+
+/// A freeze made from the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeSnap {
+    pub id: i64,
+    /// `None`: every tier.
+    pub tier: Option<TierId>,
+    pub by: String,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A rollback under way.
+#[derive(Debug, Clone)]
+pub struct RollbackSnap {
+    pub id: i64,
+    pub from: Version,
+    pub to: Version,
+    /// The latest deploy of `to` for this rollback, per node of the tier.
+    pub deploys: Vec<NodeDeploy>,
+}
+
+/// Why a promotion into a tier waits: the freeze in force at that moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frozen {
+    /// The freeze made from the API; `None`: a config window.
+    pub manual: Option<i64>,
+    /// `None`: every tier (or a window, which is the tier's own).
+    pub tier: Option<TierId>,
+    pub by: String,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    /// `None`: until an operator lifts it.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The freeze that holds at `now` among a tier's `freezes` and `windows`,
+/// if any: one made from the API before a window (an operator's words say
+/// more than a calendar).
+pub fn frozen(
+    freezes: &[FreezeSnap],
+    windows: &[FreezeWindow],
+    now: DateTime<Utc>,
+) -> Option<Frozen> {
+    let manual = freezes.iter().find(|f| f.since <= now && f.until.is_none_or(|until| until > now));
+    if let Some(freeze) = manual {
+        return Some(Frozen {
+            manual: Some(freeze.id),
+            tier: freeze.tier.clone(),
+            by: freeze.by.clone(),
+            reason: freeze.reason.clone(),
+            since: freeze.since,
+            until: freeze.until,
+        });
+    }
+    windows.iter().find_map(|window| {
+        window.span_at(now).map(|(since, until)| Frozen {
+            manual: None,
+            tier: None,
+            by: "window".into(),
+            reason: format!("freeze window {window}"),
+            since,
+            until: Some(until),
+        })
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +154,8 @@ pub struct CandidateSnap {
     pub gates: Vec<GateSnap>,
     /// One per node of the tier, in order.
     pub deploys: Vec<NodeDeploy>,
+    /// An admin let this version into the tier while it is frozen.
+    pub overridden: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,8 +210,15 @@ pub enum Action {
         max_attempts: u32,
         reevaluate: Option<GateRunId>,
     },
-    /// Deploy the candidate to these nodes, all at once (the tier's worker).
-    Deploy { tier: TierId, version: Version, nodes: Vec<NodeId> },
+    /// Deploy the candidate to these nodes, all at once (the tier's worker);
+    /// or, for `rollback`, the version the tier goes back to.
+    Deploy { tier: TierId, version: Version, nodes: Vec<NodeId>, rollback: Option<i64> },
+    /// Every node of the tier runs the rollback's version (`done`), or a
+    /// node's deploy failed for good.
+    FinishRollback { tier: TierId, id: i64, done: bool },
+    /// The candidate's health check failed for good on a tier with
+    /// `auto_rollback`: take the tier back to the version it runs.
+    AutoRollback { tier: TierId, from: Version, to: Version, node: NodeId },
     /// Every node runs the candidate: it becomes current, and the next
     /// tier's candidate unless that tier already has something newer.
     Promote { tier: TierId, version: Version, next: Option<TierId> },
@@ -151,6 +238,24 @@ pub fn plan(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Action> {
     plan_builds(snapshot, now, &mut actions);
     for (index, tier) in snapshot.tiers.iter().enumerate() {
         let next = snapshot.tiers.get(index + 1).map(|t| t.name.clone());
+        // A version rolled back at a tier enters neither it nor any after it.
+        let barred = |version: &Version| {
+            snapshot.tiers[..=index].iter().any(|t| t.rolled_back.contains(version))
+        };
+        if plan_rollback(tier, now, &mut actions) {
+            continue;
+        }
+        if let Some(candidate) = &tier.candidate
+            && barred(&candidate.version)
+        {
+            if tier.busy.is_none() {
+                actions.push(Action::DropCandidate {
+                    tier: tier.name.clone(),
+                    version: candidate.version.clone(),
+                });
+            }
+            continue;
+        }
         plan_tier(tier, next, snapshot.on_supersede, now, &mut actions);
     }
     // One wake-up: the earliest.
@@ -304,6 +409,101 @@ fn retry_due(failure: &GateFailure, ended: DateTime<Utc>, backoff: Duration) -> 
     }
 }
 
+/// What a wave of deploys needs next.
+enum WaveStep {
+    Deploy(Vec<NodeId>),
+    WakeAt(DateTime<Utc>),
+    /// A node's deploy failed for good (a failed health check named first).
+    Failed {
+        node: NodeId,
+        health: bool,
+    },
+    /// A node's deploy is in progress with no worker on it: its worker's
+    /// end gives it an outcome.
+    InFlight,
+    Done,
+}
+
+fn wave_step(wave: &[NodeDeploy], retry: &Retry, now: DateTime<Utc>) -> WaveStep {
+    let mut to_deploy = Vec::new();
+    let mut waiting: Option<DateTime<Utc>> = None;
+    let mut failed: Option<(NodeId, bool)> = None;
+    let mut in_flight = false;
+    for node in wave {
+        match &node.latest {
+            Some(DeployOutcome::Ok) => {}
+            None => to_deploy.push(node.node.clone()),
+            Some(DeployOutcome::InProgress) => in_flight = true,
+            Some(DeployOutcome::Failed { failure }) => {
+                if !retry.retries(failure.class(), node.attempts) {
+                    let health = matches!(failure, DeployFailure::HealthCheck { .. });
+                    if failed.as_ref().is_none_or(|(_, named)| health && !named) {
+                        failed = Some((node.node.clone(), health));
+                    }
+                    continue;
+                }
+                let ended = node.ended_at.unwrap_or(now);
+                let due = match failure {
+                    DeployFailure::Interrupted => ended,
+                    _ => ended
+                        .checked_add_signed(chrono_duration(retry.backoff))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                };
+                if now >= due {
+                    to_deploy.push(node.node.clone());
+                } else {
+                    waiting = Some(waiting.map_or(due, |w| w.min(due)));
+                }
+            }
+        }
+    }
+    if !to_deploy.is_empty() {
+        WaveStep::Deploy(to_deploy)
+    } else if let Some(at) = waiting {
+        WaveStep::WakeAt(at)
+    } else if let Some((node, health)) = failed {
+        WaveStep::Failed { node, health }
+    } else if in_flight {
+        WaveStep::InFlight
+    } else {
+        WaveStep::Done
+    }
+}
+
+/// A rollback under way comes before anything else the tier would do, and
+/// no freeze holds it. True when the tier has one.
+fn plan_rollback(tier: &TierSnap, now: DateTime<Utc>, actions: &mut Vec<Action>) -> bool {
+    let Some(rollback) = &tier.rollback else { return false };
+    if let Some(busy) = &tier.busy {
+        // A gate of a candidate can wait; a deploy in flight is finished.
+        if let Some(run) = busy.run {
+            actions.push(Action::Cancel { run, by: format!("rollback to {}", rollback.to) });
+        }
+        return true;
+    }
+    match wave_step(&rollback.deploys, &tier.deploy_retry, now) {
+        WaveStep::Deploy(nodes) => actions.push(Action::Deploy {
+            tier: tier.name.clone(),
+            version: rollback.to.clone(),
+            nodes,
+            rollback: Some(rollback.id),
+        }),
+        WaveStep::WakeAt(at) => actions.push(Action::WakeAt(at)),
+        WaveStep::InFlight => {}
+        WaveStep::Failed { .. } => actions.push(Action::FinishRollback {
+            tier: tier.name.clone(),
+            id: rollback.id,
+            done: false,
+        }),
+        WaveStep::Done => actions.push(Action::FinishRollback {
+            tier: tier.name.clone(),
+            id: rollback.id,
+            done: true,
+        }),
+    }
+    true
+}
+
 fn plan_deploys(
     tier: &TierSnap,
     candidate: &CandidateSnap,
@@ -319,53 +519,41 @@ fn plan_deploys(
         _ => vec![&candidate.deploys[..]],
     };
     for wave in waves {
-        let mut to_deploy = Vec::new();
-        let mut waiting: Option<DateTime<Utc>> = None;
-        let mut stuck = false;
-        for node in wave {
-            match &node.latest {
-                Some(DeployOutcome::Ok) => {}
-                None => to_deploy.push(node.node.clone()),
-                // In progress with no worker on it: its worker's end gives it
-                // an outcome; wait for that.
-                Some(DeployOutcome::InProgress) => stuck = true,
-                Some(DeployOutcome::Failed { failure }) => {
-                    if !tier.deploy_retry.retries(failure.class(), node.attempts) {
-                        stuck = true;
-                        continue;
-                    }
-                    let ended = node.ended_at.unwrap_or(now);
-                    let due = match failure {
-                        DeployFailure::Interrupted => ended,
-                        _ => ended
-                            .checked_add_signed(chrono_duration(tier.deploy_retry.backoff))
-                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                    };
-                    if now >= due {
-                        to_deploy.push(node.node.clone());
-                    } else {
-                        waiting = Some(waiting.map_or(due, |w| w.min(due)));
-                    }
+        match wave_step(wave, &tier.deploy_retry, now) {
+            WaveStep::Done => continue,
+            WaveStep::Deploy(nodes) => {
+                // A freeze holds each new wave; what is deployed stays.
+                if !candidate.overridden
+                    && let Some(frozen) = frozen(&tier.freezes, &tier.windows, now)
+                {
+                    actions.extend(frozen.until.map(Action::WakeAt));
+                    return;
+                }
+                actions.push(Action::Deploy {
+                    tier: tier.name.clone(),
+                    version: candidate.version.clone(),
+                    nodes,
+                    rollback: None,
+                });
+            }
+            WaveStep::WakeAt(at) => actions.push(Action::WakeAt(at)),
+            WaveStep::Failed { node, health: true } if tier.auto_rollback => {
+                // The version runs on some nodes and is unhealthy on one:
+                // back to what the tier ran, when it ran something.
+                if let Some(current) = &tier.current {
+                    actions.push(Action::AutoRollback {
+                        tier: tier.name.clone(),
+                        from: candidate.version.clone(),
+                        to: current.clone(),
+                        node,
+                    });
                 }
             }
+            // A node failed for good: the version stays a candidate until
+            // an operator or a newer version moves things on.
+            WaveStep::Failed { .. } | WaveStep::InFlight => {}
         }
-        if !to_deploy.is_empty() {
-            actions.push(Action::Deploy {
-                tier: tier.name.clone(),
-                version: candidate.version.clone(),
-                nodes: to_deploy,
-            });
-            return;
-        }
-        if let Some(at) = waiting {
-            actions.push(Action::WakeAt(at));
-            return;
-        }
-        if stuck {
-            // A node failed for good: the version stays a candidate until an
-            // operator or a newer version moves things on.
-            return;
-        }
+        return;
     }
     actions.push(Action::Promote {
         tier: tier.name.clone(),
@@ -647,11 +835,16 @@ mod tests {
             current: None,
             candidate,
             busy: None,
+            freezes: Vec::new(),
+            windows: Vec::new(),
+            auto_rollback: false,
+            rollback: None,
+            rolled_back: Vec::new(),
         }
     }
 
     fn candidate(version: &str, gates: Vec<GateSnap>, node_names: &[&str]) -> CandidateSnap {
-        CandidateSnap { version: v(version), gates, deploys: nodes(node_names) }
+        CandidateSnap { version: v(version), gates, deploys: nodes(node_names), overridden: false }
     }
 
     fn snapshot(tiers: Vec<TierSnap>) -> Snapshot {
@@ -674,6 +867,7 @@ mod tests {
             tier: tier_id(tier),
             version: v(version),
             nodes: names.iter().map(|n| node(n)).collect(),
+            rollback: None,
         }
     }
 

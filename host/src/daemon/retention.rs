@@ -3,7 +3,9 @@
 //! A version past the policy keeps its rows (versions, runs, outcomes,
 //! deploys: the history) and loses its bulk: work tree, artifact, logs,
 //! and the outputs and transcripts recorded for replays. Nothing a tier
-//! needs goes: a current or candidate version, or one with work in flight.
+//! needs goes: a current or candidate version, one with work in flight, or
+//! one of the last `keep_promoted` versions promoted to a tier (a
+//! rollback's artifact).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -75,7 +77,12 @@ pub async fn sweep(daemon: &Arc<Daemon>, dry_run: bool) -> Result<Sweep, StoreEr
     let policy = &daemon.config.retention;
     let versions = daemon.store.versions_with_files().await?;
     let backups = daemon.store.backups_on_disk().await?;
-    let needed = daemon.store.versions_in_use().await?;
+    let mut needed = daemon.store.versions_in_use().await?;
+    // What a rollback may deploy: the last versions promoted to each tier.
+    for tier in &daemon.config.tiers {
+        let arrivals = daemon.store.arrivals(&tier.name).await?;
+        needed.extend(arrivals.into_iter().take(policy.keep_promoted()).map(|(v, _)| v));
+    }
     let mut sweep = plan(policy, &versions, &needed, &backups, Utc::now());
     if let (Some(cap), Some(cache)) =
         (policy.cache_max_bytes, super::work::cache::BuildCache::of(daemon))
@@ -186,6 +193,7 @@ mod tests {
             keep_for: keep_days.map(|d| Duration::from_secs(d * 86_400)),
             keep_backups,
             cache_max_bytes: None,
+            keep_promoted: None,
         }
     }
 

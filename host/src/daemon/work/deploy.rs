@@ -22,6 +22,7 @@ pub(crate) async fn run(
     tier: TierId,
     version: Version,
     nodes: Vec<NodeId>,
+    rollback: Option<i64>,
     progress: SharedProgress,
 ) {
     let span = tracing::info_span!("deploy", tier = %tier, version = %version);
@@ -34,7 +35,7 @@ pub(crate) async fn run(
         };
         let wave = tier.nodes.iter().filter(|n| nodes.contains(&n.name));
         let results = futures_util::future::join_all(
-            wave.map(|node| deploy_node(&daemon, tier, node, &row, &progress)),
+            wave.map(|node| deploy_node(&daemon, tier, node, &row, rollback, &progress)),
         )
         .await;
         for result in results {
@@ -52,6 +53,7 @@ async fn deploy_node(
     tier: &Tier,
     node: &Node,
     version: &VersionRecord,
+    rollback: Option<i64>,
     progress: &SharedProgress,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
@@ -66,7 +68,7 @@ async fn deploy_node(
     .expect("versions, tiers and nodes are log-safe");
     let deploy_id = daemon
         .store
-        .insert_deploy_durably(&tier.name, &version.version, &node.name, &log_ref, None, now)
+        .insert_deploy_durably(&tier.name, &version.version, &node.name, &log_ref, rollback, now)
         .await?;
     note(progress, |p| p.deploys.push(deploy_id));
     daemon.bus.send(Event::DeployStart {
