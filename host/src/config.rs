@@ -1724,12 +1724,12 @@ token_sha256 = "81b637d8fcd2c6da6359e6963113a1170de795e4b725b84d1e0b4cfd9ec58ce9
         assert_eq!(prod.freeze.len(), 1);
         assert_eq!(prod.freeze[0].to_string(), "Fri 16:00 to Mon 08:00 (Europe/Berlin)");
         assert_eq!(
-            parse(&with(r#"{ from = "Friday 16:00", to = "Mon 08:00" }"#)).unwrap_err(),
-            "/etc/sando/sando.toml:26:20: tiers[1].freeze[0].from: \"Friday 16:00\" is not a time of the week (use e.g. \"Fri 16:00\")"
+            parse(&with(r#"{ from = "Fri 4pm", to = "Mon 08:00" }"#)).unwrap_err(),
+            "/etc/sando/sando.toml:27:20: tiers[1].freeze[0].from: \"Fri 4pm\" is not a time of the week (use e.g. \"Fri 16:00\")"
         );
         assert_eq!(
             parse(&with(r#"{ from = "Fri 16:00", to = "Mon 08:00", tz = "Berlin" }"#)).unwrap_err(),
-            "/etc/sando/sando.toml:26:53: tiers[1].freeze[0].tz: \"Berlin\" is not a time zone (use an IANA name, e.g. \"Europe/Berlin\")"
+            "/etc/sando/sando.toml:27:56: tiers[1].freeze[0].tz: \"Berlin\" is not a time zone (use an IANA name, e.g. \"Europe/Berlin\")"
         );
     }
 

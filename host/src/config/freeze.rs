@@ -142,8 +142,8 @@ mod tests {
     #[test]
     fn malformed_times_and_zones_say_what_to_write() {
         assert_eq!(
-            "Friday 16:00".parse::<WeekTime>().unwrap_err(),
-            "\"Friday 16:00\" is not a time of the week (use e.g. \"Fri 16:00\")"
+            "Fri 4pm".parse::<WeekTime>().unwrap_err(),
+            "\"Fri 4pm\" is not a time of the week (use e.g. \"Fri 16:00\")"
         );
         assert!("Fri 24:00".parse::<WeekTime>().is_err());
         assert!("Fri 9:00".parse::<WeekTime>().is_err());

@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 
 use super::events::Event;
 use super::plan::{
-    self, Action, Busy, CandidateSnap, GateSnap, NodeDeploy, RebuildSnap, RollbackSnap,
-    RunSnap, Snapshot, TierSnap,
+    self, Action, Busy, CandidateSnap, GateSnap, NodeDeploy, RebuildSnap, RollbackSnap, RunSnap,
+    Snapshot, TierSnap,
 };
 use super::shared::Daemon;
 use super::work::{self, Progress, SharedProgress};

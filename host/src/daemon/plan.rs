@@ -1530,6 +1530,300 @@ mod tests {
         ]
     }
 
+    fn freeze(until: Option<i64>) -> FreezeSnap {
+        FreezeSnap {
+            id: 1,
+            tier: None,
+            by: "alice".into(),
+            reason: "release weekend".into(),
+            since: t(-60),
+            until: until.map(t),
+        }
+    }
+
+    /// A tier whose candidate passed its gates and waits to deploy to p1, p2.
+    fn ready(name: &str, version: &str) -> TierSnap {
+        use GateKind::*;
+        tier(
+            name,
+            Some(candidate(
+                version,
+                vec![with_run(gate(ManualConfirm), 1, Some(passed()), 1)],
+                &["p1", "p2"],
+            )),
+        )
+    }
+
+    fn rollback_snap(deploys: Vec<NodeDeploy>) -> RollbackSnap {
+        RollbackSnap { id: 4, from: v("0.2.0"), to: v("0.1.0"), deploys }
+    }
+
+    fn deployed(name: &str, outcome: Option<DeployOutcome>, attempts: u32) -> NodeDeploy {
+        NodeDeploy { node: node(name), latest: outcome, ended_at: Some(t(0)), attempts }
+    }
+
+    fn health_failed() -> DeployOutcome {
+        DeployOutcome::Failed { failure: DeployFailure::HealthCheck { exit_code: Some(1) } }
+    }
+
+    /// Freezes, windows and rollbacks (issue 29), with the clock injected.
+    fn tier_control_cases() -> Vec<Case> {
+        // t(0) is 2027-01-15 08:00 UTC, a Friday.
+        let window = |from: &str, to: &str| {
+            FreezeWindow::new(from.parse().unwrap(), to.parse().unwrap(), chrono_tz::Tz::UTC)
+                .unwrap()
+        };
+        let rollback_deploy = |names: &[&str]| Action::Deploy {
+            tier: tier_id("prod"),
+            version: v("0.1.0"),
+            nodes: names.iter().map(|n| node(n)).collect(),
+            rollback: Some(4),
+        };
+        vec![
+            Case {
+                name: "a freeze until lifted holds the deploy, and nothing wakes it but a change",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(None)],
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "a freeze with an end wakes the planner then",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(Some(600))],
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![Action::WakeAt(t(600))],
+            },
+            Case {
+                name: "a freeze past its end holds nothing",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(Some(600))],
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(600),
+                expected: vec![deploy("prod", "0.2.0", &["p1", "p2"])],
+            },
+            Case {
+                name: "an admin's override lets one version through a freeze",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(None)],
+                    candidate: ready("prod", "0.2.0")
+                        .candidate
+                        .map(|c| CandidateSnap { overridden: true, ..c }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![deploy("prod", "0.2.0", &["p1", "p2"])],
+            },
+            Case {
+                name: "a config window freezes by the clock and says when it thaws",
+                snapshot: snapshot(vec![TierSnap {
+                    windows: vec![window("Fri 07:00", "Fri 09:00")],
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![Action::WakeAt(t(3600))],
+            },
+            Case {
+                name: "the same window thaws at its end",
+                snapshot: snapshot(vec![TierSnap {
+                    windows: vec![window("Fri 07:00", "Fri 09:00")],
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(3600),
+                expected: vec![deploy("prod", "0.2.0", &["p1", "p2"])],
+            },
+            Case {
+                name: "a weekend window wrapping past Sunday holds on a Monday morning",
+                snapshot: snapshot(vec![TierSnap {
+                    windows: vec![window("Fri 16:00", "Mon 09:00")],
+                    ..ready("prod", "0.2.0")
+                }]),
+                // Monday 2027-01-18 08:00 UTC.
+                now: t(3 * 86_400),
+                expected: vec![Action::WakeAt(t(3 * 86_400 + 3600))],
+            },
+            Case {
+                name: "gates still run in a frozen tier",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(None)],
+                    ..tier(
+                        "prod",
+                        Some(candidate("0.2.0", vec![gate(GateKind::CargoTest)], &["p1"])),
+                    )
+                }]),
+                now: t(0),
+                expected: vec![run_gate("prod", "0.2.0", GateKind::CargoTest, 1)],
+            },
+            Case {
+                name: "a canary deployed before the freeze stays; the rest waits",
+                snapshot: snapshot(vec![TierSnap {
+                    canary: Canary::OneThenRest,
+                    freezes: vec![freeze(None)],
+                    candidate: ready("prod", "0.2.0").candidate.map(|mut c| {
+                        c.deploys[0] = deployed("p1", Some(DeployOutcome::Ok), 1);
+                        c
+                    }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "a freeze never stops a rollback, which comes before the candidate",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(None)],
+                    current: Some(v("0.2.0")),
+                    rollback: Some(rollback_snap(nodes(&["p1", "p2"]))),
+                    ..ready("prod", "0.3.0")
+                }]),
+                now: t(0),
+                expected: vec![rollback_deploy(&["p1", "p2"])],
+            },
+            Case {
+                name: "a rollback cancels the candidate's gate in flight",
+                snapshot: snapshot(vec![TierSnap {
+                    busy: Some(Busy { version: v("0.3.0"), run: Some(run_id(9)) }),
+                    rollback: Some(rollback_snap(nodes(&["p1"]))),
+                    ..ready("prod", "0.3.0")
+                }]),
+                now: t(0),
+                expected: vec![Action::Cancel { run: run_id(9), by: "rollback to 0.1.0".into() }],
+            },
+            Case {
+                name: "every node back on the old version settles the rollback as done",
+                snapshot: snapshot(vec![TierSnap {
+                    rollback: Some(rollback_snap(vec![
+                        deployed("p1", Some(DeployOutcome::Ok), 1),
+                        deployed("p2", Some(DeployOutcome::Ok), 1),
+                    ])),
+                    ..tier("prod", None)
+                }]),
+                now: t(0),
+                expected: vec![Action::FinishRollback { tier: tier_id("prod"), id: 4, done: true }],
+            },
+            Case {
+                name: "a rollback deploy that failed for good settles it as failed",
+                snapshot: snapshot(vec![TierSnap {
+                    rollback: Some(rollback_snap(vec![
+                        deployed("p1", Some(DeployOutcome::Ok), 1),
+                        deployed("p2", Some(health_failed()), 1),
+                    ])),
+                    ..tier("prod", None)
+                }]),
+                now: t(0),
+                expected: vec![Action::FinishRollback {
+                    tier: tier_id("prod"),
+                    id: 4,
+                    done: false,
+                }],
+            },
+            Case {
+                name: "a version rolled back from a tier is dropped there and at every later tier",
+                snapshot: snapshot(vec![
+                    TierSnap {
+                        rolled_back: vec![v("0.2.0")],
+                        current: Some(v("0.1.0")),
+                        ..ready("staging", "0.2.0")
+                    },
+                    ready("prod", "0.2.0"),
+                ]),
+                now: t(0),
+                expected: vec![
+                    Action::DropCandidate { tier: tier_id("staging"), version: v("0.2.0") },
+                    Action::DropCandidate { tier: tier_id("prod"), version: v("0.2.0") },
+                ],
+            },
+            Case {
+                name: "a failed health check with auto_rollback takes the tier back",
+                snapshot: snapshot(vec![TierSnap {
+                    auto_rollback: true,
+                    current: Some(v("0.1.0")),
+                    candidate: ready("prod", "0.2.0").candidate.map(|mut c| {
+                        c.deploys[0] = deployed("p1", Some(DeployOutcome::Ok), 1);
+                        c.deploys[1] = deployed("p2", Some(health_failed()), 1);
+                        c
+                    }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![Action::AutoRollback {
+                    tier: tier_id("prod"),
+                    from: v("0.2.0"),
+                    to: v("0.1.0"),
+                    node: node("p2"),
+                }],
+            },
+            Case {
+                name: "without auto_rollback a failed health check leaves the candidate stuck",
+                snapshot: snapshot(vec![TierSnap {
+                    current: Some(v("0.1.0")),
+                    candidate: ready("prod", "0.2.0").candidate.map(|mut c| {
+                        c.deploys[1] = deployed("p2", Some(health_failed()), 1);
+                        c.deploys[0] = deployed("p1", Some(DeployOutcome::Ok), 1);
+                        c
+                    }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "auto_rollback with nothing current before has nowhere to go",
+                snapshot: snapshot(vec![TierSnap {
+                    auto_rollback: true,
+                    candidate: ready("prod", "0.2.0").candidate.map(|mut c| {
+                        c.deploys[0] = deployed("p1", Some(health_failed()), 1);
+                        c.deploys[1] = deployed("p2", Some(DeployOutcome::Ok), 1);
+                        c
+                    }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+        ]
+    }
+
+    #[test]
+    fn freezes_windows_and_rollbacks_plan_as_expected() {
+        let mut failures = Vec::new();
+        for case in tier_control_cases() {
+            let actual = plan(&case.snapshot, case.now);
+            if actual != case.expected {
+                failures.push(format!(
+                    "{}:\n  expected {:?}\n  actual   {:?}",
+                    case.name, case.expected, actual
+                ));
+            }
+            assert_eq!(actual, plan(&case.snapshot, case.now), "{}: idempotent", case.name);
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn an_operators_freeze_is_shown_before_a_window_and_a_future_one_holds_nothing_yet() {
+        let w = FreezeWindow::new(
+            "Fri 07:00".parse().unwrap(),
+            "Fri 09:00".parse().unwrap(),
+            chrono_tz::Tz::UTC,
+        )
+        .unwrap();
+        let both = frozen(&[freeze(None)], std::slice::from_ref(&w), t(0)).unwrap();
+        assert_eq!((both.manual, both.by.as_str()), (Some(1), "alice"));
+        let window_only = frozen(&[], std::slice::from_ref(&w), t(0)).unwrap();
+        assert_eq!(
+            (window_only.manual, window_only.since, window_only.until),
+            (None, t(-3600), Some(t(3600)))
+        );
+        let later = FreezeSnap { since: t(60), ..freeze(None) };
+        assert_eq!(frozen(&[later], &[], t(0)), None);
+    }
+
     #[test]
     fn every_scenario_plans_as_expected() {
         let cases = cases();
