@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod legacy;
 pub mod postgres;
+pub mod team;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
