@@ -17,6 +17,7 @@ mod sql;
 #[cfg(feature = "postgres")]
 mod sql_postgres;
 mod state;
+mod tier_control;
 mod version;
 
 pub use backup_source::BackupSource;
@@ -38,6 +39,10 @@ pub use state::{
     ReclassifyRequest, ReclassifyResponse, RecordedCase, RejectRequest, RerunRequest,
     RerunResponse, RunState, SchedulerState, StateResponse, SweepResponse, TierState,
     VerdictChange, VersionRow, WorkerState,
+};
+pub use tier_control::{
+    FreezeRequest, FreezeSource, FreezeState, FreezesResponse, OverrideRequest, PromotionBlocker,
+    RollbackOf, RollbackProgress, RollbackRequest, RollbackState,
 };
 pub use version::Version;
 

@@ -79,6 +79,22 @@ pub struct TierState {
     /// (absent where the tier has no policy, and from daemons before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalState>,
+    /// The freeze in force on this tier, if any (absent from daemons before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<crate::FreezeState>,
+    /// Why the candidate, its gates passed, does not deploy yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_blocked: Option<crate::PromotionBlocker>,
+    /// The version an admin let into the frozen tier, until it is promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_version: Option<Version>,
+    /// Where `POST /api/tiers/{tier}/rollback` without `to` would go: the
+    /// version current before this one, its artifact kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<Version>,
+    /// The tier's latest rollback, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<crate::RollbackState>,
 }
 
 /// Where a version stands against its tier's approval policy.
@@ -304,6 +320,9 @@ pub struct DeploySummary {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub log_ref: LogRef,
+    /// Set when this deploy was part of a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<crate::RollbackOf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
