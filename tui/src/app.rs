@@ -924,7 +924,9 @@ impl App {
             KeyCode::Char('Z') => {
                 return self.ask_reason(TierAction::Freeze { tier: None });
             }
-            KeyCode::Char('z') | KeyCode::Char('u') | KeyCode::Char('B') => {
+            // Whether the tier can be lifted or rolled back is no
+            // matter to a token that may do neither.
+            KeyCode::Char('z') | KeyCode::Char('u') | KeyCode::Char('B') if self.may_act() => {
                 if let Some((tier, _)) = self.selected_row() {
                     let tier = tier.clone();
                     return match key.code {
@@ -1042,7 +1044,11 @@ impl App {
                 KeyCode::Backspace => {
                     text.pop();
                 }
-                KeyCode::Char(c) if text.len() + c.len_utf8() <= MAX_REASON => text.push(c),
+                KeyCode::Char(c) if text.len() + c.len_utf8() <= MAX_REASON => {
+                    // A complaint about an empty reason is answered.
+                    self.status = None;
+                    text.push(c);
+                }
                 _ => {}
             }
             self.dialog = Some(Dialog::Reason { action, text });
@@ -1114,6 +1120,14 @@ impl App {
     }
 
     fn ask(&mut self, dialog: Dialog) -> Vec<Command> {
+        if self.may_act() {
+            self.dialog = Some(dialog);
+        }
+        Vec::new()
+    }
+
+    /// Whether this token may act; if not, the status line says why.
+    fn may_act(&mut self) -> bool {
         if !self.has_token {
             self.status = Some(StatusLine {
                 ok: false,
@@ -1125,9 +1139,9 @@ impl App {
                 text: format!("{} is a {}: this token reads only", who.name, who.role),
             });
         } else {
-            self.dialog = Some(dialog);
+            return true;
         }
-        Vec::new()
+        false
     }
 
     /// Asks the reason for `action`, then y/n.

@@ -860,7 +860,8 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
             let title = action.title();
             let mut body = tier_question(action);
             if !reason.is_empty() {
-                body.push(format!("Reason: {reason}"));
+                // Its start: the question must fit the screen.
+                body.push(format!("Reason: {}", truncate(reason, 240)));
             }
             draw_yes_no(frame, area, &title, body);
             return;
@@ -868,6 +869,28 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
         Dialog::Help | Dialog::Component { .. } | Dialog::Reason { .. } => return,
     };
     draw_yes_no(frame, area, title, body);
+}
+
+/// How many rows `text` takes wrapped at word boundaries into `width`.
+fn wrapped_rows(text: &str, width: usize) -> usize {
+    let (mut rows, mut column) = (1, 0);
+    for word in text.split(' ') {
+        let length = word.chars().count();
+        if column == 0 {
+            column = length;
+        } else if column + 1 + length <= width {
+            column += 1 + length;
+        } else {
+            rows += 1;
+            column = length;
+        }
+        // A word longer than the line is cut across rows.
+        while column > width {
+            rows += 1;
+            column -= width;
+        }
+    }
+    rows
 }
 
 /// What a tier action will do, in the words its y/n asks.
@@ -891,16 +914,20 @@ fn tier_question(action: &TierAction) -> Vec<String> {
         }
         TierAction::Rollback { tier, from, to } => vec![
             match from {
-                Some(from) => format!("roll back {tier} from {from} to {to}?"),
-                None => format!("roll back {tier} to {to}?"),
+                Some(from) => format!("Roll back {tier} from {from} to {to}?"),
+                None => format!("Roll back {tier} to {to}?"),
             },
-            "Its kept artifact is deployed to every node; a freeze does not hold it.".into(),
+            "Its kept artifact is deployed; a freeze does not hold it.".into(),
         ],
     }
 }
 
 fn draw_yes_no(frame: &mut Frame, area: Rect, title: &str, body: Vec<String>) {
-    let rect = centered(area, 64, body.len() as u16 + 4);
+    // Room for each line as wrapped (a reason may be long), so the
+    // answer keys stay in the box.
+    let inner = 62;
+    let rows: usize = body.iter().map(|line| wrapped_rows(line, inner)).sum();
+    let rect = centered(area, inner as u16 + 2, rows as u16 + 4);
     let block = Block::new()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)
@@ -920,7 +947,7 @@ fn draw_yes_no(frame: &mut Frame, area: Rect, title: &str, body: Vec<String>) {
 
 /// The reason for a tier action, being typed.
 fn draw_reason(frame: &mut Frame, area: Rect, action: &TierAction, text: &str) {
-    let rect = centered(area, 64, 7);
+    let rect = centered(area, 64, 6);
     let block = Block::new()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)
