@@ -490,6 +490,13 @@ impl App {
                     // An answer for a cursor no longer ours would repeat entries.
                     Ok(entries) if since == self.audit.cursor() => {
                         self.audit.error = None;
+                        // Newer entries go above: a selection below the
+                        // newest (or an entry open) stays on its entry.
+                        if let Screen::Audit(view) = &mut self.screen
+                            && (view.selected > 0 || view.open)
+                        {
+                            view.selected += entries.len();
+                        }
                         self.audit.entries.extend(entries);
                         let over = self.audit.entries.len().saturating_sub(AUDIT_KEPT);
                         self.audit.entries.drain(..over);

@@ -1176,6 +1176,14 @@ fn the_audit_view_lists_who_did_what_newest_first_and_opens_an_entry() {
     // the entry, then goes back.
     let commands = app.on_msg(Msg::State(state()));
     assert_eq!(commands, vec![Command::FetchAudit { since: 5 }]);
+    // What came after goes above; the open entry stays the freeze.
+    let newer = serde_json::from_value(audit_entry(6, 22, "carol", "lift_freeze", "freeze 3"));
+    app.on_msg(Msg::Audit { since: 5, entries: Ok(vec![newer.unwrap()]), more: false });
+    let screen = lines(draw(&app, 100, 24).backend().buffer()).join("\n");
+    assert!(
+        screen.contains("after · freeze tier prod") && screen.contains("lift_freeze"),
+        "{screen}"
+    );
     key(&mut app, KeyCode::Esc);
     assert!(matches!(app.screen, sando_tui::app::Screen::Audit(_)));
     key(&mut app, KeyCode::Char('q'));
