@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sando_wire::{
-    ComponentRecord, Event, EventEnvelope, GateFailure, GateKind, GateRunId, GateRunSummary,
-    GateStatus, Role, RunState, StateResponse, TierId, TierState, Version, WhoAmI,
+    AuditEntry, ComponentRecord, Event, EventEnvelope, FreezeSource, FreezeState, GateFailure,
+    GateKind, GateRunId, GateRunSummary, GateStatus, Role, RunState, StateResponse, TierId,
+    TierState, Version, WhoAmI,
 };
 
 use crate::describe::{Tone, describe};
@@ -26,6 +27,10 @@ pub const FULL_LOG_LINES: usize = 500_000;
 /// Live tails kept at once; the oldest finished run's is dropped first.
 const MAX_TAILS: usize = 16;
 const MAX_EVENT_LINES: usize = 200;
+/// Audit entries kept for the audit view: the newest this many.
+pub const AUDIT_KEPT: usize = 1000;
+/// A reason is one line of at most 1 KiB: the daemon refuses longer.
+const MAX_REASON: usize = 1024;
 
 /// The state of the connection to the daemon, as the header shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +83,26 @@ pub enum Command {
         accept: bool,
         digest: String,
     },
+    /// `POST /api/freezes`: freeze `tier`, or every tier when `None`.
+    Freeze {
+        tier: Option<TierId>,
+        reason: String,
+    },
+    /// `POST /api/freezes/{id}/lift`.
+    LiftFreeze {
+        id: i64,
+    },
+    /// `POST /api/tiers/{tier}/rollback` to the version the operator was
+    /// shown (named, so a state that moved meanwhile cannot change it).
+    Rollback {
+        tier: TierId,
+        to: Version,
+        reason: String,
+    },
+    /// The audit trail's entries after entry `since` (0: from the start).
+    FetchAudit {
+        since: i64,
+    },
 }
 
 /// What the client reports back.
@@ -112,6 +137,15 @@ pub enum Msg {
     },
     /// Who the token is: actions are sent as them, and a viewer is shown none.
     Identity(WhoAmI),
+    /// Audit entries after `since`, oldest first (at most the newest
+    /// `AUDIT_KEPT`), or why they could not be read; `more`: the trail
+    /// goes on after them (the client reads a bounded number of pages at
+    /// a time, so other requests are not held up behind a long trail).
+    Audit {
+        since: i64,
+        entries: Result<Vec<AuditEntry>, String>,
+        more: bool,
+    },
     /// An action or fetch finished: what to tell the operator.
     Done {
         ok: bool,
@@ -132,6 +166,69 @@ pub enum Screen {
     Overview,
     Detail(Detail),
     History(History),
+    Audit(AuditView),
+}
+
+/// Where the operator is in the audit view (`A`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditView {
+    /// Index into the entries newest first.
+    pub selected: usize,
+    /// The selected entry's before/after shown below the list.
+    pub open: bool,
+}
+
+/// The audit trail as fetched so far: the newest `AUDIT_KEPT` entries,
+/// oldest first, and whether a fetch is under way or failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditTrail {
+    pub entries: VecDeque<AuditEntry>,
+    pub loading: bool,
+    pub error: Option<String>,
+}
+
+impl AuditTrail {
+    /// Where the next fetch starts: after the newest entry held.
+    pub fn cursor(&self) -> i64 {
+        self.entries.back().map_or(0, |e| e.id)
+    }
+
+    /// The entry `index` places from the newest.
+    pub fn newest(&self, index: usize) -> Option<&AuditEntry> {
+        self.entries.len().checked_sub(index + 1).and_then(|i| self.entries.get(i))
+    }
+}
+
+/// An act on a tier that asks a reason (except lifting) and then y/n.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierAction {
+    /// Freeze one tier, or every tier when `None`.
+    Freeze {
+        tier: Option<TierId>,
+    },
+    /// Lift the manual freeze `freeze` in force on `tier`.
+    Lift {
+        tier: TierId,
+        id: i64,
+        freeze: FreezeState,
+    },
+    Rollback {
+        tier: TierId,
+        from: Option<Version>,
+        to: Version,
+    },
+}
+
+impl TierAction {
+    /// What it is, for the dialog's title.
+    pub fn title(&self) -> String {
+        match self {
+            TierAction::Freeze { tier: Some(tier) } => format!("Freeze {tier}"),
+            TierAction::Freeze { tier: None } => "Freeze every tier".into(),
+            TierAction::Lift { tier, .. } => format!("Lift the freeze on {tier}"),
+            TierAction::Rollback { tier, .. } => format!("Roll back {tier}"),
+        }
+    }
 }
 
 /// Past runs, newest first: a gate's at a tier (`h`), or a version's walk
@@ -189,6 +286,16 @@ pub enum Dialog {
         record: ComponentRecord,
         scroll: usize,
     },
+    /// The reason for `action`, being typed; Enter goes on to `Tier`.
+    Reason {
+        action: TierAction,
+        text: String,
+    },
+    /// The y/n before a tier action, with the reason given.
+    Tier {
+        action: TierAction,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +337,8 @@ pub struct App {
     filling: HashSet<GateRunId>,
     /// Runs fetched one by one (a detail screen on a run no longer latest).
     pub runs: HashMap<GateRunId, GateRunSummary>,
+    /// The audit trail, fetched when the audit view opens.
+    pub audit: AuditTrail,
     /// Advanced by the clock; drives the spinner.
     pub tick: u64,
     /// Rows the log pane had when last drawn, so paging moves by a screen.
@@ -258,6 +367,7 @@ impl App {
             full_logs: HashMap::new(),
             filling: HashSet::new(),
             runs: HashMap::new(),
+            audit: AuditTrail::default(),
             tick: 0,
             log_height: Cell::new(10),
             undecodable: 0,
@@ -348,7 +458,13 @@ impl App {
             Msg::State(state) => {
                 let shown = self.detail_run();
                 self.apply_state(state);
-                self.follow_detail(shown)
+                let mut commands = self.follow_detail(shown);
+                // Whatever changed the state may have been an act: an open
+                // audit view fetches what came after what it shows.
+                if matches!(self.screen, Screen::Audit(_)) {
+                    commands.extend(self.fetch_audit());
+                }
+                commands
             }
             Msg::Event(envelope) => {
                 let shown = self.detail_run();
@@ -366,6 +482,31 @@ impl App {
             }
             Msg::Run(run) => {
                 self.runs.insert(run.run_id, run);
+                Vec::new()
+            }
+            Msg::Audit { since, entries, more } => {
+                self.audit.loading = false;
+                match entries {
+                    // An answer for a cursor no longer ours would repeat entries.
+                    Ok(entries) if since == self.audit.cursor() => {
+                        self.audit.error = None;
+                        // Newer entries go above: a selection below the
+                        // newest (or an entry open) stays on its entry.
+                        if let Screen::Audit(view) = &mut self.screen
+                            && (view.selected > 0 || view.open)
+                        {
+                            view.selected += entries.len();
+                        }
+                        self.audit.entries.extend(entries);
+                        let over = self.audit.entries.len().saturating_sub(AUDIT_KEPT);
+                        self.audit.entries.drain(..over);
+                        if more && matches!(self.screen, Screen::Audit(_)) {
+                            return self.fetch_audit().into_iter().collect();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.audit.error = Some(e),
+                }
                 Vec::new()
             }
             Msg::History { of, runs } => {
@@ -570,7 +711,7 @@ impl App {
             if self.tails.len() >= MAX_TAILS {
                 let open = match &self.screen {
                     Screen::Detail(d) => Some(d.run_id),
-                    Screen::Overview | Screen::History(_) => None,
+                    Screen::Overview | Screen::History(_) | Screen::Audit(_) => None,
                 };
                 // The oldest finished run's tail goes first; a running
                 // one's only if every kept tail is still running.
@@ -649,8 +790,18 @@ impl App {
             self.keep_selection_visible();
             return Vec::new();
         }
+        if let Screen::Audit(view) = self.screen.clone()
+            && key.code != KeyCode::Char('?')
+        {
+            return self.on_audit_key(view, key);
+        }
         match key.code {
             KeyCode::Char('q') => return vec![Command::Quit],
+            // A read: a viewer may open it too.
+            KeyCode::Char('A') => {
+                self.screen = Screen::Audit(AuditView::default());
+                return self.fetch_audit().into_iter().collect();
+            }
             KeyCode::Char('?') => {
                 self.dialog = Some(Dialog::Help);
                 return Vec::new();
@@ -686,7 +837,46 @@ impl App {
                 }
                 Vec::new()
             }
+            Screen::Audit(_) => Vec::new(),
         }
+    }
+
+    fn on_audit_key(&mut self, mut view: AuditView, key: KeyEvent) -> Vec<Command> {
+        let last = self.audit.entries.len().saturating_sub(1);
+        match key.code {
+            KeyCode::Esc | KeyCode::Backspace | KeyCode::Char('q') if view.open => {
+                view.open = false;
+            }
+            KeyCode::Esc | KeyCode::Backspace | KeyCode::Char('q') => {
+                self.screen = Screen::Overview;
+                return Vec::new();
+            }
+            KeyCode::Down | KeyCode::Char('j') => view.selected = (view.selected + 1).min(last),
+            KeyCode::Up | KeyCode::Char('k') => view.selected = view.selected.saturating_sub(1),
+            KeyCode::PageDown | KeyCode::Char(' ') => {
+                view.selected = (view.selected + 10).min(last);
+            }
+            KeyCode::PageUp => view.selected = view.selected.saturating_sub(10),
+            KeyCode::Home | KeyCode::Char('g') => view.selected = 0,
+            KeyCode::End | KeyCode::Char('G') => view.selected = last,
+            KeyCode::Enter => view.open = !view.open,
+            KeyCode::Char('R') => {
+                self.screen = Screen::Audit(view);
+                return self.fetch_audit().into_iter().collect();
+            }
+            _ => {}
+        }
+        self.screen = Screen::Audit(view);
+        Vec::new()
+    }
+
+    /// The fetch of the audit entries after those held, unless one is under way.
+    fn fetch_audit(&mut self) -> Option<Command> {
+        if self.audit.loading {
+            return None;
+        }
+        self.audit.loading = true;
+        Some(Command::FetchAudit { since: self.audit.cursor() })
     }
 
     fn on_overview_key(&mut self, key: KeyEvent) -> Vec<Command> {
@@ -736,6 +926,23 @@ impl App {
                 if let Some((_, run)) = self.selected_row() {
                     let run = run.clone();
                     return self.ask_cancel(run);
+                }
+            }
+            KeyCode::Char('Z') => {
+                return self.ask_reason(TierAction::Freeze { tier: None });
+            }
+            // Whether the tier can be lifted or rolled back is no
+            // matter to a token that may do neither.
+            KeyCode::Char('z') | KeyCode::Char('u') | KeyCode::Char('B') if self.may_act() => {
+                if let Some((tier, _)) = self.selected_row() {
+                    let tier = tier.clone();
+                    return match key.code {
+                        KeyCode::Char('z') => {
+                            self.ask_reason(TierAction::Freeze { tier: Some(tier.name) })
+                        }
+                        KeyCode::Char('u') => self.ask_lift(tier),
+                        _ => self.ask_rollback(tier),
+                    };
                 }
             }
             _ => {}
@@ -823,6 +1030,37 @@ impl App {
                 digest: record.digest.clone(),
             }];
         }
+        if let Dialog::Reason { action, mut text } = dialog {
+            match key.code {
+                KeyCode::Esc => {
+                    self.dialog = None;
+                    self.status = Some(StatusLine { ok: true, text: "cancelled".into() });
+                    return Vec::new();
+                }
+                KeyCode::Enter if text.trim().is_empty() => {
+                    self.status = Some(StatusLine {
+                        ok: false,
+                        text: "a reason is needed: it is recorded and shown to everyone".into(),
+                    });
+                }
+                KeyCode::Enter => {
+                    self.status = None;
+                    self.dialog = Some(Dialog::Tier { action, reason: text.trim().to_owned() });
+                    return Vec::new();
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) if text.len() + c.len_utf8() <= MAX_REASON => {
+                    // A complaint about an empty reason is answered.
+                    self.status = None;
+                    text.push(c);
+                }
+                _ => {}
+            }
+            self.dialog = Some(Dialog::Reason { action, text });
+            return Vec::new();
+        }
         if let Dialog::Help = dialog {
             if matches!(key.code, KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')) {
                 self.dialog = None;
@@ -847,7 +1085,10 @@ impl App {
                         format!("cancelling {} for {} at {}…", run.gate, run.version, run.tier),
                     ),
                     Dialog::FetchBackup => (Command::FetchBackup, "fetching a backup…".into()),
-                    Dialog::Help | Dialog::Component { .. } => unreachable!("handled above"),
+                    Dialog::Tier { action, reason } => tier_command(action, reason),
+                    Dialog::Help | Dialog::Component { .. } | Dialog::Reason { .. } => {
+                        unreachable!("handled above")
+                    }
                 };
                 self.status = Some(StatusLine { ok: true, text: doing });
                 vec![command]
@@ -886,6 +1127,14 @@ impl App {
     }
 
     fn ask(&mut self, dialog: Dialog) -> Vec<Command> {
+        if self.may_act() {
+            self.dialog = Some(dialog);
+        }
+        Vec::new()
+    }
+
+    /// Whether this token may act; if not, the status line says why.
+    fn may_act(&mut self) -> bool {
         if !self.has_token {
             self.status = Some(StatusLine {
                 ok: false,
@@ -897,9 +1146,47 @@ impl App {
                 text: format!("{} is a {}: this token reads only", who.name, who.role),
             });
         } else {
-            self.dialog = Some(dialog);
+            return true;
         }
+        false
+    }
+
+    /// Asks the reason for `action`, then y/n.
+    fn ask_reason(&mut self, action: TierAction) -> Vec<Command> {
+        self.ask(Dialog::Reason { action, text: String::new() })
+    }
+
+    fn ask_lift(&mut self, tier: TierState) -> Vec<Command> {
+        let why_not = match &tier.frozen {
+            None => format!("{} is not frozen", tier.name),
+            Some(freeze @ FreezeState { source: FreezeSource::Manual { id }, .. }) => {
+                let action =
+                    TierAction::Lift { tier: tier.name.clone(), id: *id, freeze: freeze.clone() };
+                return self.ask(Dialog::Tier { action, reason: String::new() });
+            }
+            Some(FreezeState { source: FreezeSource::Window, until, .. }) => format!(
+                "{} is frozen by a window in the config{}: it thaws by the clock, and only an admin's override lets a version in",
+                tier.name,
+                until.map(|u| format!(" until {}", u.format("%a %H:%M UTC"))).unwrap_or_default()
+            ),
+        };
+        self.status = Some(StatusLine { ok: false, text: why_not });
         Vec::new()
+    }
+
+    fn ask_rollback(&mut self, tier: TierState) -> Vec<Command> {
+        let Some(to) = tier.rollback_to.clone() else {
+            let text = match &tier.current_version {
+                None => format!("{} runs no version yet: there is nothing to roll back", tier.name),
+                Some(current) => format!(
+                    "{} has no version to roll back to: none was current there before {current} with its artifact kept",
+                    tier.name
+                ),
+            };
+            self.status = Some(StatusLine { ok: false, text });
+            return Vec::new();
+        };
+        self.ask_reason(TierAction::Rollback { tier: tier.name, from: tier.current_version, to })
     }
 
     fn ask_confirm(&mut self, run: GateRunSummary) -> Vec<Command> {
@@ -961,6 +1248,26 @@ impl App {
         if self.selected_row().is_none() {
             let first = self.visible_rows().first().map(|(t, r)| (t.name.clone(), r.gate));
             self.selected = first.map(|(tier, gate)| GateRef { tier, gate });
+        }
+    }
+}
+
+/// The command a tier action's yes sends, and what the status line says meanwhile.
+fn tier_command(action: TierAction, reason: String) -> (Command, String) {
+    match action {
+        TierAction::Freeze { tier } => {
+            let doing = match &tier {
+                Some(tier) => format!("freezing {tier}…"),
+                None => "freezing every tier…".into(),
+            };
+            (Command::Freeze { tier, reason }, doing)
+        }
+        TierAction::Lift { tier, id, .. } => {
+            (Command::LiftFreeze { id }, format!("lifting freeze {id} on {tier}…"))
+        }
+        TierAction::Rollback { tier, to, .. } => {
+            let doing = format!("rolling {tier} back to {to}…");
+            (Command::Rollback { tier, to, reason }, doing)
         }
     }
 }

@@ -8,10 +8,11 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use sando_wire::{
-    BackupRow, CancelRequest, ComponentPart, ComponentRecord, ComponentVerdict, ConfirmRequest,
-    Confirmation, ErrorBody, EventEnvelope, FrameError, GateKind, GateRunId, GateRunSummary,
-    GatesResponse, ReclassifyRequest, ReclassifyResponse, RecordedCase, RerunRequest,
-    RerunResponse, StateResponse, SweepResponse,
+    AuditEntry, AuditPage, BackupRow, CancelRequest, ComponentPart, ComponentRecord,
+    ComponentVerdict, ConfirmRequest, Confirmation, ErrorBody, EventEnvelope, FrameError,
+    FreezeRequest, FreezeState, GateKind, GateRunId, GateRunSummary, GatesResponse,
+    OverrideRequest, ReclassifyRequest, ReclassifyResponse, RecordedCase, RerunRequest,
+    RerunResponse, RollbackRequest, RollbackState, StateResponse, SweepResponse, TierId, Version,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -191,6 +192,65 @@ impl Client {
         let action = if accept { "accept" } else { "reject" };
         let only = digest.map(|d| format!("?digest={d}")).unwrap_or_default();
         self.post_json(&format!("/api/gates/{kind}/{action}{only}"), &serde_json::json!({}))
+    }
+
+    /// Freezes `tier`, or every tier when `None`, until lifted.
+    pub fn freeze(&self, tier: Option<&TierId>, reason: &str) -> Result<FreezeState, ClientError> {
+        let body = FreezeRequest { tier: tier.cloned(), reason: reason.to_owned(), until: None };
+        self.post_json("/api/freezes", &body)
+    }
+
+    /// Lifts the manual freeze `id`.
+    pub fn lift_freeze(&self, id: i64) -> Result<FreezeState, ClientError> {
+        decode(
+            &format!("/api/freezes/{id}/lift"),
+            self.post(&format!("/api/freezes/{id}/lift"), None, &[])?,
+        )
+    }
+
+    /// Rolls `tier` back to `to` (absent: the version current before).
+    pub fn rollback(
+        &self,
+        tier: &TierId,
+        to: Option<&Version>,
+        reason: &str,
+    ) -> Result<RollbackState, ClientError> {
+        let body = RollbackRequest { to: to.cloned(), reason: reason.to_owned() };
+        self.post_json(&format!("/api/tiers/{tier}/rollback"), &body)
+    }
+
+    /// Lets `version` into the frozen `tier` (admins only).
+    pub fn override_freeze(
+        &self,
+        tier: &TierId,
+        version: &Version,
+        reason: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = OverrideRequest { version: version.clone(), reason: reason.to_owned() };
+        self.post_json(&format!("/api/tiers/{tier}/override"), &body)
+    }
+
+    /// One page of the audit trail after entry `since`, oldest first.
+    pub fn audit(&self, since: i64, limit: u32) -> Result<AuditPage, ClientError> {
+        self.get_json(&format!("/api/audit?since={since}&limit={limit}"))
+    }
+
+    /// The audit entries after `since`, up to `AUDIT_PAGES` pages, keeping
+    /// the newest `AUDIT_KEPT`; and whether the trail goes on after them.
+    pub fn audit_after(&self, since: i64) -> Result<(Vec<AuditEntry>, bool), ClientError> {
+        let mut kept = std::collections::VecDeque::new();
+        let mut cursor = since;
+        for _ in 0..AUDIT_PAGES {
+            let page = self.audit(cursor, AUDIT_PAGE)?;
+            kept.extend(page.entries);
+            let over = kept.len().saturating_sub(crate::app::AUDIT_KEPT);
+            kept.drain(..over);
+            match page.next {
+                Some(next) => cursor = next,
+                None => return Ok((kept.into(), false)),
+            }
+        }
+        Ok((kept.into(), true))
     }
 
     pub fn gates(&self) -> Result<GatesResponse, ClientError> {
@@ -453,6 +513,44 @@ pub fn serve_commands(client: Client, commands: Receiver<Command>, msgs: Sender<
                     Err(e) => Msg::Done { ok: false, text: e.to_string() },
                 }
             }
+            Command::Freeze { tier, reason } => match client.freeze(tier.as_ref(), &reason) {
+                Ok(f) => Msg::Done {
+                    ok: true,
+                    text: match &f.tier {
+                        Some(tier) => format!("{tier} frozen by {}", f.by),
+                        None => format!("every tier frozen by {}", f.by),
+                    },
+                },
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::LiftFreeze { id } => match client.lift_freeze(id) {
+                Ok(f) => Msg::Done {
+                    ok: true,
+                    text: match &f.tier {
+                        Some(tier) => format!("freeze {id} on {tier} lifted"),
+                        None => format!("freeze {id} on every tier lifted"),
+                    },
+                },
+                Err(e) => Msg::Done { ok: false, text: e.to_string() },
+            },
+            Command::Rollback { tier, to, reason } => {
+                match client.rollback(&tier, Some(&to), &reason) {
+                    Ok(r) => Msg::Done {
+                        ok: true,
+                        text: format!(
+                            "rolling {} back from {} to {} (asked by {})",
+                            r.tier, r.from, r.to, r.by
+                        ),
+                    },
+                    Err(e) => Msg::Done { ok: false, text: e.to_string() },
+                }
+            }
+            Command::FetchAudit { since } => match client.audit_after(since) {
+                Ok((entries, more)) => Msg::Audit { since, entries: Ok(entries), more },
+                Err(e) => {
+                    Msg::Audit { since, entries: Err(format!("audit trail: {e}")), more: false }
+                }
+            },
             Command::FetchLogFrom { run_id, from } => Msg::LogFrom {
                 run_id,
                 from,
@@ -504,6 +602,9 @@ pub fn follow_events(daemons: Vec<String>, token: Option<String>, msgs: Sender<M
 
 /// How many past runs the history screens show: a page of the API's.
 const HISTORY_PAGE: u32 = 50;
+/// The audit trail is read in the API's largest pages, this many at a time.
+const AUDIT_PAGE: u32 = 1000;
+const AUDIT_PAGES: usize = 10;
 
 /// One connection's life: `Ok` when the daemon closed it, `Err` with the
 /// reason otherwise. `since` is the last event's `seq`, kept up to date.

@@ -6,10 +6,14 @@ use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
-use sando_wire::{DeployOutcome, GateRunSummary, RunState, TierState};
+use sando_wire::{
+    DeployOutcome, FreezeSource, GateRunSummary, PromotionBlocker, RollbackProgress, RunState,
+    TierState,
+};
 
 use crate::app::{
-    App, Connection, Detail, Dialog, History, HistoryOf, LogSource, Screen, is_unclassified,
+    App, AuditView, Connection, Detail, Dialog, History, HistoryOf, LogSource, Screen, TierAction,
+    is_unclassified,
 };
 use crate::describe::Tone;
 
@@ -27,6 +31,7 @@ pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
         Screen::Overview => draw_overview(frame, body, app, now),
         Screen::Detail(detail) => draw_detail(frame, body, app, detail, now),
         Screen::History(history) => draw_history(frame, body, history),
+        Screen::Audit(view) => draw_audit(frame, body, app, view),
     }
     draw_status(frame, status, app);
     match &app.dialog {
@@ -34,6 +39,7 @@ pub fn draw(frame: &mut Frame, app: &App, now: DateTime<Utc>) {
         Some(Dialog::Component { record, scroll }) => {
             draw_component(frame, frame.area(), record, *scroll)
         }
+        Some(Dialog::Reason { action, text }) => draw_reason(frame, frame.area(), action, text),
         Some(dialog) => draw_question(frame, frame.area(), app, dialog),
         None => {}
     }
@@ -127,21 +133,56 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         // A token that may not act (none, or a viewer's) is shown no action keys.
         let hints = match (&app.screen, app.can_act()) {
-            (Screen::Overview, true) => {
-                " ↑↓ select  ⏎ detail  c confirm  r re-run  b backup  / filter  ? help  q quit"
-            }
-            (Screen::Overview, false) => " ↑↓ select  ⏎ detail  / filter  ? help  q quit",
+            (Screen::Overview, true) => fit_hints(
+                &[
+                    "↑↓ select",
+                    "⏎ detail",
+                    "c confirm",
+                    "r re-run",
+                    "z freeze",
+                    "B roll back",
+                    "A audit",
+                    "b backup",
+                    "/ filter",
+                ],
+                usize::from(area.width),
+            ),
+            (Screen::Overview, false) => fit_hints(
+                &["↑↓ select", "⏎ detail", "A audit", "/ filter"],
+                usize::from(area.width),
+            ),
             (Screen::Detail(_), true) => {
                 " esc back  f follow  ↑↓ scroll  l full log  t tail  c confirm  r re-run  ? help"
+                    .to_owned()
             }
             (Screen::Detail(_), false) => {
-                " esc back  f follow  ↑↓ scroll  l full log  t tail  ? help"
+                " esc back  f follow  ↑↓ scroll  l full log  t tail  ? help".to_owned()
             }
-            (Screen::History(_), _) => " esc back  ? help",
+            (Screen::History(_), _) => " esc back  ? help".to_owned(),
+            (Screen::Audit(view), _) if view.open => " esc close  ↑↓ select  ? help".to_owned(),
+            (Screen::Audit(_), _) => {
+                " ↑↓ select  ⏎ before/after  R refresh  esc back  ? help".to_owned()
+            }
         };
         Line::from(Span::styled(hints, Style::new().fg(Color::DarkGray)))
     };
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// As many of `keys` as fit `width` in their order, then help and quit,
+/// which always show.
+fn fit_hints(keys: &[&str], width: usize) -> String {
+    const TAIL: &str = "  ? help  q quit";
+    let mut line = String::new();
+    for key in keys {
+        let wider = line.chars().count() + 2 + key.chars().count() + TAIL.chars().count();
+        if wider <= width {
+            line.push_str(if line.is_empty() { " " } else { "  " });
+            line.push_str(key);
+        }
+    }
+    line.push_str(TAIL);
+    line
 }
 
 // ---- overview ----------------------------------------------------------------
@@ -215,6 +256,7 @@ fn draw_tiers(frame: &mut Frame, area: Rect, app: &App, now: DateTime<Utc>) {
             continue;
         }
         lines.push(tier_line(tier));
+        lines.extend(tier_control_lines(tier, now));
         if tier.candidate_version.is_none() && tier.current_version.is_none() {
             lines.push(Line::styled(
                 "  no version has reached this tier",
@@ -304,7 +346,84 @@ fn tier_line(tier: &TierState) -> Line<'static> {
         spans.push(Span::styled("  candidate ", Style::new().fg(Color::DarkGray)));
         spans.push(Span::raw(version(&tier.candidate_version)));
     }
+    // Its gates passed; only the freeze holds it (a precondition: yellow).
+    if let Some(PromotionBlocker::TierFrozen { .. }) = &tier.promotion_blocked {
+        spans.push(Span::styled(
+            format!(" waits: {} frozen", tier.name),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
     Line::from(spans)
+}
+
+/// Under a tier's line: the freeze in force on it, an admin's override,
+/// and its latest rollback.
+fn tier_control_lines(tier: &TierState, now: DateTime<Utc>) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    let yellow = Style::new().fg(Color::Yellow);
+    let held = match (&tier.frozen, &tier.promotion_blocked) {
+        (Some(freeze), _) => Some((
+            match freeze.source {
+                FreezeSource::Window => " (window)".to_owned(),
+                FreezeSource::Manual { .. } => format!(" by {}", freeze.by),
+            },
+            freeze.tier.is_none(),
+            freeze.until,
+            freeze.reason.as_str(),
+        )),
+        // The blocker names the freeze when the state has no `frozen`.
+        (None, Some(PromotionBlocker::TierFrozen { by, reason, until })) => {
+            Some((format!(" by {by}"), false, *until, reason.as_str()))
+        }
+        (None, None) => None,
+    };
+    if let Some((by, every_tier, until, reason)) = held {
+        let scope = if every_tier { " (every tier)" } else { "" };
+        let until = until.map(|u| format!(" until {}", when(u, now))).unwrap_or_default();
+        let reason = if reason.is_empty() { String::new() } else { format!(": {reason}") };
+        lines.push(Line::styled(format!("  ❄ frozen{scope}{by}{until}{reason}"), yellow));
+    }
+    if let Some(version) = &tier.override_version {
+        lines.push(Line::styled(
+            format!("  ⇥ override: {version} may enter while frozen (an admin's)"),
+            yellow,
+        ));
+    }
+    if let Some(rollback) = &tier.rollback {
+        let (from, to, by) = (&rollback.from, &rollback.to, &rollback.by);
+        let ago = duration(now - rollback.requested_at);
+        let (text, color) = match rollback.progress {
+            RollbackProgress::Pending => {
+                (format!("rolling back {from} → {to}, asked by {by} {ago} ago"), Color::Cyan)
+            }
+            RollbackProgress::Done => {
+                (format!("rolled back {from} → {to} by {by} {ago} ago"), Color::Reset)
+            }
+            RollbackProgress::Failed => (
+                format!(
+                    "rollback {from} → {to} by {by} failed {ago} ago: {} still runs {from}",
+                    tier.name
+                ),
+                Color::Red,
+            ),
+        };
+        let reason = if rollback.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", rollback.reason)
+        };
+        lines.push(Line::styled(format!("  ↩ {text}{reason}"), Style::new().fg(color)));
+    }
+    lines
+}
+
+/// A time to come: its weekday and time within the week ahead, else its date.
+fn when(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if at - now < chrono::TimeDelta::days(6) {
+        at.format("%a %H:%M").to_string()
+    } else {
+        at.format("%Y-%m-%d %H:%M").to_string()
+    }
 }
 
 /// One gate: symbol, state word (colour is never the only signal), gate,
@@ -446,11 +565,20 @@ fn draw_deploys(frame: &mut Frame, area: Rect, app: &App) {
                 DeployOutcome::InProgress => "…",
                 DeployOutcome::Failed { .. } => "✗",
             };
-            Line::from(vec![
-                Span::styled(format!("{symbol} "), Style::new().fg(color)),
-                Span::raw(format!("{} → {} ", d.version, d.node)),
-                Span::styled(d.outcome.to_string(), Style::new().fg(color)),
-            ])
+            let mut spans = vec![Span::styled(format!("{symbol} "), Style::new().fg(color))];
+            // A deploy of a rollback says so first: the pane is narrow.
+            if d.rollback.is_some() {
+                spans.push(Span::styled("↩ rollback ", Style::new().add_modifier(Modifier::BOLD)));
+            }
+            spans.push(Span::raw(format!("{} → {} ", d.version, d.node)));
+            spans.push(Span::styled(d.outcome.to_string(), Style::new().fg(color)));
+            if let Some(of) = &d.rollback {
+                spans.push(Span::styled(
+                    format!(" (from {} by {})", of.from, of.by),
+                    Style::new().fg(Color::DarkGray),
+                ));
+            }
+            Line::from(spans)
         })
         .collect();
     if lines.is_empty() {
@@ -728,9 +856,78 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
                 "Migration dry runs use the newest backup.".to_owned(),
             ],
         ),
-        Dialog::Help | Dialog::Component { .. } => return,
+        Dialog::Tier { action, reason } => {
+            let title = action.title();
+            let mut body = tier_question(action);
+            if !reason.is_empty() {
+                // Its start: the question must fit the screen.
+                body.push(format!("Reason: {}", truncate(reason, 240)));
+            }
+            draw_yes_no(frame, area, &title, body);
+            return;
+        }
+        Dialog::Help | Dialog::Component { .. } | Dialog::Reason { .. } => return,
     };
-    let rect = centered(area, 64, body.len() as u16 + 4);
+    draw_yes_no(frame, area, title, body);
+}
+
+/// How many rows `text` takes wrapped at word boundaries into `width`.
+fn wrapped_rows(text: &str, width: usize) -> usize {
+    let (mut rows, mut column) = (1, 0);
+    for word in text.split(' ') {
+        let length = word.chars().count();
+        if column == 0 {
+            column = length;
+        } else if column + 1 + length <= width {
+            column += 1 + length;
+        } else {
+            rows += 1;
+            column = length;
+        }
+        // A word longer than the line is cut across rows.
+        while column > width {
+            rows += 1;
+            column -= width;
+        }
+    }
+    rows
+}
+
+/// What a tier action will do, in the words its y/n asks.
+fn tier_question(action: &TierAction) -> Vec<String> {
+    match action {
+        TierAction::Freeze { tier: Some(tier) } => vec![
+            format!("Freeze {tier}?"),
+            "Promotions into it wait until lifted; gates still run.".into(),
+        ],
+        TierAction::Freeze { tier: None } => vec![
+            "Freeze every tier?".into(),
+            "No promotion anywhere until lifted; gates still run.".into(),
+        ],
+        TierAction::Lift { tier, freeze, .. } => {
+            let scope = if freeze.tier.is_none() { "every tier" } else { "it" };
+            vec![
+                format!("Lift the freeze on {tier}?"),
+                format!("Frozen by {}: {}", freeze.by, freeze.reason),
+                format!("Lifting it thaws {scope}."),
+            ]
+        }
+        TierAction::Rollback { tier, from, to } => vec![
+            match from {
+                Some(from) => format!("Roll back {tier} from {from} to {to}?"),
+                None => format!("Roll back {tier} to {to}?"),
+            },
+            "Its kept artifact is deployed; a freeze does not hold it.".into(),
+        ],
+    }
+}
+
+fn draw_yes_no(frame: &mut Frame, area: Rect, title: &str, body: Vec<String>) {
+    // Room for each line as wrapped (a reason may be long), so the
+    // answer keys stay in the box.
+    let inner = 62;
+    let rows: usize = body.iter().map(|line| wrapped_rows(line, inner)).sum();
+    let rect = centered(area, inner as u16 + 2, rows as u16 + 4);
     let block = Block::new()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)
@@ -746,6 +943,40 @@ fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: &Dialog) {
     ]));
     frame.render_widget(Clear, rect);
     frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
+}
+
+/// The reason for a tier action, being typed.
+fn draw_reason(frame: &mut Frame, area: Rect, action: &TierAction, text: &str) {
+    let rect = centered(area, 64, 6);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(Style::new().fg(Color::Yellow))
+        .title(Span::styled(
+            format!(" {} ", action.title()),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+    // The end of a long reason stays in view, where the typing is.
+    let room = usize::from(rect.width.saturating_sub(5));
+    let skip = text.chars().count().saturating_sub(room);
+    let shown: String = text.chars().skip(skip).collect();
+    let lines = vec![
+        Line::raw("Why? One line, recorded and shown to everyone:"),
+        Line::from(vec![
+            Span::styled("> ", Style::new().fg(Color::Cyan)),
+            Span::raw(shown),
+            Span::styled("▏", Style::new().fg(Color::Cyan)),
+        ]),
+        Line::raw(""),
+        Line::from(vec![
+            Span::styled("[enter]", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)),
+            Span::raw(" go on   "),
+            Span::styled("[esc]", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
 }
 
 fn draw_component(
@@ -948,12 +1179,85 @@ fn flaky_lines(runs: &[GateRunSummary]) -> Vec<Line<'static>> {
     lines
 }
 
+// ---- audit ---------------------------------------------------------------------
+
+/// The audit trail, newest first; with the selected entry's before and
+/// after below it when opened.
+fn draw_audit(frame: &mut Frame, area: Rect, app: &App, view: &AuditView) {
+    let trail = &app.audit;
+    let loading = if trail.loading { " · loading…" } else { "" };
+    let title = format!(" Audit trail: newest first · {} entries{loading} ", trail.entries.len());
+    let (list, detail) = if view.open {
+        let [list, detail] =
+            Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
+        (list, Some(detail))
+    } else {
+        (area, None)
+    };
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(title, Style::new().add_modifier(Modifier::BOLD)));
+    let inner = block.inner(list);
+    frame.render_widget(block, list);
+    let mut lines = vec![header_line(&format!(
+        " {:>6}  {:<14}  {:<10} {:<16} target",
+        "id", "at (UTC)", "actor", "action"
+    ))];
+    if let Some(error) = &trail.error {
+        lines.push(Line::styled(format!(" {error}"), Style::new().fg(Color::Red)));
+    }
+    if trail.entries.is_empty() && trail.error.is_none() {
+        let text = if trail.loading { " loading…" } else { " nothing recorded yet" };
+        lines.push(Line::styled(text, Style::new().fg(Color::DarkGray)));
+    }
+    let room = usize::from(inner.height).saturating_sub(lines.len()).max(1);
+    // The selection stays in view: the list scrolls under it.
+    let top = (view.selected + 1).saturating_sub(room);
+    let width = usize::from(inner.width);
+    for index in top..top + room {
+        let Some(entry) = trail.newest(index) else { break };
+        let text = format!(
+            " {:>6}  {}  {:<10} {:<16} {}",
+            entry.id,
+            entry.at.format("%m-%d %H:%M:%S"),
+            truncate(&entry.actor, 10),
+            truncate(&entry.action, 16),
+            entry.target
+        );
+        let line = Line::raw(truncate(&text, width));
+        lines.push(if index == view.selected {
+            line.style(Style::new().add_modifier(Modifier::REVERSED))
+        } else {
+            line
+        });
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+    let (Some(detail), Some(entry)) = (detail, trail.newest(view.selected)) else { return };
+    let [before, after] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(detail);
+    for (area, name, json) in [(before, "before", &entry.before), (after, "after", &entry.after)] {
+        let block = pane(&format!("{name} · {} {}", entry.action, entry.target));
+        let text = match json {
+            Some(json) => pretty(json),
+            None => "—".to_owned(),
+        };
+        frame.render_widget(Paragraph::new(text).block(block).wrap(Wrap { trim: false }), area);
+    }
+}
+
+/// JSON text indented for reading; as it came when it is not JSON.
+fn pretty(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .and_then(|value| serde_json::to_string_pretty(&value))
+        .unwrap_or_else(|_| json.to_owned())
+}
+
 const HELP: &[(&str, &str)] = &[
     ("↑ ↓  j k", "move through gates / scroll the log"),
     ("g G  home end", "first / last (G in a log: follow)"),
     ("enter", "open the run: outcome, provenance, log"),
-    ("h", "the gate's past runs at its tier, and flaky tests"),
-    ("v", "the selected version's walk through the tiers"),
+    ("h  v", "a gate's past runs and flaky tests / a version's walk"),
     ("esc", "back, or clear the filter"),
     ("/", "filter gates by tier, gate, state or summary"),
     ("c", "confirm a waiting manual_confirm gate"),
@@ -961,20 +1265,22 @@ const HELP: &[(&str, &str)] = &[
     ("x", "cancel a running gate"),
     ("b", "fetch a fresh backup"),
     ("p", "review an updated gate component: accept or reject it"),
-    ("f", "follow the log's end on/off"),
-    ("l  t", "load the full persisted log / back to the live tail"),
+    ("z  Z", "freeze the selected tier / every tier (asks why)"),
+    ("u", "lift the selected tier's freeze"),
+    ("B", "roll the selected tier back (asks why)"),
+    ("A", "the audit trail: who did what; enter: before/after"),
+    ("f  l  t", "in a run: follow the log's end / full log / live tail"),
     ("R", "resync from the daemon"),
-    ("?", "this help"),
-    ("q  ctrl-c", "quit"),
+    ("?  q  ctrl-c", "this help / quit"),
 ];
 
 /// The keys that act (and need an operator's token).
-const ACTION_KEYS: &[&str] = &["c", "r", "x", "b", "p"];
+const ACTION_KEYS: &[&str] = &["c", "r", "x", "b", "p", "z  Z", "u", "B"];
 
 fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
     let shown: Vec<&(&str, &str)> =
         HELP.iter().filter(|(keys, _)| app.can_act() || !ACTION_KEYS.contains(keys)).collect();
-    let rect = centered(area, 72, shown.len() as u16 + 5);
+    let rect = centered(area, 72, shown.len() as u16 + 4);
     let block = Block::new()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)

@@ -894,3 +894,348 @@ fn a_versions_view_shows_its_walk_through_the_tiers_in_order() {
     let terminal = draw(&app, 100, 12);
     assert_eq!(fg_of(terminal.backend().buffer(), "GET /api/gate-runs: 503"), Color::Red);
 }
+
+/// The state with prod at 0.1.0 and 0.2.0 its candidate, every gate
+/// passed, and `prod` (a JSON object) merged into prod's tier.
+fn prod_state(prod: Value) -> StateResponse {
+    let mut state = serde_json::to_value(state()).unwrap();
+    let tier = &mut state["tiers"][1];
+    tier["current_version"] = json!("0.1.0");
+    tier["candidate_version"] = json!("0.2.0");
+    tier["gates"] = json!([
+        run(
+            17,
+            "prod",
+            "0.2.0",
+            "burn_in",
+            "passed",
+            json!({"kind": "passed", "note": {"kind": "burn_in_elapsed", "seconds": 604800}})
+        ),
+        run(
+            18,
+            "prod",
+            "0.2.0",
+            "manual_confirm",
+            "passed",
+            json!({"kind": "passed", "note": {"kind": "operator_confirmed", "at": "2026-11-27T12:22:00Z"}})
+        ),
+    ]);
+    for (key, value) in prod.as_object().unwrap() {
+        tier[key] = value.clone();
+    }
+    serde_json::from_value(state).expect("a state body the daemon would send")
+}
+
+/// alice's freeze of prod until Monday 08:00, holding 0.2.0.
+fn frozen_prod() -> Value {
+    json!({
+        "frozen": {"source": {"manual": {"id": 3}}, "tier": "prod", "by": "alice",
+                   "reason": "release weekend", "since": "2026-11-27T12:00:00Z",
+                   "until": "2026-11-30T08:00:00Z"},
+        "promotion_blocked": {"tier_frozen": {"by": "alice", "reason": "release weekend",
+                                              "until": "2026-11-30T08:00:00Z"}},
+    })
+}
+
+/// Selects prod's first gate (the last tier's rows end the list).
+fn select_prod(app: &mut App) {
+    key(app, KeyCode::Char('G'));
+    key(app, KeyCode::Up);
+    assert_eq!(app.selected.as_ref().unwrap().tier.to_string(), "prod");
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        assert_eq!(key(app, KeyCode::Char(c)), vec![], "typing sends nothing");
+    }
+}
+
+#[test]
+fn a_frozen_tier_holds_its_candidate_in_yellow() {
+    let mut app = app();
+    app.on_msg(Msg::State(prod_state(frozen_prod())));
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let buffer = terminal.backend().buffer();
+    let screen = lines(buffer).join("\n");
+    assert!(screen.contains("candidate 0.2.0 waits: prod frozen"), "{screen}");
+    assert!(screen.contains("❄ frozen by alice until Mon 08:00: release weekend"), "{screen}");
+    assert_eq!(fg_of(buffer, "waits: prod frozen"), Color::Yellow);
+    assert_eq!(fg_of(buffer, "❄ frozen by alice"), Color::Yellow);
+
+    // A window's freeze says so, and cannot be lifted from here; an
+    // admin's override shows.
+    let mut window = frozen_prod();
+    window["frozen"]["source"] = json!("window");
+    window["frozen"]["by"] = json!("window");
+    window["frozen"]["reason"] = json!("");
+    window["override_version"] = json!("0.2.0");
+    app.on_msg(Msg::State(prod_state(window)));
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("❄ frozen (window) until Mon 08:00"), "{screen}");
+    assert!(screen.contains("override: 0.2.0 may enter while frozen"), "{screen}");
+    select_prod(&mut app);
+    assert_eq!(key(&mut app, KeyCode::Char('u')), vec![]);
+    assert!(app.dialog.is_none());
+    let status = app.status.clone().unwrap();
+    assert!(
+        !status.ok && status.text.starts_with("prod is frozen by a window in the config until"),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn the_freeze_dialog_asks_why_then_sends_the_reason_after_a_yes() {
+    let mut app = app();
+    select_prod(&mut app);
+    assert_eq!(key(&mut app, KeyCode::Char('z')), vec![]);
+    // No reason, no going on.
+    key(&mut app, KeyCode::Enter);
+    assert!(matches!(app.dialog, Some(sando_tui::app::Dialog::Reason { .. })));
+    assert!(app.status.as_ref().unwrap().text.starts_with("a reason is needed"));
+    // y and n are letters of the reason, not answers.
+    typed(&mut app, "release weekenx");
+    key(&mut app, KeyCode::Backspace);
+    typed(&mut app, "d");
+    insta::assert_snapshot!("the_freeze_reason", draw(&app, 80, 24).backend());
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![]);
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("Freeze prod?") && screen.contains("Reason: release weekend"));
+    assert_eq!(
+        key(&mut app, KeyCode::Char('y')),
+        vec![Command::Freeze {
+            tier: Some("prod".parse().unwrap()),
+            reason: "release weekend".into()
+        }]
+    );
+    assert_eq!(app.status.as_ref().unwrap().text, "freezing prod…");
+
+    // Z freezes every tier, the same way; Esc or n sends nothing.
+    key(&mut app, KeyCode::Char('Z'));
+    key(&mut app, KeyCode::Esc);
+    assert!(app.dialog.is_none());
+    key(&mut app, KeyCode::Char('Z'));
+    typed(&mut app, "incident 42");
+    key(&mut app, KeyCode::Enter);
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("Freeze every tier?"), "{screen}");
+    assert_eq!(key(&mut app, KeyCode::Char('n')), vec![]);
+    key(&mut app, KeyCode::Char('Z'));
+    typed(&mut app, "incident 42");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('y')),
+        vec![Command::Freeze { tier: None, reason: "incident 42".into() }]
+    );
+}
+
+#[test]
+fn lifting_a_freeze_sends_its_id_after_a_yes() {
+    let mut app = app();
+    select_prod(&mut app);
+    key(&mut app, KeyCode::Char('u'));
+    assert_eq!(app.status.clone().unwrap().text, "prod is not frozen");
+    app.on_msg(Msg::State(prod_state(frozen_prod())));
+    key(&mut app, KeyCode::Char('u'));
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    assert!(
+        screen.contains("Lift the freeze on prod?")
+            && screen.contains("Frozen by alice: release weekend"),
+        "{screen}"
+    );
+    assert_eq!(key(&mut app, KeyCode::Char('y')), vec![Command::LiftFreeze { id: 3 }]);
+}
+
+#[test]
+fn the_rollback_dialog_names_both_versions_and_sends_the_one_shown() {
+    let mut app = app();
+    // Nothing to go back to: it says why.
+    app.on_msg(Msg::State(prod_state(json!({}))));
+    select_prod(&mut app);
+    assert_eq!(key(&mut app, KeyCode::Char('B')), vec![]);
+    assert!(app.dialog.is_none());
+    let status = app.status.clone().unwrap();
+    assert!(!status.ok && status.text.starts_with("prod has no version to roll back to"));
+
+    app.on_msg(Msg::State(prod_state(json!({
+        "current_version": "0.2.0", "candidate_version": null, "rollback_to": "0.1.0",
+    }))));
+    select_prod(&mut app);
+    key(&mut app, KeyCode::Char('B'));
+    typed(&mut app, "health check flapping");
+    key(&mut app, KeyCode::Enter);
+    let terminal = draw(&app, 80, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("Roll back prod from 0.2.0 to 0.1.0?"), "{screen}");
+    assert_eq!(
+        key(&mut app, KeyCode::Char('y')),
+        vec![Command::Rollback {
+            tier: "prod".parse().unwrap(),
+            to: "0.1.0".parse().unwrap(),
+            reason: "health check flapping".into()
+        }]
+    );
+}
+
+#[test]
+fn a_rollback_shows_on_its_tier_and_its_deploys() {
+    let mut app = app();
+    let confirmed = json!({"kind": "passed", "note": {"kind": "operator_confirmed", "at": "2026-11-27T11:00:00Z"}});
+    let mut state = serde_json::to_value(prod_state(json!({
+        "current_version": "0.1.0", "candidate_version": null,
+        "gates": [run(6, "prod", "0.1.0", "manual_confirm", "passed", confirmed)],
+        "pipeline": ["manual_confirm"],
+        "rollback": {"id": 1, "tier": "prod", "from": "0.2.0", "to": "0.1.0", "by": "bob",
+                     "reason": "error rate up", "requested_at": "2026-11-27T12:25:00Z",
+                     "progress": "done"},
+    })))
+    .unwrap();
+    state["deploys"].as_array_mut().unwrap().insert(
+        0,
+        json!({"deploy_id": 3, "tier": "prod", "version": "0.1.0", "node": "prod-1",
+               "outcome": {"kind": "ok"}, "started_at": "2026-11-27T12:25:01Z",
+               "finished_at": "2026-11-27T12:25:04Z", "log_ref": "deploys/3.log",
+               "rollback": {"from": "0.2.0", "to": "0.1.0", "by": "bob"}}),
+    );
+    app.on_msg(Msg::State(serde_json::from_value(state).unwrap()));
+    let terminal = draw(&app, 100, 24);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(
+        screen.contains("↩ rolled back 0.2.0 → 0.1.0 by bob 5m00s ago: error rate up"),
+        "{screen}"
+    );
+    assert!(screen.contains("✓ ↩ rollback 0.1.0 → prod-1 deployed"), "{screen}");
+
+    // Pending and failed read as such, in cyan and red.
+    let mut body = serde_json::to_value(app.state.clone().unwrap()).unwrap();
+    body["tiers"][1]["rollback"]["progress"] = json!("failed");
+    app.on_msg(Msg::State(serde_json::from_value(body.clone()).unwrap()));
+    let terminal = draw(&app, 100, 24);
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(
+        screen.contains("↩ rollback 0.2.0 → 0.1.0 by bob failed 5m00s ago: prod still runs 0.2.0"),
+        "{screen}"
+    );
+    assert_eq!(fg_of(terminal.backend().buffer(), "↩ rollback 0.2.0"), Color::Red);
+    body["tiers"][1]["rollback"]["progress"] = json!("pending");
+    app.on_msg(Msg::State(serde_json::from_value(body).unwrap()));
+    let terminal = draw(&app, 100, 24);
+    assert_eq!(fg_of(terminal.backend().buffer(), "↩ rolling back 0.2.0 → 0.1.0"), Color::Cyan);
+}
+
+fn audit_entry(id: i64, minute: u32, actor: &str, action: &str, target: &str) -> Value {
+    json!({"id": id, "at": format!("2026-11-27T12:{minute:02}:00Z"), "actor": actor,
+           "action": action, "target": target, "before": null, "after": null})
+}
+
+#[test]
+fn the_audit_view_lists_who_did_what_newest_first_and_opens_an_entry() {
+    let mut app = app();
+    // A viewer may read it.
+    app.on_msg(Msg::Identity(sando_wire::WhoAmI {
+        name: "vic".into(),
+        role: sando_wire::Role::Viewer,
+    }));
+    assert_eq!(key(&mut app, KeyCode::Char('A')), vec![Command::FetchAudit { since: 0 }]);
+    let screen = lines(draw(&app, 100, 20).backend().buffer()).join("\n");
+    assert!(screen.contains("loading…"), "{screen}");
+    let mut freeze = audit_entry(3, 12, "alice", "freeze", "tier prod");
+    freeze["after"] = json!(r#"{"tier":"prod","reason":"release weekend"}"#);
+    let entries: Vec<sando_wire::AuditEntry> = [
+        audit_entry(1, 5, "alice", "approve", "gate_run 8"),
+        audit_entry(2, 10, "bob", "rerun", "gate_run 11"),
+        freeze,
+        audit_entry(4, 20, "bob", "rollback", "tier prod"),
+        audit_entry(5, 21, "auto_rollback", "auto_rollback", "tier staging"),
+    ]
+    .into_iter()
+    .map(|e| serde_json::from_value(e).unwrap())
+    .collect();
+    app.on_msg(Msg::Audit { since: 0, entries: Ok(entries), more: false });
+    let terminal = draw(&app, 100, 20);
+    insta::assert_snapshot!(terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    let at = |text: &str| screen.find(text).unwrap_or_else(|| panic!("{text} in {screen}"));
+    assert!(at("auto_rollback") < at("alice      freeze"), "newest first: {screen}");
+    assert!(screen.contains("11-27 12:12:00  alice      freeze           tier prod"), "{screen}");
+
+    // Down twice to the freeze; Enter shows its before and after.
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    let terminal = draw(&app, 100, 24);
+    insta::assert_snapshot!("the_audit_entry_opened", terminal.backend());
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains(r#""reason": "release weekend""#), "{screen}");
+
+    // A new state while it is open fetches what came after; Esc closes
+    // the entry, then goes back.
+    let commands = app.on_msg(Msg::State(state()));
+    assert_eq!(commands, vec![Command::FetchAudit { since: 5 }]);
+    // What came after goes above; the open entry stays the freeze.
+    let newer = serde_json::from_value(audit_entry(6, 22, "carol", "lift_freeze", "freeze 3"));
+    app.on_msg(Msg::Audit { since: 5, entries: Ok(vec![newer.unwrap()]), more: false });
+    let screen = lines(draw(&app, 100, 24).backend().buffer()).join("\n");
+    assert!(
+        screen.contains("after · freeze tier prod") && screen.contains("lift_freeze"),
+        "{screen}"
+    );
+    key(&mut app, KeyCode::Esc);
+    assert!(matches!(app.screen, sando_tui::app::Screen::Audit(_)));
+    key(&mut app, KeyCode::Char('q'));
+    assert_eq!(app.screen, sando_tui::app::Screen::Overview);
+
+    // Refused: said in red.
+    app.on_msg(Msg::Audit {
+        since: 5,
+        entries: Err("audit trail: daemon: a token is needed (HTTP 401)".into()),
+        more: false,
+    });
+    key(&mut app, KeyCode::Char('A'));
+    let terminal = draw(&app, 100, 20);
+    assert_eq!(fg_of(terminal.backend().buffer(), "audit trail: daemon"), Color::Red);
+}
+
+#[test]
+fn a_viewer_is_shown_no_freeze_or_rollback_keys() {
+    let mut app = app();
+    app.on_msg(Msg::State(prod_state(frozen_prod())));
+    app.on_msg(Msg::Identity(sando_wire::WhoAmI {
+        name: "vic".into(),
+        role: sando_wire::Role::Viewer,
+    }));
+    let screen = lines(draw(&app, 120, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("A audit"), "{screen}");
+    assert!(!screen.contains("z freeze") && !screen.contains("B roll back"), "{screen}");
+    select_prod(&mut app);
+    for c in ['z', 'Z', 'u', 'B'] {
+        app.status = None;
+        assert_eq!(key(&mut app, KeyCode::Char(c)), vec![]);
+        assert!(app.dialog.is_none(), "{c}");
+        assert_eq!(app.status.clone().unwrap().text, "vic is a viewer: this token reads only");
+    }
+    key(&mut app, KeyCode::Char('?'));
+    let help = lines(draw(&app, 80, 30).backend().buffer()).join("\n");
+    assert!(!help.contains("freeze") && help.contains("the audit trail"), "{help}");
+}
+
+#[test]
+fn a_long_reason_keeps_the_answer_keys_in_view_and_stops_at_1_kib() {
+    let mut app = app();
+    select_prod(&mut app);
+    key(&mut app, KeyCode::Char('z'));
+    let long = "the payment provider's sandbox is down until they say otherwise; ".repeat(20);
+    typed(&mut app, &long);
+    let Some(sando_tui::app::Dialog::Reason { text, .. }) = &app.dialog else { panic!() };
+    assert_eq!(text.len(), 1024, "the daemon takes at most 1 KiB");
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    let end = format!("{}▏", &long[1024 - 40..1024]);
+    assert!(screen.contains(&end), "the end shows: {screen}");
+    key(&mut app, KeyCode::Enter);
+    let screen = lines(draw(&app, 80, 24).backend().buffer()).join("\n");
+    assert!(screen.contains("[y] yes") && screen.contains("Reason: the payment"), "{screen}");
+}
