@@ -387,6 +387,19 @@ fn bad_team_config_is_one_line_naming_file_and_key_and_nothing_starts() {
     );
     let error = check(&malformed);
     assert!(error.contains(": operators[0].token_sha256: must be 64 hex digits"), "{error}");
+    let window = write_config(
+        root.path(),
+        &project.dir,
+        "",
+        r#"freeze = [{ from = "Fri 16:00", to = "Monday 8am", tz = "Europe/Berlin" }]"#,
+        CONFIRM,
+        &team.operators,
+    );
+    let error = check(&window);
+    assert!(
+        error.contains(": tiers[0].freeze[0].to: \"Monday 8am\" is not a time of the week"),
+        "{error}"
+    );
     assert!(!root.path().join("data").exists(), "nothing was started");
 }
 
@@ -423,14 +436,16 @@ fn a_viewers_tui_reads_with_its_token_and_shows_no_action_keys() {
     let screen = viewer.wait("the viewer's TUI, live", Duration::from_secs(30), |s| {
         s.contains("● live") && s.contains("prod") && s.contains("? help")
     });
-    assert!(!screen.contains("c confirm") && !screen.contains("r re-run"), "{}", screen.text());
+    for key in ["c confirm", "r re-run", "z freeze", "B roll back"] {
+        assert!(!screen.contains(key), "{key}: {}", screen.text());
+    }
     viewer.keys(&["b"]);
     viewer.wait("a viewer's action refused", Duration::from_secs(10), |s| {
         s.contains("vic is a viewer: this token reads only")
     });
     let operator = tui("alice", &team.alice);
     operator.wait("the operator's TUI with its keys", Duration::from_secs(30), |s| {
-        s.contains("● live") && s.contains("c confirm")
+        s.contains("● live") && s.contains("c confirm") && s.contains("z freeze")
     });
     daemon.kill();
 }

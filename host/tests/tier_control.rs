@@ -19,9 +19,7 @@ async fn promoted(events: &Events, version: &str) {
 
 async fn tests_passed(events: &Events, version: &'static str) {
     let passed = gate_done("cargo_test", "passed");
-    events
-        .wait("cargo_test passed", WITHIN, move |e| passed(e) && e["version"] == version)
-        .await;
+    events.wait("cargo_test passed", WITHIN, move |e| passed(e) && e["version"] == version).await;
 }
 
 /// The tier's candidate, its gates passed, waits on a freeze by `by`.
