@@ -54,6 +54,18 @@ fn freeze_state(frozen: Frozen) -> FreezeState {
     }
 }
 
+/// A freeze made from the API, as the API shows it.
+fn manual_state(record: &FreezeRecord) -> FreezeState {
+    FreezeState {
+        source: FreezeSource::Manual { id: record.id },
+        tier: record.tier.clone(),
+        by: record.by.clone(),
+        reason: record.reason.clone(),
+        since: record.at,
+        until: record.until,
+    }
+}
+
 fn rollback_state(record: RollbackRecord) -> RollbackState {
     RollbackState {
         id: record.id,
@@ -115,14 +127,7 @@ pub(super) async fn freeze(
     tracing::info!(tier = ?tier, by, "frozen");
     daemon.bus.send(Event::FreezeChanged { tier: tier.clone(), frozen: true, by, reason });
     daemon.trigger(Trigger::Evaluate);
-    let state = freeze_state(plan::Frozen {
-        manual: Some(record.id),
-        tier: record.tier.clone(),
-        by: record.by.clone(),
-        reason: record.reason.clone(),
-        since: record.at,
-        until: record.until,
-    });
+    let state = manual_state(&record);
     let after = serde_json::to_value(&state).ok();
     audit(&daemon, &who, "freeze", scope(tier.as_ref()), None, after).await;
     Ok((StatusCode::CREATED, Json(state)))
@@ -155,14 +160,7 @@ pub(super) async fn lift(
         reason: record.reason.clone(),
     });
     daemon.trigger(Trigger::Evaluate);
-    let state = freeze_state(plan::Frozen {
-        manual: Some(record.id),
-        tier: record.tier.clone(),
-        by: record.by.clone(),
-        reason: record.reason.clone(),
-        since: record.at,
-        until: record.until,
-    });
+    let state = manual_state(&record);
     let before = serde_json::to_value(&state).ok();
     audit(&daemon, &who, "lift_freeze", scope(record.tier.as_ref()), before, None).await;
     Ok(Json(state))
@@ -173,16 +171,8 @@ pub(super) async fn freezes(
     State(daemon): State<Arc<Daemon>>,
 ) -> Result<Json<FreezesResponse>, ApiError> {
     let now = Utc::now();
-    let mut freezes: Vec<FreezeState> = daemon
-        .store
-        .freezes_in_force(now)
-        .await?
-        .iter()
-        .map(|f| {
-            let f = freeze_snap(f);
-            freeze_state(plan::frozen(std::slice::from_ref(&f), &[], now).expect("in force"))
-        })
-        .collect();
+    let mut freezes: Vec<FreezeState> =
+        daemon.store.freezes_in_force(now).await?.iter().map(manual_state).collect();
     for tier in &daemon.config.tiers {
         if let Some(frozen) = plan::frozen(&[], &tier.freeze, now) {
             freezes.push(FreezeState { tier: Some(tier.name.clone()), ..freeze_state(frozen) });
