@@ -26,6 +26,10 @@ impl OperatorName {
     }
 }
 
+/// Names the audit trail and freezes give to acts no person made: a
+/// rollback the `auto_rollback` policy asked for, a config `window`.
+const RESERVED_NAMES: [&str; 2] = ["auto_rollback", "window"];
+
 impl FromStr for OperatorName {
     type Err = String;
 
@@ -36,7 +40,11 @@ impl FromStr for OperatorName {
             && s.bytes().all(|b| {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
             });
-        if ok {
+        if RESERVED_NAMES.contains(&s) {
+            Err(format!(
+                "{s:?} names Sando's own acts in the audit trail; pick another operator name"
+            ))
+        } else if ok {
             Ok(OperatorName(s.to_owned()))
         } else {
             Err(format!(

@@ -71,6 +71,16 @@ async fn a_freeze_holds_the_promotion_while_gates_run_lifting_deploys_and_an_ove
         (status, body["error"].as_str()),
         (400, Some("reason: 1100 bytes; at most 1024 (1 KiB)"))
     );
+    let far = (Utc::now() + Minutes::days(400)).to_rfc3339();
+    let (status, body) = freeze(&team.alice, json!({"reason": "x", "until": far}));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("is more than a year away (leave it out to freeze until lifted)"),
+        "{body}"
+    );
     let (status, body) = freeze(&team.alice, json!({"tier": "prod", "reason": "release weekend"}));
     assert_eq!(status, 201, "{body}");
     let id = body["source"]["manual"]["id"].as_i64().unwrap();
@@ -89,7 +99,14 @@ async fn a_freeze_holds_the_promotion_while_gates_run_lifting_deploys_and_an_ove
     assert_eq!(events.count(|e| e["kind"] == "deploy_start"), 0);
     assert!(on_node(root.path()).is_empty());
 
-    let (status, body) = daemon.post(&format!("/api/freezes/{id}/lift"), Some(&team.bob), "");
+    // Only who froze it, or an admin, lifts a freeze.
+    let lift = format!("/api/freezes/{id}/lift");
+    let (status, body) = daemon.post(&lift, Some(&team.bob), "");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some(format!("freeze {id} is alice's: only they or an admin may lift it").as_str()))
+    );
+    let (status, body) = daemon.post(&lift, Some(&team.alice), "");
     assert_eq!(status, 200, "{body}");
     promoted(&events, "0.1.0").await;
     assert_eq!(on_node(root.path()), std::fs::read(artifact(&daemon, "0.1.0")).unwrap());
@@ -128,7 +145,7 @@ async fn a_freeze_holds_the_promotion_while_gates_run_lifting_deploys_and_an_ove
         pairs(&[
             ("alice", "freeze"),
             ("admin", "rebuild"),
-            ("bob", "lift_freeze"),
+            ("alice", "lift_freeze"),
             ("alice", "freeze"),
             ("admin", "rebuild"),
             ("admin", "override_freeze"),

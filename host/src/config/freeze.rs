@@ -77,18 +77,27 @@ impl FreezeWindow {
         let left = (to - minute).rem_euclid(MINUTES_A_WEEK);
         let gone = (minute - from).rem_euclid(MINUTES_A_WEEK);
         let start_of_minute = local.with_second(0).and_then(|t| t.with_nanosecond(0))?;
-        Some((
-            self.instant(start_of_minute - Duration::minutes(gone)),
-            self.instant(start_of_minute + Duration::minutes(left)),
-        ))
+        let start = self.instant(start_of_minute - Duration::minutes(gone), |at| at <= now);
+        let end = self.instant(start_of_minute + Duration::minutes(left), |at| at > now);
+        // A wall-clock end the clock change put behind us (an end in the
+        // repeated hour, read on its second pass): the window is over.
+        (end > now).then_some((start, end))
     }
 
-    /// The UTC instant of a wall-clock time in the window's zone; a time a
-    /// clock change skips counts from the first valid minute after it.
-    fn instant(&self, mut wall: NaiveDateTime) -> DateTime<Utc> {
+    /// The UTC instant of a wall-clock time in the window's zone: of a time
+    /// a clock change repeats, the earliest that `fits` (else the latest);
+    /// a time it skips counts from the first valid minute after it.
+    fn instant(
+        &self,
+        mut wall: NaiveDateTime,
+        fits: impl Fn(DateTime<Utc>) -> bool,
+    ) -> DateTime<Utc> {
         for _ in 0..180 {
-            if let Some(at) = self.tz.from_local_datetime(&wall).earliest() {
-                return at.with_timezone(&Utc);
+            let local = self.tz.from_local_datetime(&wall);
+            let (earliest, latest) = (local.earliest(), local.latest());
+            if let (Some(earliest), Some(latest)) = (earliest, latest) {
+                let earliest = earliest.with_timezone(&Utc);
+                return if fits(earliest) { earliest } else { latest.with_timezone(&Utc) };
             }
             wall += Duration::minutes(1);
         }
@@ -137,6 +146,17 @@ mod tests {
         // 2027-03-28: Berlin skips from 02:00 to 03:00 (UTC+1 to UTC+2).
         assert_eq!(w.holds_at(at("2027-03-28T00:30:00Z")), Some(at("2027-03-28T03:00:00Z")));
         assert_eq!(w.holds_at(at("2027-03-28T03:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_window_ending_in_the_repeated_hour_ends_after_now_and_never_in_the_past() {
+        // 2027-10-31: Berlin's 02:00-03:00 comes twice (CEST, then CET).
+        let w = window("Sat 22:00", "Sun 02:45", "Europe/Berlin");
+        // 02:10 CEST, the first pass: ends at 02:45 CEST.
+        assert_eq!(w.holds_at(at("2027-10-31T00:10:00Z")), Some(at("2027-10-31T00:45:00Z")));
+        // 02:10 CET, the second pass: 02:45 CET is still ahead.
+        assert_eq!(w.holds_at(at("2027-10-31T01:10:00Z")), Some(at("2027-10-31T01:45:00Z")));
+        assert_eq!(w.holds_at(at("2027-10-31T01:45:00Z")), None);
     }
 
     #[test]

@@ -474,11 +474,10 @@ fn wave_step(wave: &[NodeDeploy], retry: &Retry, now: DateTime<Utc>) -> WaveStep
 /// no freeze holds it. True when the tier has one.
 fn plan_rollback(tier: &TierSnap, now: DateTime<Utc>, actions: &mut Vec<Action>) -> bool {
     let Some(rollback) = &tier.rollback else { return false };
-    if let Some(busy) = &tier.busy {
-        // A gate of a candidate can wait; a deploy in flight is finished.
-        if let Some(run) = busy.run {
-            actions.push(Action::Cancel { run, by: format!("rollback to {}", rollback.to) });
-        }
+    if tier.busy.is_some() {
+        // Whatever the tier's worker does ends first: a deploy in flight is
+        // finished, and a gate of the candidate is not cancelled (a
+        // cancelled run is never retried, which would strand the candidate).
         return true;
     }
     match wave_step(&rollback.deploys, &tier.deploy_retry, now) {
@@ -522,8 +521,11 @@ fn plan_deploys(
         match wave_step(wave, &tier.deploy_retry, now) {
             WaveStep::Done => continue,
             WaveStep::Deploy(nodes) => {
-                // A freeze holds each new wave; what is deployed stays.
-                if !candidate.overridden
+                // A freeze holds each new wave; a wave under way (a retry, a
+                // node interrupted mid-deploy) finishes.
+                let new_wave = wave.iter().all(|n| n.latest.is_none());
+                if new_wave
+                    && !candidate.overridden
                     && let Some(frozen) = frozen(&tier.freezes, &tier.windows, now)
                 {
                     actions.extend(frozen.until.map(Action::WakeAt));
@@ -1685,14 +1687,32 @@ mod tests {
                 expected: vec![rollback_deploy(&["p1", "p2"])],
             },
             Case {
-                name: "a rollback cancels the candidate's gate in flight",
+                name: "a rollback waits for the candidate's gate in flight, and nothing else starts",
                 snapshot: snapshot(vec![TierSnap {
                     busy: Some(Busy { version: v("0.3.0"), run: Some(run_id(9)) }),
                     rollback: Some(rollback_snap(nodes(&["p1"]))),
                     ..ready("prod", "0.3.0")
                 }]),
                 now: t(0),
-                expected: vec![Action::Cancel { run: run_id(9), by: "rollback to 0.1.0".into() }],
+                expected: vec![],
+            },
+            Case {
+                name: "a freeze does not stop a wave under way: an interrupted node is deployed again",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(None)],
+                    candidate: ready("prod", "0.2.0").candidate.map(|mut c| {
+                        c.deploys[0] = deployed("p1", Some(DeployOutcome::Ok), 1);
+                        c.deploys[1] = deployed(
+                            "p2",
+                            Some(DeployOutcome::Failed { failure: DeployFailure::Interrupted }),
+                            1,
+                        );
+                        c
+                    }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![deploy("prod", "0.2.0", &["p2"])],
             },
             Case {
                 name: "every node back on the old version settles the rollback as done",

@@ -78,10 +78,25 @@ pub async fn sweep(daemon: &Arc<Daemon>, dry_run: bool) -> Result<Sweep, StoreEr
     let versions = daemon.store.versions_with_files().await?;
     let backups = daemon.store.backups_on_disk().await?;
     let mut needed = daemon.store.versions_in_use().await?;
-    // What a rollback may deploy: the last versions promoted to each tier.
+    // What a rollback may deploy: the one under way, and the last versions
+    // promoted to each tier that a rollback may still go to.
+    let rollbacks = daemon.store.rollbacks().await?;
+    for rollback in &rollbacks {
+        if rollback.progress == crate::domain::RollbackProgress::Pending {
+            needed.insert(rollback.to.clone());
+        }
+    }
     for tier in &daemon.config.tiers {
+        let barred: Vec<&Version> =
+            rollbacks.iter().filter(|r| r.tier == tier.name).map(|r| &r.from).collect();
         let arrivals = daemon.store.arrivals(&tier.name).await?;
-        needed.extend(arrivals.into_iter().take(policy.keep_promoted()).map(|(v, _)| v));
+        needed.extend(
+            arrivals
+                .into_iter()
+                .map(|(v, _)| v)
+                .filter(|v| !barred.contains(&v))
+                .take(policy.keep_promoted()),
+        );
     }
     let mut sweep = plan(policy, &versions, &needed, &backups, Utc::now());
     if let (Some(cap), Some(cache)) =

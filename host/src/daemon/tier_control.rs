@@ -116,10 +116,15 @@ pub(super) async fn freeze(
     };
     let reason = reason_line(&request.reason, "say why the tier is frozen")?;
     let now = Utc::now();
-    if let Some(until) = request.until
-        && until <= now
-    {
-        return Err(ApiError::BadRequest(format!("until: {until} is not in the future")));
+    if let Some(until) = request.until {
+        if until <= now {
+            return Err(ApiError::BadRequest(format!("until: {until} is not in the future")));
+        }
+        if until > now + chrono::Duration::days(366) {
+            return Err(ApiError::BadRequest(format!(
+                "until: {until} is more than a year away (leave it out to freeze until lifted)"
+            )));
+        }
     }
     let by = who.name.to_string();
     let record =
@@ -149,7 +154,20 @@ pub(super) async fn lift(
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::BadRequest(format!("{id:?} is not a freeze id")))?;
     let by = who.name.to_string();
-    let Some(record) = daemon.store.lift_freeze(id, &by, Utc::now()).await? else {
+    let now = Utc::now();
+    let in_force = daemon.store.freezes_in_force(now).await?.into_iter().find(|f| f.id == id);
+    let Some(freeze) = in_force else {
+        return Err(ApiError::NotFound(format!("freeze {id} is not in force")));
+    };
+    // Else an operator could undo an admin's freeze, which only an admin's
+    // override may get past.
+    if freeze.by != by && who.role < crate::identity::Role::Admin {
+        return Err(ApiError::Forbidden(format!(
+            "freeze {id} is {}'s: only they or an admin may lift it",
+            freeze.by
+        )));
+    }
+    let Some(record) = daemon.store.lift_freeze(id, &by, now).await? else {
         return Err(ApiError::NotFound(format!("freeze {id} is not in force")));
     };
     tracing::info!(freeze = id, by, "freeze lifted");
@@ -256,7 +274,14 @@ pub(super) async fn rollback(
         at: Utc::now(),
     };
     let Some(record) = daemon.store.insert_rollback(&new).await? else {
-        return Err(ApiError::Conflict(format!("a rollback of {} is under way", tier.name)));
+        let pending =
+            daemon.store.rollbacks().await?.into_iter().any(|r| {
+                r.tier == tier.name && r.progress == crate::domain::RollbackProgress::Pending
+            });
+        return Err(ApiError::Conflict(match pending {
+            true => format!("a rollback of {} is under way", tier.name),
+            false => format!("{} no longer runs {from}: nothing was rolled back", tier.name),
+        }));
     };
     started(&daemon, &record);
     let state = rollback_state(record);
@@ -324,14 +349,7 @@ async fn rollback_target(
             ApiError::Conflict(format!("{tier} runs no version yet: nothing to roll back"))
         })?;
     let arrivals = daemon.store.arrivals(tier).await?;
-    let rolled_back: Vec<Version> = daemon
-        .store
-        .rollbacks()
-        .await?
-        .into_iter()
-        .filter(|r| &r.tier == tier)
-        .map(|r| r.from)
-        .collect();
+    let rolled_back = barred(daemon, tier).await?;
     let to = match to {
         Some(to) if *to == current => {
             return Err(ApiError::Conflict(format!("{tier} already runs {to}")));
@@ -350,6 +368,21 @@ async fn rollback_target(
         })?,
     };
     Ok((current, to))
+}
+
+/// The versions that may never enter `tier` again: those rolled back from
+/// it or from a tier before it (the planner's rule).
+async fn barred(daemon: &Daemon, tier: &TierId) -> Result<Vec<Version>, ApiError> {
+    let position = |name: &TierId| daemon.config.tiers.iter().position(|t| &t.name == name);
+    let upto = position(tier);
+    Ok(daemon
+        .store
+        .rollbacks()
+        .await?
+        .into_iter()
+        .filter(|r| position(&r.tier).is_some_and(|p| upto.is_some_and(|u| p <= u)))
+        .map(|r| r.from)
+        .collect())
 }
 
 /// The version that arrived before `current`, skipping those rolled back from.
@@ -435,7 +468,7 @@ pub(crate) async fn view(
         daemon.store.rollbacks().await?.into_iter().filter(|r| r.tier == tier.name).collect();
     let rollback_to = match current {
         Some(current) => {
-            let rolled_back: Vec<Version> = rollbacks.iter().map(|r| r.from.clone()).collect();
+            let rolled_back = barred(daemon, &tier.name).await?;
             previous(&daemon.store.arrivals(&tier.name).await?, current, &rolled_back)
         }
         None => None,

@@ -912,13 +912,15 @@ impl SqliteStore {
     pub async fn plan_deploys(&self, tier: &TierId, version: &Version) -> Result<Vec<PlanDeploy>> {
         Ok(sqlx::query_as!(
             PlanDeploy,
-            r#"SELECT d.node AS "node!: NodeId", d.outcome_json AS "outcome!: DeployOutcome",
+            r#"WITH reset AS (SELECT COALESCE(MAX(id), 0) AS id FROM deploys
+                              WHERE tier = ?1 AND rollback_id IS NOT NULL),
+                    mine AS (SELECT * FROM deploys
+                             WHERE tier = ?1 AND version = ?2 AND rollback_id IS NULL
+                               AND id > (SELECT id FROM reset))
+               SELECT d.node AS "node!: NodeId", d.outcome_json AS "outcome!: DeployOutcome",
                       d.finished_at AS "finished_at: DateTime<Utc>",
-                      (SELECT COUNT(*) FROM deploys c WHERE c.tier = d.tier AND c.version = d.version AND c.node = d.node
-                                                    AND c.rollback_id IS NULL)
-                          AS "attempts!: i64"
-               FROM deploys d
-               WHERE d.id IN (SELECT MAX(id) FROM deploys WHERE tier = ?1 AND version = ?2 AND rollback_id IS NULL GROUP BY node)"#,
+                      (SELECT COUNT(*) FROM mine c WHERE c.node = d.node) AS "attempts!: i64"
+               FROM mine d WHERE d.id IN (SELECT MAX(id) FROM mine GROUP BY node)"#,
             tier,
             version
         )

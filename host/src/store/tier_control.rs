@@ -180,12 +180,15 @@ impl SqliteStore {
         Ok(rows.into_iter().map(|r| (r.version, r.at)).collect())
     }
 
-    /// Asks for a rollback; `None` when the tier has one pending already.
+    /// Asks for a rollback; `None` when the tier has one pending already,
+    /// or `from` is neither its current version nor its candidate any more
+    /// (checked in the same statement).
     pub async fn insert_rollback(&self, new: &NewRollback<'_>) -> Result<Option<RollbackRecord>> {
         let pending = progress_text(RollbackProgress::Pending);
         let id = sqlx::query_scalar!(
             r#"INSERT INTO rollbacks (tier, from_version, to_version, requested_by, reason, requested_at, progress)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+               SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+               WHERE EXISTS (SELECT 1 FROM tiers WHERE name = ?1 AND (current_version = ?2 OR candidate_version = ?2))
                ON CONFLICT (tier) WHERE progress = 'pending' DO NOTHING
                RETURNING id AS "id!""#,
             new.tier,

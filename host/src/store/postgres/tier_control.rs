@@ -121,7 +121,8 @@ impl PgStore {
         let mut tx = self.write().await?;
         let id = sqlx::query_scalar!(
             r#"INSERT INTO rollbacks (tier, from_version, to_version, requested_by, reason, requested_at, progress)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::text
+               WHERE EXISTS (SELECT 1 FROM tiers WHERE name = $1 AND (current_version = $2 OR candidate_version = $2))
                ON CONFLICT (tier) WHERE progress = 'pending' DO NOTHING
                RETURNING id"#,
             new.tier as &TierId,
