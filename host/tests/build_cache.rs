@@ -120,6 +120,9 @@ fn setup(root: &Path) -> (Project, PathBuf) {
     (project, config)
 }
 
+/// A way in: its name, the version, and the files it commits.
+type Way = (&'static str, &'static str, Vec<(&'static str, String)>);
+
 fn promoted(version: &'static str) -> impl Fn(&Value) -> bool {
     move |e| e["kind"] == "promoted" && e["tier"] == "staging" && e["version"] == version
 }
@@ -318,7 +321,7 @@ async fn versions_that_poison_the_cache_change_nothing_another_version_builds() 
         "extern crate proc_macro;\n{POISON}\n#[proc_macro]\npub fn poison(_: proc_macro::TokenStream) -> proc_macro::TokenStream {{ poison_all(); proc_macro::TokenStream::new() }}\n"
     );
     let macro_manifest = "[package]\nname = \"poison_macro\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\nproc-macro = true\n".to_owned();
-    let ways: [(&str, &'static str, Vec<(&str, String)>); 3] = [
+    let ways: [Way; 3] = [
         (
             "build script",
             "0.2.0",

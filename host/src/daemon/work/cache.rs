@@ -136,10 +136,18 @@ impl BuildCache {
             std::fs::create_dir_all(cache.view())?;
             std::fs::create_dir_all(dir.join("upper"))?;
             std::fs::create_dir_all(dir.join("work"))?;
-            match run_as {
-                Some(user) => user.own(&dir.join("upper")),
-                None => Ok(()),
+            let Some(user) = run_as else { return Ok(()) };
+            user.own(&dir.join("upper"))?;
+            // The view's directories are the base's where the version has
+            // not written: the user must own them to build in them. What a
+            // feed moves in is the user's already; a base made for another
+            // user (or none) is handed over whole, once.
+            let target = cache.layer().join("target");
+            let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(&target)?);
+            if owner != user.uid() {
+                user.own(&cache.layer())?;
             }
+            Ok(())
         })
         .await
         .map_err(std::io::Error::other)?
