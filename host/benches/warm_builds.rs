@@ -175,7 +175,13 @@ async fn push_to_verdict(
             .expect("the event stream stays open")
             .unwrap();
         let Ok(text) = frame.into_text() else { continue };
-        let envelope: Value = serde_json::from_str(&text).unwrap();
+        // A frame may hold a log chunk's text after its envelope: only the
+        // first JSON value is the envelope.
+        let Some(Ok(envelope)) =
+            serde_json::Deserializer::from_str(&text).into_iter::<Value>().next()
+        else {
+            continue;
+        };
         let event = &envelope["event"];
         if event["kind"] == "build_done" && event["outcome"]["kind"] == "failed" {
             panic!("the build failed: {event}");

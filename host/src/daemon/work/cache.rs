@@ -17,6 +17,7 @@
 //! leaves a marker: the next daemon to take office drops the base (cargo
 //! then rebuilds from nothing) rather than trust a half-moved layer.
 
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use crate::daemon::shared::Daemon;
@@ -229,8 +230,23 @@ async fn feed(daemon: &Daemon, version: &Version, _held: tokio::sync::OwnedRwLoc
         Ok(Some(row)) => row.git_sha,
         _ => return,
     };
+    let manifest = daemon.work_dir().join("worktrees").join(sha.as_str()).join("Cargo.toml");
     let (c, v, s) = (cache.clone(), version.clone(), sha.clone());
-    let fed = tokio::task::spawn_blocking(move || feed_blocking(&c, &s, &v)).await;
+    let fed = tokio::task::spawn_blocking(move || {
+        let Some((fed, brought)) = feed_blocking(&c, &s, &v)? else { return Ok(None) };
+        // The project's own compiled units from earlier versions (each
+        // version's number is in its units' hashes) are nobody's to build
+        // on any more: without this, every version would add its crate's
+        // whole output to the base. Removing a unit is always safe: cargo
+        // rebuilds what is missing.
+        if let Some(name) = package_name(&manifest) {
+            for unit in superseded(&units(&c.base_target()), &name, &brought) {
+                unit.remove();
+            }
+        }
+        Ok::<_, std::io::Error>(Some(fed))
+    })
+    .await;
     match fed {
         Ok(Ok(Some(fed))) => tracing::info!(
             %version, %sha, entries = fed.entries, removed = fed.removed,
@@ -245,15 +261,47 @@ async fn feed(daemon: &Daemon, version: &Version, _held: tokio::sync::OwnedRwLoc
     }
 }
 
+/// The `[package] name` of a version's manifest.
+fn package_name(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    table.get("package")?.get("name")?.as_str().map(str::to_owned)
+}
+
+/// The base's units of package `name` (`<profile>/<name>-<hash>`, the name
+/// also with `_` for `-` as rustc writes it) that the feed did not bring.
+fn superseded<'a>(
+    units: &'a [CacheUnit],
+    name: &str,
+    brought: &HashSet<String>,
+) -> Vec<&'a CacheUnit> {
+    let names = [format!("{name}-"), format!("{}-", name.replace('-', "_"))];
+    units
+        .iter()
+        .filter(|u| !brought.contains(&u.name))
+        .filter(|u| {
+            let key = u.name.split_once('/').map_or(u.name.as_str(), |(_, k)| k);
+            names.iter().any(|n| {
+                key.strip_prefix(n.as_str())
+                    .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
+        })
+        .collect()
+}
+
+/// Moves the version's layer into the base; with what it moved, and the
+/// compiled units it brought (as [`units`] names them).
 fn feed_blocking(
     cache: &BuildCache,
     sha: &GitSha,
     version: &Version,
-) -> std::io::Result<Option<Fed>> {
+) -> std::io::Result<Option<(Fed, HashSet<String>)>> {
     let upper = cache.version_dir(sha).join("upper");
     if !upper.is_dir() {
         return Ok(None);
     }
+    let brought: HashSet<String> =
+        units(&upper.join("target")).into_iter().map(|u| u.name).collect();
     if cache.feeding_marker().exists() {
         drop_base(cache);
     }
@@ -268,7 +316,7 @@ fn feed_blocking(
     sync_dir(&cache.root.join("base"))?;
     std::fs::remove_file(cache.feeding_marker())?;
     cache.forget(sha);
-    Ok(Some(fed))
+    Ok(Some((fed, brought)))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -535,6 +583,21 @@ mod tests {
         assert_eq!(over_cap(&units, 90), vec![1]);
         assert_eq!(over_cap(&units, 40), vec![1, 2]);
         assert_eq!(over_cap(&units, 0), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn a_feed_supersedes_only_the_projects_own_older_units() {
+        let units = [
+            unit("release/warm_service-1a2b", 1, 1),
+            unit("release/warm_service-3c4d", 1, 1),
+            unit("debug/warm-service-5e6f", 1, 1),
+            unit("release/warm_service_extra-77", 1, 1),
+            unit("release/serde-99", 1, 1),
+        ];
+        let brought: HashSet<String> = ["release/warm_service-3c4d".to_owned()].into();
+        let gone: Vec<&str> =
+            superseded(&units, "warm-service", &brought).iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(gone, ["release/warm_service-1a2b", "debug/warm-service-5e6f"]);
     }
 
     #[test]
