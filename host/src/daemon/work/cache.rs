@@ -232,21 +232,9 @@ async fn feed(daemon: &Daemon, version: &Version, _held: tokio::sync::OwnedRwLoc
     };
     let manifest = daemon.work_dir().join("worktrees").join(sha.as_str()).join("Cargo.toml");
     let (c, v, s) = (cache.clone(), version.clone(), sha.clone());
-    let fed = tokio::task::spawn_blocking(move || {
-        let Some((fed, brought)) = feed_blocking(&c, &s, &v)? else { return Ok(None) };
-        // The project's own compiled units from earlier versions (each
-        // version's number is in its units' hashes) are nobody's to build
-        // on any more: without this, every version would add its crate's
-        // whole output to the base. Removing a unit is always safe: cargo
-        // rebuilds what is missing.
-        if let Some(name) = package_name(&manifest) {
-            for unit in superseded(&units(&c.base_target()), &name, &brought) {
-                unit.remove();
-            }
-        }
-        Ok::<_, std::io::Error>(Some(fed))
-    })
-    .await;
+    let package = package_name(&manifest);
+    let fed =
+        tokio::task::spawn_blocking(move || feed_blocking(&c, &s, &v, package.as_deref())).await;
     match fed {
         Ok(Ok(Some(fed))) => tracing::info!(
             %version, %sha, entries = fed.entries, removed = fed.removed,
@@ -289,13 +277,18 @@ fn superseded<'a>(
         .collect()
 }
 
-/// Moves the version's layer into the base; with what it moved, and the
-/// compiled units it brought (as [`units`] names them).
+/// Moves the version's layer into the base, then removes the base's units
+/// of `package` it did not bring: the project's own compiled units from
+/// earlier versions (each version's number is in its units' hashes) are
+/// nobody's to build on any more, and without this every version would add
+/// its crate's whole output to the base. Removing a unit is always safe:
+/// cargo rebuilds what is missing. `fed-by` is written last.
 fn feed_blocking(
     cache: &BuildCache,
     sha: &GitSha,
     version: &Version,
-) -> std::io::Result<Option<(Fed, HashSet<String>)>> {
+    package: Option<&str>,
+) -> std::io::Result<Option<Fed>> {
     let upper = cache.version_dir(sha).join("upper");
     if !upper.is_dir() {
         return Ok(None);
@@ -312,11 +305,16 @@ fn feed_blocking(
     sync_dir(&cache.root.join("base"))?;
     let mut fed = Fed::default();
     merge(&upper, &cache.layer(), &mut fed)?;
+    if let Some(name) = package {
+        for unit in superseded(&units(&cache.base_target()), name, &brought) {
+            unit.remove();
+        }
+    }
     std::fs::write(cache.fed_by_file(), format!("{version} {sha}\n"))?;
     sync_dir(&cache.root.join("base"))?;
     std::fs::remove_file(cache.feeding_marker())?;
     cache.forget(sha);
-    Ok(Some((fed, brought)))
+    Ok(Some(fed))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
