@@ -286,8 +286,9 @@ pub struct Project {
     pub secret_env: Vec<String>,
     /// Whether the build may reach the network (else only a private loopback).
     pub network: bool,
-    /// Whether versions share one cargo target directory and a Sando-owned
-    /// `CARGO_HOME` (`build_cache`), so a push builds incrementally.
+    /// Whether versions build and test on copy-on-write views of one trusted
+    /// cargo target directory and Sando-owned `CARGO_HOME` (`build_cache`,
+    /// on by default), so a push builds incrementally.
     pub build_cache: bool,
 }
 
@@ -611,8 +612,13 @@ struct RawProject {
     secret_env: Vec<Spanned<String>>,
     #[serde(default)]
     network: bool,
-    #[serde(default)]
+    #[serde(default = "on")]
     build_cache: bool,
+}
+
+/// The build cache is on unless the config turns it off.
+fn on() -> bool {
+    true
 }
 
 #[derive(Deserialize)]

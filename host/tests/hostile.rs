@@ -186,7 +186,20 @@ kind = "manual_confirm"
         Some(user) => sando::run_as::RunAs::lookup(user).unwrap().uid(),
     };
     assert!(log.contains(&format!("running as uid {uid}\n")), "{log}");
-    let target = work.join("worktrees").join(&sha).join("target");
+    // Its build's outputs: in its work tree on Slurm (no build cache
+    // there), else in the build cache, whose base its promotion fed.
+    let target = match on_slurm {
+        true => work.join("worktrees").join(&sha).join("target"),
+        false => {
+            let fed = work.join("cache/base/fed-by");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !std::fs::read_to_string(&fed).is_ok_and(|f| f.starts_with("0.1.0 ")) {
+                assert!(Instant::now() < deadline, "0.1.0 did not feed the build cache");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            work.join("cache/base/layer/target/debug")
+        }
+    };
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&target).unwrap()), uid);
 
     // Nothing was changed, and what was deployed is what was built.

@@ -172,6 +172,13 @@ pub struct BuildSummary {
     pub duration_ms: Option<i64>,
     /// How long the finished build before it took.
     pub previous_duration_ms: Option<i64>,
+    /// Whether it built on a build cache some version had fed (`false`: on
+    /// an empty one); `null` when it ran without the cache.
+    #[serde(default)]
+    pub warm: Option<bool>,
+    /// The version that last fed the build cache's base it built on.
+    #[serde(default)]
+    pub cache_from: Option<Version>,
 }
 
 /// How a tier deploys to its nodes.

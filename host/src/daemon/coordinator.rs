@@ -252,6 +252,13 @@ async fn dispatch(
             let replaced =
                 daemon.store.promote_to(&tier, &version, next.as_ref(), Utc::now()).await?;
             tracing::info!(%tier, %version, "promoted");
+            // Promoted out of the first tier: the version earned a place in
+            // the build cache's base. Its feed queues for the cache's write
+            // lock before anyone hears of the promotion, so a build asked for
+            // after it builds on what it fed.
+            if daemon.config.tiers.first().is_some_and(|t| t.name == tier) {
+                work::cache::start_feed(daemon, &version);
+            }
             daemon.bus.send(Event::Promoted { tier, version: version.clone() });
             if let (Some(next), Some(previous)) = (next, replaced) {
                 daemon.bus.send(Event::Superseded { tier: next, version: previous, by: version });

@@ -291,7 +291,7 @@ async fn start(
         warnings,
         event_clients: Arc::new(tokio::sync::Semaphore::new(max_event_clients)),
         secrets,
-        cache_lock: tokio::sync::Mutex::new(()),
+        cache_lock: Arc::new(tokio::sync::RwLock::new(())),
         notify,
         public_url,
     });
@@ -325,6 +325,11 @@ async fn take_office(daemon: &Daemon) -> Result<(), StartError> {
         tracing::warn!(
             "{interrupted} gate runs were interrupted by the last shutdown; their retry policy runs them again"
         );
+    }
+    // The build cache of the old layout, or a base whose feed was cut short.
+    work::cache::recover(&daemon.work_dir());
+    if let Some(why) = work::cache::unavailable(daemon) {
+        tracing::warn!("{why}");
     }
     // Work trees a killed build left half-made are made again.
     if let Ok(entries) = std::fs::read_dir(daemon.work_dir().join("worktrees")) {

@@ -102,9 +102,10 @@ pub async fn sweep(daemon: &Arc<Daemon>, dry_run: bool) -> Result<Sweep, StoreEr
     if let (Some(cap), Some(cache)) =
         (policy.cache_max_bytes, super::work::cache::BuildCache::of(daemon))
     {
-        // Nothing builds or tests while the cache is trimmed.
-        let _held = daemon.cache_lock.lock().await;
-        let target = cache.target();
+        // The base is trimmed (never a version's own layer): no view of it
+        // is mounted meanwhile.
+        let _held = daemon.cache_lock.write().await;
+        let target = cache.base_target();
         let trimmed = tokio::task::spawn_blocking(move || {
             let units = super::work::cache::units(&target);
             let oldest = super::work::cache::over_cap(&units, cap);
@@ -131,7 +132,10 @@ pub async fn sweep(daemon: &Arc<Daemon>, dry_run: bool) -> Result<Sweep, StoreEr
         let Some(row) = daemon.store.version(version).await? else { continue };
         // Files first, then rows: a kill in between leaves the version
         // unswept, and the next sweep removes what is left and marks it.
+        // A version's layer of the build cache goes with its tree: never
+        // fed (it was not promoted), it is nobody's to build on.
         let gone = [
+            super::work::cache::BuildCache::at(&work).version_dir(&row.git_sha),
             work.join("worktrees").join(row.git_sha.as_str()),
             work.join("artifacts").join(version.to_string()),
             data.join("logs").join(version.to_string()),

@@ -46,9 +46,10 @@ pub struct Daemon {
     /// `project.secret_env`, read at start: given to the build, gate
     /// processes and deploys, masked in what they print.
     pub(crate) secrets: Arc<crate::executor::Secrets>,
-    /// Held by whatever uses the shared build cache (a build, a cargo_test
-    /// gate), so two versions' code never touch it at once.
-    pub(crate) cache_lock: tokio::sync::Mutex<()>,
+    /// The build cache's base: read-held by whatever has a version's view
+    /// of it mounted (a build, a `cargo_test` gate), write-held by what
+    /// changes it (a feed, the size trim).
+    pub(crate) cache_lock: Arc<tokio::sync::RwLock<()>>,
     /// `[[notify]]` targets, their secrets read at start.
     pub(crate) notify: Vec<Arc<super::notify::Target>>,
     /// Where this daemon is reached (`[store] advertise`, else its listen

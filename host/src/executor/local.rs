@@ -55,6 +55,9 @@ pub struct LocalExecutor {
     /// The `sando` binary, run as the last step inside bubblewrap so a
     /// failed exec is known as one ([`exec_shim`]).
     exec_shim: Option<PathBuf>,
+    /// Whether this process may mount: it can make a mount namespace of
+    /// its own and the kernel has overlayfs (a daemon run as root).
+    can_mount: bool,
 }
 
 impl LocalExecutor {
@@ -77,7 +80,8 @@ impl LocalExecutor {
             Some(bwrap) => Containment::PidNamespace { bwrap },
             None => Containment::ProcessGroup,
         };
-        LocalExecutor { containment, grace, isolate: true, owner: None, exec_shim: None }
+        let can_mount = matches!(containment, Containment::PidNamespace { .. }) && can_mount();
+        LocalExecutor { containment, grace, isolate: true, owner: None, exec_shim: None, can_mount }
     }
 
     /// Starts every program under bubblewrap through `shim` (this `sando`
@@ -165,6 +169,30 @@ impl LocalExecutor {
         self.exec_shim.is_some() && self.contains_trees()
     }
 
+    /// The spec's overlays, as the C strings `mount_overlays` needs (made
+    /// before the fork: the child allocates nothing). An overlay asked of
+    /// an executor that cannot mount one is refused (`EPERM`): the daemon
+    /// asks only when [`Executor::overlays`] says yes.
+    fn overlay_mounts(&self, spec: &ProcessSpec) -> Result<Vec<OverlayMount>, i32> {
+        let Some(isolation) = spec.isolation.as_ref().filter(|_| self.isolate) else {
+            return Ok(Vec::new());
+        };
+        let c = |s: &[u8]| std::ffi::CString::new(s).map_err(|_| libc::EINVAL);
+        let mut mounts = Vec::new();
+        for mount in &isolation.mounts {
+            let Some(layers) = &mount.layers else { continue };
+            if !self.overlays() {
+                return Err(libc::EPERM);
+            }
+            use std::os::unix::ffi::OsStrExt as _;
+            mounts.push(OverlayMount {
+                target: c(mount.path.as_os_str().as_bytes())?,
+                options: c(layers.options().as_bytes())?,
+            });
+        }
+        Ok(mounts)
+    }
+
     pub(super) async fn start(&self, spec: &ProcessSpec) -> Result<Started, i32> {
         let program = resolve(&spec.program, spec.cwd.as_deref())?;
         // Written by the shim, read once the process ended.
@@ -202,12 +230,19 @@ impl LocalExecutor {
         command.stdin(Stdio::from(lifeline_in));
         let daemon = std::process::id() as libc::pid_t;
         let report_fd = report.as_ref().map(|(_, writer)| writer.as_raw_fd());
+        let overlays = self.overlay_mounts(spec)?;
         // SAFETY: the closure runs in the forked child of a multi-threaded
         // process, so it calls only async-signal-safe system calls and
         // allocates nothing (see `supervise_or_become_child`).
         unsafe {
             command.pre_exec(move || {
                 supervise_or_become_child(daemon)?;
+                // Before bubblewrap, in a mount namespace of the program's
+                // own: the overlay is never seen outside it, and goes when
+                // the program's tree does.
+                if !overlays.is_empty() {
+                    mount_overlays(&overlays)?;
+                }
                 // The shim's report pipe goes through bubblewrap to the shim,
                 // which closes it on exec.
                 if let Some(fd) = report_fd
@@ -417,6 +452,10 @@ impl Executor for LocalExecutor {
         self.isolate && self.contains_trees()
     }
 
+    fn overlays(&self) -> bool {
+        self.isolates() && self.can_mount
+    }
+
     /// Ends the sandboxes a previous daemon of the same owner left behind:
     /// orphans (adopted by init) whose command line carries the owner's mark.
     /// A child's parent-death signal normally ends them with the daemon; this
@@ -468,6 +507,75 @@ fn namespace_args() -> [&'static str; 8] {
         "/proc",
         "--new-session",
     ]
+}
+
+/// An overlay to mount in the child, before bubblewrap.
+struct OverlayMount {
+    target: std::ffi::CString,
+    options: std::ffi::CString,
+}
+
+/// A private mount namespace for this process: what it mounts is seen by it
+/// and its children only, and goes with them.
+///
+/// # Safety
+/// Only in a forked, not exec'd, child: system calls only.
+unsafe fn private_mounts() -> std::io::Result<()> {
+    // SAFETY: plain system calls on this process's own namespace.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0
+            || libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// In the forked child: a private mount namespace, then each overlay.
+/// Async-signal-safe system calls only, on strings made before the fork.
+fn mount_overlays(mounts: &[OverlayMount]) -> std::io::Result<()> {
+    // SAFETY: system calls on this (forked) process's own namespace, with
+    // NUL-terminated strings that outlive them.
+    unsafe {
+        private_mounts()?;
+        for m in mounts {
+            if libc::mount(
+                c"overlay".as_ptr(),
+                m.target.as_ptr(),
+                c"overlay".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                m.options.as_ptr().cast(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether this process can make a mount namespace (a daemon run as root)
+/// and the kernel has overlayfs: tried once, in a child that does only that.
+fn can_mount() -> bool {
+    let overlayfs = std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|f| f.lines().any(|l| l.split_whitespace().last() == Some("overlay")));
+    if !overlayfs {
+        return false;
+    }
+    let mut probe = std::process::Command::new("/bin/sh");
+    probe.args(["-c", "exit 0"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: only system calls between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut probe, || private_mounts());
+    }
+    probe.status().is_ok_and(|s| s.success())
 }
 
 /// Finds the program as `execvp` would, so a missing one is a typed spawn

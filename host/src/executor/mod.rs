@@ -44,7 +44,7 @@ pub(crate) use local::resolve;
 pub use pipes::READ_SIZE;
 pub use secrets::{SHORTEST_SECRET, Secrets, redact};
 pub use slurm::{SlurmError, SlurmExecutor};
-pub use workspace::{Mount, Mounted};
+pub use workspace::{Layers, Mount, Mounted};
 
 /// How much of each stream is kept for the classifier: the end of a tool's
 /// output is where its verdict is (libtest's and nextest's summaries, cargo's
@@ -163,6 +163,13 @@ pub trait Executor: Send + Sync {
     /// here runs sandboxed. No default: each executor says so itself, and
     /// the daemon warns (or refuses to start) when it does not.
     fn isolates(&self) -> bool;
+
+    /// Whether a sandbox here can be given an overlay mount
+    /// ([`Mount::overlay`]): the build cache's copy-on-write view. By default
+    /// no, and the daemon then builds each version cold in its own tree.
+    fn overlays(&self) -> bool {
+        false
+    }
 
     /// Ends what a previous daemon started here and left running (a crash
     /// between a fork and a parent-death signal), but for the jobs named in

@@ -433,6 +433,20 @@ impl SlurmExecutor {
         if let Some(why) = cwd.chain(mounts).find_map(|m| m.unseen_outside(&self.shared)) {
             return finish(ProcessEnd::StillRunning, Ended::Lost(why), Vec::new(), Vec::new());
         }
+        // A job's sandbox is made on its node by bubblewrap alone, which
+        // (0.8) cannot mount an overlay: binding the overlay's mount point
+        // as a plain directory would let the job write what the view
+        // protects. The daemon does not ask (`overlays` is false).
+        let overlay =
+            spec.isolation.iter().flat_map(|i| i.mounts.iter()).find(|m| m.layers.is_some());
+        if let Some(m) = overlay {
+            let why = format!(
+                "the slurm executor cannot mount the {} overlay at {}",
+                m.what.name(),
+                m.path.display()
+            );
+            return finish(ProcessEnd::StillRunning, Ended::Lost(why), Vec::new(), Vec::new());
+        }
         let dir = self.jobs.join(unique_name());
         let script = match self.prepare(&spec, &program, &dir) {
             Ok(script) => script,

@@ -1,4 +1,4 @@
-//! What a sandboxed process is given beyond a read-only root, each by name (`Mount`): its work tree, the artifact, the restored backup, a scratch directory, the shared build cache. Each executor resolves them: locally as bubblewrap binds; on Slurm the same, once it has checked a node can see them.
+//! What a sandboxed process is given beyond a read-only root, each by name (`Mount`): its work tree, the artifact, the restored backup, a scratch directory, the build cache's copy-on-write view. Each executor resolves them: locally as bubblewrap binds (the cache's view as an overlay mounted first); on Slurm the same, once it has checked a node can see them (and never the overlay: a job cannot mount one).
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,9 @@ pub enum Mounted {
     Backup,
     /// A scratch database's directory (its journals sit beside it).
     Scratch,
-    /// The build cache versions share (`build_cache = true`).
+    /// The version's copy-on-write view of the build cache (`build_cache`,
+    /// on by default): an overlay whose lower layer is the trusted base and
+    /// whose upper layer is the version's own ([`Layers`]).
     BuildCache,
     /// A program or file named on the command line, bound where the
     /// sandbox would hide it (a tool under `/tmp`).
@@ -44,16 +46,63 @@ impl Mounted {
     }
 }
 
+/// An overlay's layers: `lower` is only read (the process never sees it,
+/// and overlayfs never writes it); what the process writes at the mount
+/// point lands in `upper`; `work` is overlayfs's own scratch directory, on
+/// the same filesystem as `upper`. None of the three is visible inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layers {
+    pub lower: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Layers {
+    /// overlayfs's mount options. Redirects, metacopy, the index and
+    /// inode numbers off: every file or directory the process changed is
+    /// then whole in `upper` (a moved directory is copied, not recorded as
+    /// a redirect), so the daemon can read an upper layer as plain files
+    /// plus whiteouts and opaque directories.
+    pub fn options(&self) -> String {
+        format!(
+            "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off,xino=off",
+            escape(&self.lower),
+            escape(&self.upper),
+            escape(&self.work)
+        )
+    }
+}
+
+/// A path in overlayfs's option string: `,` `:` and `\` escaped.
+fn escape(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.display().to_string().chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// One path a process is given, and what for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     pub what: Mounted,
     pub path: PathBuf,
+    /// For an overlay, its layers (mounted at `path` before the sandbox is
+    /// made, in the process's own mount namespace).
+    pub layers: Option<Layers>,
 }
 
 impl Mount {
     pub fn new(what: Mounted, path: impl Into<PathBuf>) -> Mount {
-        Mount { what, path: path.into() }
+        Mount { what, path: path.into(), layers: None }
+    }
+
+    /// A copy-on-write view of `layers.lower` at `path`.
+    pub fn overlay(what: Mounted, path: impl Into<PathBuf>, layers: Layers) -> Mount {
+        Mount { what, path: path.into(), layers: Some(layers) }
     }
 
     /// Where it is, for an executor whose nodes see only `shared`: `None`

@@ -235,6 +235,9 @@ impl Store {
         /// The open request for `sha` (full, or a 7-character prefix), if any.
         pub async fn open_rebuild_for(&self, sha: &GitSha) -> Result<Option<i64>>;
         pub async fn insert_build_for(&self, request_id: i64, sha: &GitSha, log_ref: &LogRef, now: DateTime<Utc>) -> Result<i64>;
+        /// How build `build_id` used the build cache: whether its base had
+        /// been fed, and by which version.
+        pub async fn record_build_cache(&self, build_id: i64, warm: bool, from: Option<&Version>) -> Result<()>;
         /// Ends a build in one transaction: its outcome; the version it made and
         /// that version as the first tier's candidate (unless the tier already
         /// runs or waits for something newer); the request settled unless the

@@ -590,7 +590,8 @@ impl SqliteStore {
     pub async fn recent_builds(&self, limit: i64) -> Result<Vec<BuildSummary>> {
         let rows = sqlx::query!(
             r#"SELECT id AS "id!", git_sha AS "git_sha!: GitSha", outcome_json AS "outcome: BuildOutcome",
-                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>"
+                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
+                      warm, cache_from AS "cache_from: Version"
                FROM builds ORDER BY id DESC LIMIT ?1"#,
             limit
         )
@@ -606,6 +607,8 @@ impl SqliteStore {
                 finished_at: r.finished_at,
                 duration_ms: r.finished_at.map(|f| (f - r.started_at).num_milliseconds()),
                 previous_duration_ms: None,
+                warm: r.warm.map(|w| w != 0),
+                cache_from: r.cache_from,
             })
             .collect();
         Ok(with_previous_durations(builds))
@@ -832,6 +835,26 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?
         .last_insert_rowid())
+    }
+
+    /// How build `build_id` used the build cache: whether its base had been
+    /// fed, and by which version.
+    pub async fn record_build_cache(
+        &self,
+        build_id: i64,
+        warm: bool,
+        from: Option<&Version>,
+    ) -> Result<()> {
+        let warm = i64::from(warm);
+        sqlx::query!(
+            "UPDATE builds SET warm = ?1, cache_from = ?2 WHERE id = ?3",
+            warm,
+            from,
+            build_id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Ends a build in one transaction: its outcome; the version it made and

@@ -62,8 +62,9 @@ async fn run_inner(
     let stop = Stop::default();
     let began = std::time::Instant::now();
     daemon.work.track_build(sha.clone(), request_id, stop.clone());
+    let mut used = None;
     let built = match daemon.logs.create(&log_ref) {
-        Ok(file) => build(daemon, sha, Arc::new(RunLog::new(file, None)), &stop).await,
+        Ok(file) => build(daemon, sha, Arc::new(RunLog::new(file, None)), &stop, &mut used).await,
         Err(e) => Err(BuildFailure::HostFault {
             message: format!("opening the build's log: {}", crate::fixtures::io_message(&e)),
         }),
@@ -94,6 +95,16 @@ async fn run_inner(
         )
         .await?;
     tracing::info!(outcome = ?outcome, "build finished");
+    if let Some(used) = &used {
+        daemon.store.record_build_cache(build_id, used.warm, used.from.as_ref()).await?;
+    }
+    // A failed build's layer is never fed to the base, nor tested.
+    if built.is_err()
+        && let (Some(cache), Some(used)) = (super::cache::BuildCache::of(daemon), &used)
+    {
+        let _held = daemon.cache_lock.read().await;
+        cache.forget(&used.sha);
+    }
     crate::daemon::metrics::global().build(&outcome, began.elapsed());
     if let Ok((row, _)) = &built {
         daemon.bus.send(Event::VersionRegistered {
@@ -108,11 +119,22 @@ async fn run_inner(
     Ok(())
 }
 
+/// How a build used the build cache: whether its base had been fed, and by
+/// which version.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheUse {
+    pub warm: bool,
+    pub from: Option<Version>,
+    /// The commit built: its layer is `cache/versions/<sha>`.
+    pub sha: GitSha,
+}
+
 async fn build(
     daemon: &Daemon,
     sha: &GitSha,
     log: Arc<RunLog>,
     stop: &Stop,
+    used: &mut Option<CacheUse>,
 ) -> Result<(VersionRecord, Option<String>), BuildFailure> {
     let config = &daemon.config;
     let defaults = &config.defaults;
@@ -133,24 +155,6 @@ async fn build(
             ..ProcessSpec::default()
         };
         daemon.executors.tools.run(spec, Some(sink.clone()), stop.token.clone())
-    };
-    let build_on = |program: &str, args: Vec<String>, tree: &Path, network: bool| {
-        let mut env = config.project.env_pairs();
-        env.extend(cache.iter().flat_map(|c| c.env(!network)));
-        let spec = ProcessSpec {
-            program: program.to_owned(),
-            args,
-            env,
-            cwd: Some(tree.to_path_buf()),
-            stop_after: None,
-            timeout: Some(defaults.build_timeout),
-            isolation: Some(super::sandbox_for(daemon, tree, network)),
-            secrets: daemon.secrets.clone(),
-            // A build is not adopted after a restart: its request survives,
-            // and the build runs again from it.
-            job: None,
-        };
-        daemon.executors.gates.run(spec, Some(sink.clone()), stop.token.clone())
     };
     let words = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
 
@@ -204,17 +208,51 @@ async fn build(
             })?;
     }
 
-    // From here to the artifact's copy, no other version's code may touch
-    // the shared cache.
-    let _cache_held = if cache.is_some() { Some(daemon.cache_lock.lock().await) } else { None };
+    // A tree without a Cargo.toml builds as it is: no cargo, no cache.
+    let cache = cache.filter(|_| tree.join("Cargo.toml").is_file());
+    // The version's code runs in its sandbox, with its own view of the build
+    // cache when there is one: the base, read-only beneath, and its own
+    // layer on top, where all it writes lands.
+    let isolation = |tree: &Path, network: bool| {
+        let mut isolation = super::sandbox_for(daemon, tree, network);
+        isolation.mounts.extend(cache.as_ref().map(|c| c.mount(&full)));
+        isolation
+    };
+    let build_on = |program: &str, args: Vec<String>, tree: &Path, network: bool| {
+        let mut env = config.project.env_pairs();
+        env.extend(cache.iter().flat_map(|c| c.env(!network)));
+        let spec = ProcessSpec {
+            program: program.to_owned(),
+            args,
+            env,
+            cwd: Some(tree.to_path_buf()),
+            stop_after: None,
+            timeout: Some(defaults.build_timeout),
+            isolation: Some(isolation(tree, network)),
+            secrets: daemon.secrets.clone(),
+            // A build is not adopted after a restart: its request survives,
+            // and the build runs again from it.
+            job: None,
+        };
+        daemon.executors.gates.run(spec, Some(sink.clone()), stop.token.clone())
+    };
+
+    // From here to the artifact's copy, the base stays as it is: a feed
+    // waits until the view is unmounted and the artifact copied out.
+    let _cache_held = if cache.is_some() { Some(daemon.cache_lock.read().await) } else { None };
     if let Some(cache) = &cache {
-        cache.prepare(config.run_as.clone()).await.map_err(|e| BuildFailure::HostFault {
+        cache.prepare(&full, config.run_as.clone()).await.map_err(|e| BuildFailure::HostFault {
             message: format!("preparing the build cache: {}", crate::fixtures::io_message(&e)),
         })?;
-        log.note(&format!(
-            "fetching dependencies into the shared build cache {}",
-            cache.root().display()
-        ));
+        let from = cache.fed_by();
+        *used = Some(CacheUse { warm: from.is_some(), from: from.clone(), sha: full.clone() });
+        log.note(&match from {
+            Some(from) => format!(
+                "building on the build cache's base, last fed by {from} (what this build writes stays its own)"
+            ),
+            None => "building on an empty build cache (no version has fed it yet)".to_owned(),
+        });
+        log.note("fetching dependencies into this version's view of the build cache");
         let out = build_on("cargo", words(&["fetch"]), &tree, true).await;
         stopped(out.ended)?;
         succeeded(out.output.end, |exit_code| BuildFailure::BuildCommand { exit_code })?;
@@ -248,11 +286,19 @@ async fn build(
     // The build's code could have made the artifact a link to anything the
     // daemon can read; only a regular file inside the tree is kept. Nothing
     // of the build runs any more, so what is checked is what is copied.
-    let (base, relative) = cache
+    // An artifact under `target/` is in the version's view of the cache:
+    // its own layer, else the base.
+    let in_cache = cache
         .as_ref()
-        .and_then(|c| c.artifact(&config.project.artifact))
-        .unwrap_or_else(|| (tree.clone(), config.project.artifact.clone()));
-    let source = inside_tree(&base, &relative).ok_or_else(|| BuildFailure::ArtifactMissing {
+        .filter(|_| config.project.artifact.starts_with("target"))
+        .map(|c| c.artifact(&full, &config.project.artifact));
+    // A build command that wrote it into the tree itself (not cargo) is
+    // found there.
+    let source = match in_cache {
+        Some(Some(found)) => Some(found),
+        _ => inside_tree(&tree, &config.project.artifact),
+    };
+    let source = source.ok_or_else(|| BuildFailure::ArtifactMissing {
         path: config.project.artifact.display().to_string(),
     })?;
     let dir = daemon.work_dir().join("artifacts").join(version.to_string());

@@ -208,11 +208,11 @@ async fn run_inner(
             return Err(e);
         }
     };
-    // Tests run the version's code where the shared build cache is
-    // writable: never beside another version's build or tests.
+    // Tests run on the version's view of the build cache: the base stays
+    // as it is while the view is mounted (a feed waits).
     let uses_cache = matches!(spec.gate, Gate::CargoTest { .. })
         && super::cache::BuildCache::of(daemon).is_some();
-    let _cache_held = if uses_cache { Some(daemon.cache_lock.lock().await) } else { None };
+    let _cache_held = if uses_cache { Some(daemon.cache_lock.read().await) } else { None };
     let shared = daemon.clone();
     let classification =
         tokio::task::spawn_blocking(move || component.run(&shared.sandbox, env, &classifier)).await;
@@ -375,16 +375,26 @@ async fn runner_env(
     );
     env.cwd = Some(tree.clone());
     env.env = daemon.config.project.env_pairs();
-    if let (Gate::CargoTest { .. }, Some(cache)) =
-        (&spec.gate, super::cache::BuildCache::of(daemon))
-    {
+    let cache = match &spec.gate {
+        Gate::CargoTest { .. } => super::cache::BuildCache::of(daemon),
+        _ => None,
+    };
+    if let Some(cache) = &cache {
         env.env.extend(cache.env(true));
     }
     env.secrets = daemon.secrets.clone();
-    env.log = Some(log as Arc<dyn LogSink>);
+    env.log = Some(log.clone() as Arc<dyn LogSink>);
     env.stop = stop.token.clone();
     env.deadline = Instant::now().checked_add(spec.timeout);
     let mut isolation = super::sandbox_for(daemon, &tree, spec.network);
+    if let Some(cache) = &cache {
+        // Its layer may be gone (the version fed the base, or the daemon
+        // was restarted after a sweep): made again, empty, over the base.
+        if let Err(e) = cache.prepare(&version.git_sha, daemon.config.run_as.clone()).await {
+            log.note(&format!("preparing the build cache: {}", crate::fixtures::io_message(&e)));
+        }
+        isolation.mounts.push(cache.mount(&version.git_sha));
+    }
     let invocation = |command: &Command| Invocation {
         program: command.program.clone(),
         args: command.args.clone(),

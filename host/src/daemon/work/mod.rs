@@ -21,14 +21,14 @@ use crate::daemon::shared::Daemon;
 use crate::domain::{DeployId, GateRunId};
 use crate::executor::{Isolation, Mount, Mounted};
 
-/// The sandbox a version's code runs in: its work tree (and the shared build
-/// cache, when there is one) writable; the data
+/// The sandbox a version's code runs in: its work tree writable; the data
 /// directory (other versions' trees, artifacts, backups, logs, the
-/// database), the token file and the backup source invisible.
+/// database, the build cache's layers), the token file and the backup
+/// source invisible. A build and a `cargo_test` gate add the version's
+/// view of the build cache ([`cache::BuildCache::mount`]).
 pub(crate) fn sandbox_for(daemon: &Daemon, tree: &Path, network: bool) -> Isolation {
     let hidden = reach::hidden(&daemon.config);
-    let mut mounts = vec![Mount::new(Mounted::Tree, tree)];
-    mounts.extend(cache::BuildCache::of(daemon).map(|c| Mount::new(Mounted::BuildCache, c.root())));
+    let mounts = vec![Mount::new(Mounted::Tree, tree)];
     Isolation { hidden, mounts, network, run_as: daemon.config.run_as.clone() }
 }
 

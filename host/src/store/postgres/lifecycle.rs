@@ -391,7 +391,8 @@ impl PgStore {
     pub async fn recent_builds(&self, limit: i64) -> Result<Vec<BuildSummary>> {
         let rows = sqlx::query!(
             r#"SELECT id AS "id!", git_sha AS "git_sha!: GitSha", outcome_json AS "outcome: BuildOutcome",
-                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>"
+                      started_at AS "started_at!: DateTime<Utc>", finished_at AS "finished_at: DateTime<Utc>",
+                      warm, cache_from AS "cache_from: Version"
                FROM builds ORDER BY id DESC LIMIT $1"#,
             limit
         )
@@ -407,6 +408,8 @@ impl PgStore {
                 finished_at: r.finished_at,
                 duration_ms: r.finished_at.map(|f| (f - r.started_at).num_milliseconds()),
                 previous_duration_ms: None,
+                warm: r.warm.map(|w| w != 0),
+                cache_from: r.cache_from,
             })
             .collect();
         Ok(crate::store::with_previous_durations(builds))
@@ -650,6 +653,27 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         Ok(value)
+    }
+
+    /// How build `build_id` used the build cache: whether its base had been
+    /// fed, and by which version.
+    pub async fn record_build_cache(
+        &self,
+        build_id: i64,
+        warm: bool,
+        from: Option<&Version>,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query!(
+            "UPDATE builds SET warm = $1, cache_from = $2 WHERE builds.id = $3",
+            i64::from(warm),
+            from as Option<&Version>,
+            build_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Ends a build in one transaction: its outcome; the version it made and
