@@ -94,6 +94,7 @@ build = "cargo build"
 artifact = "target/debug/tiny"
 [retention]
 keep_versions = 1
+keep_promoted = 1
 cache_max_mib = 1
 [[tiers]]
 name = "staging"

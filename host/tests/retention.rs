@@ -26,6 +26,7 @@ token_env = "SANDO_TEST_TOKEN"
 backup_source = "{backup}"
 [retention]
 keep_versions = 1
+keep_promoted = 1
 keep_backups = 1
 [project]
 repo = "{repo}"
