@@ -492,6 +492,9 @@ fn demo_logs(dir: &Path, shared: Option<&Path>) -> DemoRun {
 /// this run) made the same: the form, not the figures.
 fn form(log: &str, dir: &Path, shared: Option<&Path>) -> String {
     let mut text = log.replace(&dir.display().to_string(), "<dir>");
+    // Locally the build cache is on (its target directory is the cache's
+    // view); a Slurm job cannot mount it and builds in the work tree.
+    text = text.replace("<dir>/demo/state/cache/view/target/", "target/");
     if let Some(shared) = shared {
         text = text.replace(&shared.join("files").display().to_string(), "<dir>/demo/state");
         text =
