@@ -1,4 +1,4 @@
-//! The build cache, on by default, through the real daemon: a project with a crates.io dependency. A promoted version feeds the trusted base; the next version compiles only its own crate on it. Versions that poison everything they can reach in the target directory and `CARGO_HOME` (from a build script, a test, a proc macro) fail their own gates and leave the base exactly as it was: a later version from the commit before them is judged as on a fresh machine.
+//! The build cache, on by default, through the real daemon: a project with a crates.io dependency. A promoted version feeds the trusted base; the next version compiles only its own crate on it; a base whose feed a kill cut short is dropped. Versions that poison everything they can reach in the target directory and `CARGO_HOME` (from a build script, a test, a proc macro) fail their own gates and leave the base exactly as it was: a later version from the commit before them is judged as on a fresh machine.
 
 mod util;
 
@@ -270,6 +270,32 @@ async fn a_promoted_version_feeds_the_base_and_the_next_compiles_only_its_own_cr
     push(&daemon, &third);
     let done = events.wait("0.3.0's tests", MINUTES, tested("0.3.0")).await;
     assert_eq!(done["event"]["outcome"]["status"]["kind"], "passed", "{done}");
+    events.wait("0.3.0 on staging", MINUTES, promoted("0.3.0")).await;
+    fed(&data, "0.3.0").await;
+
+    // Killed (SIGKILL) in the middle of a feed: the `feeding` marker is
+    // down and the base half moved. The next daemon drops the base rather
+    // than trust it, and the next version builds cold, and passes.
+    daemon.kill();
+    std::fs::write(data.join("cache/base/feeding"), "").unwrap();
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    for _ in 0..600 {
+        if !base.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!base.exists() && !data.join("cache/base/feeding").exists());
+    let said = daemon.stderr.lock().unwrap().clone();
+    assert!(said.contains("a feed of the base was interrupted; dropping the base"), "{said}");
+    let fourth = honest(&project, "0.4.0", 45);
+    push(&daemon, &fourth);
+    let done = events.wait("0.4.0's tests", MINUTES, tested("0.4.0")).await;
+    assert_eq!(done["event"]["outcome"]["status"]["kind"], "passed", "{done}");
+    let log = build_log(&data, &fourth);
+    assert!(compiled(&log).iter().any(|c| c.starts_with("itoa ")), "{log}");
+    assert!(!log.contains("last fed by"), "{log}");
     daemon.kill();
 }
 

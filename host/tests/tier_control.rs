@@ -1,4 +1,4 @@
-//! Holding and reversing a tier through the real `sando serve`: an operator's freeze holds a promotion while gates run, lifting it deploys, an admin's override lets one version through, a config window freezes by the clock, a rollback goes back to a kept artifact (checked by sha256) whatever the freezes, and a failed health check rolls back on its own. Every act lands in the audit trail with its identity.
+//! Holding and reversing a tier through the real `sando serve`: an operator's freeze holds a promotion while gates run, lifting it deploys, an admin's override lets one version through, a config window freezes by the clock, a rollback goes back to a kept artifact (checked by sha256) whatever the freezes, a failed health check rolls back on its own, and so does a later tier whose nodes a version rolled back upstream had reached. Every act lands in the audit trail with its identity.
 
 mod util;
 
@@ -327,5 +327,112 @@ async fn a_failed_health_check_rolls_back_on_its_own() {
     assert_eq!(on_node(root.path()), std::fs::read(artifact(&daemon, "0.1.0")).unwrap());
     let trail = acts(&daemon, &team.viewer);
     assert_eq!(trail.last().unwrap(), &("auto_rollback".to_owned(), "auto_rollback".to_owned()));
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_rolled_back_upstream_is_taken_off_the_nodes_it_reached_downstream() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let team = team();
+    let nodes = root.path().join("nodes");
+    for node in ["staging-1", "prod-1", "prod-2"] {
+        std::fs::create_dir_all(nodes.join(node)).unwrap();
+    }
+    // prod's canary takes 0.2.0 on prod-1; prod-2's deploy of it waits for
+    // `go`, so staging can be rolled back from 0.2.0 meanwhile.
+    let go = root.path().join("go");
+    let config = root.path().join("sando.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "data"
+token_env = "SANDO_TEST_TOKEN"
+
+[project]
+repo = "{repo}"
+build = "cargo build --offline --quiet"
+artifact = "target/debug/tiny"
+
+[[tiers]]
+name = "staging"
+[[tiers.nodes]]
+name = "staging-1"
+deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
+{CARGO_TEST}
+
+[[tiers]]
+name = "prod"
+canary = "one_then_rest"
+[[tiers.nodes]]
+name = "prod-1"
+deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
+[[tiers.nodes]]
+name = "prod-2"
+deploy = "sh -c 'while [ {{version}} = 0.2.0 ] && [ ! -e {go} ]; do sleep 0.1; done; cp {{artifact}} {nodes}/prod-2/tiny'"
+
+{operators}
+"#,
+            repo = project.dir.display(),
+            nodes = nodes.display(),
+            go = go.display(),
+            operators = team.operators,
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    let on = |node: &str| std::fs::read(nodes.join(node).join("tiny")).unwrap_or_default();
+
+    rebuild(&daemon, &project.commit("0.1.0", ""));
+    events
+        .wait("0.1.0 in prod", WITHIN, |e| {
+            e["kind"] == "promoted" && e["tier"] == "prod" && e["version"] == "0.1.0"
+        })
+        .await;
+    let first = std::fs::read(artifact(&daemon, "0.1.0")).unwrap();
+    rebuild(&daemon, &project.commit("0.2.0", ""));
+    events
+        .wait("0.2.0 on prod-1", WITHIN, |e| {
+            e["kind"] == "deploy_done" && e["node"] == "prod-1" && e["version"] == "0.2.0"
+        })
+        .await;
+    let second = std::fs::read(artifact(&daemon, "0.2.0")).unwrap();
+    assert_eq!(on("prod-1"), second);
+
+    let body = json!({"reason": "0.2.0 corrupts sessions"}).to_string();
+    let (status, asked) = daemon.post("/api/tiers/staging/rollback", Some(&team.bob), &body);
+    assert_eq!(status, 202, "{asked}");
+    let rolled_back = |tier: &'static str| {
+        move |e: &Value| e["kind"] == "rolled_back" && e["tier"] == tier
+    };
+    let staging = events.wait("staging rolled back", WITHIN, rolled_back("staging")).await;
+    assert_eq!(staging["event"]["done"], true, "{staging}");
+    std::fs::write(&go, "").unwrap();
+
+    // prod-2 finishes the deploy it had begun; then prod goes back to
+    // 0.1.0 on every node, though it has no `auto_rollback`.
+    let prod = events.wait("prod rolled back", WITHIN, rolled_back("prod")).await;
+    assert_eq!(
+        (
+            prod["event"]["from"].as_str(),
+            prod["event"]["to"].as_str(),
+            prod["event"]["by"].as_str(),
+            prod["event"]["done"].as_bool()
+        ),
+        (Some("0.2.0"), Some("0.1.0"), Some("auto_rollback"), Some(true)),
+        "{prod}"
+    );
+    let state = poll_state(&daemon, "0.2.0 dropped from prod", WITHIN, |s| {
+        tier(s, "prod")["candidate_version"].is_null()
+    });
+    assert_eq!(tier(&state, "prod")["current_version"], "0.1.0");
+    assert_eq!((on("staging-1"), on("prod-1"), on("prod-2")), (first.clone(), first.clone(), first));
+    let trail = audit(&daemon, &team.viewer);
+    let (who, what, entry) = trail.last().unwrap().clone();
+    assert_eq!((who.as_str(), what.as_str()), ("auto_rollback", "auto_rollback"));
+    let before: Value = serde_json::from_str(entry["before"].as_str().unwrap()).unwrap();
+    assert_eq!(before["barred"], "0.2.0", "{entry}");
     daemon.kill();
 }

@@ -383,6 +383,7 @@ async fn notifications(
 pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError> {
     let rows = daemon.store.tiers().await?;
     let mut tiers = Vec::new();
+    let controls = super::tier_control::Controls::load(daemon).await?;
     for tier in &daemon.config.tiers {
         let row = rows.iter().find(|r| r.name == tier.name);
         let current = row.and_then(|r| r.current_version.clone());
@@ -416,6 +417,7 @@ pub(crate) async fn state_of(daemon: &Daemon) -> Result<StateResponse, ApiError>
             });
         let control = super::tier_control::view(
             daemon,
+            &controls,
             tier,
             current.as_ref(),
             candidate.as_ref(),

@@ -243,9 +243,8 @@ async fn dispatch(
             }
             return Ok(Next::PlanAgain);
         }
-        Action::AutoRollback { tier, from, to, node } => {
-            let reason = format!("the health check failed on {node} (auto_rollback)");
-            super::tier_control::auto_rollback(daemon, &tier, &from, &to, &reason).await?;
+        Action::AutoRollback { tier, from, to, cause } => {
+            super::tier_control::auto_rollback(daemon, &tier, &from, &to, &cause).await?;
             return Ok(Next::PlanAgain);
         }
         Action::Promote { tier, version, next } => {

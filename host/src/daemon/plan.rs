@@ -193,6 +193,19 @@ pub struct NodeDeploy {
     pub attempts: u32,
 }
 
+/// Why the policy rolls a tier back (no operator asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackCause {
+    /// The candidate's health check failed for good on `node`, on a tier
+    /// with `auto_rollback`.
+    HealthCheck { node: NodeId },
+    /// The candidate was rolled back from an earlier tier (or this one)
+    /// while some nodes here already ran it: they go back too, whatever
+    /// `auto_rollback` says, for a version an operator took back is not
+    /// left running anywhere it can be taken back from.
+    Barred,
+}
+
 /// One thing to do. The coordinator hands each to the worker it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -216,9 +229,9 @@ pub enum Action {
     /// Every node of the tier runs the rollback's version (`done`), or a
     /// node's deploy failed for good.
     FinishRollback { tier: TierId, id: i64, done: bool },
-    /// The candidate's health check failed for good on a tier with
-    /// `auto_rollback`: take the tier back to the version it runs.
-    AutoRollback { tier: TierId, from: Version, to: Version, node: NodeId },
+    /// Take the tier back to the version it runs, from a candidate already
+    /// on some of its nodes: the policy's act, for `cause`.
+    AutoRollback { tier: TierId, from: Version, to: Version, cause: RollbackCause },
     /// Every node runs the candidate: it becomes current, and the next
     /// tier's candidate unless that tier already has something newer.
     Promote { tier: TierId, version: Version, next: Option<TierId> },
@@ -236,23 +249,18 @@ pub enum Action {
 pub fn plan(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Action> {
     let mut actions = Vec::new();
     plan_builds(snapshot, now, &mut actions);
+    let rolled_back: Vec<&[Version]> =
+        snapshot.tiers.iter().map(|t| t.rolled_back.as_slice()).collect();
     for (index, tier) in snapshot.tiers.iter().enumerate() {
         let next = snapshot.tiers.get(index + 1).map(|t| t.name.clone());
-        // A version rolled back at a tier enters neither it nor any after it.
-        let barred = |version: &Version| {
-            snapshot.tiers[..=index].iter().any(|t| t.rolled_back.contains(version))
-        };
         if plan_rollback(tier, now, &mut actions) {
             continue;
         }
         if let Some(candidate) = &tier.candidate
-            && barred(&candidate.version)
+            && barred(&rolled_back, index).any(|v| *v == candidate.version)
         {
             if tier.busy.is_none() {
-                actions.push(Action::DropCandidate {
-                    tier: tier.name.clone(),
-                    version: candidate.version.clone(),
-                });
+                actions.push(drop_barred(tier, candidate));
             }
             continue;
         }
@@ -266,6 +274,33 @@ pub fn plan(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Action> {
     actions.retain(|a| !matches!(a, Action::WakeAt(_)));
     actions.extend(earliest.map(Action::WakeAt));
     actions
+}
+
+/// The versions barred from the tier at `index`, given the versions each
+/// tier was rolled back from, in tier order: a version rolled back at a
+/// tier enters neither it nor any tier after it.
+pub fn barred<'a, T: AsRef<[Version]>>(
+    rolled_back: &'a [T],
+    index: usize,
+) -> impl Iterator<Item = &'a Version> {
+    rolled_back.iter().take(index + 1).flat_map(|t| t.as_ref().iter())
+}
+
+/// A barred candidate goes; if it reached any node, the tier is first
+/// rolled back to what it runs (that rollback resets the candidate's
+/// deploys, so the drop follows). With nothing current there is nowhere
+/// to go back to, and the nodes keep what they have.
+fn drop_barred(tier: &TierSnap, candidate: &CandidateSnap) -> Action {
+    let reached = candidate.deploys.iter().any(|d| d.latest.is_some());
+    match &tier.current {
+        Some(current) if reached && *current != candidate.version => Action::AutoRollback {
+            tier: tier.name.clone(),
+            from: candidate.version.clone(),
+            to: current.clone(),
+            cause: RollbackCause::Barred,
+        },
+        _ => Action::DropCandidate { tier: tier.name.clone(), version: candidate.version.clone() },
+    }
 }
 
 fn plan_builds(snapshot: &Snapshot, now: DateTime<Utc>, actions: &mut Vec<Action>) {
@@ -547,7 +582,7 @@ fn plan_deploys(
                         tier: tier.name.clone(),
                         from: candidate.version.clone(),
                         to: current.clone(),
-                        node,
+                        cause: RollbackCause::HealthCheck { node },
                     });
                 }
             }
@@ -1759,6 +1794,50 @@ mod tests {
                 ],
             },
             Case {
+                name: "a barred candidate already on a node takes the tier back first, without auto_rollback",
+                snapshot: snapshot(vec![
+                    TierSnap {
+                        rolled_back: vec![v("0.2.0")],
+                        current: Some(v("0.1.0")),
+                        ..tier("staging", None)
+                    },
+                    TierSnap {
+                        current: Some(v("0.1.0")),
+                        candidate: ready("prod", "0.2.0").candidate.map(|mut c| {
+                            c.deploys[0] = deployed("p1", Some(DeployOutcome::Ok), 1);
+                            c
+                        }),
+                        ..ready("prod", "0.2.0")
+                    },
+                ]),
+                now: t(0),
+                expected: vec![Action::AutoRollback {
+                    tier: tier_id("prod"),
+                    from: v("0.2.0"),
+                    to: v("0.1.0"),
+                    cause: RollbackCause::Barred,
+                }],
+            },
+            Case {
+                name: "a barred candidate on a node of a tier that ran nothing before is only dropped",
+                snapshot: snapshot(vec![
+                    TierSnap {
+                        rolled_back: vec![v("0.2.0")],
+                        current: Some(v("0.1.0")),
+                        ..tier("staging", None)
+                    },
+                    TierSnap {
+                        candidate: ready("prod", "0.2.0").candidate.map(|mut c| {
+                            c.deploys[0] = deployed("p1", Some(DeployOutcome::Ok), 1);
+                            c
+                        }),
+                        ..ready("prod", "0.2.0")
+                    },
+                ]),
+                now: t(0),
+                expected: vec![Action::DropCandidate { tier: tier_id("prod"), version: v("0.2.0") }],
+            },
+            Case {
                 name: "a failed health check with auto_rollback takes the tier back",
                 snapshot: snapshot(vec![TierSnap {
                     auto_rollback: true,
@@ -1775,7 +1854,7 @@ mod tests {
                     tier: tier_id("prod"),
                     from: v("0.2.0"),
                     to: v("0.1.0"),
-                    node: node("p2"),
+                    cause: RollbackCause::HealthCheck { node: node("p2") },
                 }],
             },
             Case {

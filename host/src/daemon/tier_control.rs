@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::api::{ApiError, audit, audit_as, reason_line};
 use super::events::Event;
-use super::plan::{self, FreezeSnap, Frozen};
+use super::plan::{self, FreezeSnap, Frozen, RollbackCause};
 use super::{Daemon, Trigger};
 use crate::config::Tier;
 use crate::domain::{
@@ -86,21 +86,49 @@ fn tier_named<'a>(daemon: &'a Daemon, name: &str) -> Result<&'a Tier, ApiError> 
     })
 }
 
-/// The freeze in force on `tier` at `now`, if any.
-async fn frozen_now(
-    daemon: &Daemon,
-    tier: &Tier,
+/// The freezes in force and every rollback, read from the store once for
+/// a request (`/api/state` asks for every tier).
+pub(crate) struct Controls {
     now: DateTime<Utc>,
-) -> Result<Option<Frozen>, ApiError> {
-    let freezes: Vec<FreezeSnap> = daemon
-        .store
-        .freezes_in_force(now)
-        .await?
-        .iter()
-        .filter(|f| f.tier.as_ref().is_none_or(|t| *t == tier.name))
-        .map(freeze_snap)
-        .collect();
-    Ok(plan::frozen(&freezes, &tier.freeze, now))
+    freezes: Vec<FreezeRecord>,
+    rollbacks: Vec<RollbackRecord>,
+}
+
+impl Controls {
+    pub(crate) async fn load(daemon: &Daemon) -> Result<Controls, ApiError> {
+        let now = Utc::now();
+        Ok(Controls {
+            now,
+            freezes: daemon.store.freezes_in_force(now).await?,
+            rollbacks: daemon.store.rollbacks().await?,
+        })
+    }
+
+    /// The freeze in force on `tier`, if any.
+    fn frozen(&self, tier: &Tier) -> Option<Frozen> {
+        let freezes: Vec<FreezeSnap> = self
+            .freezes
+            .iter()
+            .filter(|f| f.tier.as_ref().is_none_or(|t| *t == tier.name))
+            .map(freeze_snap)
+            .collect();
+        plan::frozen(&freezes, &tier.freeze, self.now)
+    }
+
+    /// The versions that may never enter `tier` again (`plan::barred`).
+    fn barred(&self, tiers: &[Tier], tier: &TierId) -> Vec<Version> {
+        let rolled_back: Vec<Vec<Version>> = tiers
+            .iter()
+            .map(|t| {
+                let at_t = self.rollbacks.iter().filter(|r| r.tier == t.name);
+                at_t.map(|r| r.from.clone()).collect()
+            })
+            .collect();
+        match tiers.iter().position(|t| &t.name == tier) {
+            Some(index) => plan::barred(&rolled_back, index).cloned().collect(),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// `POST /api/freezes`: freezes one tier, or every tier.
@@ -210,7 +238,7 @@ pub(super) async fn override_freeze(
     let Json(request) = body?;
     let tier = tier_named(&daemon, &tier)?;
     let reason = reason_line(&request.reason, "say why the freeze is overridden")?;
-    let Some(frozen) = frozen_now(&daemon, tier, Utc::now()).await? else {
+    let Some(frozen) = Controls::load(&daemon).await?.frozen(tier) else {
         return Err(ApiError::Conflict(format!(
             "{} is not frozen: nothing to override",
             tier.name
@@ -303,29 +331,32 @@ fn started(daemon: &Daemon, record: &RollbackRecord) {
     daemon.trigger(Trigger::Evaluate);
 }
 
-/// The planner's ask: a health check failed for good on `tier`, which
-/// has `auto_rollback`. Recorded as the policy's act.
+/// The planner's ask: take `tier` back from `from` for `cause` (a health
+/// check that failed for good with `auto_rollback`, or a version rolled
+/// back at an earlier tier). Recorded as the policy's act.
 pub(crate) async fn auto_rollback(
     daemon: &Daemon,
     tier: &TierId,
     from: &Version,
     to: &Version,
-    reason: &str,
+    cause: &RollbackCause,
 ) -> Result<(), crate::store::StoreError> {
-    let new = NewRollback { tier, from, to, by: AUTO_ROLLBACK, reason, at: Utc::now() };
+    let (reason, before) = match cause {
+        RollbackCause::HealthCheck { node } => (
+            format!("the health check failed on {node} (auto_rollback)"),
+            serde_json::json!({ "current": to, "failed": from }),
+        ),
+        RollbackCause::Barred => (
+            format!("{from} was rolled back at this tier or an earlier one"),
+            serde_json::json!({ "current": to, "barred": from }),
+        ),
+    };
+    let new = NewRollback { tier, from, to, by: AUTO_ROLLBACK, reason: &reason, at: Utc::now() };
     if let Some(record) = daemon.store.insert_rollback(&new).await? {
         started(daemon, &record);
         let after = serde_json::to_value(rollback_state(record)).ok();
-        let before = serde_json::json!({ "current": to, "failed": from });
-        audit_as(
-            daemon,
-            AUTO_ROLLBACK,
-            "auto_rollback",
-            format!("tier {tier}"),
-            Some(before),
-            after,
-        )
-        .await;
+        let target = format!("tier {tier}");
+        audit_as(daemon, AUTO_ROLLBACK, "auto_rollback", target, Some(before), after).await;
     }
     Ok(())
 }
@@ -349,7 +380,7 @@ async fn rollback_target(
             ApiError::Conflict(format!("{tier} runs no version yet: nothing to roll back"))
         })?;
     let arrivals = daemon.store.arrivals(tier).await?;
-    let rolled_back = barred(daemon, tier).await?;
+    let rolled_back = Controls::load(daemon).await?.barred(&daemon.config.tiers, tier);
     let to = match to {
         Some(to) if *to == current => {
             return Err(ApiError::Conflict(format!("{tier} already runs {to}")));
@@ -368,21 +399,6 @@ async fn rollback_target(
         })?,
     };
     Ok((current, to))
-}
-
-/// The versions that may never enter `tier` again: those rolled back from
-/// it or from a tier before it (the planner's rule).
-async fn barred(daemon: &Daemon, tier: &TierId) -> Result<Vec<Version>, ApiError> {
-    let position = |name: &TierId| daemon.config.tiers.iter().position(|t| &t.name == name);
-    let upto = position(tier);
-    Ok(daemon
-        .store
-        .rollbacks()
-        .await?
-        .into_iter()
-        .filter(|r| position(&r.tier).is_some_and(|p| upto.is_some_and(|u| p <= u)))
-        .map(|r| r.from)
-        .collect())
 }
 
 /// The version that arrived before `current`, skipping those rolled back from.
@@ -443,13 +459,13 @@ pub(crate) struct TierControlView {
 /// `gates_passed`.
 pub(crate) async fn view(
     daemon: &Daemon,
+    controls: &Controls,
     tier: &Tier,
     current: Option<&Version>,
     candidate: Option<&Version>,
     gates_passed: bool,
 ) -> Result<TierControlView, ApiError> {
-    let now = Utc::now();
-    let frozen = frozen_now(daemon, tier, now).await?;
+    let frozen = controls.frozen(tier);
     let override_version = match candidate {
         Some(c) => daemon.store.freeze_override(&tier.name, c).await?.map(|o| o.version),
         None => None,
@@ -464,15 +480,14 @@ pub(crate) async fn view(
         }
         _ => None,
     };
-    let rollbacks: Vec<RollbackRecord> =
-        daemon.store.rollbacks().await?.into_iter().filter(|r| r.tier == tier.name).collect();
     let rollback_to = match current {
         Some(current) => {
-            let rolled_back = barred(daemon, &tier.name).await?;
+            let rolled_back = controls.barred(&daemon.config.tiers, &tier.name);
             previous(&daemon.store.arrivals(&tier.name).await?, current, &rolled_back)
         }
         None => None,
     };
+    let latest = controls.rollbacks.iter().rfind(|r| r.tier == tier.name);
     Ok(TierControlView {
         frozen: frozen.map(|f| FreezeState {
             tier: f.tier.clone().or(Some(tier.name.clone())),
@@ -481,7 +496,7 @@ pub(crate) async fn view(
         promotion_blocked,
         override_version,
         rollback_to,
-        rollback: rollbacks.into_iter().next_back().map(rollback_state),
+        rollback: latest.cloned().map(rollback_state),
     })
 }
 

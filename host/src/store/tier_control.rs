@@ -61,6 +61,53 @@ pub(crate) fn progress_text(progress: RollbackProgress) -> &'static str {
 }
 
 /// The column's CHECK allows only the three words.
+/// A rollback's row as both stores read it (only the query text is each
+/// store's own).
+pub(crate) struct RollbackRow {
+    pub id: i64,
+    pub tier: TierId,
+    pub from: Version,
+    pub to: Version,
+    pub by: String,
+    pub reason: String,
+    pub requested_at: DateTime<Utc>,
+    pub progress: String,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<RollbackRow> for RollbackRecord {
+    fn from(r: RollbackRow) -> RollbackRecord {
+        RollbackRecord {
+            id: r.id,
+            tier: r.tier,
+            from: r.from,
+            to: r.to,
+            by: r.by,
+            reason: r.reason,
+            requested_at: r.requested_at,
+            progress: progress_of(&r.progress),
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+impl NewRollback<'_> {
+    /// The record of this rollback, just inserted as `id`.
+    pub(crate) fn pending(&self, id: i64) -> RollbackRecord {
+        RollbackRecord {
+            id,
+            tier: self.tier.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            by: self.by.to_owned(),
+            reason: self.reason.to_owned(),
+            requested_at: self.at,
+            progress: RollbackProgress::Pending,
+            finished_at: None,
+        }
+    }
+}
+
 pub(crate) fn progress_of(text: &str) -> RollbackProgress {
     match text {
         "done" => RollbackProgress::Done,
@@ -201,23 +248,14 @@ impl SqliteStore {
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(id.map(|id| RollbackRecord {
-            id,
-            tier: new.tier.clone(),
-            from: new.from.clone(),
-            to: new.to.clone(),
-            by: new.by.to_owned(),
-            reason: new.reason.to_owned(),
-            requested_at: new.at,
-            progress: RollbackProgress::Pending,
-            finished_at: None,
-        }))
+        Ok(id.map(|id| new.pending(id)))
     }
 
     /// Every rollback, oldest first (few: each is an operator's act or a
     /// failed health check).
     pub async fn rollbacks(&self) -> Result<Vec<RollbackRecord>> {
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            RollbackRow,
             r#"SELECT id AS "id!", tier AS "tier: TierId", from_version AS "from: Version",
                       to_version AS "to: Version", requested_by AS by, reason,
                       requested_at AS "requested_at: DateTime<Utc>", progress,
@@ -226,20 +264,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RollbackRecord {
-                id: r.id,
-                tier: r.tier,
-                from: r.from,
-                to: r.to,
-                by: r.by,
-                reason: r.reason,
-                requested_at: r.requested_at,
-                progress: progress_of(&r.progress),
-                finished_at: r.finished_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(RollbackRecord::from).collect())
     }
 
     /// The latest deploy of rollback `id` to each node.

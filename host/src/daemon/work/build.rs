@@ -98,9 +98,12 @@ async fn run_inner(
     if let Some(used) = &used {
         daemon.store.record_build_cache(build_id, used.warm, used.from.as_ref()).await?;
     }
-    // A failed build's layer is never fed to the base, nor tested.
+    // A failed build's layer is never fed to the base, nor tested; unless
+    // its commit is a registered version already (a rebuild that failed),
+    // whose gates at later tiers still build on that layer.
     if built.is_err()
         && let (Some(cache), Some(used)) = (super::cache::BuildCache::of(daemon), &used)
+        && daemon.store.version_by_sha(&used.sha).await?.is_none()
     {
         let _held = daemon.cache_lock.read().await;
         cache.forget(&used.sha);

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::PgStore;
 use crate::domain::{DeployOutcome, NodeId, RollbackProgress, TierId, Version};
-use crate::store::tier_control::{progress_of, progress_text};
+use crate::store::tier_control::{RollbackRow, progress_text};
 use crate::store::{FreezeRecord, NewRollback, OverrideRecord, PlanDeploy, Result, RollbackRecord};
 
 impl PgStore {
@@ -136,21 +136,12 @@ impl PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(id.map(|id| RollbackRecord {
-            id,
-            tier: new.tier.clone(),
-            from: new.from.clone(),
-            to: new.to.clone(),
-            by: new.by.to_owned(),
-            reason: new.reason.to_owned(),
-            requested_at: new.at,
-            progress: RollbackProgress::Pending,
-            finished_at: None,
-        }))
+        Ok(id.map(|id| new.pending(id)))
     }
 
     pub async fn rollbacks(&self) -> Result<Vec<RollbackRecord>> {
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            RollbackRow,
             r#"SELECT id, tier AS "tier: TierId", from_version AS "from: Version",
                       to_version AS "to: Version", requested_by AS by, reason, requested_at,
                       progress, finished_at
@@ -158,20 +149,7 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RollbackRecord {
-                id: r.id,
-                tier: r.tier,
-                from: r.from,
-                to: r.to,
-                by: r.by,
-                reason: r.reason,
-                requested_at: r.requested_at,
-                progress: progress_of(&r.progress),
-                finished_at: r.finished_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(RollbackRecord::from).collect())
     }
 
     pub async fn rollback_deploys(&self, id: i64) -> Result<Vec<PlanDeploy>> {
