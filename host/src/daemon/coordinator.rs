@@ -484,8 +484,8 @@ async fn load_candidate(
     }
     let deploys = daemon.store.plan_deploys(&tier.name, &version).await?;
     let deploys = node_deploys(tier, &deploys);
-    let overridden = daemon.store.freeze_override(&tier.name, &version).await?.is_some();
-    Ok(CandidateSnap { version, gates, deploys, overridden })
+    let overridden_at = daemon.store.freeze_override(&tier.name, &version).await?.map(|o| o.at);
+    Ok(CandidateSnap { version, gates, deploys, overridden_at })
 }
 
 /// Each node of `tier` with its latest deploy among `deploys`.

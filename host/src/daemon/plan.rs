@@ -111,13 +111,19 @@ pub struct Frozen {
 
 /// The freeze that holds at `now` among a tier's `freezes` and `windows`,
 /// if any: one made from the API before a window (an operator's words say
-/// more than a calendar).
+/// more than a calendar). An admin's override given at `overridden_at`
+/// lets the version through the freezes that had begun by then, not
+/// through one that begins later (a new freeze is a new decision).
 pub fn frozen(
     freezes: &[FreezeSnap],
     windows: &[FreezeWindow],
     now: DateTime<Utc>,
+    overridden_at: Option<DateTime<Utc>>,
 ) -> Option<Frozen> {
-    let manual = freezes.iter().find(|f| f.since <= now && f.until.is_none_or(|until| until > now));
+    let holds = |since: DateTime<Utc>| overridden_at.is_none_or(|at| since > at);
+    let manual = freezes
+        .iter()
+        .find(|f| f.since <= now && f.until.is_none_or(|until| until > now) && holds(f.since));
     if let Some(freeze) = manual {
         return Some(Frozen {
             manual: Some(freeze.id),
@@ -129,7 +135,7 @@ pub fn frozen(
         });
     }
     windows.iter().find_map(|window| {
-        window.span_at(now).map(|(since, until)| Frozen {
+        window.span_at(now).filter(|(since, _)| holds(*since)).map(|(since, until)| Frozen {
             manual: None,
             tier: None,
             by: "window".into(),
@@ -154,8 +160,9 @@ pub struct CandidateSnap {
     pub gates: Vec<GateSnap>,
     /// One per node of the tier, in order.
     pub deploys: Vec<NodeDeploy>,
-    /// An admin let this version into the tier while it is frozen.
-    pub overridden: bool,
+    /// When an admin let this version into the tier while it was frozen:
+    /// the freezes begun by then do not hold it.
+    pub overridden_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -560,8 +567,8 @@ fn plan_deploys(
                 // node interrupted mid-deploy) finishes.
                 let new_wave = wave.iter().all(|n| n.latest.is_none());
                 if new_wave
-                    && !candidate.overridden
-                    && let Some(frozen) = frozen(&tier.freezes, &tier.windows, now)
+                    && let Some(frozen) =
+                        frozen(&tier.freezes, &tier.windows, now, candidate.overridden_at)
                 {
                     actions.extend(frozen.until.map(Action::WakeAt));
                     return;
@@ -881,7 +888,7 @@ mod tests {
     }
 
     fn candidate(version: &str, gates: Vec<GateSnap>, node_names: &[&str]) -> CandidateSnap {
-        CandidateSnap { version: v(version), gates, deploys: nodes(node_names), overridden: false }
+        CandidateSnap { version: v(version), gates, deploys: nodes(node_names), overridden_at: None }
     }
 
     fn snapshot(tiers: Vec<TierSnap>) -> Snapshot {
@@ -1650,11 +1657,35 @@ mod tests {
                     freezes: vec![freeze(None)],
                     candidate: ready("prod", "0.2.0")
                         .candidate
-                        .map(|c| CandidateSnap { overridden: true, ..c }),
+                        .map(|c| CandidateSnap { overridden_at: Some(t(-30)), ..c }),
                     ..ready("prod", "0.2.0")
                 }]),
                 now: t(0),
                 expected: vec![deploy("prod", "0.2.0", &["p1", "p2"])],
+            },
+            Case {
+                name: "an override does not let the version through a freeze begun after it",
+                snapshot: snapshot(vec![TierSnap {
+                    freezes: vec![freeze(None), FreezeSnap { id: 2, since: t(-10), ..freeze(None) }],
+                    candidate: ready("prod", "0.2.0")
+                        .candidate
+                        .map(|c| CandidateSnap { overridden_at: Some(t(-30)), ..c }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![],
+            },
+            Case {
+                name: "nor through a freeze window that opens after it",
+                snapshot: snapshot(vec![TierSnap {
+                    windows: vec![window("Fri 07:59", "Fri 09:00")],
+                    candidate: ready("prod", "0.2.0")
+                        .candidate
+                        .map(|c| CandidateSnap { overridden_at: Some(t(-3600)), ..c }),
+                    ..ready("prod", "0.2.0")
+                }]),
+                now: t(0),
+                expected: vec![Action::WakeAt(t(3600))],
             },
             Case {
                 name: "a config window freezes by the clock and says when it thaws",
@@ -1912,15 +1943,15 @@ mod tests {
             chrono_tz::Tz::UTC,
         )
         .unwrap();
-        let both = frozen(&[freeze(None)], std::slice::from_ref(&w), t(0)).unwrap();
+        let both = frozen(&[freeze(None)], std::slice::from_ref(&w), t(0), None).unwrap();
         assert_eq!((both.manual, both.by.as_str()), (Some(1), "alice"));
-        let window_only = frozen(&[], std::slice::from_ref(&w), t(0)).unwrap();
+        let window_only = frozen(&[], std::slice::from_ref(&w), t(0), None).unwrap();
         assert_eq!(
             (window_only.manual, window_only.since, window_only.until),
             (None, t(-3600), Some(t(3600)))
         );
         let later = FreezeSnap { since: t(60), ..freeze(None) };
-        assert_eq!(frozen(&[later], &[], t(0)), None);
+        assert_eq!(frozen(&[later], &[], t(0), None), None);
     }
 
     #[test]

@@ -104,15 +104,16 @@ impl Controls {
         })
     }
 
-    /// The freeze in force on `tier`, if any.
-    fn frozen(&self, tier: &Tier) -> Option<Frozen> {
+    /// The freeze in force on `tier`, if any, for a version overridden at
+    /// `overridden_at` (`plan::frozen`).
+    fn frozen(&self, tier: &Tier, overridden_at: Option<DateTime<Utc>>) -> Option<Frozen> {
         let freezes: Vec<FreezeSnap> = self
             .freezes
             .iter()
             .filter(|f| f.tier.as_ref().is_none_or(|t| *t == tier.name))
             .map(freeze_snap)
             .collect();
-        plan::frozen(&freezes, &tier.freeze, self.now)
+        plan::frozen(&freezes, &tier.freeze, self.now, overridden_at)
     }
 
     /// The versions that may never enter `tier` again (`plan::barred`).
@@ -220,7 +221,7 @@ pub(super) async fn freezes(
     let mut freezes: Vec<FreezeState> =
         daemon.store.freezes_in_force(now).await?.iter().map(manual_state).collect();
     for tier in &daemon.config.tiers {
-        if let Some(frozen) = plan::frozen(&[], &tier.freeze, now) {
+        if let Some(frozen) = plan::frozen(&[], &tier.freeze, now, None) {
             freezes.push(FreezeState { tier: Some(tier.name.clone()), ..freeze_state(frozen) });
         }
     }
@@ -238,7 +239,8 @@ pub(super) async fn override_freeze(
     let Json(request) = body?;
     let tier = tier_named(&daemon, &tier)?;
     let reason = reason_line(&request.reason, "say why the freeze is overridden")?;
-    let Some(frozen) = Controls::load(&daemon).await?.frozen(tier) else {
+    let controls = Controls::load(&daemon).await?;
+    let Some(frozen) = controls.frozen(tier, None) else {
         return Err(ApiError::Conflict(format!(
             "{} is not frozen: nothing to override",
             tier.name
@@ -257,6 +259,17 @@ pub(super) async fn override_freeze(
             None => format!("{} has no candidate waiting", tier.name),
         }));
     }
+    // One override per version and tier: renewed only when a freeze
+    // begun since the last one holds it.
+    let given = daemon.store.freeze_override(&tier.name, &request.version).await?;
+    if let Some(given) = given
+        && controls.frozen(tier, Some(given.at)).is_none()
+    {
+        return Err(ApiError::Conflict(format!(
+            "{} already has an override at {} (by {}), which every freeze in force began before",
+            request.version, tier.name, given.by
+        )));
+    }
     let entry = OverrideRecord {
         tier: tier.name.clone(),
         version: request.version.clone(),
@@ -264,12 +277,7 @@ pub(super) async fn override_freeze(
         reason: reason.clone(),
         at: Utc::now(),
     };
-    if !daemon.store.insert_override(&entry).await? {
-        return Err(ApiError::Conflict(format!(
-            "{} already has an override at {}",
-            request.version, tier.name
-        )));
-    }
+    daemon.store.put_override(&entry).await?;
     tracing::info!(tier = %tier.name, version = %request.version, by = %who.name, "freeze overridden");
     daemon.trigger(Trigger::Evaluate);
     let state = freeze_state(frozen);
@@ -465,13 +473,15 @@ pub(crate) async fn view(
     candidate: Option<&Version>,
     gates_passed: bool,
 ) -> Result<TierControlView, ApiError> {
-    let frozen = controls.frozen(tier);
-    let override_version = match candidate {
-        Some(c) => daemon.store.freeze_override(&tier.name, c).await?.map(|o| o.version),
+    let frozen = controls.frozen(tier, None);
+    let given = match candidate {
+        Some(c) => daemon.store.freeze_override(&tier.name, c).await?,
         None => None,
     };
-    let promotion_blocked = match (&frozen, candidate) {
-        (Some(f), Some(_)) if gates_passed && override_version.is_none() => {
+    let holding = controls.frozen(tier, given.as_ref().map(|o| o.at));
+    let override_version = given.map(|o| o.version);
+    let promotion_blocked = match (&holding, candidate) {
+        (Some(f), Some(_)) if gates_passed => {
             Some(PromotionBlocker::TierFrozen {
                 by: f.by.clone(),
                 reason: f.reason.clone(),

@@ -208,8 +208,8 @@ impl Store {
         pub async fn lift_freeze(&self, id: i64, by: &str, now: DateTime<Utc>) -> Result<Option<FreezeRecord>>;
         /// The freezes made from the API that hold at `now`, oldest first.
         pub async fn freezes_in_force(&self, now: DateTime<Utc>) -> Result<Vec<FreezeRecord>>;
-        /// Records an admin's override; false when the version had one there already.
-        pub async fn insert_override(&self, entry: &OverrideRecord) -> Result<bool>;
+        /// Records an admin's override, replacing one given before for the same version and tier.
+        pub async fn put_override(&self, entry: &OverrideRecord) -> Result<()>;
         /// The override for `version` at `tier`, if any.
         pub async fn freeze_override(&self, tier: &TierId, version: &Version) -> Result<Option<OverrideRecord>>;
         /// The versions promoted to `tier`, newest arrival first.

@@ -182,10 +182,14 @@ impl SqliteStore {
     }
 
     /// Records an override; false when `version` already had one at `tier`.
-    pub async fn insert_override(&self, entry: &OverrideRecord) -> Result<bool> {
-        let done = sqlx::query!(
-            "INSERT OR IGNORE INTO freeze_overrides (tier, version, granted_by, reason, granted_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+    /// Records an admin's override, replacing the one given before for the
+    /// same version and tier (renewed for a freeze begun since).
+    pub async fn put_override(&self, entry: &OverrideRecord) -> Result<()> {
+        sqlx::query!(
+            "INSERT INTO freeze_overrides (tier, version, granted_by, reason, granted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tier, version) DO UPDATE SET granted_by = excluded.granted_by,
+                 reason = excluded.reason, granted_at = excluded.granted_at",
             entry.tier,
             entry.version,
             entry.by,
@@ -194,7 +198,7 @@ impl SqliteStore {
         )
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(())
     }
 
     /// The override for `version` at `tier`, if an admin gave one.

@@ -72,11 +72,13 @@ impl PgStore {
         .await?)
     }
 
-    pub async fn insert_override(&self, entry: &OverrideRecord) -> Result<bool> {
+    pub async fn put_override(&self, entry: &OverrideRecord) -> Result<()> {
         let mut tx = self.write().await?;
-        let done = sqlx::query!(
+        sqlx::query!(
             "INSERT INTO freeze_overrides (tier, version, granted_by, reason, granted_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tier, version) DO UPDATE SET granted_by = EXCLUDED.granted_by,
+                 reason = EXCLUDED.reason, granted_at = EXCLUDED.granted_at",
             &entry.tier as &TierId,
             &entry.version as &Version,
             entry.by,
@@ -86,7 +88,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(())
     }
 
     pub async fn freeze_override(
