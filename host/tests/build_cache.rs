@@ -1,4 +1,4 @@
-//! The build cache, on by default, through the real daemon: a project with a crates.io dependency. A promoted version feeds the trusted base; the next version compiles only its own crate on it; a base whose feed a kill cut short is dropped. Versions that poison everything they can reach in the target directory and `CARGO_HOME` (from a build script, a test, a proc macro) fail their own gates and leave the base exactly as it was: a later version from the commit before them is judged as on a fresh machine.
+//! The build cache, on by default, through the real daemon: a project with a crates.io dependency. A promoted version feeds the trusted base; the next version compiles only its own crate on it; a base whose feed a kill cut short is dropped; a failed rebuild of a registered commit leaves its layer alone. Versions that poison everything they can reach in the target directory and `CARGO_HOME` (from a build script, a test, a proc macro) fail their own gates and leave the base exactly as it was: a later version from the commit before them is judged as on a fresh machine.
 
 mod util;
 
@@ -416,5 +416,49 @@ async fn versions_that_poison_the_cache_change_nothing_another_version_builds() 
     for sha in &poisoners {
         assert!(!data.join("cache/versions").join(sha).exists(), "{sha}'s layer is still there");
     }
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rebuild_of_a_registered_commit_keeps_the_layer_its_gates_build_on() {
+    let root = tempfile::tempdir().unwrap();
+    let (project, config) = setup(root.path());
+    // Builds take a moment (so one can be cancelled); a manual confirmation
+    // keeps 0.1.0 staging's candidate, its layer in use.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("build = \"cargo build\"", "build = \"sh -c 'sleep 2 && cargo build'\"");
+    std::fs::write(&config, format!("{text}[[tiers.gates]]\nkind = \"manual_confirm\"\n")).unwrap();
+    let data = root.path().join("data");
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+
+    let sha = honest(&project, "0.1.0", 42);
+    push(&daemon, &sha);
+    let done = events.wait("0.1.0's tests", MINUTES, tested("0.1.0")).await;
+    assert_eq!(done["event"]["outcome"]["status"]["kind"], "passed", "{done}");
+    // Its compiled units (cargo's own bookkeeping in CARGO_HOME changes
+    // with every command, a fetch too).
+    let layer = data.join("cache/versions").join(&sha).join("upper/target");
+    let before = snapshot(&layer);
+    assert!(before.keys().any(|p| p.starts_with("debug/deps")), "{:?}", before.keys());
+
+    // The same commit again, cancelled while it builds: a failed build, but
+    // of a registered version, whose layer stays as it was.
+    push(&daemon, &sha);
+    let starts = |e: &Value| e["kind"] == "build_started" && e["sha"] == sha.as_str();
+    for _ in 0..600 {
+        if events.count(starts) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.count(starts), 2);
+    let (status, body) = daemon.post(&format!("/api/builds/{sha}/cancel"), Some(TOKEN), "");
+    assert_eq!(status, 202, "{body}");
+    let cancelled = |e: &Value| {
+        e["kind"] == "build_done" && e["outcome"]["failure"]["kind"] == "cancelled"
+    };
+    events.wait("the rebuild cancelled", MINUTES, cancelled).await;
+    assert_eq!(snapshot(&layer), before, "the registered version's layer changed");
     daemon.kill();
 }
