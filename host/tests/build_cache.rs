@@ -426,7 +426,8 @@ async fn a_failed_rebuild_of_a_registered_commit_keeps_the_layer_its_gates_build
     // Builds take a moment (so one can be cancelled); a manual confirmation
     // keeps 0.1.0 staging's candidate, its layer in use.
     let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replace("build = \"cargo build\"", "build = \"sh -c 'sleep 2 && cargo build'\"");
+    let text =
+        text.replace("build = \"cargo build\"", "build = \"sh -c 'sleep 2 && cargo build'\"");
     std::fs::write(&config, format!("{text}[[tiers.gates]]\nkind = \"manual_confirm\"\n")).unwrap();
     let data = root.path().join("data");
     let daemon = Daemon::start(&config);
@@ -455,9 +456,8 @@ async fn a_failed_rebuild_of_a_registered_commit_keeps_the_layer_its_gates_build
     assert_eq!(events.count(starts), 2);
     let (status, body) = daemon.post(&format!("/api/builds/{sha}/cancel"), Some(TOKEN), "");
     assert_eq!(status, 202, "{body}");
-    let cancelled = |e: &Value| {
-        e["kind"] == "build_done" && e["outcome"]["failure"]["kind"] == "cancelled"
-    };
+    let cancelled =
+        |e: &Value| e["kind"] == "build_done" && e["outcome"]["failure"]["kind"] == "cancelled";
     events.wait("the rebuild cancelled", MINUTES, cancelled).await;
     assert_eq!(snapshot(&layer), before, "the registered version's layer changed");
     daemon.kill();

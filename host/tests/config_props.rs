@@ -107,7 +107,7 @@ fn plan_at_the_extremes(config: &Config) {
                 candidate: Some(CandidateSnap {
                     version: "1.0.0".parse().unwrap(),
                     deploys: Vec::new(),
-                    overridden: false,
+                    overridden_at: None,
                     gates: tier
                         .gates
                         .iter()

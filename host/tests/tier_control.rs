@@ -404,9 +404,8 @@ deploy = "sh -c 'while [ {{version}} = 0.2.0 ] && [ ! -e {go} ]; do sleep 0.1; d
     let body = json!({"reason": "0.2.0 corrupts sessions"}).to_string();
     let (status, asked) = daemon.post("/api/tiers/staging/rollback", Some(&team.bob), &body);
     assert_eq!(status, 202, "{asked}");
-    let rolled_back = |tier: &'static str| {
-        move |e: &Value| e["kind"] == "rolled_back" && e["tier"] == tier
-    };
+    let rolled_back =
+        |tier: &'static str| move |e: &Value| e["kind"] == "rolled_back" && e["tier"] == tier;
     let staging = events.wait("staging rolled back", WITHIN, rolled_back("staging")).await;
     assert_eq!(staging["event"]["done"], true, "{staging}");
     std::fs::write(&go, "").unwrap();
@@ -428,7 +427,10 @@ deploy = "sh -c 'while [ {{version}} = 0.2.0 ] && [ ! -e {go} ]; do sleep 0.1; d
         tier(s, "prod")["candidate_version"].is_null()
     });
     assert_eq!(tier(&state, "prod")["current_version"], "0.1.0");
-    assert_eq!((on("staging-1"), on("prod-1"), on("prod-2")), (first.clone(), first.clone(), first));
+    assert_eq!(
+        (on("staging-1"), on("prod-1"), on("prod-2")),
+        (first.clone(), first.clone(), first)
+    );
     let trail = audit(&daemon, &team.viewer);
     let (who, what, entry) = trail.last().unwrap().clone();
     assert_eq!((who.as_str(), what.as_str()), ("auto_rollback", "auto_rollback"));

@@ -286,10 +286,10 @@ pub fn plan(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Action> {
 /// The versions barred from the tier at `index`, given the versions each
 /// tier was rolled back from, in tier order: a version rolled back at a
 /// tier enters neither it nor any tier after it.
-pub fn barred<'a, T: AsRef<[Version]>>(
-    rolled_back: &'a [T],
+pub fn barred<T: AsRef<[Version]>>(
+    rolled_back: &[T],
     index: usize,
-) -> impl Iterator<Item = &'a Version> {
+) -> impl Iterator<Item = &Version> {
     rolled_back.iter().take(index + 1).flat_map(|t| t.as_ref().iter())
 }
 
@@ -888,7 +888,12 @@ mod tests {
     }
 
     fn candidate(version: &str, gates: Vec<GateSnap>, node_names: &[&str]) -> CandidateSnap {
-        CandidateSnap { version: v(version), gates, deploys: nodes(node_names), overridden_at: None }
+        CandidateSnap {
+            version: v(version),
+            gates,
+            deploys: nodes(node_names),
+            overridden_at: None,
+        }
     }
 
     fn snapshot(tiers: Vec<TierSnap>) -> Snapshot {
@@ -1666,7 +1671,10 @@ mod tests {
             Case {
                 name: "an override does not let the version through a freeze begun after it",
                 snapshot: snapshot(vec![TierSnap {
-                    freezes: vec![freeze(None), FreezeSnap { id: 2, since: t(-10), ..freeze(None) }],
+                    freezes: vec![
+                        freeze(None),
+                        FreezeSnap { id: 2, since: t(-10), ..freeze(None) },
+                    ],
                     candidate: ready("prod", "0.2.0")
                         .candidate
                         .map(|c| CandidateSnap { overridden_at: Some(t(-30)), ..c }),
@@ -1866,7 +1874,10 @@ mod tests {
                     },
                 ]),
                 now: t(0),
-                expected: vec![Action::DropCandidate { tier: tier_id("prod"), version: v("0.2.0") }],
+                expected: vec![Action::DropCandidate {
+                    tier: tier_id("prod"),
+                    version: v("0.2.0"),
+                }],
             },
             Case {
                 name: "a failed health check with auto_rollback takes the tier back",

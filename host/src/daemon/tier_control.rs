@@ -481,13 +481,11 @@ pub(crate) async fn view(
     let holding = controls.frozen(tier, given.as_ref().map(|o| o.at));
     let override_version = given.map(|o| o.version);
     let promotion_blocked = match (&holding, candidate) {
-        (Some(f), Some(_)) if gates_passed => {
-            Some(PromotionBlocker::TierFrozen {
-                by: f.by.clone(),
-                reason: f.reason.clone(),
-                until: f.until,
-            })
-        }
+        (Some(f), Some(_)) if gates_passed => Some(PromotionBlocker::TierFrozen {
+            by: f.by.clone(),
+            reason: f.reason.clone(),
+            until: f.until,
+        }),
         _ => None,
     };
     let rollback_to = match current {
