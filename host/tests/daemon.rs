@@ -10,53 +10,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use util::config::{self, CARGO_TEST, CONFIRM};
 use util::daemon::{Daemon, Events, Project, TOKEN, gate, gate_done, tier};
 
 fn write_config(root: &Path, repo: &Path) -> PathBuf {
     let nodes = root.join("nodes");
-    std::fs::create_dir_all(nodes.join("staging-1")).unwrap();
-    std::fs::create_dir_all(nodes.join("prod-1")).unwrap();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-data_dir = "data"
-token_env = "SANDO_TEST_TOKEN"
-
-[project]
-repo = "{repo}"
-build = "cargo build --offline --quiet"
-artifact = "target/debug/tiny"
-
-[[tiers]]
-name = "staging"
-[[tiers.nodes]]
-name = "staging-1"
-deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
-health = "test -x {nodes}/staging-1/tiny"
-[[tiers.gates]]
-kind = "cargo_test"
-args = "test --offline"
-[[tiers.gates]]
-kind = "boot_smoke"
-stay_up = "1s"
-
-[[tiers]]
-name = "prod"
-[[tiers.nodes]]
-name = "prod-1"
-deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
-[[tiers.gates]]
-kind = "burn_in"
-duration = "3s"
-[[tiers.gates]]
-kind = "manual_confirm"
-"#,
-        repo = repo.display(),
-        nodes = nodes.display(),
-    );
-    let path = root.join("sando.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    let health = format!("health = \"test -x {}/staging-1/tiny\"", nodes.display());
+    config::write(
+        root,
+        &[
+            &config::head(repo, ""),
+            "[[tiers]]\nname = \"staging\"",
+            &config::copy_node(&nodes, "staging-1", &health),
+            CARGO_TEST,
+            "[[tiers.gates]]\nkind = \"boot_smoke\"\nstay_up = \"1s\"",
+            "[[tiers]]\nname = \"prod\"",
+            &config::copy_node(&nodes, "prod-1", ""),
+            "[[tiers.gates]]\nkind = \"burn_in\"\nduration = \"3s\"",
+            CONFIRM,
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

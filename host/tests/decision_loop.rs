@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use util::config::{self, CARGO_TEST, CONFIRM};
 use util::daemon::{
     Daemon, Events, Project, TOKEN, assert_none_left, gate, gate_done, poll_state, processes_with,
     tier, wait_for_process,
@@ -20,49 +21,22 @@ use util::daemon::{
 /// given gates, one node). `extra` goes at the top (e.g. `[defaults]`).
 fn write_config(root: &Path, repo: &Path, extra: &str, staging: &str, prod: &str) -> PathBuf {
     let nodes = root.join("nodes");
-    for node in ["staging-1", "prod-1"] {
-        std::fs::create_dir_all(nodes.join(node)).unwrap();
-    }
     let backup = root.join("backup.sqlite");
     std::fs::write(&backup, b"backup").unwrap();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-data_dir = "data"
-token_env = "SANDO_TEST_TOKEN"
-backup_source = "{backup}"
-{extra}
-
-[project]
-repo = "{repo}"
-build = "cargo build --offline --quiet"
-artifact = "target/debug/tiny"
-
-[[tiers]]
-name = "staging"
-[[tiers.nodes]]
-name = "staging-1"
-deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
-{staging}
-
-[[tiers]]
-name = "prod"
-[[tiers.nodes]]
-name = "prod-1"
-deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
-{prod}
-"#,
-        backup = backup.display(),
-        repo = repo.display(),
-        nodes = nodes.display(),
-    );
-    let path = root.join("sando.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    let top = format!("backup_source = \"{}\"\n{extra}", backup.display());
+    config::write(
+        root,
+        &[
+            &config::head(repo, &top),
+            "[[tiers]]\nname = \"staging\"",
+            &config::copy_node(&nodes, "staging-1", ""),
+            staging,
+            "[[tiers]]\nname = \"prod\"",
+            &config::copy_node(&nodes, "prod-1", ""),
+            prod,
+        ],
+    )
 }
-
-const CARGO_TEST: &str = "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline\"";
-const CONFIRM: &str = "[[tiers.gates]]\nkind = \"manual_confirm\"";
 
 /// A test body that starts `setsid sleep <seconds>` and waits for it: a
 /// descendant that leaves the process group and keeps the pipes.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use util::config;
 use util::daemon::{
     Daemon, Events, Project, TOKEN, assert_none_left, gate, poll_state, tier, wait_for_process,
 };
@@ -21,43 +22,21 @@ const LEASE_SECS: u64 = 3;
 /// `staging` and `prod`, one node each; `prod_deploy` is prod's command.
 fn write_config(root: &Path, repo: &Path, url: &str, staging: &str, prod_deploy: &str) -> PathBuf {
     let nodes = root.join("nodes");
-    for node in ["staging-1", "prod-1"] {
-        std::fs::create_dir_all(nodes.join(node)).unwrap();
-    }
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-data_dir = "data"
-token_env = "SANDO_TEST_TOKEN"
-
-[store]
-url = "{url}"
-leader_lease = "{LEASE_SECS}s"
-
-[project]
-repo = "{repo}"
-build = "cargo build --offline --quiet"
-artifact = "target/debug/tiny"
-
-[[tiers]]
-name = "staging"
-[[tiers.nodes]]
-name = "staging-1"
-deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
-{staging}
-
-[[tiers]]
-name = "prod"
-[[tiers.nodes]]
-name = "prod-1"
-deploy = "{prod_deploy}"
-"#,
-        repo = repo.display(),
-        nodes = nodes.display(),
+    std::fs::create_dir_all(nodes.join("prod-1")).unwrap();
+    let store = format!("\n[store]\nurl = \"{url}\"\nleader_lease = \"{LEASE_SECS}s\"");
+    let prod = format!(
+        "[[tiers]]\nname = \"prod\"\n[[tiers.nodes]]\nname = \"prod-1\"\ndeploy = \"{prod_deploy}\""
     );
-    let path = root.join("sando.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    config::write(
+        root,
+        &[
+            &config::head(repo, &store),
+            "[[tiers]]\nname = \"staging\"",
+            &config::copy_node(&nodes, "staging-1", ""),
+            staging,
+            &prod,
+        ],
+    )
 }
 
 /// Waits up to `within` for a line of the daemon's stderr holding `text`.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use util::config::{self, CARGO_TEST, CONFIRM};
 use util::daemon::{Daemon, Events, Project, TOKEN, gate_done};
 
 const SECRET: &str = "hook-secret-for-the-test";
@@ -75,36 +76,20 @@ fn free_port() -> u16 {
 }
 
 fn write_config(root: &Path, repo: &Path, port: u16) -> std::path::PathBuf {
-    let config = root.join("sando.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:0"
-data_dir = "data"
-token_env = "SANDO_TEST_TOKEN"
-[project]
-repo = "{repo}"
-build = "cargo build --offline --quiet"
-artifact = "target/debug/tiny"
-[[tiers]]
-name = "staging"
-[[tiers.gates]]
-kind = "cargo_test"
-args = "test --offline"
-[[tiers]]
-name = "prod"
-[[tiers.gates]]
-kind = "manual_confirm"
-[[notify]]
-url = "http://127.0.0.1:{port}/hook"
-events = ["gate_failed", "awaiting_approval"]
-secret_env = "HOOK_SECRET"
-"#,
-            repo = repo.display(),
-        ),
+    let hook = format!(
+        "[[notify]]\nurl = \"http://127.0.0.1:{port}/hook\"\nevents = [\"gate_failed\", \"awaiting_approval\"]\nsecret_env = \"HOOK_SECRET\""
+    );
+    config::write(
+        root,
+        &[
+            &config::head(repo, ""),
+            "[[tiers]]\nname = \"staging\"",
+            CARGO_TEST,
+            "[[tiers]]\nname = \"prod\"",
+            CONFIRM,
+            &hook,
+        ],
     )
-    .unwrap();
-    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

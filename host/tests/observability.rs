@@ -7,38 +7,20 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use util::config::{self, CARGO_TEST};
 use util::daemon::{Daemon, Events, Project, TOKEN, gate_done};
 
 /// One tier whose `cargo_test` fails or passes with the commit.
 fn write_config(root: &Path, repo: &Path) -> PathBuf {
-    let nodes = root.join("nodes");
-    std::fs::create_dir_all(nodes.join("staging-1")).unwrap();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-data_dir = "data"
-token_env = "SANDO_TEST_TOKEN"
-
-[project]
-repo = "{repo}"
-build = "cargo build --offline --quiet"
-artifact = "target/debug/tiny"
-
-[[tiers]]
-name = "staging"
-[[tiers.nodes]]
-name = "staging-1"
-deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
-[[tiers.gates]]
-kind = "cargo_test"
-args = "test --offline"
-"#,
-        repo = repo.display(),
-        nodes = nodes.display(),
-    );
-    let path = root.join("sando.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    config::write(
+        root,
+        &[
+            &config::head(repo, ""),
+            "[[tiers]]\nname = \"staging\"",
+            &config::copy_node(&root.join("nodes"), "staging-1", ""),
+            CARGO_TEST,
+        ],
+    )
 }
 
 /// A scrape, parsed; every sample line must parse.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Minutes, Utc};
 use serde_json::{Value, json};
+use util::config;
 use util::daemon::{Daemon, Events, Project, TOKEN, gate_done, poll_state, tier};
 use util::team::{CARGO_TEST, audit, get_as, rebuild, team, write_config};
 
@@ -336,51 +337,28 @@ async fn a_version_rolled_back_upstream_is_taken_off_the_nodes_it_reached_downst
     let project = Project::new(root.path());
     let team = team();
     let nodes = root.path().join("nodes");
-    for node in ["staging-1", "prod-1", "prod-2"] {
-        std::fs::create_dir_all(nodes.join(node)).unwrap();
-    }
     // prod's canary takes 0.2.0 on prod-1; prod-2's deploy of it waits for
     // `go`, so staging can be rolled back from 0.2.0 meanwhile.
     let go = root.path().join("go");
-    let config = root.path().join("sando.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:0"
-data_dir = "data"
-token_env = "SANDO_TEST_TOKEN"
-
-[project]
-repo = "{repo}"
-build = "cargo build --offline --quiet"
-artifact = "target/debug/tiny"
-
-[[tiers]]
-name = "staging"
-[[tiers.nodes]]
-name = "staging-1"
-deploy = "cp {{artifact}} {nodes}/staging-1/tiny"
-{CARGO_TEST}
-
-[[tiers]]
-name = "prod"
-canary = "one_then_rest"
-[[tiers.nodes]]
-name = "prod-1"
-deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
-[[tiers.nodes]]
-name = "prod-2"
-deploy = "sh -c 'while [ {{version}} = 0.2.0 ] && [ ! -e {go} ]; do sleep 0.1; done; cp {{artifact}} {nodes}/prod-2/tiny'"
-
-{operators}
-"#,
-            repo = project.dir.display(),
-            nodes = nodes.display(),
-            go = go.display(),
-            operators = team.operators,
-        ),
-    )
-    .unwrap();
+    std::fs::create_dir_all(nodes.join("prod-2")).unwrap();
+    let prod_2 = format!(
+        "[[tiers.nodes]]\nname = \"prod-2\"\ndeploy = \"sh -c 'while [ {{version}} = 0.2.0 ] && [ ! -e {go} ]; do sleep 0.1; done; cp {{artifact}} {nodes}/prod-2/tiny'\"",
+        go = go.display(),
+        nodes = nodes.display(),
+    );
+    let config = config::write(
+        root.path(),
+        &[
+            &config::head(&project.dir, ""),
+            "[[tiers]]\nname = \"staging\"",
+            &config::copy_node(&nodes, "staging-1", ""),
+            CARGO_TEST,
+            "[[tiers]]\nname = \"prod\"\ncanary = \"one_then_rest\"",
+            &config::copy_node(&nodes, "prod-1", ""),
+            &prod_2,
+            &team.operators,
+        ],
+    );
     let daemon = Daemon::start(&config);
     let events = Events::connect(&daemon.url).await;
     let on = |node: &str| std::fs::read(nodes.join(node).join("tiny")).unwrap_or_default();

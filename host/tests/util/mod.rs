@@ -1,6 +1,7 @@
 //! Shared test helpers: where the built components are, and running the real `sando` binary in a temp dir.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod daemon;
 pub mod legacy;
 pub mod postgres;

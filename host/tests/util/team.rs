@@ -58,40 +58,12 @@ pub fn write_config(
     gates: &str,
     operators: &str,
 ) -> PathBuf {
-    let nodes = root.join("nodes");
-    std::fs::create_dir_all(nodes.join("prod-1")).unwrap();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-data_dir = "data"
-token_env = "SANDO_TEST_TOKEN"
-{top}
-
-[project]
-repo = "{repo}"
-build = "cargo build --offline --quiet"
-artifact = "target/debug/tiny"
-
-[[tiers]]
-name = "prod"
-{tier_extra}
-[[tiers.nodes]]
-name = "prod-1"
-deploy = "cp {{artifact}} {nodes}/prod-1/tiny"
-{gates}
-
-{operators}
-"#,
-        repo = repo.display(),
-        nodes = nodes.display(),
-    );
-    let path = root.join("sando.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    let prod = format!("[[tiers]]\nname = \"prod\"\n{tier_extra}");
+    let node = super::config::copy_node(&root.join("nodes"), "prod-1", "");
+    super::config::write(root, &[&super::config::head(repo, top), &prod, &node, gates, operators])
 }
 
-pub const CARGO_TEST: &str = "[[tiers.gates]]\nkind = \"cargo_test\"\nargs = \"test --offline\"";
-pub const CONFIRM: &str = "[[tiers.gates]]\nkind = \"manual_confirm\"";
+pub use super::config::{CARGO_TEST, CONFIRM};
 
 pub fn rebuild(daemon: &Daemon, sha: &str) {
     let (status, body) =
