@@ -1,4 +1,4 @@
-//! Holding and reversing a tier through the real `sando serve`: an operator's freeze holds a promotion while gates run, lifting it deploys, an admin's override lets one version through, a config window freezes by the clock, a rollback goes back to a kept artifact (checked by sha256) whatever the freezes, a failed health check rolls back on its own, and so does a later tier whose nodes a version rolled back upstream had reached. Every act lands in the audit trail with its identity.
+//! Holding and reversing a tier through the real `sando serve`: an operator's freeze holds a promotion while gates run, lifting it deploys, an admin's override lets one version through, a config window freezes by the clock, a rollback goes back to a kept artifact (checked by sha256) whatever the freezes, a failed health check rolls back on its own, and so does a later tier whose nodes a version rolled back upstream had reached; a failed rollback is tried again when asked. Every act lands in the audit trail with its identity.
 
 mod util;
 
@@ -414,5 +414,76 @@ async fn a_version_rolled_back_upstream_is_taken_off_the_nodes_it_reached_downst
     assert_eq!((who.as_str(), what.as_str()), ("auto_rollback", "auto_rollback"));
     let before: Value = serde_json::from_str(entry["before"].as_str().unwrap()).unwrap();
     assert_eq!(before["barred"], "0.2.0", "{entry}");
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollback_is_tried_again_when_asked_even_to_the_current_version() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let team = team();
+    let nodes = root.path().join("nodes");
+    std::fs::create_dir_all(nodes.join("prod-1")).unwrap();
+    // 0.2.0 deploys but is unhealthy; deploying 0.1.0 fails while `broken`
+    // is there (a full disk, say).
+    let broken = root.path().join("broken");
+    let node = format!(
+        "[[tiers.nodes]]\nname = \"prod-1\"\ndeploy = \"sh -c '{{ [ {{version}} != 0.1.0 ] || [ ! -e {broken} ]; }} && cp {{artifact}} {nodes}/prod-1/tiny'\"\nhealth = \"sh -c 'test {{version}} != 0.2.0'\"",
+        broken = broken.display(),
+        nodes = nodes.display(),
+    );
+    let config = config::write(
+        root.path(),
+        &[
+            &config::head(&project.dir, ""),
+            "[[tiers]]\nname = \"prod\"\nauto_rollback = true",
+            &node,
+            CARGO_TEST,
+            &team.operators,
+        ],
+    );
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    rebuild(&daemon, &project.commit("0.1.0", ""));
+    promoted(&events, "0.1.0").await;
+    let first = std::fs::read(artifact(&daemon, "0.1.0")).unwrap();
+    std::fs::write(&broken, "").unwrap();
+    rebuild(&daemon, &project.commit("0.2.0", ""));
+    let failed = events.wait("rollback failed", WITHIN, |e| e["kind"] == "rolled_back").await;
+    assert_eq!(
+        (failed["event"]["by"].as_str(), failed["event"]["done"].as_bool()),
+        (Some("auto_rollback"), Some(false)),
+        "{failed}"
+    );
+    // The tier says 0.1.0, but its node still runs 0.2.0.
+    let second = std::fs::read(artifact(&daemon, "0.2.0")).unwrap();
+    assert_eq!(on_node(root.path()), second);
+    let state = poll_state(&daemon, "0.2.0 dropped", WITHIN, |s| {
+        tier(s, "prod")["candidate_version"].is_null()
+    });
+    assert_eq!(
+        (&tier(&state, "prod")["current_version"], &tier(&state, "prod")["rollback"]["progress"]),
+        (&json!("0.1.0"), &json!("failed"))
+    );
+
+    // Asked again once the node is fixed: the same rollback, by bob.
+    std::fs::remove_file(&broken).unwrap();
+    let rollback = |body: Value| {
+        daemon.post("/api/tiers/prod/rollback", Some(&team.bob), &body.to_string())
+    };
+    let (status, asked) = rollback(json!({"reason": "the disk is free again"}));
+    assert_eq!(status, 202, "{asked}");
+    assert_eq!(
+        (asked["from"].as_str(), asked["to"].as_str(), asked["by"].as_str()),
+        (Some("0.2.0"), Some("0.1.0"), Some("bob"))
+    );
+    let done = events
+        .wait("rolled back again", WITHIN, |e| e["kind"] == "rolled_back" && e["done"] == true)
+        .await;
+    assert_eq!(done["event"]["by"], "bob", "{done}");
+    assert_eq!(on_node(root.path()), first);
+    // Done now: asking for the current version again is refused.
+    let (status, refused) = rollback(json!({"to": "0.1.0", "reason": "again"}));
+    assert_eq!((status, refused["error"].as_str()), (409, Some("prod already runs 0.1.0")));
     daemon.kill();
 }

@@ -20,7 +20,7 @@ use super::{Daemon, Trigger};
 use crate::config::Tier;
 use crate::domain::{
     FreezeRequest, FreezeSource, FreezeState, FreezesResponse, OverrideRequest, PromotionBlocker,
-    RollbackRequest, RollbackState, TierId, Version,
+    RollbackProgress, RollbackRequest, RollbackState, TierId, Version,
 };
 use crate::identity::Identity;
 use crate::store::{FreezeRecord, NewRollback, OverrideRecord, RollbackRecord};
@@ -312,7 +312,7 @@ pub(super) async fn rollback(
     let Some(record) = daemon.store.insert_rollback(&new).await? else {
         let pending =
             daemon.store.rollbacks().await?.into_iter().any(|r| {
-                r.tier == tier.name && r.progress == crate::domain::RollbackProgress::Pending
+                r.tier == tier.name && r.progress == RollbackProgress::Pending
             });
         return Err(ApiError::Conflict(match pending {
             true => format!("a rollback of {} is under way", tier.name),
@@ -369,9 +369,9 @@ pub(crate) async fn auto_rollback(
     Ok(())
 }
 
-/// Where a rollback of `tier` goes: `to` if it ran there, else the
-/// version current before the current one. Never a version rolled back
-/// from there.
+/// Where a rollback of `tier` goes (from, to): `to` if it ran there, else
+/// the version current before the current one, never a version rolled
+/// back from there; or the tier's last rollback again, if it failed.
 async fn rollback_target(
     daemon: &Daemon,
     tier: &TierId,
@@ -387,8 +387,20 @@ async fn rollback_target(
         .ok_or_else(|| {
             ApiError::Conflict(format!("{tier} runs no version yet: nothing to roll back"))
         })?;
+    let controls = Controls::load(daemon).await?;
+    // The tier's last rollback failed on a node, and nothing moved since:
+    // asking again (for its version, or for none) tries it again, also
+    // when it went to the current version (the policy's, from a candidate
+    // some nodes kept).
+    if let Some(failed) = controls.rollbacks.iter().rfind(|r| &r.tier == tier)
+        && failed.progress == RollbackProgress::Failed
+        && to.is_none_or(|to| *to == failed.to)
+        && (current == failed.from || current == failed.to)
+    {
+        return Ok((failed.from.clone(), failed.to.clone()));
+    }
     let arrivals = daemon.store.arrivals(tier).await?;
-    let rolled_back = Controls::load(daemon).await?.barred(&daemon.config.tiers, tier);
+    let rolled_back = controls.barred(&daemon.config.tiers, tier);
     let to = match to {
         Some(to) if *to == current => {
             return Err(ApiError::Conflict(format!("{tier} already runs {to}")));

@@ -214,7 +214,7 @@ impl Store {
         pub async fn freeze_override(&self, tier: &TierId, version: &Version) -> Result<Option<OverrideRecord>>;
         /// The versions promoted to `tier`, newest arrival first.
         pub async fn arrivals(&self, tier: &TierId) -> Result<Vec<(Version, DateTime<Utc>)>>;
-        /// Asks for a rollback; `None` when the tier has one pending or no longer runs `from`.
+        /// Asks for a rollback; `None` when the tier has one pending, or `from` is neither its current version, its candidate, nor (a retry) the `from` of its last rollback, which failed with the same `to`.
         pub async fn insert_rollback(&self, new: &NewRollback<'_>) -> Result<Option<RollbackRecord>>;
         /// Every rollback, oldest first.
         pub async fn rollbacks(&self) -> Result<Vec<RollbackRecord>>;

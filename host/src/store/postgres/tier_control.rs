@@ -125,6 +125,9 @@ impl PgStore {
             r#"INSERT INTO rollbacks (tier, from_version, to_version, requested_by, reason, requested_at, progress)
                SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::text
                WHERE EXISTS (SELECT 1 FROM tiers WHERE name = $1 AND (current_version = $2 OR candidate_version = $2))
+                  OR EXISTS (SELECT 1 FROM rollbacks r
+                             WHERE r.id = (SELECT MAX(id) FROM rollbacks WHERE tier = $1)
+                               AND r.progress = 'failed' AND r.from_version = $2 AND r.to_version = $3)
                ON CONFLICT (tier) WHERE progress = 'pending' DO NOTHING
                RETURNING id"#,
             new.tier as &TierId,
