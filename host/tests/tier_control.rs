@@ -468,9 +468,8 @@ async fn a_failed_rollback_is_tried_again_when_asked_even_to_the_current_version
 
     // Asked again once the node is fixed: the same rollback, by bob.
     std::fs::remove_file(&broken).unwrap();
-    let rollback = |body: Value| {
-        daemon.post("/api/tiers/prod/rollback", Some(&team.bob), &body.to_string())
-    };
+    let rollback =
+        |body: Value| daemon.post("/api/tiers/prod/rollback", Some(&team.bob), &body.to_string());
     let (status, asked) = rollback(json!({"reason": "the disk is free again"}));
     assert_eq!(status, 202, "{asked}");
     assert_eq!(

@@ -310,10 +310,12 @@ pub(super) async fn rollback(
         at: Utc::now(),
     };
     let Some(record) = daemon.store.insert_rollback(&new).await? else {
-        let pending =
-            daemon.store.rollbacks().await?.into_iter().any(|r| {
-                r.tier == tier.name && r.progress == RollbackProgress::Pending
-            });
+        let pending = daemon
+            .store
+            .rollbacks()
+            .await?
+            .into_iter()
+            .any(|r| r.tier == tier.name && r.progress == RollbackProgress::Pending);
         return Err(ApiError::Conflict(match pending {
             true => format!("a rollback of {} is under way", tier.name),
             false => format!("{} no longer runs {from}: nothing was rolled back", tier.name),
