@@ -10,8 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use util::config::{CARGO_TEST, CONFIRM};
 use util::daemon::{Daemon, Events, Project, TOKEN, gate, gate_done, poll_state, tier};
-use util::team::{CARGO_TEST, CONFIRM, audit, get_as, rebuild, team, waiting_run, write_config};
+use util::team::{audit, get_as, rebuild, team, waiting_run, write_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_cannot_confirm_an_operator_can_and_the_run_records_the_tokens_identity() {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{Duration as Minutes, Utc};
 use serde_json::{Value, json};
 use util::config;
+use util::config::CARGO_TEST;
 use util::daemon::{Daemon, Events, Project, TOKEN, gate_done, poll_state, tier};
-use util::team::{CARGO_TEST, audit, get_as, rebuild, team, write_config};
+use util::team::{audit, get_as, rebuild, team, write_config};
 
 const WITHIN: Duration = Duration::from_secs(180);
 

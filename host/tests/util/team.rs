@@ -63,8 +63,6 @@ pub fn write_config(
     super::config::write(root, &[&super::config::head(repo, top), &prod, &node, gates, operators])
 }
 
-pub use super::config::{CARGO_TEST, CONFIRM};
-
 pub fn rebuild(daemon: &Daemon, sha: &str) {
     let (status, body) =
         daemon.post("/api/rebuild", Some(TOKEN), &json!({ "sha": sha }).to_string());
