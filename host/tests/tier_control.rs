@@ -426,7 +426,7 @@ async fn a_failed_rollback_is_tried_again_when_asked_even_to_the_current_version
     let nodes = root.path().join("nodes");
     std::fs::create_dir_all(nodes.join("prod-1")).unwrap();
     // 0.2.0 deploys but is unhealthy; deploying 0.1.0 fails while `broken`
-    // is there (a full disk, say).
+    // is there (a full disk, say), at once: one attempt per deploy.
     let broken = root.path().join("broken");
     let node = format!(
         "[[tiers.nodes]]\nname = \"prod-1\"\ndeploy = \"sh -c '{{ [ {{version}} != 0.1.0 ] || [ ! -e {broken} ]; }} && cp {{artifact}} {nodes}/prod-1/tiny'\"\nhealth = \"sh -c 'test {{version}} != 0.2.0'\"",
@@ -437,7 +437,7 @@ async fn a_failed_rollback_is_tried_again_when_asked_even_to_the_current_version
         root.path(),
         &[
             &config::head(&project.dir, ""),
-            "[[tiers]]\nname = \"prod\"\nauto_rollback = true",
+            "[[tiers]]\nname = \"prod\"\nauto_rollback = true\ndeploy_retry = { attempts = 1 }",
             &node,
             CARGO_TEST,
             &team.operators,
