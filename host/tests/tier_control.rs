@@ -1,4 +1,4 @@
-//! Holding and reversing a tier through the real `sando serve`: an operator's freeze holds a promotion while gates run, lifting it deploys, an admin's override lets one version through, a config window freezes by the clock, a rollback goes back to a kept artifact (checked by sha256) whatever the freezes, a failed health check rolls back on its own, and so does a later tier whose nodes a version rolled back upstream had reached; a failed rollback is tried again when asked. Every act lands in the audit trail with its identity.
+//! Holding and reversing a tier through the real `sando serve`: an operator's freeze holds a promotion while gates run, lifting it deploys, an admin's override lets one version through, a config window freezes by the clock, a rollback goes back to a kept artifact (checked by sha256) whatever the freezes, a failed health check rolls back on its own, and so does a later tier whose nodes a version rolled back upstream had reached; a failed rollback is tried again when asked; an override covers the freezes it was given for, not a later one. Every act lands in the audit trail with its identity.
 
 mod util;
 
@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use chrono::{Duration as Minutes, Utc};
 use serde_json::{Value, json};
-use util::config;
-use util::config::CARGO_TEST;
+use util::config::{self, CARGO_TEST, CONFIRM};
 use util::daemon::{Daemon, Events, Project, TOKEN, gate_done, poll_state, tier};
-use util::team::{audit, get_as, rebuild, team, write_config};
+use util::team::{audit, get_as, rebuild, team, waiting_run, write_config};
 
 const WITHIN: Duration = Duration::from_secs(180);
 
@@ -485,5 +484,64 @@ async fn a_failed_rollback_is_tried_again_when_asked_even_to_the_current_version
     // Done now: asking for the current version again is refused.
     let (status, refused) = rollback(json!({"to": "0.1.0", "reason": "again"}));
     assert_eq!((status, refused["error"].as_str()), (409, Some("prod already runs 0.1.0")));
+    daemon.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_covers_the_freezes_it_was_given_for_not_a_later_one() {
+    let root = tempfile::tempdir().unwrap();
+    let project = Project::new(root.path());
+    let team = team();
+    let gates = format!("{CARGO_TEST}\n{CONFIRM}");
+    let config = write_config(root.path(), &project.dir, "", "", &gates, &team.operators);
+    let daemon = Daemon::start(&config);
+    let events = Events::connect(&daemon.url).await;
+    let freeze = |reason: &str| {
+        let body = json!({"tier": "prod", "reason": reason}).to_string();
+        let (status, body) = daemon.post("/api/freezes", Some(&team.alice), &body);
+        assert_eq!(status, 201, "{body}");
+    };
+    let over = || {
+        let body = json!({"version": "0.1.0", "reason": "the fix"}).to_string();
+        daemon.post("/api/tiers/prod/override", Some(TOKEN), &body)
+    };
+
+    // Frozen; the admin lets 0.1.0 through while its confirmation waits.
+    freeze("release weekend");
+    rebuild(&daemon, &project.commit("0.1.0", ""));
+    let run = waiting_run(&events).await;
+    let (status, body) = over();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = over();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            409,
+            Some(
+                "0.1.0 already has an override at prod (by admin), which every freeze in force began before"
+            )
+        )
+    );
+
+    // A new freeze is a new decision: it holds 0.1.0 once confirmed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    freeze("incident 7");
+    let confirm = format!("/api/gate-runs/{run}/confirm");
+    let (status, body) = daemon.post(&confirm, Some(&team.bob), "{}");
+    assert_eq!(status, 200, "{body}");
+    let prod = poll_state(&daemon, "held by incident 7", WITHIN, |s| {
+        tier(s, "prod")["promotion_blocked"]["tier_frozen"]["reason"] == "incident 7"
+    });
+    assert_eq!(tier(&prod, "prod")["override_version"], "0.1.0");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events.count(|e| e["kind"] == "deploy_start"), 0);
+
+    // Renewed for it, the override lets 0.1.0 through.
+    let (status, body) = over();
+    assert_eq!(status, 200, "{body}");
+    promoted(&events, "0.1.0").await;
+    let trail = acts(&daemon, &team.viewer);
+    let overrides = trail.iter().filter(|(_, what)| what == "override_freeze").count();
+    assert_eq!(overrides, 2, "{trail:?}");
     daemon.kill();
 }
